@@ -1,0 +1,193 @@
+//! The typed error of libcore. Each variant says what the caller does next;
+//! `Display` is one sentence that names the file and the problem, because
+//! the tools print it as their one-line error.
+
+use crate::types::{Lsn, PageNo};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Where inside a file a problem was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Page(PageNo),
+    Offset(u64),
+    Whole,
+}
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed on `path`.
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+    /// Bytes on disk are not what the format allows (bad checksum that did
+    /// not heal, impossible length, broken link).
+    Corrupt {
+        path: PathBuf,
+        at: Location,
+        what: String,
+    },
+    /// Redo needs a log record that is not there: a page is older than the
+    /// change that should apply to it, and no later full image repaired it.
+    LogSequence {
+        path: PathBuf,
+        page: PageNo,
+        missing: Lsn,
+    },
+    /// A log file between two present ones is missing.
+    LogGap { path: PathBuf },
+    /// The file's format version (or magic) is one we do not read.
+    Version { path: PathBuf, what: String },
+    /// The directory exists but holds no environment (and creating one was
+    /// not asked for).
+    NotEnvironment { path: PathBuf },
+    /// A bad line in DB_CONFIG.
+    Config {
+        path: PathBuf,
+        line: usize,
+        text: String,
+        what: String,
+    },
+    /// Another process owns the environment.
+    Locked { path: PathBuf, pid: u32 },
+    /// A caller asked for something impossible (bad flag combination, key
+    /// too large, unknown database).
+    InvalidArgument(String),
+    /// A named thing does not exist (database, key for an operation that
+    /// requires it).
+    NotFound(String),
+    /// An earlier fsync failed: nothing more is written until recovery runs.
+    Failed { path: PathBuf, why: String },
+    /// A read-only view saw a page newer than its snapshot: the owner
+    /// changed the environment under it. Callers refresh and retry.
+    SnapshotMoved,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+
+    pub fn corrupt(path: impl Into<PathBuf>, at: Location, what: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            at,
+            what: what.into(),
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Error {
+        Error::InvalidArgument(msg.into())
+    }
+
+    /// True when the error is an ENOENT from the OS.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            Error::NotFound(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, op, source } => {
+                write!(f, "{}: {}: {}", path.display(), op, strip_os_suffix(source))
+            }
+            Error::Corrupt { path, at, what } => match at {
+                Location::Page(p) => write!(f, "{}: page {}: {}", path.display(), p, what),
+                Location::Offset(o) => write!(f, "{}: offset {}: {}", path.display(), o, what),
+                Location::Whole => write!(f, "{}: {}", path.display(), what),
+            },
+            Error::LogSequence {
+                path,
+                page,
+                missing,
+            } => write!(
+                f,
+                "{}: page {}: log sequence error: the log record at {} that changed this page is missing",
+                path.display(),
+                page,
+                missing
+            ),
+            Error::LogGap { path } => write!(
+                f,
+                "{}: log file missing: the log has a gap here (was it removed before it was copied?)",
+                path.display()
+            ),
+            Error::Version { path, what } => write!(f, "{}: {}", path.display(), what),
+            Error::NotEnvironment { path } => write!(
+                f,
+                "{}: not an environment (no log files or databases found)",
+                path.display()
+            ),
+            Error::Config {
+                path,
+                line,
+                text,
+                what,
+            } => write!(f, "{}: line {}: {}: {}", path.display(), line, what, text),
+            Error::Locked { path, pid } => {
+                write!(f, "{}: environment in use by pid {}", path.display(), pid)
+            }
+            Error::InvalidArgument(m) => write!(f, "{}", m),
+            Error::NotFound(m) => write!(f, "{}", m),
+            Error::Failed { path, why } => write!(
+                f,
+                "{}: environment failed ({}); run recovery",
+                path.display(),
+                why
+            ),
+            Error::SnapshotMoved => write!(f, "the environment changed during a read; retry"),
+        }
+    }
+}
+
+/// `io::Error`'s Display appends " (os error 2)"; Berkeley DB prints the
+/// bare strerror text, and so do we.
+fn strip_os_suffix(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_file_and_drop_os_error_codes() {
+        let e = Error::io(
+            "/x/a.db",
+            "open",
+            io::Error::from_raw_os_error(2), // ENOENT
+        );
+        assert_eq!(e.to_string(), "/x/a.db: open: No such file or directory");
+        assert!(e.is_not_found());
+        let e = Error::corrupt("a.db", Location::Page(PageNo(3)), "checksum mismatch");
+        assert_eq!(e.to_string(), "a.db: page 3: checksum mismatch");
+    }
+}

@@ -1,0 +1,18 @@
+//! libcore: the engine under the bdbtools utilities. It owns every byte of
+//! the on-disk formats (pages, log records, the region, DB_CONFIG, the dump
+//! text format) and all page, log, B-tree, transaction and recovery logic.
+//! It never prints and never exits: tools do that.
+
+pub mod btree;
+pub mod codec;
+pub mod config;
+pub mod dump;
+pub mod error;
+pub mod log;
+pub mod page;
+pub mod pagestore;
+pub mod types;
+pub mod vfs;
+
+pub use error::{Error, Location, Result};
+pub use types::{FileId, Lsn, PageNo, TxnId};
