@@ -9,8 +9,10 @@ pub mod config;
 pub mod dump;
 pub mod error;
 pub mod log;
+pub mod owner;
 pub mod page;
 pub mod pagestore;
+pub mod region;
 pub mod types;
 pub mod vfs;
 
