@@ -1,0 +1,187 @@
+//! Where an environment's files are: the home, the data directories and the
+//! log directory named by DB_CONFIG, and which files in them are databases
+//! or logs. Every tool resolves paths through here so that `db_archive`,
+//! `db_hotbackup` and recovery agree on what belongs to the environment.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::log::parse_log_name;
+use crate::page::{Meta, META_PROBE};
+use crate::vfs::{OpenMode, SharedVfs};
+use std::path::{Path, PathBuf};
+
+/// The resolved directories of one environment.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub home: PathBuf,
+    pub config: Config,
+    /// Data directories as configured (relative ones joined to home), in
+    /// DB_CONFIG order; the home itself when none is configured.
+    pub data_dirs: Vec<PathBuf>,
+    /// Where new databases are created.
+    pub create_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+/// One database file found in a data directory.
+#[derive(Debug, Clone)]
+pub struct DbFileInfo {
+    /// Name relative to its data directory (what log records carry).
+    pub name: String,
+    pub path: PathBuf,
+    pub meta_page_size: u32,
+}
+
+impl Layout {
+    /// Checks that `home` is a directory and reads its DB_CONFIG.
+    pub fn resolve(vfs: &SharedVfs, home: &Path) -> Result<Layout> {
+        if !vfs.exists(home) {
+            return Err(Error::io(
+                home,
+                "open",
+                std::io::Error::from_raw_os_error(2), // ENOENT
+            ));
+        }
+        if !vfs.is_dir(home) {
+            return Err(Error::io(
+                home,
+                "open",
+                std::io::Error::from_raw_os_error(20), // ENOTDIR
+            ));
+        }
+        let config = Config::read(home)?;
+        Ok(Layout::with_config(home, config))
+    }
+
+    pub fn with_config(home: &Path, config: Config) -> Layout {
+        let join = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                home.join(p)
+            }
+        };
+        let mut data_dirs: Vec<PathBuf> = config.data_dirs.iter().map(|d| join(d)).collect();
+        let create_dir = match &config.create_dir {
+            Some(d) => join(d),
+            None => data_dirs.first().cloned().unwrap_or_else(|| home.to_path_buf()),
+        };
+        if data_dirs.is_empty() {
+            data_dirs.push(home.to_path_buf());
+        }
+        if !data_dirs.contains(&create_dir) {
+            data_dirs.push(create_dir.clone());
+        }
+        let log_dir = match &config.lg_dir {
+            Some(d) => join(d),
+            None => home.to_path_buf(),
+        };
+        Layout {
+            home: home.to_path_buf(),
+            config,
+            data_dirs,
+            create_dir,
+            log_dir,
+        }
+    }
+
+    /// Numbers of the log files present, ascending.
+    pub fn log_files(&self, vfs: &SharedVfs) -> Result<Vec<u32>> {
+        if !vfs.is_dir(&self.log_dir) {
+            return Err(Error::io(
+                &self.log_dir,
+                "read directory",
+                std::io::Error::from_raw_os_error(2),
+            ));
+        }
+        let mut v: Vec<u32> = vfs
+            .list(&self.log_dir)?
+            .iter()
+            .filter_map(|n| n.to_str().and_then(parse_log_name))
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    pub fn log_path(&self, n: u32) -> PathBuf {
+        self.log_dir.join(crate::log::log_name(n))
+    }
+
+    /// Every database file of the environment: each regular file in a data
+    /// directory whose first bytes are our meta page. Sorted by name.
+    pub fn db_files(&self, vfs: &SharedVfs) -> Result<Vec<DbFileInfo>> {
+        let mut out: Vec<DbFileInfo> = Vec::new();
+        for dir in &self.data_dirs {
+            if !vfs.is_dir(dir) {
+                continue;
+            }
+            for name in vfs.list(dir)? {
+                let Some(name) = name.to_str() else { continue };
+                if is_env_internal(name) || parse_log_name(name).is_some() {
+                    continue;
+                }
+                let path = dir.join(name);
+                if vfs.is_dir(&path) || out.iter().any(|f| f.name == name) {
+                    continue;
+                }
+                if let Some(ps) = probe_db(vfs, &path) {
+                    out.push(DbFileInfo {
+                        name: name.to_string(),
+                        path,
+                        meta_page_size: ps,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Where the database `name` lives: the first data directory holding it,
+    /// or the create directory for a new one.
+    pub fn db_path(&self, vfs: &SharedVfs, name: &str) -> PathBuf {
+        for d in &self.data_dirs {
+            let p = d.join(name);
+            if vfs.exists(&p) {
+                return p;
+            }
+        }
+        self.create_dir.join(name)
+    }
+}
+
+/// Files that belong to the environment's machinery, never databases.
+pub fn is_env_internal(name: &str) -> bool {
+    name.starts_with("__db") || name == "DB_CONFIG" || name.starts_with(".tmp.")
+}
+
+/// Reads the first bytes of `path`; `Some(page_size)` if it is one of our
+/// database files.
+pub fn probe_db(vfs: &SharedVfs, path: &Path) -> Option<u32> {
+    let f = vfs.open(path, OpenMode::Read).ok()?;
+    let mut head = [0u8; META_PROBE];
+    if f.read_at(&mut head, 0).ok()? < META_PROBE {
+        return None;
+    }
+    Meta::probe(&head).ok()
+}
+
+/// Checks a database name given by a user or found in a log record: a plain
+/// relative file name inside the data directory, never `..`, an absolute
+/// path or a directory part, so no record can make recovery touch a file
+/// outside the environment.
+pub fn check_db_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.contains('/')
+        || name.contains('\0')
+        || name == "."
+        || name == ".."
+        || is_env_internal(name)
+        || parse_log_name(name).is_some();
+    if bad {
+        return Err(Error::invalid(format!(
+            "{name:?}: not a valid database file name (a plain name inside the data directory)"
+        )));
+    }
+    Ok(())
+}

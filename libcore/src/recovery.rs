@@ -1,0 +1,670 @@
+//! Redo recovery: normal (from the last checkpoint's redo LSN), catastrophic
+//! (from the first log file present), from a given LSN (incremental backup
+//! update), and to a point in time. DESIGN.md section 5 is the contract:
+//!
+//! * a transaction's records are applied only when its commit record is
+//!   read, so a batch cut short by a crash leaves no trace, and the end of
+//!   the log is the end of the last complete batch (what follows is cut);
+//! * a page is changed by a record only if the record is newer than the
+//!   page; a torn or never-written page counts as older than everything;
+//! * a byte-range change applies only to a page whose LSN is the record's
+//!   "LSN before"; an older page waits for a later full image, and a page
+//!   still waiting when the log ends is a log sequence error naming the
+//!   file, the page and the missing LSN;
+//! * recovery never touches a file outside the data directory, whatever
+//!   name a log record carries (`layout::check_db_name`).
+//!
+//! The same code runs with `write: false` for read-only views: the
+//! replayed pages stay in memory (`RecoveryOutcome::overlay`) and nothing
+//! on disk changes.
+
+use crate::cache::PageKey;
+use crate::error::{Error, Location, Result};
+use crate::layout::{check_db_name, Layout};
+use crate::log::{self, Checkpoint, LogCursor, Record};
+use crate::page::{self, Meta, PageCheck};
+use crate::pagestore::PageBuf;
+use crate::types::{FileId, Lsn, PageNo, TxnId};
+use crate::vfs::{OpenMode, SharedVfs, VFile};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// From the redo LSN of the last checkpoint.
+    #[default]
+    Normal,
+    /// From the first record of the first log file present.
+    Catastrophic,
+    /// From this LSN (an incremental update of a backup that already
+    /// replayed everything before it).
+    From(Lsn),
+}
+
+/// Mode of files recovery creates.
+const DB_FILE_MODE: u32 = 0o660;
+/// Replayed pages kept in memory before they are written out (write mode).
+const BUFFER_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct RecoveryOptions<'a> {
+    pub mode: RecoveryMode,
+    /// Write pages to the data files and cut the log's torn tail; without
+    /// it nothing on disk changes and pages stay in `overlay`.
+    pub write: bool,
+    /// Stop before the first commit later than this time (unix seconds),
+    /// and cut the log there.
+    pub until: Option<u64>,
+    /// Called with a percentage as redo goes on.
+    pub progress: Option<&'a mut dyn FnMut(u32)>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryOutcome {
+    pub env_id: Option<u64>,
+    /// First file of the log, and where redo began (`None`: no log).
+    pub first_file: u32,
+    pub start: Option<Lsn>,
+    /// End of the last complete transaction: where the next record goes.
+    pub end: Lsn,
+    /// The end of the valid log as found (before anything was cut).
+    pub found_end: Lsn,
+    pub max_txn: TxnId,
+    pub last_ckp: Option<(Lsn, Checkpoint)>,
+    /// Database file names by id, as of the end of redo.
+    pub files: HashMap<FileId, String>,
+    pub max_file_id: FileId,
+    /// Read-only views: the replayed pages.
+    pub overlay: HashMap<PageKey, PageBuf>,
+    pub records: u64,
+    pub commits: u64,
+    pub pages_applied: u64,
+    /// LSNs of bulk-mode markers replayed.
+    pub bulk_markers: Vec<Lsn>,
+    pub last_commit_time: Option<u64>,
+    /// Recovery stopped at `until` before the end of the log.
+    pub stopped_at_time: bool,
+    /// Things worth telling an operator that did not stop recovery.
+    pub warnings: Vec<String>,
+}
+
+struct RFile {
+    name: String,
+    path: PathBuf,
+    page_size: usize,
+    handle: Option<Box<dyn VFile>>,
+}
+
+struct Redo<'a> {
+    vfs: &'a SharedVfs,
+    layout: &'a Layout,
+    write: bool,
+    files: HashMap<FileId, RFile>,
+    pages: HashMap<PageKey, Vec<u8>>,
+    buffered: usize,
+    waiting: BTreeMap<PageKey, Lsn>,
+    applied: u64,
+    /// Records for files recovery knows nothing about (id -> first LSN).
+    unknown: BTreeMap<FileId, Lsn>,
+}
+
+pub fn recover(
+    vfs: &SharedVfs,
+    layout: &Layout,
+    mut opts: RecoveryOptions<'_>,
+) -> Result<RecoveryOutcome> {
+    let mut out = RecoveryOutcome::default();
+    let mut cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
+    let Some(&first) = cur.files().first() else {
+        return Ok(out);
+    };
+    let last_file = cur.files().last().copied().unwrap_or(first);
+    out.first_file = first;
+    out.env_id = cur.env_id();
+    let ckp = log::last_checkpoint(vfs, &layout.log_dir)?;
+    let log_start = Lsn::new(first, log::FIRST_RECORD_OFFSET);
+    let start = match opts.mode {
+        RecoveryMode::Catastrophic => log_start,
+        RecoveryMode::From(l) => l.max(log_start),
+        RecoveryMode::Normal => match &ckp {
+            Some((_, c)) => c.redo_lsn.max(log_start),
+            None => log_start,
+        },
+    };
+    if let (RecoveryMode::Normal, Some((_, c))) = (opts.mode, &ckp) {
+        if c.redo_lsn.file < first {
+            return Err(Error::LogGap {
+                path: layout.log_path(c.redo_lsn.file),
+            });
+        }
+    }
+    if let RecoveryMode::From(l) = opts.mode {
+        if l.file < first {
+            return Err(Error::LogGap {
+                path: layout.log_path(l.file),
+            });
+        }
+    }
+    out.start = Some(start);
+    out.last_ckp = ckp.clone();
+
+    let mut redo = Redo {
+        vfs,
+        layout,
+        write: opts.write,
+        files: HashMap::new(),
+        pages: HashMap::new(),
+        buffered: 0,
+        waiting: BTreeMap::new(),
+        applied: 0,
+        unknown: BTreeMap::new(),
+    };
+    redo.load_file_table(ckp.as_ref().map(|c| &c.1))?;
+
+    // Sizes of the files from `start` on, for progress percentages.
+    let sizes: Vec<(u32, u64)> = cur
+        .files()
+        .iter()
+        .filter(|&&n| n >= start.file)
+        .map(|&n| {
+            let len = vfs
+                .open(&layout.log_path(n), OpenMode::Read)
+                .and_then(|h| h.len())
+                .unwrap_or(0);
+            (n, len)
+        })
+        .collect();
+    let total: u64 = sizes.iter().map(|s| s.1).sum::<u64>().max(1);
+    let position = |lsn: Lsn| -> u64 {
+        sizes
+            .iter()
+            .take_while(|s| s.0 < lsn.file)
+            .map(|s| s.1)
+            .sum::<u64>()
+            + u64::from(lsn.offset)
+    };
+    let mut last_pct = u32::MAX;
+
+    cur.seek(start)?;
+    let mut pending: Vec<(Lsn, Record)> = Vec::new();
+    let mut pending_txn = TxnId(0);
+    let mut end = start;
+    let mut complete = false;
+    loop {
+        let Some((lsn, txn, rec)) = cur.next()? else {
+            break;
+        };
+        if complete {
+            end = lsn;
+            complete = false;
+        }
+        out.records += 1;
+        if let Some(p) = opts.progress.as_mut() {
+            let pct = ((position(lsn) * 100) / total).min(100) as u32;
+            if pct != last_pct {
+                p(pct);
+                last_pct = pct;
+            }
+        }
+        match rec {
+            Record::Checkpoint(c) => {
+                pending.clear();
+                out.last_ckp = Some((lsn, c));
+                complete = true;
+            }
+            Record::Commit { timestamp } => {
+                if opts.until.is_some_and(|t| timestamp > t) {
+                    out.stopped_at_time = true;
+                    break;
+                }
+                if txn != pending_txn {
+                    pending.clear();
+                }
+                for (l, r) in pending.drain(..) {
+                    redo.apply(l, r, &mut out)?;
+                }
+                out.commits += 1;
+                out.max_txn = out.max_txn.max(txn);
+                out.last_commit_time = Some(timestamp);
+                complete = true;
+            }
+            r => {
+                if txn != pending_txn {
+                    // A new transaction: anything pending had no commit
+                    // (cannot happen in a log we wrote; be safe).
+                    pending.clear();
+                    pending_txn = txn;
+                }
+                out.max_txn = out.max_txn.max(txn);
+                pending.push((lsn, r));
+            }
+        }
+        if redo.write && redo.buffered > BUFFER_LIMIT {
+            redo.flush()?;
+        }
+    }
+    out.found_end = cur.end()?;
+    if complete {
+        end = out.found_end;
+    }
+    out.end = end;
+    if let Some(p) = opts.progress.as_mut() {
+        if last_pct != 100 {
+            p(100);
+        }
+    }
+    if let Some((key, missing)) = redo.waiting.iter().next() {
+        let path = redo
+            .files
+            .get(&key.0)
+            .map(|f| f.path.clone())
+            .unwrap_or_else(|| layout.home.join(format!("file-id-{}", key.0)));
+        return Err(Error::LogSequence {
+            path,
+            page: key.1,
+            missing: *missing,
+        });
+    }
+    for (id, lsn) in &redo.unknown {
+        out.warnings.push(format!(
+            "log record at {lsn} changes database file id {id}, which is not in the environment (removed by hand?)"
+        ));
+    }
+    out.pages_applied = redo.applied;
+    out.files = redo
+        .files
+        .iter()
+        .map(|(id, f)| (*id, f.name.clone()))
+        .collect();
+    out.max_file_id = redo.files.keys().copied().max().unwrap_or_default();
+    if opts.write {
+        redo.flush()?;
+        redo.sync()?;
+        if opts.until.is_some() {
+            redo.check_not_newer_than(end)?;
+        }
+        cut_log(vfs, layout, end, last_file)?;
+    } else {
+        out.overlay = redo
+            .pages
+            .drain()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
+    }
+    Ok(out)
+}
+
+/// Removes everything after `end`: the torn tail of the last file, a
+/// batch that never got its commit, and log files past `end`'s file.
+fn cut_log(vfs: &SharedVfs, layout: &Layout, end: Lsn, last_file: u32) -> Result<()> {
+    let mut changed = false;
+    for n in (end.file + 1)..=last_file {
+        let p = layout.log_path(n);
+        if vfs.exists(&p) {
+            vfs.remove(&p)?;
+            changed = true;
+        }
+    }
+    let p = layout.log_path(end.file);
+    if vfs.exists(&p) {
+        let h = vfs.open(&p, OpenMode::ReadWrite)?;
+        if h.len()? > u64::from(end.offset) {
+            h.set_len(u64::from(end.offset))?;
+            h.sync()?;
+        }
+    }
+    if changed {
+        vfs.sync_dir(&layout.log_dir)?;
+    }
+    Ok(())
+}
+
+impl Redo<'_> {
+    /// Files known before redo starts: the checkpoint's list, then every
+    /// database file in the data directories (by the id in its meta page).
+    fn load_file_table(&mut self, ckp: Option<&Checkpoint>) -> Result<()> {
+        if let Some(c) = ckp {
+            for (id, name) in &c.files {
+                let Ok(name) = String::from_utf8(name.clone()) else {
+                    continue;
+                };
+                if check_db_name(&name).is_err() {
+                    continue;
+                }
+                let path = self.layout.db_path(self.vfs, &name);
+                self.bind(*id, name, path, None)?;
+            }
+        }
+        for info in self.layout.db_files(self.vfs)? {
+            if self.files.values().any(|f| f.name == info.name) {
+                continue;
+            }
+            let h = self.vfs.open(&info.path, OpenMode::Read)?;
+            let mut buf = vec![0u8; info.meta_page_size as usize];
+            h.read_at(&mut buf, 0)?;
+            if page::check(&buf, PageNo::META) != PageCheck::Ok {
+                continue;
+            }
+            if let Ok(m) = Meta::decode(&buf) {
+                self.bind(m.file_id, info.name, info.path, Some(m.page_size as usize))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bind(
+        &mut self,
+        id: FileId,
+        name: String,
+        path: PathBuf,
+        page_size: Option<usize>,
+    ) -> Result<()> {
+        let exists = self.vfs.exists(&path);
+        let handle = if exists {
+            let mode = if self.write {
+                OpenMode::ReadWrite
+            } else {
+                OpenMode::Read
+            };
+            Some(self.vfs.open(&path, mode)?)
+        } else {
+            None
+        };
+        let page_size = match page_size {
+            Some(p) => p,
+            None => crate::layout::probe_db(self.vfs, &path)
+                .map(|p| p as usize)
+                .unwrap_or(0),
+        };
+        self.files.insert(
+            id,
+            RFile {
+                name,
+                path,
+                page_size,
+                handle,
+            },
+        );
+        Ok(())
+    }
+
+    fn apply(&mut self, lsn: Lsn, rec: Record, out: &mut RecoveryOutcome) -> Result<()> {
+        match rec {
+            Record::FileCreate {
+                file_id,
+                page_size,
+                name,
+            } => self.create(lsn, file_id, page_size, &name),
+            Record::FileRemove { file_id, .. } => self.remove(file_id),
+            Record::FileRename { file_id, new, .. } => self.rename(lsn, file_id, &new),
+            Record::PageImage {
+                file_id,
+                pgno,
+                image,
+            } => self.image(lsn, file_id, pgno, image),
+            Record::PageDelta {
+                file_id,
+                pgno,
+                prev_lsn,
+                ranges,
+            } => self.delta(lsn, file_id, pgno, prev_lsn, &ranges),
+            Record::BulkMarker { .. } => {
+                out.bulk_markers.push(lsn);
+                Ok(())
+            }
+            Record::Commit { .. } | Record::Checkpoint(_) => Ok(()),
+        }
+    }
+
+    fn record_name(&self, lsn: Lsn, name: &[u8]) -> Result<String> {
+        let bad = || {
+            Error::corrupt(
+                self.layout.log_path(lsn.file),
+                Location::Offset(u64::from(lsn.offset)),
+                format!(
+                    "log record names the file {:?}, which is not a plain name inside the data directory; refusing",
+                    String::from_utf8_lossy(name)
+                ),
+            )
+        };
+        let s = String::from_utf8(name.to_vec()).map_err(|_| bad())?;
+        check_db_name(&s).map_err(|_| bad())?;
+        Ok(s)
+    }
+
+    fn create(&mut self, lsn: Lsn, id: FileId, page_size: u32, name: &[u8]) -> Result<()> {
+        let name = self.record_name(lsn, name)?;
+        if !page::valid_page_size(page_size as usize) {
+            return Err(Error::corrupt(
+                self.layout.log_path(lsn.file),
+                Location::Offset(u64::from(lsn.offset)),
+                format!("file create record with page size {page_size}"),
+            ));
+        }
+        let path = self.layout.db_path(self.vfs, &name);
+        // A file of that name already bound to another id is an earlier
+        // incarnation; this record's id takes the name over.
+        self.files.retain(|fid, f| *fid == id || f.name != name);
+        if let Some(f) = self.files.get(&id) {
+            if f.handle.is_some() && f.name == name {
+                return Ok(());
+            }
+        }
+        let handle = if self.write {
+            // Never truncate: bulk-mode pages may already be in the file.
+            let h = self.vfs.open(&path, OpenMode::Create(DB_FILE_MODE))?;
+            if let Some(dir) = path.parent() {
+                self.vfs.sync_dir(dir)?;
+            }
+            Some(h)
+        } else if self.vfs.exists(&path) {
+            Some(self.vfs.open(&path, OpenMode::Read)?)
+        } else {
+            None
+        };
+        self.files.insert(
+            id,
+            RFile {
+                name,
+                path,
+                page_size: page_size as usize,
+                handle,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove(&mut self, id: FileId) -> Result<()> {
+        self.pages.retain(|k, _| k.0 != id);
+        self.waiting.retain(|k, _| k.0 != id);
+        if let Some(f) = self.files.remove(&id) {
+            if self.write && self.vfs.exists(&f.path) {
+                self.vfs.remove(&f.path)?;
+                if let Some(dir) = f.path.parent() {
+                    self.vfs.sync_dir(dir)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rename(&mut self, lsn: Lsn, id: FileId, new: &[u8]) -> Result<()> {
+        let new = self.record_name(lsn, new)?;
+        let Some(f) = self.files.get_mut(&id) else {
+            return Ok(());
+        };
+        let to = f
+            .path
+            .parent()
+            .map(|d| d.join(&new))
+            .unwrap_or_else(|| PathBuf::from(&new));
+        if self.write && self.vfs.exists(&f.path) {
+            self.vfs.rename(&f.path, &to)?;
+            if let Some(dir) = to.parent() {
+                self.vfs.sync_dir(dir)?;
+            }
+        }
+        f.name = new;
+        f.path = to;
+        Ok(())
+    }
+
+    /// The page's current bytes and effective LSN (zero when torn, never
+    /// written or past the end of the file).
+    fn current(&mut self, key: PageKey) -> Result<Option<(Vec<u8>, Lsn)>> {
+        if let Some(p) = self.pages.get(&key) {
+            let l = page::lsn(p);
+            return Ok(Some((p.clone(), l)));
+        }
+        let Some(f) = self.files.get(&key.0) else {
+            return Ok(None);
+        };
+        let ps = f.page_size;
+        let mut buf = vec![0u8; ps];
+        let lsn = match &f.handle {
+            Some(h) => {
+                let n = h.read_at(&mut buf, u64::from(key.1 .0) * ps as u64)?;
+                if n == ps && page::check(&buf, key.1) == PageCheck::Ok {
+                    page::lsn(&buf)
+                } else {
+                    Lsn::ZERO
+                }
+            }
+            None => Lsn::ZERO,
+        };
+        Ok(Some((buf, lsn)))
+    }
+
+    fn store(&mut self, key: PageKey, buf: Vec<u8>) {
+        if self.pages.insert(key, buf).is_none() {
+            self.buffered += self.files.get(&key.0).map(|f| f.page_size).unwrap_or(0);
+        }
+        self.applied += 1;
+    }
+
+    fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: Vec<u8>) -> Result<()> {
+        let key = (id, pgno);
+        let Some(ps) = self.files.get(&id).map(|f| f.page_size) else {
+            self.unknown.entry(id).or_insert(lsn);
+            return Ok(());
+        };
+        if image.len() != ps {
+            return Err(self.bad_record(lsn, "page image of the wrong size"));
+        }
+        let Some((_, cur)) = self.current(key)? else {
+            return Ok(());
+        };
+        if cur >= lsn {
+            self.waiting.remove(&key);
+            return Ok(());
+        }
+        let mut buf = image;
+        page::set_lsn(&mut buf, lsn);
+        self.waiting.remove(&key);
+        self.store(key, buf);
+        Ok(())
+    }
+
+    fn delta(
+        &mut self,
+        lsn: Lsn,
+        id: FileId,
+        pgno: PageNo,
+        prev: Lsn,
+        ranges: &[(u32, Vec<u8>)],
+    ) -> Result<()> {
+        let key = (id, pgno);
+        if !self.files.contains_key(&id) {
+            self.unknown.entry(id).or_insert(lsn);
+            return Ok(());
+        }
+        let Some((mut buf, cur)) = self.current(key)? else {
+            return Ok(());
+        };
+        if cur >= lsn {
+            return Ok(());
+        }
+        if self.waiting.contains_key(&key) {
+            return Ok(());
+        }
+        if cur != prev {
+            self.waiting.insert(key, prev);
+            return Ok(());
+        }
+        for (off, bytes) in ranges {
+            let off = *off as usize;
+            let end = off.checked_add(bytes.len()).unwrap_or(usize::MAX);
+            if off < page::LSN_END || end > buf.len() {
+                return Err(self.bad_record(lsn, "page change outside the page"));
+            }
+            buf[off..end].copy_from_slice(bytes);
+        }
+        page::set_lsn(&mut buf, lsn);
+        self.store(key, buf);
+        Ok(())
+    }
+
+    fn bad_record(&self, lsn: Lsn, what: &str) -> Error {
+        Error::corrupt(
+            self.layout.log_path(lsn.file),
+            Location::Offset(u64::from(lsn.offset)),
+            what,
+        )
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let mut keys: Vec<PageKey> = self.pages.keys().copied().collect();
+        keys.sort();
+        for key in keys {
+            let Some(mut buf) = self.pages.remove(&key) else {
+                continue;
+            };
+            let Some(f) = self.files.get(&key.0) else {
+                continue;
+            };
+            let Some(h) = &f.handle else { continue };
+            page::seal(&mut buf);
+            h.write_at(&buf, u64::from(key.1 .0) * f.page_size as u64)?;
+        }
+        self.buffered = 0;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        for f in self.files.values() {
+            if let Some(h) = &f.handle {
+                h.sync()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After recovery to a time: no page may be newer than the point it
+    /// stopped at, or the result would mix two states.
+    fn check_not_newer_than(&self, end: Lsn) -> Result<()> {
+        for f in self.files.values() {
+            let Some(h) = &f.handle else { continue };
+            let ps = f.page_size;
+            if ps == 0 {
+                continue;
+            }
+            let n = h.len()? / ps as u64;
+            let mut buf = vec![0u8; ps];
+            for p in 0..n {
+                h.read_at(&mut buf, p * ps as u64)?;
+                if page::check(&buf, PageNo(p as u32)) == PageCheck::Ok && page::lsn(&buf) > end {
+                    return Err(Error::corrupt(
+                        &f.path,
+                        Location::Page(PageNo(p as u32)),
+                        format!(
+                            "page is newer ({}) than the recovery point {end}; recover from an older copy of the databases",
+                            page::lsn(&buf)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
