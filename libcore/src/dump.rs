@@ -351,7 +351,7 @@ fn decode_print(s: &[u8]) -> std::result::Result<Vec<u8>, String> {
 }
 
 fn decode_bytevalue(s: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd number of hex digits".to_string());
     }
     s.chunks(2)
