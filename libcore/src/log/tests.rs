@@ -766,3 +766,19 @@ fn torn_creation_of_the_last_file_is_ignored_and_removed_on_open() {
     // create refuses to start over an existing log.
     assert!(Log::create(vfs, d.path(), ENV, MIN_LG_MAX).is_err());
 }
+
+#[test]
+fn log_is_send_and_sync_and_garbage_never_panics_the_decoder() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
+    assert_send_sync::<Arc<Log>>();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = (x % 64) as usize;
+        let bytes: Vec<u8> = (0..len).map(|i| (x >> (i % 8 * 8)) as u8 & 0x0f).collect();
+        let _ = Record::decode((x >> 60) as u8 % 10, &bytes);
+    }
+}

@@ -325,9 +325,7 @@ impl Log {
                     if target > s.durable {
                         s.durable = target;
                     }
-                    drop(s);
                     self.synced.notify_all();
-                    s = lock(&self.sync);
                 }
                 Err(e) => {
                     drop(s);
@@ -383,7 +381,7 @@ impl Appender<'_> {
             let (f, o, _) = self.place(file, offset, len);
             out.push(Lsn::new(f, o));
             file = f;
-            offset = o.saturating_add(len as u32);
+            offset = o.saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
         }
         out
     }
