@@ -337,11 +337,10 @@ impl Log {
 
     /// Switches to a fresh log file now (the first owner of a copied
     /// environment does this, so its records never share a file with the
-    /// source's).
+    /// source's). Takes the append lock: a thread holding an `Appender`
+    /// calls `Appender::new_file` instead.
     pub fn new_file(&self) -> Result<()> {
-        let mut a = self.lock();
-        a.log.check_failed()?;
-        a.rotate()
+        self.lock().new_file()
     }
 }
 
@@ -402,6 +401,12 @@ impl Appender<'_> {
     /// Where the next record goes.
     pub fn end(&self) -> Lsn {
         Lsn::new(self.st.file_no, self.st.offset)
+    }
+
+    /// Switches to a fresh log file (see `Log::new_file`).
+    pub fn new_file(&mut self) -> Result<()> {
+        self.log.check_failed()?;
+        self.rotate()
     }
 
     /// Writes a batch of records to the OS (one write per file it touches)
