@@ -43,8 +43,8 @@
 //!   silent success.
 //!
 //! Parsing goes through clap, built from each tool's getopt string; clap's
-//! errors are rewritten into getopt's words. One known difference remains:
-//! clap takes `-h=DIR` as the home `DIR` where getopt would take `=DIR`.
+//! errors are rewritten into getopt's words, and an attached value starting
+//! with `=` is split off first because clap would drop the `=`.
 
 mod spec;
 
@@ -53,6 +53,7 @@ pub use spec::{Operands, Spec, Tool};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -257,7 +258,7 @@ fn command(spec: &Spec) -> clap::Command {
 pub fn parse(tool: Tool, prog: &str, args: Vec<OsString>) -> Result<Request, Usage> {
     let spec = tool.spec();
     let matches = command(spec)
-        .try_get_matches_from(args)
+        .try_get_matches_from(split_equals(spec, args))
         .map_err(getopt_error)?;
 
     let mut opts: Vec<(usize, Opt)> = Vec::new();
@@ -311,6 +312,43 @@ pub fn parse(tool: Tool, prog: &str, args: Vec<OsString>) -> Result<Request, Usa
         opts,
         operands,
     }))
+}
+
+/// getopt reads `-h=DIR` as the value `=DIR`, clap as `DIR`: give clap
+/// such a value as a word of its own, which it keeps whole. Walks the words
+/// as getopt does to know which are option clusters.
+fn split_equals(spec: &Spec, args: Vec<OsString>) -> Vec<OsString> {
+    let mut words = Vec::with_capacity(args.len());
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let bytes = arg.as_bytes();
+        if bytes == b"--" {
+            words.push(arg);
+            words.extend(args);
+            break;
+        }
+        if bytes.len() < 2 || bytes[0] != b'-' || bytes[1] == b'-' {
+            words.push(arg);
+            continue;
+        }
+        // The first letter that takes a value ends the cluster.
+        let taker = bytes[1..].iter().position(|&b| {
+            char::from_u32(b.into()).and_then(|c| spec.takes_value(c)) == Some(true)
+        });
+        match taker.map(|at| at + 2) {
+            Some(end) if end == bytes.len() => {
+                // The value is the next word, whatever it is.
+                words.push(arg);
+                words.extend(args.next());
+            }
+            Some(end) if bytes[end] == b'=' => {
+                words.push(OsStr::from_bytes(&bytes[..end]).to_owned());
+                words.push(OsStr::from_bytes(&bytes[end..]).to_owned());
+            }
+            _ => words.push(arg),
+        }
+    }
+    words
 }
 
 /// Rewrite a clap error in getopt's words.

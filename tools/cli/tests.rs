@@ -67,6 +67,8 @@ fn a_value_may_look_like_an_option() {
     assert_eq!(opts(&p), [('h', Some("-a")), ('l', None)]);
     let p = parsed(Tool::Archive, &["-h", "-"]);
     assert_eq!(opts(&p), [('h', Some("-"))]);
+    let p = parsed(Tool::Archive, &["-h", "--", "-P", "--help"]);
+    assert_eq!(opts(&p), [('h', Some("--")), ('P', Some("--help"))]);
 }
 
 #[test]
@@ -399,4 +401,22 @@ fn other_write_errors_fail() {
         err.starts_with("d: write error: No space left on device"),
         "{err}"
     );
+}
+
+#[test]
+fn attached_values_keep_a_leading_equals() {
+    // getopt gives `=DIR`; clap alone would strip the `=`.
+    let p = parsed(Tool::Archive, &["-h=DIR", "-aP=x", "-h", "=y"]);
+    assert_eq!(
+        opts(&p),
+        [
+            ('h', Some("=DIR")),
+            ('a', None),
+            ('P', Some("=x")),
+            ('h', Some("=y"))
+        ]
+    );
+    let p = parsed(Tool::Load, &["-c", "-h=x", "-cdb=a", "--", "-t=x"]);
+    assert_eq!(opts(&p), [('c', Some("-h=x")), ('c', Some("db=a"))]);
+    assert_eq!(operands(&p), ["-t=x"]);
 }
