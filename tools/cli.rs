@@ -463,10 +463,33 @@ pub fn run_with<A>(
             if let Some(u) = e.downcast_ref::<Usage>() {
                 return usage(err, u);
             }
-            let _ = writeln!(err, "{prog}: {e:#}");
+            let _ = writeln!(err, "{prog}: {}", message(&e));
             spec.error_exit
         }
     }
+}
+
+/// The error chain joined with `: `, as `{:#}` would, except that an OS
+/// error reads as `strerror` does (`No such file or directory`, without
+/// Rust's ` (os error 2)`), like the Berkeley DB tools' messages.
+pub fn message(e: &anyhow::Error) -> String {
+    let parts: Vec<String> = e
+        .chain()
+        .map(|cause| {
+            let text = cause.to_string();
+            match cause
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::raw_os_error)
+            {
+                Some(code) => text
+                    .strip_suffix(&format!(" (os error {code})"))
+                    .map(str::to_owned)
+                    .unwrap_or(text),
+                None => text,
+            }
+        })
+        .collect();
+    parts.join(": ")
 }
 
 static PROG: OnceLock<String> = OnceLock::new();

@@ -420,3 +420,15 @@ fn attached_values_keep_a_leading_equals() {
     assert_eq!(opts(&p), [('c', Some("-h=x")), ('c', Some("db=a"))]);
     assert_eq!(operands(&p), ["-t=x"]);
 }
+
+#[test]
+fn os_errors_read_like_strerror() {
+    let e = anyhow::Error::new(io::Error::from_raw_os_error(2)).context("a/nonexist");
+    assert_eq!(message(&e), "a/nonexist: No such file or directory");
+    let e = anyhow::anyhow!("plain (os error 2)").context("ctx");
+    assert_eq!(
+        message(&e),
+        "ctx: plain (os error 2)",
+        "only real OS errors"
+    );
+}
