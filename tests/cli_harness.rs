@@ -82,6 +82,10 @@ fn bad_command_lines(tool: Tool) -> Vec<Vec<String>> {
         .collect()
 }
 
+fn spec_error(tool: Tool) -> i32 {
+    tool.spec().error_exit
+}
+
 #[test]
 fn getopt_errors_match_berkeley_db() {
     if !common::have_bdb() {
@@ -94,6 +98,20 @@ fn getopt_errors_match_berkeley_db() {
             let ours = ours(tool, "PROG", &args);
             assert_eq!(ours, theirs, "{} {args:?}", tool.name());
             assert_ne!(ours.code, 0);
+        }
+        // getopt acts on -V where it meets it: before a later error, never
+        // after an earlier one. Only the version lines themselves differ.
+        for (args, code) in [(["-V", "-Q"], 0), (["-Q", "-V"], spec_error(tool))] {
+            let args = args.map(String::from);
+            let theirs = theirs(tool, "PROG", &args, cwd.path());
+            let ours = ours(tool, "PROG", &args);
+            assert_eq!(
+                (ours.code, theirs.code),
+                (code, code),
+                "{} {args:?}",
+                tool.name()
+            );
+            assert_eq!(ours.stderr, theirs.stderr, "{} {args:?}", tool.name());
         }
     }
     let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();

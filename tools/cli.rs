@@ -257,9 +257,12 @@ fn command(spec: &Spec) -> clap::Command {
 /// finer rules are the tool's.
 pub fn parse(tool: Tool, prog: &str, args: Vec<OsString>) -> Result<Request, Usage> {
     let spec = tool.spec();
-    let matches = command(spec)
-        .try_get_matches_from(split_equals(spec, args))
-        .map_err(getopt_error)?;
+    let matches = match command(spec).try_get_matches_from(split_equals(spec, args.clone())) {
+        Ok(matches) => matches,
+        // getopt acts on `-V` as soon as it meets it, before later errors.
+        Err(_) if version_first(spec, &args) => return Ok(Request::Version),
+        Err(e) => return Err(getopt_error(e)),
+    };
 
     let mut opts: Vec<(usize, Opt)> = Vec::new();
     for (letter, takes_value) in spec.letters() {
@@ -349,6 +352,35 @@ fn split_equals(spec: &Spec, args: Vec<OsString>) -> Vec<OsString> {
         }
     }
     words
+}
+
+/// Whether getopt, walking `args`, meets `-V` before the first unknown
+/// option or missing value.
+fn version_first(spec: &Spec, args: &[OsString]) -> bool {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let bytes = word.as_bytes();
+        if bytes == b"--" {
+            return false;
+        }
+        if bytes.len() < 2 || bytes[0] != b'-' {
+            continue;
+        }
+        for (at, &b) in bytes.iter().enumerate().skip(1) {
+            match spec.takes_value(char::from(b)) {
+                None => return false,
+                Some(false) if b == b'V' => return true,
+                Some(false) => {}
+                Some(true) => {
+                    if at + 1 == bytes.len() && words.next().is_none() {
+                        return false;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Rewrite a clap error in getopt's words.

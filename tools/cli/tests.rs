@@ -432,3 +432,27 @@ fn os_errors_read_like_strerror() {
         "only real OS errors"
     );
 }
+
+#[test]
+fn version_acts_where_getopt_meets_it() {
+    for args in [
+        &["-V", "-Z"][..],
+        &["-aV", "-h"],
+        &["x", "-V", "--foo"],
+        &["-hV", "-V", "-Z"],
+    ] {
+        assert_eq!(
+            parse(Tool::Archive, "p", os(args)),
+            Ok(Request::Version),
+            "{args:?}"
+        );
+    }
+    for args in [
+        &["-Z", "-V"][..],
+        &["-aZV"],
+        &["--", "-V", "-Z"],
+        &["-hV", "-Z"],
+    ] {
+        assert!(parse(Tool::Archive, "p", os(args)).is_err(), "{args:?}");
+    }
+}
