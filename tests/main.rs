@@ -1,1 +1,6 @@
+//! The one integration-test binary (`cargo test --test cli`): each area of
+//! end-to-end tests is a module here, sharing `common`.
 
+mod common;
+
+mod cli_harness;

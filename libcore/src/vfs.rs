@@ -145,7 +145,8 @@ impl Vfs for OsVfs {
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         let d = fs::File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;
-        d.sync_all().map_err(|e| Error::io(dir, "fsync directory", e))
+        d.sync_all()
+            .map_err(|e| Error::io(dir, "fsync directory", e))
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<OsString>> {

@@ -1,0 +1,55 @@
+# The single entry point of the project: `make help` lists the targets.
+# Everything goes through cargo; no target needs more than the Rust
+# toolchain, except `man` (mandoc) and the Berkeley DB comparisons in the
+# tests (db5.3-util; skipped with a note when absent). `.ci/run` installs
+# both and runs `make test`.
+
+CARGO   ?= cargo
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+
+# The tools are the [[bin]] targets of Cargo.toml, so this list never drifts.
+TOOLS   := $(shell sed -n 's/^name = "\(db_[a-z]*\)"$$/\1/p' Cargo.toml)
+MANPAGES = $(wildcard man/*.1 man/*.5 man/*.7)
+
+.DEFAULT_GOAL := help
+.PHONY: help build test demo man fmt clippy torture install clean
+
+help: ## list the targets
+	@sed -n 's/^\([a-z]*\):.*## \(.*\)/  \1\t\2/p' $(MAKEFILE_LIST) | expand -t 12
+
+build: ## build the library and every tool (debug)
+	$(CARGO) build --workspace
+
+test: ## build and run all unit and end-to-end tests (test profile)
+	$(CARGO) test --workspace
+
+demo: build ## walk through a hot backup and failover with the built tools
+	PATH="$(CURDIR)/target/debug:$$PATH" bash scripts/demo.sh
+
+man: ## lint the man pages with mandoc
+	@if [ -z "$(MANPAGES)" ]; then echo "man: no pages under man/"; \
+	else mandoc -T lint $(MANPAGES) && echo "man: $(words $(MANPAGES)) pages clean"; fi
+
+fmt: ## format all Rust code
+	$(CARGO) fmt --all
+
+clippy: ## lint all targets, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+torture: ## the slow crash and stress tests (release build, ignored tests)
+	$(CARGO) test --workspace --release -- --ignored
+
+install: ## install the tools and man pages under PREFIX (/usr/local)
+	$(CARGO) build --release --bins
+	install -d "$(DESTDIR)$(BINDIR)"
+	for t in $(TOOLS); do install -m 755 "target/release/$$t" "$(DESTDIR)$(BINDIR)/$$t"; done
+	for p in $(MANPAGES); do \
+		s=$${p##*.}; install -d "$(DESTDIR)$(MANDIR)/man$$s"; \
+		install -m 644 "$$p" "$(DESTDIR)$(MANDIR)/man$$s/"; \
+	done
+
+clean: ## remove build output
+	$(CARGO) clean
