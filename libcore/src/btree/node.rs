@@ -466,7 +466,11 @@ mod tests {
         }
         encode_leaf(Item::Inline(b"zz"), Item::Inline(b"value"), &mut e);
         let mut added = 0;
-        while insert(&mut p, nent(&p), &e, true).unwrap() {
+        loop {
+            let at = nent(&p);
+            if !insert(&mut p, at, &e, true).unwrap() {
+                break;
+            }
             added += 1;
             e[4] = e[4].wrapping_add(1);
         }
