@@ -21,7 +21,11 @@ pub(crate) struct Writer<'s, S: PageWrite> {
 impl<'s, S: PageWrite> Writer<'s, S> {
     pub fn open(s: &'s mut S) -> Result<Self> {
         let meta = read::meta(&*s)?;
-        Ok(Writer { s, meta, orig: meta })
+        Ok(Writer {
+            s,
+            meta,
+            orig: meta,
+        })
     }
 
     /// A writable tree, overflow or free page, range-checked. Its length is

@@ -24,7 +24,12 @@ pub(crate) fn get<S: PageRead + ?Sized>(s: &S, key: &[u8]) -> Result<Option<Vec<
 
 /// Entry `i` of `nd`, or the first entry of the right sibling when `i` is
 /// past the end.
-fn at_or_right<S: PageRead + ?Sized>(s: &S, m: &Meta, nd: &NodeRef, i: usize) -> Result<Option<Kv>> {
+fn at_or_right<S: PageRead + ?Sized>(
+    s: &S,
+    m: &Meta,
+    nd: &NodeRef,
+    i: usize,
+) -> Result<Option<Kv>> {
     if i < nd.n {
         return leaf_kv(s, m, nd, i).map(Some);
     }
@@ -148,7 +153,11 @@ impl Scan {
             let last = read::item_bytes(s, &self.meta, last)?;
             let first = r.leaf_ent(s, 0)?.key;
             if read::item_cmp(s, &self.meta, first, &last)? != std::cmp::Ordering::Greater {
-                return Err(read::corrupt(s, nx, "keys out of order across sibling leaves"));
+                return Err(read::corrupt(
+                    s,
+                    nx,
+                    "keys out of order across sibling leaves",
+                ));
             }
         }
         let kv = leaf_kv(s, &self.meta, &r, 0)?;

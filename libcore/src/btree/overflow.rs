@@ -57,7 +57,11 @@ pub(crate) fn walk<S: PageRead + ?Sized>(
         left -= here;
         let nx = node::next(&b);
         if (left == 0) != nx.is_none() {
-            return Err(corrupt(s, pg, "overflow chain link does not match its length"));
+            return Err(corrupt(
+                s,
+                pg,
+                "overflow chain link does not match its length",
+            ));
         }
         if !f(pg, &b[node::DATA..node::DATA + here]) {
             return Ok(());

@@ -146,11 +146,7 @@ impl NodeRef {
         at(s, self.pgno, node::leaf_at(&self.buf, self.n, i))
     }
 
-    pub fn branch_ent<S: PageRead + ?Sized>(
-        &self,
-        s: &S,
-        i: usize,
-    ) -> Result<node::BranchEnt<'_>> {
+    pub fn branch_ent<S: PageRead + ?Sized>(&self, s: &S, i: usize) -> Result<node::BranchEnt<'_>> {
         at(s, self.pgno, node::branch_at(&self.buf, self.n, i))
     }
 
@@ -307,7 +303,11 @@ pub(crate) fn check_leaf_order<S: PageRead + ?Sized>(s: &S, m: &Meta, nd: &NodeR
                 (p, k) => item_bytes(s, m, p)?.as_slice().cmp(&item_bytes(s, m, k)?),
             };
             if ord != std::cmp::Ordering::Less {
-                return Err(corrupt(s, nd.pgno, format!("keys out of order at entry {i}")));
+                return Err(corrupt(
+                    s,
+                    nd.pgno,
+                    format!("keys out of order at entry {i}"),
+                ));
             }
         }
         prev = Some(k);

@@ -50,7 +50,8 @@ pub(crate) fn stats<S: PageRead + ?Sized>(s: &S) -> Result<Stats> {
         if !seen.insert(nd.pgno.0) {
             return Err(corrupt(s, nd.pgno, "page reachable twice"));
         }
-        let used = node::DATA as u64 + read::at(s, nd.pgno, node::used_bytes(&nd.buf, nd.n, nd.leaf))? as u64;
+        let used = node::DATA as u64
+            + read::at(s, nd.pgno, node::used_bytes(&nd.buf, nd.n, nd.leaf))? as u64;
         let mut chains = Vec::new();
         if nd.leaf {
             st.leaf_pages += 1;
@@ -76,7 +77,9 @@ pub(crate) fn stats<S: PageRead + ?Sized>(s: &S) -> Result<Stats> {
                 }
                 st.overflow_pages += 1;
             }
-            st.overflow_bytes += len as u64 + node::DATA as u64 * (len as u64).div_ceil(node::ovf_capacity(m.page_size as usize) as u64);
+            st.overflow_bytes += len as u64
+                + node::DATA as u64
+                    * (len as u64).div_ceil(node::ovf_capacity(m.page_size as usize) as u64);
         }
     }
     let mut pg = m.free_head;

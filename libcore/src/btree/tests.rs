@@ -54,8 +54,17 @@ fn assert_sound(s: &MemStore, model: &Model) {
         st.internal_pages + st.leaf_pages + st.overflow_pages + st.free_pages + 1,
         st.total_pages
     );
-    assert_eq!(first(s).unwrap(), model.iter().next().map(|(k, v)| (k.clone(), v.clone())));
-    assert_eq!(last(s).unwrap(), model.iter().next_back().map(|(k, v)| (k.clone(), v.clone())));
+    assert_eq!(
+        first(s).unwrap(),
+        model.iter().next().map(|(k, v)| (k.clone(), v.clone()))
+    );
+    assert_eq!(
+        last(s).unwrap(),
+        model
+            .iter()
+            .next_back()
+            .map(|(k, v)| (k.clone(), v.clone()))
+    );
 }
 
 fn pair(e: Option<(&Vec<u8>, &Vec<u8>)>) -> Option<(Vec<u8>, Vec<u8>)> {
@@ -84,9 +93,9 @@ fn random_val(r: &mut Rng, ps: usize, big_left: &mut u32) -> Vec<u8> {
         0 if *big_left > 0 => {
             *big_left -= 1;
             {
-            let len = (1 << 20) + r.below(50_000) as usize;
-            r.bytes(len)
-        }
+                let len = (1 << 20) + r.below(50_000) as usize;
+                r.bytes(len)
+            }
         }
         1..=70 => r.bytes_upto(20),
         71..=90 => r.bytes_upto(ps as u64 / 2),
@@ -114,9 +123,14 @@ fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
                 _ => {
                     assert_eq!(get(&s, &k).unwrap().as_ref(), m.get(&k));
                     assert_eq!(seek_ge(&s, &k).unwrap(), pair(m.range(k.clone()..).next()));
-                    let after = m.range((Bound::Excluded(k.clone()), Bound::Unbounded)).next();
+                    let after = m
+                        .range((Bound::Excluded(k.clone()), Bound::Unbounded))
+                        .next();
                     assert_eq!(next_after(&s, &k).unwrap(), pair(after));
-                    assert_eq!(prev_before(&s, &k).unwrap(), pair(m.range(..k.clone()).next_back()));
+                    assert_eq!(
+                        prev_before(&s, &k).unwrap(),
+                        pair(m.range(..k.clone()).next_back())
+                    );
                 }
             }
         }
@@ -130,23 +144,31 @@ fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
     m.clear();
     assert_sound(&s, &m);
     let st = stats(&s).unwrap();
-    assert_eq!((st.levels, st.leaf_pages, st.internal_pages, st.overflow_pages), (1, 1, 0, 0));
+    assert_eq!(
+        (
+            st.levels,
+            st.leaf_pages,
+            st.internal_pages,
+            st.overflow_pages
+        ),
+        (1, 1, 0, 0)
+    );
     assert_eq!(st.free_pages + 2, st.total_pages);
 }
 
 #[test]
 fn btree_model_512() {
-    model_run(512, 0x9E37_79B9_7F4A_7C15, 12, 400);
+    model_run(512, 0x9E37_79B9_7F4A_7C15, 20, 600);
 }
 
 #[test]
 fn btree_model_4096() {
-    model_run(4096, 0x1234_5678_9ABC_DEF1, 10, 500);
+    model_run(4096, 0x1234_5678_9ABC_DEF1, 15, 800);
 }
 
 #[test]
 fn btree_model_65536() {
-    model_run(65536, 0xDEAD_BEEF_CAFE_F00D, 6, 500);
+    model_run(65536, 0xDEAD_BEEF_CAFE_F00D, 8, 800);
 }
 
 /// Many small keys in random order at 64 KiB pages, so that even the
@@ -177,9 +199,16 @@ fn sorted_load(reverse: bool) {
     // Entry: flags 1 + (2 + 8) + (2 + 8) + slot 2 = 23 bytes.
     let per_page = (4096 - node::DATA) / 23;
     let ideal = (n as usize).div_ceil(per_page) as u64;
-    assert!(st.leaf_pages <= ideal + 1, "{} leaves, ideal {ideal}", st.leaf_pages);
+    assert!(
+        st.leaf_pages <= ideal + 1,
+        "{} leaves, ideal {ideal}",
+        st.leaf_pages
+    );
     assert!(verify(&s).unwrap().is_empty());
-    assert_eq!(get(&s, &777u64.to_be_bytes()).unwrap(), Some(777u64.to_le_bytes().to_vec()));
+    assert_eq!(
+        get(&s, &777u64.to_be_bytes()).unwrap(),
+        Some(777u64.to_le_bytes().to_vec())
+    );
 }
 
 #[test]
@@ -223,7 +252,9 @@ fn btree_size_limits() {
         put(&mut s, &too_big, b"").unwrap_err(),
         put(&mut s, b"x", &too_big).unwrap_err(),
     ] {
-        assert!(matches!(&e, Error::InvalidArgument(m) if m.contains("16777217") && m.contains("16777216")));
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains("16777217") && m.contains("16777216"))
+        );
     }
     assert!(verify(&s).unwrap().is_empty());
     assert!(delete(&mut s, &big).unwrap());
@@ -243,7 +274,10 @@ fn btree_verify_reports_damage() {
     let mut m = Meta::decode(&bad.pages[0].clone().unwrap()).unwrap();
     m.nkeys += 1;
     m.encode(bad.page_mut(PageNo::META).unwrap());
-    assert!(verify(&bad).unwrap().iter().any(|p| p.what.contains("keys")));
+    assert!(verify(&bad)
+        .unwrap()
+        .iter()
+        .any(|p| p.what.contains("keys")));
     // A page both on the free list and in the tree.
     let mut bad = s.clone();
     let mut m = Meta::decode(&bad.pages[0].clone().unwrap()).unwrap();
@@ -259,7 +293,12 @@ fn btree_verify_reports_damage() {
     b[a..a + 2].copy_from_slice(&y);
     b[c..c + 2].copy_from_slice(&x);
     let probs = verify(&bad).unwrap();
-    assert!(probs.iter().any(|p| p.page == leaf && p.what.contains("order")), "{probs:?}");
+    assert!(
+        probs
+            .iter()
+            .any(|p| p.page == leaf && p.what.contains("order")),
+        "{probs:?}"
+    );
     assert!(Scan::new(&bad, None).is_err());
 }
 
@@ -279,7 +318,11 @@ fn btree_damaged_pages_never_panic() {
             } else {
                 i.to_be_bytes().to_vec()
             };
-            let v = if i % 13 == 0 { r.bytes(3 * ps) } else { r.bytes_upto(60) };
+            let v = if i % 13 == 0 {
+                r.bytes(3 * ps)
+            } else {
+                r.bytes_upto(60)
+            };
             put(&mut s, &k, &v).unwrap();
             keys.push(k);
         }

@@ -72,7 +72,10 @@ pub(crate) fn verify<S: PageRead + ?Sized>(s: &S) -> Result<Vec<Problem>> {
     if v.entries != m.nkeys {
         v.problem(
             PageNo::META,
-            format!("meta page counts {} keys, leaves hold {}", m.nkeys, v.entries),
+            format!(
+                "meta page counts {} keys, leaves hold {}",
+                m.nkeys, v.entries
+            ),
         );
     }
     v.free_list()?;
@@ -174,10 +177,19 @@ impl<S: PageRead + ?Sized> V<'_, S> {
     }
 
     /// Checks the subtree at `pg`, whose keys must lie in `[lo, hi)`.
-    fn tree(&mut self, pg: PageNo, level: Option<u8>, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+    fn tree(
+        &mut self,
+        pg: PageNo,
+        level: Option<u8>,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+    ) -> Result<()> {
         let is_root = level.is_none();
         if !read::in_range(&self.m, pg) {
-            self.problem(pg, format!("page number out of range (last page {})", self.m.last_pgno));
+            self.problem(
+                pg,
+                format!("page number out of range (last page {})", self.m.last_pgno),
+            );
             return Ok(());
         }
         if !self.claim(pg, "btree") {
@@ -258,13 +270,23 @@ impl<S: PageRead + ?Sized> V<'_, S> {
     fn siblings(&mut self) {
         let leaves = std::mem::take(&mut self.leaves);
         for (i, &(pg, prev, next)) in leaves.iter().enumerate() {
-            let want_prev = if i == 0 { PageNo::NONE } else { leaves[i - 1].0 };
+            let want_prev = if i == 0 {
+                PageNo::NONE
+            } else {
+                leaves[i - 1].0
+            };
             let want_next = leaves.get(i + 1).map_or(PageNo::NONE, |l| l.0);
             if prev != want_prev {
-                self.problem(pg, format!("left sibling link is {prev}, expected {want_prev}"));
+                self.problem(
+                    pg,
+                    format!("left sibling link is {prev}, expected {want_prev}"),
+                );
             }
             if next != want_next {
-                self.problem(pg, format!("right sibling link is {next}, expected {want_next}"));
+                self.problem(
+                    pg,
+                    format!("right sibling link is {next}, expected {want_next}"),
+                );
             }
         }
     }
@@ -273,7 +295,10 @@ impl<S: PageRead + ?Sized> V<'_, S> {
         let mut pg = self.m.free_head;
         while !pg.is_none() {
             if !read::in_range(&self.m, pg) {
-                self.problem(PageNo::META, format!("free list names page {pg}, out of range"));
+                self.problem(
+                    PageNo::META,
+                    format!("free list names page {pg}, out of range"),
+                );
                 return Ok(());
             }
             if !self.claim(pg, "free") {
@@ -298,7 +323,10 @@ impl<S: PageRead + ?Sized> V<'_, S> {
         if last > SWEEP_LIMIT {
             let lost = u64::from(last) + 1 - self.owner.len() as u64;
             if lost > 0 {
-                self.problem(PageNo::META, format!("{lost} pages neither in use nor free"));
+                self.problem(
+                    PageNo::META,
+                    format!("{lost} pages neither in use nor free"),
+                );
             }
             return;
         }
@@ -309,7 +337,10 @@ impl<S: PageRead + ?Sized> V<'_, S> {
         if lost.len() > LIST_LIMIT {
             self.problem(
                 PageNo::META,
-                format!("{} more pages neither in use nor free", lost.len() - LIST_LIMIT),
+                format!(
+                    "{} more pages neither in use nor free",
+                    lost.len() - LIST_LIMIT
+                ),
             );
         }
     }

@@ -127,7 +127,11 @@ fn even_cut(sizes: &[usize]) -> usize {
         if acc + s > total / 2 {
             // Put entry j left only if that leaves the halves closer.
             let with = acc + s;
-            cut = if with - total / 2 < total / 2 - acc { j + 1 } else { j };
+            cut = if with - total / 2 < total / 2 - acc {
+                j + 1
+            } else {
+                j
+            };
             break;
         }
         acc += s;
@@ -174,12 +178,15 @@ fn split<S: PageWrite>(
         even_cut(&sizes)
     };
     let max = node::max_entry(m.page_size as usize);
-    let ty = if leaf { PageType::Leaf } else { PageType::Internal };
+    let ty = if leaf {
+        PageType::Leaf
+    } else {
+        PageType::Internal
+    };
     let right = w.alloc(ty, nd.level)?;
     let mut up = Vec::new();
     let mut first = Vec::new();
-    let right_ents: Vec<&[u8]>;
-    if leaf {
+    let right_ents: Vec<&[u8]> = if leaf {
         let lk = w.chk(pg, node::leaf_at_off(ents[cut - 1], 0))?.0.key;
         let rk = w.chk(pg, node::leaf_at_off(ents[cut], 0))?.0.key;
         let lk = read::item_bytes(&*w.s, &m, lk)?;
@@ -194,7 +201,7 @@ fn split<S: PageWrite>(
             }
         };
         node::encode_branch(right, item, &mut up);
-        right_ents = ents[cut..].to_vec();
+        ents[cut..].to_vec()
     } else {
         // The first key of the right half moves up as the separator (its
         // chain, if any, moves with it); the right page keeps the child
@@ -202,10 +209,10 @@ fn split<S: PageWrite>(
         let e = w.chk(pg, node::branch_at_off(ents[cut], 0))?.0;
         node::encode_branch(right, e.key, &mut up);
         node::encode_branch(e.child, Item::Inline(&[]), &mut first);
-        right_ents = std::iter::once(&first[..])
+        std::iter::once(&first[..])
             .chain(ents[cut + 1..].iter().copied())
-            .collect();
-    }
+            .collect()
+    };
     let (old_prev, old_next) = (nd.prev(), nd.next());
     {
         let b = w.page_mut(right)?;
@@ -284,7 +291,12 @@ pub(crate) fn delete<S: PageWrite>(s: &mut S, key: &[u8]) -> Result<bool> {
 }
 
 /// Takes leaf `pg` out of the sibling chain.
-fn unlink<S: PageWrite>(w: &mut Writer<'_, S>, pg: PageNo, prev: PageNo, next: PageNo) -> Result<()> {
+fn unlink<S: PageWrite>(
+    w: &mut Writer<'_, S>,
+    pg: PageNo,
+    prev: PageNo,
+    next: PageNo,
+) -> Result<()> {
     let m = w.meta;
     if !prev.is_none() {
         let l = read::node(&*w.s, &m, prev, Some(node::LEAF_LEVEL))?;
@@ -324,7 +336,12 @@ fn remove_child<S: PageWrite>(w: &mut Writer<'_, S>, mut path: Vec<Step>) -> Res
             if path.is_empty() {
                 // An internal root with one child should have collapsed;
                 // if it did not, the tree is now simply empty.
-                node::format(w.page_mut(st.pgno)?, st.pgno, PageType::Leaf, node::LEAF_LEVEL);
+                node::format(
+                    w.page_mut(st.pgno)?,
+                    st.pgno,
+                    PageType::Leaf,
+                    node::LEAF_LEVEL,
+                );
                 return Ok(());
             }
             w.free(st.pgno)?;
