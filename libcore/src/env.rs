@@ -168,11 +168,7 @@ impl Env {
         let layout = Layout::resolve(&vfs, home)?;
         for d in layout.data_dirs.iter().chain([&layout.log_dir]) {
             if !vfs.is_dir(d) {
-                return Err(Error::io(
-                    d,
-                    "open",
-                    std::io::Error::from_raw_os_error(2),
-                ));
+                return Err(Error::io(d, "open", std::io::Error::from_raw_os_error(2)));
             }
         }
         let mut logs = layout.log_files(&vfs)?;
@@ -391,9 +387,9 @@ impl Env {
     }
 
     pub(crate) fn file(&self, db: &Db) -> Result<Arc<DbFile>> {
-        self.inner.file(db.id).ok_or_else(|| {
-            Error::NotFound(format!("{}: database was removed", db.name))
-        })
+        self.inner
+            .file(db.id)
+            .ok_or_else(|| Error::NotFound(format!("{}: database was removed", db.name)))
     }
 
     /// Reads one value.
@@ -477,10 +473,14 @@ fn spawn_request_server(weak: Weak<Inner>) {
         if inner.stop.load(Ordering::Relaxed) {
             return;
         }
-        let Some(st) = inner.region.read() else { continue };
+        let Some(st) = inner.region.read() else {
+            continue;
+        };
         if st.ckp_requested > st.ckp_done && inner.checkpoint().is_ok() {
             let want = st.ckp_requested;
-            let _ = inner.region.update(false, |s| s.ckp_done = s.ckp_done.max(want));
+            let _ = inner
+                .region
+                .update(false, |s| s.ckp_done = s.ckp_done.max(want));
         }
     });
 }
@@ -759,9 +759,7 @@ impl Inner {
         });
         let lsn = {
             let mut app = log.lock();
-            let v = app
-                .append(&[(TxnId(0), &rec)])
-                .map_err(|e| self.fail(e))?;
+            let v = app.append(&[(TxnId(0), &rec)]).map_err(|e| self.fail(e))?;
             v.first().copied().unwrap_or(redo)
         };
         log.flush(log.end()).map_err(|e| self.fail(e))?;
@@ -809,6 +807,7 @@ pub struct Cursor {
 
 pub type Pair = (Vec<u8>, Vec<u8>);
 
+#[allow(clippy::should_implement_trait)] // fallible steps: not an Iterator
 impl Cursor {
     fn remember(&mut self, r: Option<Pair>) -> Option<Pair> {
         if let Some((k, _)) = &r {
@@ -818,12 +817,12 @@ impl Cursor {
     }
 
     pub fn first(&mut self) -> Result<Option<Pair>> {
-        let r = self.env.read(&self.db, btree::first)?;
+        let r = self.env.read(&self.db, |s| btree::first(s))?;
         Ok(self.remember(r))
     }
 
     pub fn last(&mut self) -> Result<Option<Pair>> {
-        let r = self.env.read(&self.db, btree::last)?;
+        let r = self.env.read(&self.db, |s| btree::last(s))?;
         Ok(self.remember(r))
     }
 
@@ -835,7 +834,7 @@ impl Cursor {
 
     pub fn next(&mut self) -> Result<Option<Pair>> {
         let r = match self.last.clone() {
-            None => self.env.read(&self.db, btree::first)?,
+            None => self.env.read(&self.db, |s| btree::first(s))?,
             Some(k) => self.env.read(&self.db, |s| btree::next_after(s, &k))?,
         };
         Ok(self.remember(r))
@@ -843,7 +842,7 @@ impl Cursor {
 
     pub fn prev(&mut self) -> Result<Option<Pair>> {
         let r = match self.last.clone() {
-            None => self.env.read(&self.db, btree::last)?,
+            None => self.env.read(&self.db, |s| btree::last(s))?,
             Some(k) => self.env.read(&self.db, |s| btree::prev_before(s, &k))?,
         };
         Ok(self.remember(r))

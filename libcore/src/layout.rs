@@ -64,7 +64,10 @@ impl Layout {
         let mut data_dirs: Vec<PathBuf> = config.data_dirs.iter().map(|d| join(d)).collect();
         let create_dir = match &config.create_dir {
             Some(d) => join(d),
-            None => data_dirs.first().cloned().unwrap_or_else(|| home.to_path_buf()),
+            None => data_dirs
+                .first()
+                .cloned()
+                .unwrap_or_else(|| home.to_path_buf()),
         };
         if data_dirs.is_empty() {
             data_dirs.push(home.to_path_buf());

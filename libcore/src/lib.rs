@@ -4,17 +4,26 @@
 //! It never prints and never exits: tools do that.
 
 pub mod btree;
+pub mod cache;
 pub mod codec;
 pub mod config;
+pub mod dbfile;
 pub mod dump;
+pub mod env;
 pub mod error;
+pub mod layout;
 pub mod log;
 pub mod owner;
 pub mod page;
 pub mod pagestore;
+pub mod recovery;
 pub mod region;
+pub mod txn;
 pub mod types;
 pub mod vfs;
 
+pub use dbfile::Db;
+pub use env::{Env, EnvOptions};
 pub use error::{Error, Location, Result};
+pub use txn::Txn;
 pub use types::{FileId, Lsn, PageNo, TxnId};

@@ -191,10 +191,7 @@ pub fn recover(
     let mut pending_txn = TxnId(0);
     let mut end = start;
     let mut complete = false;
-    loop {
-        let Some((lsn, txn, rec)) = cur.next()? else {
-            break;
-        };
+    while let Some((lsn, txn, rec)) = cur.next()? {
         if complete {
             end = lsn;
             complete = false;
@@ -286,11 +283,7 @@ pub fn recover(
         }
         cut_log(vfs, layout, end, last_file)?;
     } else {
-        out.overlay = redo
-            .pages
-            .drain()
-            .map(|(k, v)| (k, Arc::new(v)))
-            .collect();
+        out.overlay = redo.pages.drain().map(|(k, v)| (k, Arc::new(v))).collect();
     }
     Ok(out)
 }
@@ -594,7 +587,7 @@ impl Redo<'_> {
         }
         for (off, bytes) in ranges {
             let off = *off as usize;
-            let end = off.checked_add(bytes.len()).unwrap_or(usize::MAX);
+            let end = off.saturating_add(bytes.len());
             if off < page::LSN_END || end > buf.len() {
                 return Err(self.bad_record(lsn, "page change outside the page"));
             }

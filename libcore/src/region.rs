@@ -194,7 +194,10 @@ mod tests {
         })
         .unwrap();
         let s = r.read().unwrap();
-        assert_eq!((s.owner_pid, s.last_ckp, s.lease.first_log), (42, Lsn::new(3, 40), 2));
+        assert_eq!(
+            (s.owner_pid, s.last_ckp, s.lease.first_log),
+            (42, Lsn::new(3, 40), 2)
+        );
         let n = r.update(false, |s| {
             s.ckp_requested += 1;
             s.ckp_requested

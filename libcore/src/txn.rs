@@ -47,11 +47,7 @@ impl<'e> Txn<'e> {
     pub(crate) fn begin(env: &'e Env, bulk: bool) -> Result<Txn<'e>> {
         env.inner.check_failed()?;
         env.inner.log()?;
-        let mut w = env
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut w = env.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         let id = TxnId(w.next_txn);
         w.next_txn += 1;
         Ok(Txn {
@@ -75,7 +71,10 @@ impl<'e> Txn<'e> {
             return Ok(f.clone());
         }
         if self.removed.iter().any(|f| f.id == db.id) {
-            return Err(Error::NotFound(format!("{}: database was removed", db.name)));
+            return Err(Error::NotFound(format!(
+                "{}: database was removed",
+                db.name
+            )));
         }
         self.env.file(db)
     }
@@ -250,7 +249,9 @@ impl<'e> Txn<'e> {
                 direct.push((file, key.1));
                 continue;
             }
-            let Some(buf) = self.pages.get(&key) else { continue };
+            let Some(buf) = self.pages.get(&key) else {
+                continue;
+            };
             let base = if new_page {
                 None
             } else {
@@ -341,16 +342,13 @@ impl<'e> Txn<'e> {
         let skip = markers.len();
         for (i, key) in &page_rec {
             if let (Some(buf), Some(lsn)) = (self.pages.get_mut(key), lsns.get(skip + i)) {
-                page::set_lsn(Arc::make_mut(buf), *lsn);
+                page::set_lsn(Arc::make_mut(buf).as_mut_slice(), *lsn);
             }
         }
 
         // 3. Install.
         {
-            let _w = inner
-                .commit_lock
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let _w = inner.commit_lock.write().unwrap_or_else(|p| p.into_inner());
             let mut files = inner.files.write().unwrap_or_else(|p| p.into_inner());
             for (id, f) in self.created.drain() {
                 files.insert(id, f);

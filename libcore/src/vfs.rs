@@ -26,6 +26,7 @@ pub enum OpenMode {
 
 /// An open file. Reads and writes are positional so one handle can be shared
 /// between threads.
+#[allow(clippy::len_without_is_empty)]
 pub trait VFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `off`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize>;
