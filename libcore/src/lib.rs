@@ -5,6 +5,7 @@
 
 pub mod btree;
 pub mod cache;
+pub mod checkpoint;
 pub mod codec;
 pub mod config;
 pub mod dbfile;
