@@ -104,7 +104,12 @@ fn random_val(r: &mut Rng, ps: usize, big_left: &mut u32) -> Vec<u8> {
 }
 
 fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
-    let mut r = Rng(seed);
+    // BTREE_SEED varies the runs for a longer hunt.
+    let extra: u64 = std::env::var("BTREE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut r = Rng(seed ^ extra.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut s = new_tree(ps);
     let mut m = Model::new();
     let mut big_left = 2;
@@ -137,11 +142,20 @@ fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
         assert_sound(&s, &m);
     }
     // Empty the tree: every page but the root leaf must be free again.
-    let keys: Vec<Vec<u8>> = m.keys().cloned().collect();
-    for k in keys {
-        assert!(delete(&mut s, &k).unwrap());
+    // Random order, so emptied leaves are unlinked at all positions and
+    // internal pages lose first, middle and last children.
+    let mut keys: Vec<Vec<u8>> = m.keys().cloned().collect();
+    for i in (1..keys.len()).rev() {
+        keys.swap(i, r.below(i as u64 + 1) as usize);
     }
-    m.clear();
+    let quarter = keys.len() / 4 + 1;
+    for (i, k) in keys.iter().enumerate() {
+        assert!(delete(&mut s, k).unwrap());
+        m.remove(k);
+        if i % quarter == 0 {
+            assert_sound(&s, &m);
+        }
+    }
     assert_sound(&s, &m);
     let st = stats(&s).unwrap();
     assert_eq!(
@@ -331,7 +345,12 @@ fn btree_damaged_pages_never_panic() {
         }
         assert!(verify(&s).unwrap().is_empty());
         let npages = s.pages.len() as u64;
-        for round in 0..300 {
+        // BTREE_FUZZ_ROUNDS raises the count for a longer hunt.
+        let rounds = std::env::var("BTREE_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        for round in 0..rounds {
             let mut bad = s.clone();
             for _ in 0..1 + r.below(6) {
                 let pg = r.below(npages) as usize;
@@ -372,5 +391,29 @@ fn btree_damaged_pages_never_panic() {
             }
             let _ = verify(&bad);
         }
+    }
+}
+
+/// Rough timing of the benchmark workload (run with `--ignored
+/// --nocapture`); not a pass/fail test.
+#[test]
+#[ignore]
+fn btree_bench_million_puts() {
+    for random in [false, true] {
+        let mut s = new_tree(4096);
+        let mut r = Rng(99);
+        let t = std::time::Instant::now();
+        for i in 0..1_000_000u64 {
+            let k = if random { r.next() } else { i };
+            put(&mut s, &k.to_be_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        let st = stats(&s).unwrap();
+        eprintln!(
+            "random={random}: {:?}, {} leaves, {} levels, fill {:.2}",
+            t.elapsed(),
+            st.leaf_pages,
+            st.levels,
+            st.leaf_bytes as f64 / (st.leaf_pages as f64 * 4096.0)
+        );
     }
 }
