@@ -2,6 +2,7 @@
 //! factor of sorted loads, page reuse, size limits, and damaged pages.
 
 use super::*;
+use crate::page;
 use crate::pagestore::MemStore;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -416,4 +417,78 @@ fn btree_bench_million_puts() {
             st.leaf_bytes as f64 / (st.leaf_pages as f64 * 4096.0)
         );
     }
+}
+
+/// Pages of `ty` in the store, in page order.
+fn pages_of(s: &MemStore, ty: page::PageType) -> Vec<PageNo> {
+    (0..s.pages.len() as u32)
+        .map(PageNo)
+        .filter(|&p| page::page_type(&s.page(p).unwrap()) == Some(ty))
+        .collect()
+}
+
+fn problems_with(s: &MemStore, word: &str) -> bool {
+    let probs = verify(s).unwrap();
+    assert!(!probs.is_empty(), "damage went unnoticed");
+    probs.iter().any(|p| p.what.contains(word)) || panic!("no '{word}' in {probs:?}")
+}
+
+#[test]
+fn btree_verify_finds_structural_damage() {
+    let mut s = new_tree(512);
+    for i in 0..400u32 {
+        let v = vec![i as u8; if i % 10 == 0 { 1500 } else { 20 }];
+        put(&mut s, &i.to_be_bytes(), &v).unwrap();
+    }
+    for i in 100..200u32 {
+        delete(&mut s, &i.to_be_bytes()).unwrap();
+    }
+    assert!(verify(&s).unwrap().is_empty());
+    let st = stats(&s).unwrap();
+    assert!(st.free_pages > 2 && st.overflow_pages > 0 && st.levels >= 2);
+    let meta = read::meta(&s).unwrap();
+
+    // A leaf's right link cut.
+    let mut bad = s.clone();
+    let leaf = pages_of(&bad, page::PageType::Leaf)[0];
+    node::set_next(bad.page_mut(leaf).unwrap(), PageNo::NONE);
+    assert!(problems_with(&bad, "sibling"));
+
+    // An overflow page claiming fewer bytes than its chain needs.
+    let mut bad = s.clone();
+    let ov = pages_of(&bad, page::PageType::Overflow)[0];
+    node::set_hi(bad.page_mut(ov).unwrap(), 3);
+    assert!(problems_with(&bad, "overflow"));
+
+    // A cycle in the free list.
+    let mut bad = s.clone();
+    let head = meta.free_head;
+    node::set_next(bad.page_mut(head).unwrap(), head);
+    assert!(problems_with(&bad, "already used"));
+
+    // A page past the tree and the free list.
+    let mut bad = s.clone();
+    let mut m = meta;
+    m.last_pgno = PageNo(m.last_pgno.0 + 1);
+    node::format(
+        bad.page_new(m.last_pgno).unwrap(),
+        m.last_pgno,
+        page::PageType::Free,
+        0,
+    );
+    m.encode(bad.page_mut(PageNo::META).unwrap());
+    assert!(problems_with(&bad, "neither in use nor free"));
+
+    // Two children of the root swapped: keys leave their separator range.
+    let mut bad = s.clone();
+    let b = bad.page_mut(meta.root).unwrap();
+    let n = node::nent(b);
+    let (o0, o1) = (
+        node::slot(b, n, 0).unwrap() + 1,
+        node::slot(b, n, 1).unwrap() + 1,
+    );
+    let (c0, c1) = (b[o0..o0 + 4].to_vec(), b[o1..o1 + 4].to_vec());
+    b[o0..o0 + 4].copy_from_slice(&c1);
+    b[o1..o1 + 4].copy_from_slice(&c0);
+    assert!(problems_with(&bad, "separator"));
 }
