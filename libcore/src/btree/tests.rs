@@ -133,6 +133,10 @@ fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
                         .range((Bound::Excluded(k.clone()), Bound::Unbounded))
                         .next();
                     assert_eq!(next_after(&s, &k).unwrap(), pair(after));
+                    let mut scan = Scan::new(&s, Some(&k)).unwrap();
+                    for want in m.range(k.clone()..).take(5) {
+                        assert_eq!(scan.next(&s).unwrap(), pair(Some(want)));
+                    }
                     assert_eq!(
                         prev_before(&s, &k).unwrap(),
                         pair(m.range(..k.clone()).next_back())
