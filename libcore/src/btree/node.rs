@@ -278,6 +278,17 @@ pub fn leaf_at(b: &[u8], n: usize, i: usize) -> NResult<LeafEnt<'_>> {
     Ok(leaf_at_off(b, off)?.0)
 }
 
+/// Only the key of leaf entry `i`: what a search needs, without parsing
+/// the value.
+pub fn leaf_key_at(b: &[u8], n: usize, i: usize) -> NResult<Item<'_>> {
+    let off = slot(b, n, i)?;
+    let flags = b[off];
+    if flags & !(F_KEY_OVF | F_VAL_OVF) != 0 {
+        return Err("unknown entry flags");
+    }
+    Ok(parse_item(b, off + 1, flags & F_KEY_OVF != 0)?.0)
+}
+
 pub fn branch_at(b: &[u8], n: usize, i: usize) -> NResult<BranchEnt<'_>> {
     let off = slot(b, n, i)?;
     Ok(branch_at_off(b, off)?.0)

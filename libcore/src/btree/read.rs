@@ -253,7 +253,10 @@ pub(crate) fn leaf_search<S: PageRead + ?Sized>(
     nd: &NodeRef,
     key: &[u8],
 ) -> Result<(usize, bool)> {
-    node::lower_bound(0, nd.n, |j| item_cmp(s, m, nd.leaf_ent(s, j)?.key, key))
+    node::lower_bound(0, nd.n, |j| {
+        let k = at(s, nd.pgno, node::leaf_key_at(&nd.buf, nd.n, j))?;
+        item_cmp(s, m, k, key)
+    })
 }
 
 /// Key and value of entry `i` of leaf `nd`.

@@ -2,6 +2,7 @@
 //! factor of sorted loads, page reuse, size limits, and damaged pages.
 
 use super::*;
+use crate::page;
 use crate::pagestore::MemStore;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -104,7 +105,12 @@ fn random_val(r: &mut Rng, ps: usize, big_left: &mut u32) -> Vec<u8> {
 }
 
 fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
-    let mut r = Rng(seed);
+    // BTREE_SEED varies the runs for a longer hunt.
+    let extra: u64 = std::env::var("BTREE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut r = Rng(seed ^ extra.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut s = new_tree(ps);
     let mut m = Model::new();
     let mut big_left = 2;
@@ -127,6 +133,10 @@ fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
                         .range((Bound::Excluded(k.clone()), Bound::Unbounded))
                         .next();
                     assert_eq!(next_after(&s, &k).unwrap(), pair(after));
+                    let mut scan = Scan::new(&s, Some(&k)).unwrap();
+                    for want in m.range(k.clone()..).take(5) {
+                        assert_eq!(scan.next(&s).unwrap(), pair(Some(want)));
+                    }
                     assert_eq!(
                         prev_before(&s, &k).unwrap(),
                         pair(m.range(..k.clone()).next_back())
@@ -137,11 +147,20 @@ fn model_run(ps: usize, seed: u64, batches: usize, ops: usize) {
         assert_sound(&s, &m);
     }
     // Empty the tree: every page but the root leaf must be free again.
-    let keys: Vec<Vec<u8>> = m.keys().cloned().collect();
-    for k in keys {
-        assert!(delete(&mut s, &k).unwrap());
+    // Random order, so emptied leaves are unlinked at all positions and
+    // internal pages lose first, middle and last children.
+    let mut keys: Vec<Vec<u8>> = m.keys().cloned().collect();
+    for i in (1..keys.len()).rev() {
+        keys.swap(i, r.below(i as u64 + 1) as usize);
     }
-    m.clear();
+    let quarter = keys.len() / 4 + 1;
+    for (i, k) in keys.iter().enumerate() {
+        assert!(delete(&mut s, k).unwrap());
+        m.remove(k);
+        if i % quarter == 0 {
+            assert_sound(&s, &m);
+        }
+    }
     assert_sound(&s, &m);
     let st = stats(&s).unwrap();
     assert_eq!(
@@ -331,7 +350,12 @@ fn btree_damaged_pages_never_panic() {
         }
         assert!(verify(&s).unwrap().is_empty());
         let npages = s.pages.len() as u64;
-        for round in 0..300 {
+        // BTREE_FUZZ_ROUNDS raises the count for a longer hunt.
+        let rounds = std::env::var("BTREE_FUZZ_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        for round in 0..rounds {
             let mut bad = s.clone();
             for _ in 0..1 + r.below(6) {
                 let pg = r.below(npages) as usize;
@@ -373,4 +397,102 @@ fn btree_damaged_pages_never_panic() {
             let _ = verify(&bad);
         }
     }
+}
+
+/// Rough timing of the benchmark workload (run with `--ignored
+/// --nocapture`); not a pass/fail test.
+#[test]
+#[ignore]
+fn btree_bench_million_puts() {
+    for random in [false, true] {
+        let mut s = new_tree(4096);
+        let mut r = Rng(99);
+        let t = std::time::Instant::now();
+        for i in 0..1_000_000u64 {
+            let k = if random { r.next() } else { i };
+            put(&mut s, &k.to_be_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        let st = stats(&s).unwrap();
+        eprintln!(
+            "random={random}: {:?}, {} leaves, {} levels, fill {:.2}",
+            t.elapsed(),
+            st.leaf_pages,
+            st.levels,
+            st.leaf_bytes as f64 / (st.leaf_pages as f64 * 4096.0)
+        );
+    }
+}
+
+/// Pages of `ty` in the store, in page order.
+fn pages_of(s: &MemStore, ty: page::PageType) -> Vec<PageNo> {
+    (0..s.pages.len() as u32)
+        .map(PageNo)
+        .filter(|&p| page::page_type(&s.page(p).unwrap()) == Some(ty))
+        .collect()
+}
+
+fn problems_with(s: &MemStore, word: &str) -> bool {
+    let probs = verify(s).unwrap();
+    assert!(!probs.is_empty(), "damage went unnoticed");
+    probs.iter().any(|p| p.what.contains(word)) || panic!("no '{word}' in {probs:?}")
+}
+
+#[test]
+fn btree_verify_finds_structural_damage() {
+    let mut s = new_tree(512);
+    for i in 0..400u32 {
+        let v = vec![i as u8; if i % 10 == 0 { 1500 } else { 20 }];
+        put(&mut s, &i.to_be_bytes(), &v).unwrap();
+    }
+    for i in 100..200u32 {
+        delete(&mut s, &i.to_be_bytes()).unwrap();
+    }
+    assert!(verify(&s).unwrap().is_empty());
+    let st = stats(&s).unwrap();
+    assert!(st.free_pages > 2 && st.overflow_pages > 0 && st.levels >= 2);
+    let meta = read::meta(&s).unwrap();
+
+    // A leaf's right link cut.
+    let mut bad = s.clone();
+    let leaf = pages_of(&bad, page::PageType::Leaf)[0];
+    node::set_next(bad.page_mut(leaf).unwrap(), PageNo::NONE);
+    assert!(problems_with(&bad, "sibling"));
+
+    // An overflow page claiming fewer bytes than its chain needs.
+    let mut bad = s.clone();
+    let ov = pages_of(&bad, page::PageType::Overflow)[0];
+    node::set_hi(bad.page_mut(ov).unwrap(), 3);
+    assert!(problems_with(&bad, "overflow"));
+
+    // A cycle in the free list.
+    let mut bad = s.clone();
+    let head = meta.free_head;
+    node::set_next(bad.page_mut(head).unwrap(), head);
+    assert!(problems_with(&bad, "already used"));
+
+    // A page past the tree and the free list.
+    let mut bad = s.clone();
+    let mut m = meta;
+    m.last_pgno = PageNo(m.last_pgno.0 + 1);
+    node::format(
+        bad.page_new(m.last_pgno).unwrap(),
+        m.last_pgno,
+        page::PageType::Free,
+        0,
+    );
+    m.encode(bad.page_mut(PageNo::META).unwrap());
+    assert!(problems_with(&bad, "neither in use nor free"));
+
+    // Two children of the root swapped: keys leave their separator range.
+    let mut bad = s.clone();
+    let b = bad.page_mut(meta.root).unwrap();
+    let n = node::nent(b);
+    let (o0, o1) = (
+        node::slot(b, n, 0).unwrap() + 1,
+        node::slot(b, n, 1).unwrap() + 1,
+    );
+    let (c0, c1) = (b[o0..o0 + 4].to_vec(), b[o1..o1 + 4].to_vec());
+    b[o0..o0 + 4].copy_from_slice(&c1);
+    b[o1..o1 + 4].copy_from_slice(&c0);
+    assert!(problems_with(&bad, "separator"));
 }

@@ -321,7 +321,7 @@ impl<S: PageRead + ?Sized> V<'_, S> {
     fn sweep(&mut self) {
         let last = self.m.last_pgno.0;
         if last > SWEEP_LIMIT {
-            let lost = u64::from(last) + 1 - self.owner.len() as u64;
+            let lost = (u64::from(last) + 1).saturating_sub(self.owner.len() as u64);
             if lost > 0 {
                 self.problem(
                     PageNo::META,

@@ -43,7 +43,7 @@ pub(crate) fn put<S: PageWrite>(s: &mut S, key: &[u8], val: &[u8]) -> Result<boo
         w.chk(pg, r)?;
     } else {
         drop(leaf);
-        w.meta.nkeys += 1;
+        w.meta.nkeys = w.meta.nkeys.saturating_add(1);
     }
     let entry = leaf_entry(&mut w, key, val)?;
     insert_up(&mut w, path, pg, i, entry)?;
