@@ -3,11 +3,13 @@
 //! text format) and all page, log, B-tree, transaction and recovery logic.
 //! It never prints and never exits: tools do that.
 
+pub mod archive;
 pub mod btree;
 pub mod cache;
 pub mod checkpoint;
 pub mod codec;
 pub mod config;
+pub mod copy;
 pub mod dbfile;
 pub mod dump;
 pub mod env;

@@ -1,0 +1,239 @@
+//! What `db_archive` answers: the log files no longer in use, all log
+//! files, the database files; and the removal of unused logs (`-d`).
+//!
+//! "No longer in use" means wholly before the file that holds the redo LSN
+//! of the last checkpoint. The answer comes from the region (O(1)) when it
+//! is valid and belongs to these logs, otherwise from the last log file
+//! (`log::last_checkpoint`), never from a scan of every log file. Counting
+//! goes down from that file and stops at the first missing one, as
+//! Berkeley DB does.
+//!
+//! Removal honours a running hot backup's lease in the region: a file the
+//! backup still needs is kept even if no longer in use.
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::log::{self, FileHeader, FILE_HEADER_SIZE};
+use crate::region::{BackupLease, Region};
+use crate::types::Lsn;
+use crate::vfs::{OpenMode, SharedVfs};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveMode {
+    /// Log files no longer in use (no flag).
+    Unused,
+    /// Every log file (`-l`).
+    AllLogs,
+    /// Every database file (`-s`).
+    Databases,
+}
+
+/// Facts about an environment's log that archive decisions rest on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogState {
+    /// Present log files, lowest and highest number.
+    pub first: u32,
+    pub last: u32,
+    /// Redo LSN of the last checkpoint (`None`: no checkpoint yet).
+    pub ckp_redo: Option<Lsn>,
+    /// LSN of the last checkpoint record.
+    pub ckp_lsn: Option<Lsn>,
+}
+
+/// Reads the log state: region first, the last log file otherwise.
+pub fn log_state(vfs: &SharedVfs, layout: &Layout) -> Result<LogState> {
+    let files = layout.log_files(vfs)?;
+    let (Some(&first), Some(&last)) = (files.first(), files.last()) else {
+        return Err(Error::NotEnvironment {
+            path: layout.home.clone(),
+        });
+    };
+    let env_id = read_header(vfs, layout, last)?.env_id;
+    if let Some(st) = Region::at(&layout.home).read() {
+        if st.env_id == env_id && !st.last_ckp.is_zero() && st.ckp_redo.file <= last {
+            return Ok(LogState {
+                first,
+                last,
+                ckp_redo: Some(st.ckp_redo),
+                ckp_lsn: Some(st.last_ckp),
+            });
+        }
+    }
+    let ckp = log::last_checkpoint(vfs, &layout.log_dir)?;
+    Ok(LogState {
+        first,
+        last,
+        ckp_redo: ckp.as_ref().map(|c| c.1.redo_lsn),
+        ckp_lsn: ckp.as_ref().map(|c| c.0),
+    })
+}
+
+fn read_header(vfs: &SharedVfs, layout: &Layout, n: u32) -> Result<FileHeader> {
+    let path = layout.log_path(n);
+    let h = vfs.open(&path, OpenMode::Read)?;
+    let mut b = [0u8; FILE_HEADER_SIZE];
+    let got = h.read_at(&mut b, 0)?;
+    FileHeader::decode(&path, &b[..got], n)
+}
+
+/// Numbers of the log files no longer in use, ascending.
+pub fn unused_logs(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<u32>> {
+    let st = log_state(vfs, layout)?;
+    let Some(redo) = st.ckp_redo else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut n = redo.file.min(st.last);
+    while n > 1 {
+        n -= 1;
+        if !vfs.exists(&layout.log_path(n)) {
+            break;
+        }
+        out.push(n);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Every log file, counting down from the last to the first missing one.
+pub fn all_logs(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<u32>> {
+    let files = layout.log_files(vfs)?;
+    let Some(&last) = files.last() else {
+        return Err(Error::NotEnvironment {
+            path: layout.home.clone(),
+        });
+    };
+    let mut out = vec![last];
+    let mut n = last;
+    while n > 1 && files.binary_search(&(n - 1)).is_ok() {
+        n -= 1;
+        out.push(n);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The paths `db_archive` prints for `mode`: basenames, or with
+/// `absolute` the current directory joined with the path through the home
+/// as given (not normalised, as Berkeley DB prints it). Sorted by byte
+/// order of what is printed.
+pub fn list(
+    vfs: &SharedVfs,
+    layout: &Layout,
+    mode: ArchiveMode,
+    absolute: bool,
+) -> Result<Vec<PathBuf>> {
+    let cwd = if absolute {
+        std::env::current_dir().map_err(|e| Error::io(".", "getcwd", e))?
+    } else {
+        PathBuf::new()
+    };
+    let show = |full: PathBuf| -> PathBuf {
+        if absolute {
+            cwd.join(full)
+        } else {
+            PathBuf::from(full.file_name().unwrap_or_default())
+        }
+    };
+    let mut out: Vec<PathBuf> = match mode {
+        ArchiveMode::Unused => unused_logs(vfs, layout)?
+            .into_iter()
+            .map(|n| show(layout.log_path(n)))
+            .collect(),
+        ArchiveMode::AllLogs => all_logs(vfs, layout)?
+            .into_iter()
+            .map(|n| show(layout.log_path(n)))
+            .collect(),
+        ArchiveMode::Databases => {
+            // An environment is recognised by its logs, even for -s.
+            log_state(vfs, layout)?;
+            layout
+                .db_files(vfs)?
+                .into_iter()
+                .map(|f| show(f.path))
+                .collect()
+        }
+    };
+    out.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    Ok(out)
+}
+
+/// The live lease of a running hot backup, if any.
+pub fn live_lease(home: &Path) -> Option<BackupLease> {
+    let st = Region::at(home).read()?;
+    let l = st.lease;
+    if l.pid == 0 || l.expires < crate::env::now_secs() {
+        return None;
+    }
+    if !Path::new(&format!("/proc/{}", l.pid)).exists() {
+        return None;
+    }
+    Some(l)
+}
+
+/// Removes the log files no longer in use, except those a running hot
+/// backup still needs. Returns what was removed.
+pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
+    let floor = live_lease(&layout.home).map(|l| l.first_log);
+    let mut removed = Vec::new();
+    for n in unused_logs(vfs, layout)? {
+        if floor.is_some_and(|f| n >= f) {
+            continue;
+        }
+        let p = layout.log_path(n);
+        vfs.remove(&p)?;
+        removed.push(p);
+    }
+    if !removed.is_empty() {
+        vfs.sync_dir(&layout.log_dir)?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::{Env, EnvOptions};
+    use crate::vfs::OsVfs;
+
+    #[test]
+    fn unused_logs_are_those_before_the_checkpoint_redo_file() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = EnvOptions::create();
+        o.lg_max = Some(8 * 1024);
+        let env = Env::open(d.path(), o).unwrap();
+        let vfs = OsVfs::shared();
+        let layout = Layout::resolve(&vfs, d.path()).unwrap();
+        {
+            let mut t = env.begin().unwrap();
+            let db = t.create_db("a.db", Some(512)).unwrap();
+            for i in 0..400u32 {
+                t.put(&db, &i.to_be_bytes(), &[1u8; 100]).unwrap();
+            }
+            t.commit().unwrap();
+        }
+        // No checkpoint yet: nothing is unused.
+        assert!(unused_logs(&vfs, &layout).unwrap().is_empty());
+        let all = all_logs(&vfs, &layout).unwrap();
+        assert!(all.len() > 3, "{all:?}");
+        env.checkpoint().unwrap();
+        let unused = unused_logs(&vfs, &layout).unwrap();
+        assert_eq!(unused.len(), all.len() - 1, "all but the last file");
+        let names = list(&vfs, &layout, ArchiveMode::Databases, false).unwrap();
+        assert_eq!(names, vec![PathBuf::from("a.db")]);
+        // A lease keeps what a backup needs.
+        Region::at(d.path())
+            .update(false, |s| {
+                s.lease = BackupLease {
+                    pid: std::process::id(),
+                    first_log: 2,
+                    expires: crate::env::now_secs() + 60,
+                }
+            })
+            .unwrap();
+        let removed = remove_unused(&vfs, &layout).unwrap();
+        assert_eq!(removed, vec![layout.log_path(1)]);
+        assert_eq!(all_logs(&vfs, &layout).unwrap().first(), Some(&2));
+    }
+}

@@ -1,0 +1,304 @@
+//! Copying environment files safely while their owner writes them
+//! (`db_copy`, and every copy `db_hotbackup` makes).
+//!
+//! * Database files are read in large chunks and checked page by page: a
+//!   page whose checksum fails (a read that raced a write) is read again
+//!   until it holds; one that still fails after `MAX_REREADS` reads is
+//!   reported by file and page number and the copy fails.
+//! * Log files are copied as bytes up to their end at the time of reading
+//!   (the active file may grow meanwhile; a half-written record at the end
+//!   is a torn tail that recovery of the copy cuts).
+//! * The copy goes to a temporary name in the target directory, created
+//!   exclusively (so a planted symlink is never followed), with the source's
+//!   permission bits set before any data is written; it is fsynced, given
+//!   the source's times, renamed into place, and the directory fsynced. An
+//!   interrupted copy never leaves a half file under the real name, and the
+//!   source is only ever read.
+
+use crate::error::{Error, Location, Result};
+use crate::layout::probe_db;
+use crate::log::parse_log_name;
+use crate::page::{self, PageCheck};
+use crate::types::PageNo;
+use crate::vfs::{OpenMode, SharedVfs, VFile};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How many times a page that fails its checksum is read again.
+pub const MAX_REREADS: u32 = 50;
+/// Bytes read per call.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Database { page_size: u32 },
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyOptions {
+    /// `-F`: plain reads, no page checks (only where reads are atomic).
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CopyReport {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub kind: FileKind,
+    pub bytes: u64,
+    /// Pages read more than once before their checksum held.
+    pub rereads: u64,
+    /// crc32 of the bytes written.
+    pub crc: u32,
+}
+
+/// What kind of environment file `path` is, or an error naming it.
+pub fn classify(vfs: &SharedVfs, path: &Path) -> Result<FileKind> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if parse_log_name(name).is_some() {
+        return Ok(FileKind::Log);
+    }
+    if !vfs.exists(path) {
+        return Err(Error::io(
+            path,
+            "open",
+            std::io::Error::from_raw_os_error(2),
+        ));
+    }
+    match probe_db(vfs, path) {
+        Some(ps) => Ok(FileKind::Database { page_size: ps }),
+        None => Err(Error::corrupt(
+            path,
+            Location::Whole,
+            "not a database or log file of an environment",
+        )),
+    }
+}
+
+/// Copies `src` to the file `dst` (not a directory).
+pub fn copy_file(vfs: &SharedVfs, src: &Path, dst: &Path, opts: CopyOptions) -> Result<CopyReport> {
+    let kind = classify(vfs, src)?;
+    let meta = std::fs::metadata(src).map_err(|e| Error::io(src, "stat", e))?;
+    let dir = match dst.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dst
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{}: not a file name", dst.display())))?;
+    let tmp = dir.join(format!(
+        ".tmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if vfs.exists(&tmp) {
+        vfs.remove(&tmp)?;
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let out = vfs.open(&tmp, OpenMode::CreateNew(mode & 0o700))?;
+    let result = (|| -> Result<CopyReport> {
+        // Exactly the source's bits (the umask may have taken some away;
+        // never more than the source has).
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(&tmp, "chmod", e))?;
+        let input = vfs.open(src, OpenMode::Read)?;
+        let (bytes, rereads, crc) = match (kind, opts.plain) {
+            (FileKind::Database { page_size }, false) => {
+                copy_pages(input.as_ref(), out.as_ref(), page_size as usize)?
+            }
+            _ => copy_bytes(input.as_ref(), out.as_ref())?,
+        };
+        out.sync()?;
+        let atime = filetime::FileTime::from_last_access_time(&meta);
+        let mtime = filetime::FileTime::from_last_modification_time(&meta);
+        filetime::set_file_times(&tmp, atime, mtime).map_err(|e| Error::io(&tmp, "utimes", e))?;
+        vfs.rename(&tmp, dst)?;
+        vfs.sync_dir(&dir)?;
+        Ok(CopyReport {
+            source: src.to_path_buf(),
+            target: dst.to_path_buf(),
+            kind,
+            bytes,
+            rereads,
+            crc,
+        })
+    })();
+    if result.is_err() {
+        let _ = vfs.remove(&tmp);
+    }
+    result
+}
+
+fn copy_bytes(input: &dyn VFile, out: &dyn VFile) -> Result<(u64, u64, u32)> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0u64;
+    let mut h = crc32fast::Hasher::new();
+    loop {
+        let n = input.read_at(&mut buf, off)?;
+        if n == 0 {
+            break;
+        }
+        out.write_at(&buf[..n], off)?;
+        h.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok((off, 0, h.finalize()))
+}
+
+fn copy_pages(input: &dyn VFile, out: &dyn VFile, ps: usize) -> Result<(u64, u64, u32)> {
+    let per = (CHUNK / ps).max(1);
+    let mut buf = vec![0u8; per * ps];
+    let mut off = 0u64;
+    let mut rereads = 0u64;
+    let mut h = crc32fast::Hasher::new();
+    loop {
+        let n = input.read_at(&mut buf, off)?;
+        // Only whole pages: a partial page at the end is being appended.
+        let whole = n / ps * ps;
+        if whole == 0 {
+            break;
+        }
+        for (i, page_buf) in buf[..whole].chunks_mut(ps).enumerate() {
+            let no = PageNo(((off / ps as u64) + i as u64) as u32);
+            rereads += settle_page(input, page_buf, no, off + (i * ps) as u64)?;
+        }
+        out.write_at(&buf[..whole], off)?;
+        h.update(&buf[..whole]);
+        off += whole as u64;
+        if n < buf.len() {
+            break;
+        }
+    }
+    Ok((off, rereads, h.finalize()))
+}
+
+/// Re-reads one page until its checksum holds. All-zero pages (space the
+/// file has but no write reached) are copied as they are.
+fn settle_page(input: &dyn VFile, buf: &mut [u8], no: PageNo, at: u64) -> Result<u64> {
+    let mut tries = 0u32;
+    loop {
+        match page::check(buf, no) {
+            PageCheck::Ok | PageCheck::Unwritten => return Ok(u64::from(tries)),
+            bad => {
+                if tries >= MAX_REREADS {
+                    let what = match bad {
+                        PageCheck::WrongNumber(n) => {
+                            format!("page holds page {n} after {tries} reads")
+                        }
+                        _ => format!("checksum still fails after {tries} reads (corrupt page)"),
+                    };
+                    return Err(Error::corrupt(input.path(), Location::Page(no), what));
+                }
+                tries += 1;
+                std::thread::sleep(Duration::from_micros(200 * u64::from(tries)));
+                let n = input.read_at(buf, at)?;
+                if n < buf.len() {
+                    return Err(Error::corrupt(
+                        input.path(),
+                        Location::Page(no),
+                        "file shrank while being copied",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Copies each source into `target`: into it when it is a directory (one
+/// file per source, same base name), or onto it when there is a single
+/// source. Stops at the first failure.
+pub fn copy_into(
+    vfs: &SharedVfs,
+    sources: &[PathBuf],
+    target: &Path,
+    opts: CopyOptions,
+    mut each: impl FnMut(&CopyReport),
+) -> Result<Vec<CopyReport>> {
+    let into_dir = vfs.is_dir(target);
+    if !into_dir && sources.len() != 1 {
+        return Err(Error::invalid(format!(
+            "{}: not a directory (several sources need a target directory)",
+            target.display()
+        )));
+    }
+    let mut out = Vec::new();
+    for src in sources {
+        let dst = if into_dir {
+            let name = src
+                .file_name()
+                .ok_or_else(|| Error::invalid(format!("{}: not a file name", src.display())))?;
+            target.join(name)
+        } else {
+            target.to_path_buf()
+        };
+        if same_file(src, &dst) {
+            return Err(Error::invalid(format!(
+                "{}: source and target are the same file",
+                src.display()
+            )));
+        }
+        let r = copy_file(vfs, src, &dst, opts)?;
+        each(&r);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::{Env, EnvOptions};
+    use crate::vfs::OsVfs;
+
+    #[test]
+    fn copies_keep_mode_and_times_and_a_corrupt_page_fails_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("h");
+        std::fs::create_dir(&home).unwrap();
+        let env = Env::open(&home, EnvOptions::create()).unwrap();
+        {
+            let mut t = env.begin().unwrap();
+            let db = t.create_db("a.db", Some(512)).unwrap();
+            for i in 0..200u32 {
+                t.put(&db, &i.to_be_bytes(), &[3u8; 50]).unwrap();
+            }
+            t.commit().unwrap();
+        }
+        env.close().unwrap();
+        let src = home.join("a.db");
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let vfs = OsVfs::shared();
+        let bk = d.path().join("bk");
+        std::fs::create_dir(&bk).unwrap();
+        let r = copy_into(&vfs, &[src.clone()], &bk, CopyOptions::default(), |_| {}).unwrap();
+        assert_eq!(r[0].rereads, 0);
+        let copy = bk.join("a.db");
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&src).unwrap());
+        let m = std::fs::metadata(&copy).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            filetime::FileTime::from_last_modification_time(&m),
+            filetime::FileTime::from_last_modification_time(&std::fs::metadata(&src).unwrap())
+        );
+        // Damage page 2 for good: the copy fails naming file and page and
+        // leaves nothing under the real name or a temporary one.
+        let mut raw = std::fs::read(&src).unwrap();
+        raw[2 * 512 + 100] ^= 0xff;
+        std::fs::write(&src, raw).unwrap();
+        let bk2 = d.path().join("bk2");
+        std::fs::create_dir(&bk2).unwrap();
+        let e = copy_into(&vfs, &[src], &bk2, CopyOptions::default(), |_| {}).unwrap_err();
+        assert!(e.to_string().contains("a.db: page 2:"), "{e}");
+        assert_eq!(std::fs::read_dir(&bk2).unwrap().count(), 0);
+    }
+}
