@@ -4,6 +4,7 @@
 //! It never prints and never exits: tools do that.
 
 pub mod archive;
+pub mod backup;
 pub mod btree;
 pub mod cache;
 pub mod checkpoint;
@@ -16,11 +17,13 @@ pub mod env;
 pub mod error;
 pub mod layout;
 pub mod log;
+pub mod manifest;
 pub mod owner;
 pub mod page;
 pub mod pagestore;
 pub mod recovery;
 pub mod region;
+pub mod timefmt;
 pub mod txn;
 pub mod types;
 pub mod vfs;

@@ -1,0 +1,747 @@
+//! `db_hotbackup`: a hot backup of a live environment in one call, and its
+//! incremental update. DESIGN.md section 5 and shared/hot-failover.md are
+//! the contract.
+//!
+//! Full backup:
+//! 1. note the last checkpoint's redo LSN (the start point) and hold a
+//!    lease in the source region so no log file from there on is removed;
+//! 2. clear the environment files of an earlier backup from the target (a
+//!    target holding any other file is refused before anything is deleted);
+//! 3. copy the database files with page-verified reads, then every log file
+//!    from the start point's file to the last one (a file that vanished is
+//!    an error naming it);
+//! 4. run redo on the copy from the start point, cutting at most a torn
+//!    tail: the copy's log stays a byte prefix of the source's;
+//! 5. write the manifest with the exact consistency point.
+//!
+//! Update (`-u`): check the backup's log is a prefix of the source's and no
+//! bulk-mode transaction committed since, append the new log bytes, redo
+//! from the manifest's end. Its cost grows with the new log only. It never
+//! moves or deletes the source's logs (Berkeley DB moves them).
+
+use crate::archive;
+use crate::checkpoint;
+use crate::config::Config;
+use crate::copy::{copy_file, CopyOptions, FileKind};
+use crate::error::{Error, Location, Result};
+use crate::layout::{is_env_internal, probe_db, Layout};
+use crate::log::{self, parse_log_name, LogCursor, Record, FILE_HEADER_SIZE};
+use crate::manifest::{FileEntry, Manifest};
+use crate::owner::OwnerLock;
+use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
+use crate::region::{BackupLease, Region};
+use crate::types::Lsn;
+use crate::vfs::{OpenMode, SharedVfs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a lease lasts if the backup process is stuck (a dead process
+/// loses its lease at once: archive checks the pid).
+const LEASE_SECS: u64 = 6 * 3600;
+/// Bytes compared to check that the backup's log is a prefix of the source's.
+const PREFIX_CHECK: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// `-u`: update an existing backup with the new log only.
+    pub update: bool,
+    /// `-c`: checkpoint the source first.
+    pub checkpoint: bool,
+    /// `-D`: keep the source's DB_CONFIG directory layout (and copy DB_CONFIG).
+    pub config_dirs: bool,
+    /// `-d`: the source's data directories, as given (relative to the cwd).
+    pub data_dirs: Vec<PathBuf>,
+    /// `-l`: the source's log directory, relative to its home.
+    pub log_dir: Option<PathBuf>,
+    /// `-g`: keep every log file in the backup.
+    pub keep_logs: bool,
+    /// `-F`: plain file reads.
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    pub manifest: Manifest,
+    pub files_copied: usize,
+    pub bytes_copied: u64,
+    pub lowest_log: Option<u32>,
+    pub recovery: RecoveryOutcome,
+}
+
+/// Progress lines for `-v`; each is one message without the program name.
+pub type Say<'a> = &'a mut dyn FnMut(String);
+
+pub fn hot_backup(
+    vfs: &SharedVfs,
+    home: &Path,
+    target: &Path,
+    opts: &BackupOptions,
+    say: Say<'_>,
+) -> Result<BackupReport> {
+    let src = source_layout(vfs, home, opts)?;
+    check_target_outside(home, target)?;
+    if src.log_files(vfs)?.is_empty() {
+        return Err(Error::NotEnvironment {
+            path: home.to_path_buf(),
+        });
+    }
+    say(format!(
+        "hot backup started at {}",
+        crate::timefmt::ctime_now()
+    ));
+    if opts.checkpoint {
+        say(format!("{}: force checkpoint", home.display()));
+        checkpoint::checkpoint(home, Duration::from_secs(60))?;
+    }
+    if opts.update {
+        update(vfs, &src, target, opts, say)
+    } else {
+        full(vfs, &src, target, opts, say)
+    }
+}
+
+/// The source's directories: DB_CONFIG's, overridden by `-d`/`-l`.
+fn source_layout(vfs: &SharedVfs, home: &Path, opts: &BackupOptions) -> Result<Layout> {
+    let mut layout = Layout::resolve(vfs, home)?;
+    if !opts.data_dirs.is_empty() {
+        for d in &opts.data_dirs {
+            if !vfs.is_dir(d) {
+                return Err(Error::io(d, "open", std::io::Error::from_raw_os_error(2)));
+            }
+        }
+        layout.data_dirs = opts.data_dirs.clone();
+        layout.create_dir = opts.data_dirs[0].clone();
+    }
+    if let Some(l) = &opts.log_dir {
+        layout.log_dir = home.join(l);
+    }
+    Ok(layout)
+}
+
+/// The backup directory must not be the home, inside it, or hold it.
+fn check_target_outside(home: &Path, target: &Path) -> Result<()> {
+    let h = std::fs::canonicalize(home).map_err(|e| Error::io(home, "open", e))?;
+    let t = match std::fs::canonicalize(target) {
+        Ok(t) => t,
+        Err(_) => {
+            let parent = target
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let p = std::fs::canonicalize(parent).map_err(|e| Error::io(parent, "open", e))?;
+            p.join(target.file_name().unwrap_or_default())
+        }
+    };
+    if t.starts_with(&h) || h.starts_with(&t) {
+        return Err(Error::invalid(format!(
+            "{}: the backup directory must not be the environment home ({}), inside it, or contain it",
+            target.display(),
+            home.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A lease in the source region: log files from `first_log` on stay.
+struct Lease {
+    region: Option<Region>,
+}
+
+impl Lease {
+    fn take(home: &Path, first_log: u32) -> Lease {
+        let region = Region::at(home);
+        if !region.path().exists() {
+            // No region: no owner has run here since it was removed, and
+            // nothing removes logs but db_archive -d, which then has no
+            // lease to honour either. Creating one would change the source.
+            return Lease { region: None };
+        }
+        let me = std::process::id();
+        let taken = region.update(false, |s| {
+            let other_live = s.lease.pid != 0
+                && s.lease.pid != me
+                && Path::new(&format!("/proc/{}", s.lease.pid)).exists()
+                && s.lease.expires >= crate::env::now_secs();
+            if other_live && s.lease.first_log <= first_log {
+                return false; // the other backup's lease already covers ours
+            }
+            s.lease = BackupLease {
+                pid: me,
+                first_log,
+                expires: crate::env::now_secs() + LEASE_SECS,
+            };
+            true
+        });
+        Lease {
+            region: match taken {
+                Ok(true) => Some(region),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(r) = &self.region {
+            let me = std::process::id();
+            let _ = r.update(false, |s| {
+                if s.lease.pid == me {
+                    s.lease = BackupLease::default();
+                }
+            });
+        }
+    }
+}
+
+/// Where things go in the backup.
+fn target_layout(src: &Layout, target: &Path, config_dirs: bool) -> Layout {
+    if !config_dirs {
+        return Layout::with_config(target, Config::default());
+    }
+    Layout::with_config(target, src.config.clone())
+}
+
+fn relative<'a>(base: &Path, p: &'a Path) -> &'a Path {
+    p.strip_prefix(base).unwrap_or(Path::new(""))
+}
+
+/// Files a full backup may delete from its target: only an environment's.
+fn is_env_file(vfs: &SharedVfs, dir: &Path, name: &str) -> bool {
+    is_env_internal(name)
+        || parse_log_name(name).is_some()
+        || probe_db(vfs, &dir.join(name)).is_some()
+}
+
+/// Checks every directory the backup writes holds only environment files,
+/// then removes them (manifest first, so an interrupted clean leaves a
+/// directory that says it is incomplete). Nothing is deleted if anything
+/// foreign is found.
+fn clean_target(vfs: &SharedVfs, dirs: &[PathBuf], say: Say<'_>) -> Result<()> {
+    let mut doomed = Vec::new();
+    for dir in dirs {
+        if !vfs.exists(dir) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, "stat", e))?;
+        if !meta.is_dir() {
+            return Err(Error::invalid(format!(
+                "{}: not a directory",
+                dir.display()
+            )));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for n in vfs.list(dir)? {
+            let Some(name) = n.to_str() else {
+                return Err(foreign(dir, &n.to_string_lossy()));
+            };
+            names.push(name.to_string());
+        }
+        names.sort();
+        for name in names {
+            let p = dir.join(&name);
+            let m = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, "stat", e))?;
+            if m.is_dir() {
+                continue; // subdirectories are left alone (as Berkeley DB does)
+            }
+            if !m.is_file() || !is_env_file(vfs, dir, &name) {
+                return Err(foreign(dir, &name));
+            }
+            if name != crate::owner::LOCK_FILE {
+                doomed.push(p);
+            }
+        }
+    }
+    for dir in dirs {
+        if vfs.exists(dir) {
+            Manifest::remove(vfs, dir)?;
+        }
+    }
+    for p in doomed {
+        if p.file_name().and_then(|n| n.to_str()) == Some(crate::manifest::MANIFEST_FILE) {
+            continue;
+        }
+        say(format!("removing {}", p.display()));
+        vfs.remove(&p)?;
+    }
+    for dir in dirs {
+        if vfs.exists(dir) {
+            vfs.sync_dir(dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn foreign(dir: &Path, name: &str) -> Error {
+    Error::invalid(format!(
+        "{}: holds {name}, which belongs to no environment; refusing to clear the backup directory (nothing was deleted)",
+        dir.display()
+    ))
+}
+
+fn make_dir(vfs: &SharedVfs, dir: &Path) -> Result<()> {
+    if !vfs.exists(dir) {
+        vfs.create_dir(dir, 0o700)?;
+        if let Some(p) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the source says redo must start for a copy taken now.
+fn start_point(vfs: &SharedVfs, src: &Layout) -> Result<(Lsn, Lsn)> {
+    let st = archive::log_state(vfs, src)?;
+    Ok(match (st.ckp_redo, st.ckp_lsn) {
+        (Some(r), Some(c)) => (r, c),
+        _ => (Lsn::new(st.first, log::FIRST_RECORD_OFFSET), Lsn::ZERO),
+    })
+}
+
+fn full(
+    vfs: &SharedVfs,
+    src: &Layout,
+    target: &Path,
+    opts: &BackupOptions,
+    say: Say<'_>,
+) -> Result<BackupReport> {
+    // The lease goes in after the start point is read; a `db_archive -d`
+    // racing in between can only have removed files before a newer
+    // checkpoint, so on a vanished start file read the start point again.
+    let mut tries = 0;
+    let (start, ckp, _lease) = loop {
+        let (start, ckp) = start_point(vfs, src)?;
+        let lease = Lease::take(&src.home, start.file);
+        if vfs.exists(&src.log_path(start.file)) {
+            break (start, ckp, lease);
+        }
+        tries += 1;
+        if tries >= 5 {
+            return Err(Error::LogGap {
+                path: src.log_path(start.file),
+            });
+        }
+    };
+    let dst = target_layout(src, target, opts.config_dirs);
+    let mut dirs = vec![target.to_path_buf()];
+    for d in dst.data_dirs.iter().chain([&dst.log_dir]) {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
+    make_dir(vfs, target)?;
+    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    clean_target(vfs, &dirs, say)?;
+    for d in &dirs {
+        make_dir(vfs, d)?;
+    }
+    let created = crate::env::now_secs();
+    let mut entries = Vec::new();
+    let mut bytes = 0u64;
+    let copy = CopyOptions { plain: opts.plain };
+    if opts.config_dirs {
+        let cfg = src.home.join("DB_CONFIG");
+        if vfs.exists(&cfg) {
+            let to = target.join("DB_CONFIG");
+            say(format!("copying {} to {}", cfg.display(), to.display()));
+            std::fs::copy(&cfg, &to).map_err(|e| Error::io(&cfg, "copy", e))?;
+        }
+    }
+    // 1. Databases.
+    for f in src.db_files(vfs)? {
+        let dir = if opts.config_dirs {
+            let rel = f
+                .path
+                .parent()
+                .map(|p| relative(&src.home, p).to_path_buf())
+                .unwrap_or_default();
+            target.join(rel)
+        } else {
+            target.to_path_buf()
+        };
+        let to = dir.join(&f.name);
+        say(format!(
+            "copying database {} to {}",
+            f.path.display(),
+            to.display()
+        ));
+        let r = copy_file(vfs, &f.path, &to, copy)?;
+        bytes += r.bytes;
+        entries.push(entry(target, &to, r.bytes, Some(r.crc)));
+    }
+    // 2. Logs, from the start point's file to the last one present now.
+    let logs = src.log_files(vfs)?;
+    let last = logs.last().copied().unwrap_or(start.file);
+    for n in start.file..=last {
+        let from = src.log_path(n);
+        let to = dst.log_path(n);
+        say(format!("copying {} to {}", from.display(), to.display()));
+        let r = match copy_file(vfs, &from, &to, copy) {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Err(Error::LogGap { path: from }),
+            Err(e) => return Err(e),
+        };
+        debug_assert_eq!(r.kind, FileKind::Log);
+        bytes += r.bytes;
+    }
+    say(format!("lowest numbered log file copied: {}", start.file));
+    drop(_lease);
+    // 3. Redo on the copy.
+    say(format!("{}: run catastrophic recovery", target.display()));
+    let outcome = recovery::recover(
+        vfs,
+        &dst,
+        RecoveryOptions {
+            mode: RecoveryMode::From(start),
+            write: true,
+            ..Default::default()
+        },
+    )?;
+    report_recovery(&outcome, say);
+    let env_id = outcome.env_id.unwrap_or(0);
+    // 4. Trim, then the manifest (log entries reflect what stays).
+    if !opts.keep_logs {
+        trim_logs(vfs, &dst, &outcome, say)?;
+    }
+    for n in dst.log_files(vfs)? {
+        let p = dst.log_path(n);
+        let (size, crc) = file_crc(vfs, &p)?;
+        entries.push(entry(target, &p, size, Some(crc)));
+    }
+    let now = crate::env::now_secs();
+    let manifest = Manifest {
+        env_id,
+        created,
+        updated: now,
+        checkpoint: ckp,
+        start,
+        end: outcome.end,
+        last_commit: outcome.last_commit_time.unwrap_or(0),
+        files: entries,
+    };
+    manifest.write(vfs, target)?;
+    say(consistency_line(&manifest));
+    say(format!(
+        "hot backup completed at {}",
+        crate::timefmt::ctime_now()
+    ));
+    Ok(BackupReport {
+        files_copied: manifest.files.len(),
+        manifest,
+        bytes_copied: bytes,
+        lowest_log: Some(start.file),
+        recovery: outcome,
+    })
+}
+
+fn update(
+    vfs: &SharedVfs,
+    src: &Layout,
+    target: &Path,
+    opts: &BackupOptions,
+    say: Say<'_>,
+) -> Result<BackupReport> {
+    let Some(mut manifest) = Manifest::read(vfs, target)? else {
+        return Err(Error::invalid(format!(
+            "{}: not a complete backup (no manifest); run a full db_hotbackup first",
+            target.display()
+        )));
+    };
+    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    let dst = if opts.config_dirs {
+        Layout::resolve(vfs, target)?
+    } else {
+        Layout::with_config(target, Config::default())
+    };
+    let src_logs = src.log_files(vfs)?;
+    let src_env = {
+        let cur = LogCursor::open(vfs.clone(), &src.log_dir)?;
+        cur.env_id().unwrap_or(0)
+    };
+    if src_env != manifest.env_id {
+        return Err(Error::invalid(format!(
+            "{}: is a backup of another environment (id {:016x}, source {:016x}); run a full backup",
+            target.display(),
+            manifest.env_id,
+            src_env
+        )));
+    }
+    let bk_logs = dst.log_files(vfs)?;
+    let Some(&b) = bk_logs.last() else {
+        return Err(Error::invalid(format!(
+            "{}: backup holds no log files; run a full backup",
+            target.display()
+        )));
+    };
+    let from = src.log_path(b);
+    if !src_logs.contains(&b) {
+        return Err(Error::LogGap { path: from });
+    }
+    let _lease = Lease::take(&src.home, b);
+    let bk_path = dst.log_path(b);
+    let bk_len = vfs.open(&bk_path, OpenMode::Read)?.len()?;
+    check_prefix(vfs, &from, &bk_path, bk_len)?;
+    refuse_bulk(vfs, src, manifest.end)?;
+
+    // Copy: the rest of file b, then every later file.
+    let mut bytes = 0u64;
+    let src_h = vfs.open(&from, OpenMode::Read)?;
+    let out = vfs.open(&bk_path, OpenMode::ReadWrite)?;
+    let mut off = bk_len;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = src_h.read_at(&mut buf, off)?;
+        if n == 0 {
+            break;
+        }
+        out.write_at(&buf[..n], off)?;
+        off += n as u64;
+        bytes += n as u64;
+    }
+    out.sync()?;
+    if off > bk_len {
+        say(format!(
+            "copying {} to {} (bytes {bk_len}..{off})",
+            from.display(),
+            bk_path.display()
+        ));
+    }
+    let last = src.log_files(vfs)?.last().copied().unwrap_or(b);
+    for n in (b + 1)..=last {
+        let f = src.log_path(n);
+        let to = dst.log_path(n);
+        say(format!("copying {} to {}", f.display(), to.display()));
+        match copy_file(vfs, &f, &to, CopyOptions { plain: opts.plain }) {
+            Ok(r) => bytes += r.bytes,
+            Err(e) if e.is_not_found() => return Err(Error::LogGap { path: f }),
+            Err(e) => return Err(e),
+        }
+    }
+    drop(_lease);
+    say(format!(
+        "{}: run recovery from {}",
+        target.display(),
+        manifest.end
+    ));
+    let outcome = recovery::recover(
+        vfs,
+        &dst,
+        RecoveryOptions {
+            mode: RecoveryMode::From(manifest.end),
+            write: true,
+            ..Default::default()
+        },
+    )?;
+    report_recovery(&outcome, say);
+    if !opts.keep_logs {
+        trim_logs(vfs, &dst, &outcome, say)?;
+    }
+    // Data files redo may have changed lose their whole-file checksum;
+    // log entries are rewritten.
+    let mut entries: Vec<FileEntry> = Vec::new();
+    for mut e in manifest.files.drain(..) {
+        if parse_log_name(
+            Path::new(&e.name)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(""),
+        )
+        .is_some()
+        {
+            continue;
+        }
+        if outcome.pages_applied > 0 {
+            e.crc = None;
+            if let Ok(m) = std::fs::metadata(target.join(&e.name)) {
+                e.size = m.len();
+            }
+        }
+        entries.push(e);
+    }
+    for n in dst.log_files(vfs)? {
+        let p = dst.log_path(n);
+        let (size, crc) = file_crc(vfs, &p)?;
+        entries.push(entry(target, &p, size, Some(crc)));
+    }
+    manifest.files = entries;
+    manifest.end = outcome.end;
+    manifest.updated = crate::env::now_secs();
+    if let Some(t) = outcome.last_commit_time {
+        manifest.last_commit = t;
+    }
+    manifest.write(vfs, target)?;
+    say(consistency_line(&manifest));
+    say(format!(
+        "hot backup completed at {}",
+        crate::timefmt::ctime_now()
+    ));
+    Ok(BackupReport {
+        files_copied: manifest.files.len(),
+        manifest,
+        bytes_copied: bytes,
+        lowest_log: Some(b),
+        recovery: outcome,
+    })
+}
+
+/// The backup's last log file must be a byte prefix of the source's file
+/// of the same number: otherwise the backup was opened on its own (failed
+/// over) or the source was rebuilt, and appending would mix two histories.
+fn check_prefix(vfs: &SharedVfs, src: &Path, bk: &Path, bk_len: u64) -> Result<()> {
+    let s = vfs.open(src, OpenMode::Read)?;
+    if s.len()? < bk_len {
+        return Err(Error::invalid(format!(
+            "{}: is longer in the backup than in the source; the backup's log is not a prefix of the source's (take a full backup)",
+            src.display()
+        )));
+    }
+    let b = vfs.open(bk, OpenMode::Read)?;
+    let check = |from: u64, to: u64| -> Result<()> {
+        let n = (to - from) as usize;
+        let mut x = vec![0u8; n];
+        let mut y = vec![0u8; n];
+        s.read_at(&mut x, from)?;
+        b.read_at(&mut y, from)?;
+        if x != y {
+            return Err(Error::invalid(format!(
+                "{}: differs from the source's {} at bytes {from}..{to}: the backup's log is not a prefix of the source's (was the backup opened as an environment?); take a full backup",
+                bk.display(),
+                src.display()
+            )));
+        }
+        Ok(())
+    };
+    check(0, (FILE_HEADER_SIZE as u64).min(bk_len))?;
+    check(bk_len.saturating_sub(PREFIX_CHECK), bk_len)
+}
+
+/// Refuses an update when a bulk-mode transaction committed since the
+/// backup's consistency point: its pages are not in the log.
+fn refuse_bulk(vfs: &SharedVfs, src: &Layout, since: Lsn) -> Result<()> {
+    let mut cur = LogCursor::open(vfs.clone(), &src.log_dir)?;
+    cur.seek(since)?;
+    while let Some((lsn, _, rec)) = cur.next()? {
+        if let Record::BulkMarker { file_id, .. } = rec {
+            return Err(Error::invalid(format!(
+                "a bulk-mode transaction was committed at {lsn} (database file id {file_id}) since the backup's consistency point {since}; its pages are not in the log, so an update cannot bring the backup up to date: run a full db_hotbackup"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Removes backup log files wholly before the file holding the redo LSN
+/// of the last checkpoint the backup replayed (never the last file).
+fn trim_logs(vfs: &SharedVfs, dst: &Layout, outcome: &RecoveryOutcome, say: Say<'_>) -> Result<()> {
+    let Some((_, c)) = &outcome.last_ckp else {
+        return Ok(());
+    };
+    let logs = dst.log_files(vfs)?;
+    let last = logs.last().copied().unwrap_or(0);
+    let mut removed = false;
+    for n in logs {
+        if n < c.redo_lsn.file && n < last {
+            if !removed {
+                say(format!(
+                    "{}: remove unnecessary log files",
+                    dst.home.display()
+                ));
+            }
+            vfs.remove(&dst.log_path(n))?;
+            removed = true;
+        }
+    }
+    if removed {
+        vfs.sync_dir(&dst.log_dir)?;
+    }
+    Ok(())
+}
+
+fn consistency_line(m: &Manifest) -> String {
+    if m.last_commit == 0 {
+        format!("consistency point {}", m.end)
+    } else {
+        format!(
+            "consistency point {} (last commit replayed at {})",
+            m.end,
+            crate::timefmt::ctime(m.last_commit)
+        )
+    }
+}
+
+fn report_recovery(o: &RecoveryOutcome, say: Say<'_>) {
+    say(format!(
+        "Finding last valid log LSN: file: {} offset {}",
+        o.found_end.file, o.found_end.offset
+    ));
+    if o.records > 0 {
+        if let Some(s) = o.start {
+            say(format!("Recovery starting from {s}"));
+        }
+    }
+    say(format!(
+        "Recovery complete at {}",
+        crate::timefmt::ctime_now()
+    ));
+    for w in &o.warnings {
+        say(format!("warning: {w}"));
+    }
+}
+
+fn entry(base: &Path, p: &Path, size: u64, crc: Option<u32>) -> FileEntry {
+    FileEntry {
+        name: relative(base, p).display().to_string(),
+        size,
+        crc,
+    }
+}
+
+fn file_crc(vfs: &SharedVfs, p: &Path) -> Result<(u64, u32)> {
+    let h = vfs.open(p, OpenMode::Read)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    let mut c = crc32fast::Hasher::new();
+    loop {
+        let n = h.read_at(&mut buf, off)?;
+        if n == 0 {
+            break;
+        }
+        c.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok((off, c.finalize()))
+}
+
+/// Checks a backup's files against its manifest (sizes and checksums where
+/// recorded). Returns one line per problem.
+pub fn check_manifest(vfs: &SharedVfs, target: &Path) -> Result<Vec<String>> {
+    let Some(m) = Manifest::read(vfs, target)? else {
+        return Err(Error::corrupt(
+            target,
+            Location::Whole,
+            "no backup manifest",
+        ));
+    };
+    let mut problems = Vec::new();
+    for f in &m.files {
+        let p = target.join(&f.name);
+        match file_crc(vfs, &p) {
+            Ok((size, crc)) => {
+                if size != f.size {
+                    problems.push(format!(
+                        "{}: size {size}, manifest says {}",
+                        p.display(),
+                        f.size
+                    ));
+                } else if f.crc.is_some_and(|c| c != crc) {
+                    problems.push(format!(
+                        "{}: checksum differs from the manifest",
+                        p.display()
+                    ));
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    Ok(problems)
+}

@@ -1,0 +1,74 @@
+//! db_hotbackup: the whole hot-backup procedure in one command, and `-u`,
+//! its incremental update. See libcore::backup for what it does and
+//! man/db_hotbackup.1 for where it differs from Berkeley DB.
+
+use crate::cli::{Parsed, Usage};
+use libcore::backup::{hot_backup, BackupOptions};
+use libcore::vfs::OsVfs;
+use std::io::Write;
+use std::path::PathBuf;
+
+pub struct Args {
+    home: PathBuf,
+    target: PathBuf,
+    opts: BackupOptions,
+    verbose: bool,
+}
+
+pub fn parse(p: Parsed) -> Result<Args, Usage> {
+    if p.flag('d') && p.flag('c') {
+        return Err(Usage::msg("cannot specify -d and -c"));
+    }
+    if p.flag('D') && (p.flag('d') || p.flag('l')) {
+        return Err(Usage::msg("cannot specify -D and -d or -l"));
+    }
+    let Some(home) = crate::cli::home_opt(p.path('h')) else {
+        return Err(Usage::msg("no source database environment specified"));
+    };
+    let Some(target) = p.path('b') else {
+        return Err(Usage::msg("no target backup directory specified"));
+    };
+    if p.flag('P') {
+        return Err(Usage::msg(
+            "-P: encryption is not supported (environments are not encrypted)",
+        ));
+    }
+    Ok(Args {
+        opts: BackupOptions {
+            update: p.flag('u'),
+            checkpoint: p.flag('c'),
+            config_dirs: p.flag('D'),
+            data_dirs: p.values('d').map(PathBuf::from).collect(),
+            log_dir: p.path('l'),
+            keep_logs: p.flag('g'),
+            plain: p.flag('F'),
+        },
+        home,
+        target,
+        verbose: p.flag('v'),
+    })
+}
+
+pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
+    let vfs = OsVfs::shared();
+    let prog = crate::cli::prog();
+    let mut write_err: Option<std::io::Error> = None;
+    let mut say = |line: String| {
+        if args.verbose && write_err.is_none() {
+            if let Err(e) = writeln!(out, "{prog}: {line}").and_then(|_| out.flush()) {
+                write_err = Some(e);
+            }
+        }
+    };
+    match hot_backup(&vfs, &args.home, &args.target, &args.opts, &mut say) {
+        Ok(_) => {}
+        Err(e) => {
+            crate::cli::warn(&e);
+            anyhow::bail!("HOT BACKUP FAILED!");
+        }
+    }
+    match write_err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
