@@ -13,10 +13,9 @@ use libcore::env::{Env, EnvOptions};
 use std::io::Write;
 use std::time::Duration;
 
-fn value(j: u64) -> Vec<u8> {
-    let len = if j % 9 == 0 { 6000 } else { 20 + (j % 200) as usize };
-    (0..len).map(|i| (j as usize * 7 + i) as u8).collect()
-}
+#[path = "common/workload.rs"]
+mod workload;
+use workload::{key, value};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -70,7 +69,7 @@ fn main() {
             } else {
                 env.begin()?
             };
-            t.put(&a, format!("k{j:010}").as_bytes(), &value(j))?;
+            t.put(&a, &key(j), &value(j))?;
             t.put(&b, b"last", j.to_string().as_bytes())?;
             t.commit()?;
             let _ = writeln!(stdout.lock(), "ACK {j}");

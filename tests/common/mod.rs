@@ -131,3 +131,4 @@ pub fn diff(expected: &str, actual: &str) -> String {
     }
     text
 }
+pub mod workload;
