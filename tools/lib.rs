@@ -6,3 +6,4 @@ pub mod archive;
 pub mod cli;
 pub mod copy;
 pub mod hotbackup;
+pub mod verify;

@@ -26,6 +26,7 @@ pub mod region;
 pub mod timefmt;
 pub mod txn;
 pub mod types;
+pub mod verify;
 pub mod vfs;
 
 pub use dbfile::Db;
