@@ -2,4 +2,7 @@
 //! is a module with a pure `parse` of its command line and a short `run`;
 //! [`cli`] is the harness they share (options, messages, exit codes).
 
+pub mod checkpoint;
 pub mod cli;
+pub mod printlog;
+pub mod stat;

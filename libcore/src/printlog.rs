@@ -493,7 +493,10 @@ mod tests {
         assert_eq!(shown(b"k0000000002", 100), "len:  11 data: k0000000002");
         // Under four bytes the quarter rule leaves no room: hex.
         assert_eq!(shown(b"abc", 100), "len:   3 data: 616263");
-        assert_eq!(shown(&[0, 1, 2, 3, 4, 5, 6, 7], 100), "len:   8 data: 0001020304050607");
+        assert_eq!(
+            shown(&[0, 1, 2, 3, 4, 5, 6, 7], 100),
+            "len:   8 data: 0001020304050607"
+        );
         assert_eq!(shown(b"__db.80000001", 4), "len:  13 data: __db...");
         assert_eq!(shown(&[0u8; 300], 2), "len: 300 data: 0000...");
     }
@@ -547,6 +550,9 @@ mod tests {
         };
         let text = c.to_string();
         assert!(text.starts_with("[1][40]__txn_ckp: rec: 7 txnp 0 prevlsn [0][0]\n\tckp_lsn: [1][40]\n\tlast_ckp: [0][0]\n\ttimestamp: 1795610749 ("), "{text}");
-        assert!(text.ends_with("\tenvid: 7\n\tnfiles: 1\n\tfileid: 1\n\tname: len:   4 data: a.db\n\n"), "{text}");
+        assert!(
+            text.ends_with("\tenvid: 7\n\tnfiles: 1\n\tfileid: 1\n\tname: len:   4 data: a.db\n\n"),
+            "{text}"
+        );
     }
 }

@@ -175,15 +175,14 @@ pub struct TxnStat {
     /// Commit records after the last checkpoint's redo point.
     pub commits_since_ckp: u64,
     pub last_commit_time: Option<u64>,
-    /// Commits since the live owner opened the environment, as of its
-    /// last checkpoint (the region is updated then), when there is a live
-    /// owner.
-    pub owner_commits: Option<u64>,
+    /// Commits by the current (or last) owner since it opened the
+    /// environment, as of its last checkpoint (the region is updated then;
+    /// a clean close checkpoints). `None` without a sound region file.
+    pub region_commits: Option<u64>,
 }
 
 /// Transaction figures of the environment at `home`.
 pub fn txn(home: &Path) -> Result<TxnStat> {
-    let owner = live_owner(home);
     let region = Region::at(home).read();
     with_view(home, |env| {
         let o = env.recovery_outcome();
@@ -197,7 +196,7 @@ pub fn txn(home: &Path) -> Result<TxnStat> {
             max_txn: o.max_txn,
             commits_since_ckp: o.commits,
             last_commit_time: o.last_commit_time,
-            owner_commits: owner.and(region).map(|r| r.commits),
+            region_commits: region.map(|r| r.commits),
         })
     })
 }
@@ -224,11 +223,7 @@ pub fn env(home: &Path) -> Result<EnvStat> {
     let txn = txn(home)?;
     let (vfs, layout, _) = open_log(home)?;
     let cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
-    let databases = layout
-        .db_files(&vfs)?
-        .into_iter()
-        .map(|f| f.name)
-        .collect();
+    let databases = layout.db_files(&vfs)?.into_iter().map(|f| f.name).collect();
     Ok(EnvStat {
         region: Region::at(home).read(),
         region_size: REGION_SIZE,
@@ -270,7 +265,7 @@ mod tests {
         assert!(t.max_txn.0 >= 501);
         assert_eq!(t.commits_since_ckp, 501);
         let ckp = env.checkpoint().unwrap();
-        assert_eq!(txn(d.path()).unwrap().owner_commits, Some(501));
+        assert_eq!(txn(d.path()).unwrap().region_commits, Some(501));
         let l = log(d.path()).unwrap();
         assert_eq!(l.last_ckp.map(|c| c.0), Some(ckp));
         assert_eq!(l.bytes_since_ckp, 0);

@@ -609,9 +609,13 @@ impl LogCursor {
             return Ok(());
         }
         let mut r = FileReader::open(&self.vfs, &self.dir, end.file)?;
-        let Some(h) = r
-            .win
-            .get(&*r.file, r.len, u64::from(end.offset), RECORD_HEADER_SIZE, false)?
+        let Some(h) = r.win.get(
+            &*r.file,
+            r.len,
+            u64::from(end.offset),
+            RECORD_HEADER_SIZE,
+            false,
+        )?
         else {
             return Ok(());
         };
