@@ -293,9 +293,9 @@ pub fn bytes(n: u64) -> String {
 
 /// The log file size as `db_stat -l` prints it: `10Mb`, `512Kb` or bytes.
 pub fn log_size(n: u64) -> String {
-    if n != 0 && n % (1 << 20) == 0 {
+    if n != 0 && n.is_multiple_of(1 << 20) {
         format!("{}Mb", n >> 20)
-    } else if n != 0 && n % 1024 == 0 {
+    } else if n != 0 && n.is_multiple_of(1024) {
         format!("{}Kb", n >> 10)
     } else {
         n.to_string()
@@ -305,11 +305,7 @@ pub fn log_size(n: u64) -> String {
 /// Berkeley DB's fill factor: the part of `total` bytes in use, in whole
 /// percent, truncated; 0 for no pages.
 pub fn fill(used: u64, total: u64) -> u64 {
-    if total == 0 {
-        0
-    } else {
-        used.min(total) * 100 / total
-    }
+    (used.min(total) * 100).checked_div(total).unwrap_or(0)
 }
 
 #[cfg(test)]
