@@ -73,7 +73,7 @@ fn main() {
             t.put(&b, b"last", j.to_string().as_bytes())?;
             t.commit()?;
             let _ = writeln!(stdout.lock(), "ACK {j}");
-            if ckp_every > 0 && j % ckp_every == 0 {
+            if ckp_every > 0 && j.is_multiple_of(ckp_every) {
                 env.checkpoint()?;
             }
             if interval > 0 {

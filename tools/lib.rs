@@ -3,7 +3,10 @@
 //! [`cli`] is the harness they share (options, messages, exit codes).
 
 pub mod archive;
+pub mod checkpoint;
 pub mod cli;
 pub mod copy;
 pub mod hotbackup;
+pub mod printlog;
+pub mod stat;
 pub mod verify;

@@ -7,7 +7,7 @@ pub fn key(j: u64) -> Vec<u8> {
 }
 
 pub fn value(j: u64) -> Vec<u8> {
-    let len = if j % 9 == 0 {
+    let len = if j.is_multiple_of(9) {
         6000
     } else {
         20 + (j % 200) as usize

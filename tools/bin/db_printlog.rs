@@ -1,1 +1,6 @@
-fn main() {}
+use bdbtools::cli::{self, Tool};
+use bdbtools::printlog;
+
+fn main() {
+    cli::run_main(Tool::Printlog, printlog::parse, printlog::run)
+}

@@ -596,6 +596,48 @@ impl LogCursor {
         }
     }
 
+    /// After the log ended early in its last file: whether the bytes after
+    /// the end are damage inside the log rather than a torn tail. They are
+    /// when the bad record's length leads to a record whose framing holds and
+    /// whose back link names a record of that length: a crash tears only the
+    /// end of the last write, so intact records after a bad one mean the bad
+    /// one was damaged later. `Error::Corrupt` (file and offset) then.
+    /// Damage to a length field itself still reads as a torn tail.
+    pub fn check_tail(&mut self) -> Result<()> {
+        let end = self.end()?;
+        if end.is_zero() {
+            return Ok(());
+        }
+        let mut r = FileReader::open(&self.vfs, &self.dir, end.file)?;
+        let Some(h) = r.win.get(
+            &*r.file,
+            r.len,
+            u64::from(end.offset),
+            RECORD_HEADER_SIZE,
+            false,
+        )?
+        else {
+            return Ok(());
+        };
+        let len = get_u32(h, REC_LEN);
+        if (len as usize) < RECORD_HEADER_SIZE {
+            return Ok(());
+        }
+        let Some(next) = end.offset.checked_add(len) else {
+            return Ok(());
+        };
+        if u64::from(next) >= r.len {
+            return Ok(());
+        }
+        match r.frame(next, Some(len), false)? {
+            Frame::Good { .. } => Err(r.corrupt(
+                end.offset,
+                "damaged log record (the records after it are intact)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The end of the valid log: where the next record would go
     /// (`Lsn::ZERO` when there are no log files). Walks the last file.
     pub fn end(&mut self) -> Result<Lsn> {
