@@ -26,8 +26,9 @@ build: ## build the library and every tool (debug)
 test: ## build and run all unit and end-to-end tests (test profile)
 	$(CARGO) test --workspace
 
-demo: build ## walk through a hot backup and failover with the built tools
-	PATH="$(CURDIR)/target/debug:$$PATH" bash scripts/demo.sh
+demo: ## hot backup, -u updates under load, failover, and a check that nothing was lost
+	$(CARGO) build --bins --examples
+	PATH="$(CURDIR)/target/debug:$$PATH" bash tools/demo.sh
 
 man: ## lint the man pages with mandoc
 	@if [ -z "$(MANPAGES)" ]; then echo "man: no pages under man/"; \

@@ -234,6 +234,16 @@ impl Env {
             (log, outcome, env_id)
         };
 
+        // A backup opened by an owner is a failover: its log so far is a
+        // copy of the old primary's, so the new owner's records start in a
+        // file of their own, and the directory stops being a backup that
+        // `db_hotbackup -u` could extend.
+        if let Some(log) = &log {
+            if vfs.exists(&crate::manifest::Manifest::path(home)) {
+                log.new_file()?;
+                crate::manifest::Manifest::remove(&vfs, home)?;
+            }
+        }
         let files = open_files(&vfs, &layout, &outcome, opts.read_only)?;
         let max_file = files.keys().map(|f| f.0).max().unwrap_or(0);
         let max_file = max_file.max(outcome.max_file_id.0);
