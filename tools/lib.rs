@@ -3,3 +3,5 @@
 //! [`cli`] is the harness they share (options, messages, exit codes).
 
 pub mod cli;
+pub mod dump;
+pub mod load;
