@@ -151,6 +151,12 @@ fn lookup(env: &Env, home: &Path, db_name: &str) -> Result<(u32, crate::dbfile::
                     std::io::Error::from_raw_os_error(2),
                 ));
             }
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                return Err(Error::NotFound(format!(
+                    "{}: no such database (an empty file left by a load that never committed)",
+                    path.display()
+                )));
+            }
             if probe_db(&vfs, &path).is_none() {
                 return Err(Error::invalid(format!(
                     "{}: unexpected file type or format (not a database of ours)",
