@@ -149,7 +149,10 @@ fn real_db5_3_dumps_load_and_dump_identically() {
         let home = env_dir(root.path(), name);
         load(&home, "x.db", &read_fixture(name), &[]);
         let out = dump(&home, "x.db", flag.as_slice());
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&read_fixture(name)));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&read_fixture(name))
+        );
     }
     // A 512-byte page size from the header is kept (duplicates refused, see
     // bad_input; with -c duplicates=0 the later value wins).
@@ -334,8 +337,15 @@ fn bad_input_gives_one_line_errors_and_creates_nothing() {
             .arg("a.db")
             .write_stdin(input.clone());
         let err = fails(c, 2);
-        assert!(err.starts_with(want), "{extra:?}: got {err:?}, want {want:?}");
-        assert!(listing(&empty).is_empty(), "{want}: left {:?}", listing(&empty));
+        assert!(
+            err.starts_with(want),
+            "{extra:?}: got {err:?}, want {want:?}"
+        );
+        assert!(
+            listing(&empty).is_empty(),
+            "{want}: left {:?}",
+            listing(&empty)
+        );
     }
 
     // A home that does not exist, or a directory that is not an
@@ -346,7 +356,10 @@ fn bad_input_gives_one_line_errors_and_creates_nothing() {
         .arg("a.db")
         .write_stdin(&b"k\nv\n"[..]);
     let err = fails(c, 2);
-    assert!(err.ends_with("nonexistent: open: No such file or directory\n"), "{err}");
+    assert!(
+        err.ends_with("nonexistent: open: No such file or directory\n"),
+        "{err}"
+    );
     assert!(!root.path().join("nonexistent").exists());
     let other = env_dir(root.path(), "other");
     fs::write(other.join("notes.txt"), "mine").unwrap();
@@ -373,13 +386,20 @@ fn bad_input_gives_one_line_errors_and_creates_nothing() {
     assert!(fails(c, 1).contains("not in an environment"));
     let mut c = cmd("db_dump");
     c.arg("-h").arg(&home).args(["-l", "a.db"]);
-    assert_eq!(fails(c, 1), "db_dump: a.db: does not contain multiple databases\n");
+    assert_eq!(
+        fails(c, 1),
+        "db_dump: a.db: does not contain multiple databases\n"
+    );
     let mut c = cmd("db_dump");
     c.arg("-h").arg(&home).args(["-s", "other", "a.db"]);
     assert!(fails(c, 1).contains("multiple databases specified but not supported by file"));
     // -f output is not created when the dump fails.
     let mut c = cmd("db_dump");
-    c.arg("-h").arg(&home).arg("-f").arg(root.path().join("out.dump")).arg("nope.db");
+    c.arg("-h")
+        .arg(&home)
+        .arg("-f")
+        .arg(root.path().join("out.dump"))
+        .arg("nope.db");
     fails(c, 1);
     assert!(!root.path().join("out.dump").exists());
 }
@@ -410,7 +430,9 @@ fn dump_takes_a_path_and_flags_as_db5_3_does() {
         .success()
         .stdout("");
     let text = fs::read_to_string(&to).unwrap();
-    assert!(text.starts_with("VERSION=3\nformat=bytevalue\ntype=btree\ndb_pagesize=4096\nkeys=1\nHEADER=END\n"));
+    assert!(text.starts_with(
+        "VERSION=3\nformat=bytevalue\ntype=btree\ndb_pagesize=4096\nkeys=1\nHEADER=END\n"
+    ));
     // The loaded file can itself be a path under -h's data directory.
     let b = env_dir(root.path(), "b");
     cmd("db_load")
@@ -454,7 +476,12 @@ fn a_killed_load_leaves_nothing_or_everything() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let out = cmd("db_dump").arg("-h").arg(&home).arg("a.db").output().unwrap();
+    let out = cmd("db_dump")
+        .arg("-h")
+        .arg(&home)
+        .arg("a.db")
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
         assert!(out.stdout == input, "a killed load left part of its input");
@@ -464,4 +491,41 @@ fn a_killed_load_leaves_nothing_or_everything() {
     // The environment is usable: the same load now goes through whole.
     load(&home, "a.db", &input, &[]);
     assert!(dump(&home, "a.db", &[]) == input);
+}
+
+/// Every option letter of db_load and db_dump is documented in its man
+/// page, and the pages lint clean when mandoc is installed.
+#[test]
+fn man_pages_document_every_flag() {
+    for tool in [bdbtools::cli::Tool::Load, bdbtools::cli::Tool::Dump] {
+        let spec = tool.spec();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("man/{}.1", spec.name));
+        let page = fs::read_to_string(&path).unwrap();
+        for (letter, _) in spec.letters() {
+            let shown = [format!("Fl {letter}"), format!("Op Fl {letter}")];
+            let in_cluster = page.lines().any(|l| {
+                l.starts_with(".Op Fl ") && !l.contains(' ') == false && {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w.len() == 3 && w[2].len() > 1 && w[2].contains(letter)
+                }
+            });
+            assert!(
+                shown.iter().any(|s| page.contains(s.as_str())) || in_cluster,
+                "{}: -{letter} is not documented",
+                path.display()
+            );
+        }
+        if Command::new("mandoc").arg("-V").output().is_ok() {
+            let out = Command::new("mandoc")
+                .args(["-T", "lint"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

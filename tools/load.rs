@@ -10,8 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use libcore::dump::{
-    apply_override, encode_bytevalue, encode_print, DumpFormat, DumpHeader, PairSource,
-    TextReader,
+    apply_override, encode_bytevalue, encode_print, DumpFormat, DumpHeader, PairSource, TextReader,
 };
 use libcore::load::{self, CountingReader, LoadOptions, OneSection};
 

@@ -1,1 +1,7 @@
-fn main() { bdbtools::cli::run_main(bdbtools::cli::Tool::Dump, bdbtools::dump::parse, bdbtools::dump::run) }
+fn main() {
+    bdbtools::cli::run_main(
+        bdbtools::cli::Tool::Dump,
+        bdbtools::dump::parse,
+        bdbtools::dump::run,
+    )
+}
