@@ -29,6 +29,9 @@ use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+/// The callback for a key skipped under `no_overwrite`: (input line, key).
+pub type OnExisting<'a> = &'a mut dyn FnMut(usize, &[u8]);
+
 /// What a load is asked to do besides storing pairs.
 #[derive(Default)]
 pub struct LoadOptions<'a> {
@@ -45,7 +48,7 @@ pub struct LoadOptions<'a> {
     pub lines: Option<LineCount>,
     /// Called for each key skipped under `no_overwrite`, with the input
     /// line of the key (0 when unknown).
-    pub on_existing: Option<&'a mut dyn FnMut(usize, &[u8])>,
+    pub on_existing: Option<OnExisting<'a>>,
 }
 
 /// What a load did.
@@ -89,7 +92,7 @@ pub fn load(
     };
     let result = load_into(home, db_name, source, &mut opts, fresh);
     if let (Err(_), Some(before)) = (&result, before) {
-        remove_created(&vfs, &layout, &before, db_name);
+        remove_created(&vfs, &before, db_name);
     }
     result
 }
@@ -210,13 +213,7 @@ fn check_creatable(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<(PathBuf, Has
 /// Removes what a failed load created in a directory that was not an
 /// environment before: log files, region files and the database file.
 /// Best effort: the load's own error is what the caller reports.
-fn remove_created(
-    vfs: &SharedVfs,
-    layout: &Layout,
-    before: &[(PathBuf, HashSet<OsString>)],
-    db_name: &str,
-) {
-    let _ = layout;
+fn remove_created(vfs: &SharedVfs, before: &[(PathBuf, HashSet<OsString>)], db_name: &str) {
     for (dir, had) in before {
         let Ok(now) = vfs.list(dir) else { continue };
         for name in now {
