@@ -564,7 +564,7 @@ fn dump_of_a_live_environment_is_ordered_and_complete() {
                     txn.put(&db, k, format!("{round}").as_bytes()).unwrap();
                 }
                 txn.commit().unwrap();
-                if round % 5 == 0 {
+                if round.is_multiple_of(5) {
                     env.checkpoint().unwrap();
                 }
             }
@@ -579,7 +579,7 @@ fn dump_of_a_live_environment_is_ordered_and_complete() {
             .skip(1)
             .take_while(|l| *l != "DATA=END")
             .collect();
-        let got: Vec<&[u8]> = body.iter().step_by(2).map(|l| l[1..].as_bytes()).collect();
+        let got: Vec<&[u8]> = body.iter().step_by(2).map(|l| &l.as_bytes()[1..]).collect();
         let want: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         assert!(got == want, "a live dump lost, repeated or reordered keys");
     }
