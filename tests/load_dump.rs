@@ -587,3 +587,29 @@ fn dump_of_a_live_environment_is_ordered_and_complete() {
     writer.join().unwrap();
     env.close().unwrap();
 }
+
+/// An item over the 16 MiB limit is refused naming its input line, and
+/// nothing of the input is loaded.
+#[test]
+fn an_oversized_value_names_its_line() {
+    let root = common::home();
+    let home = env_dir(root.path(), "big");
+    let mut input = b"a\n1\nb\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', libcore::btree::MAX_ITEM + 1));
+    input.extend_from_slice(b"\nc\n3\n");
+    let mut c = cmd("db_load");
+    c.arg("-h")
+        .arg(&home)
+        .args(["-T", "a.db"])
+        .write_stdin(input);
+    let err = fails(c, 2);
+    assert_eq!(
+        err,
+        format!(
+            "db_load: stdin: line 4: value of {} bytes is larger than the limit of {} bytes\n",
+            libcore::btree::MAX_ITEM + 1,
+            libcore::btree::MAX_ITEM
+        )
+    );
+    assert!(listing(&home).is_empty(), "{:?}", listing(&home));
+}

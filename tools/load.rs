@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use libcore::dump::{
-    apply_override, encode_bytevalue, encode_print, DumpFormat, DumpHeader, PairSource, TextReader,
+    apply_override, encode_bytevalue, encode_print, DumpFormat, DumpHeader, PairSource,
 };
-use libcore::load::{self, CountingReader, LoadOptions, OneSection};
+use libcore::load::{self, LoadOptions, OneSection, TextSource};
 
 use crate::cli::{self, Exit, Parsed, Usage};
 
@@ -86,16 +86,18 @@ pub fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<()> {
             "stdin".to_string(),
         ),
     };
-    let (input, lines) = CountingReader::new(input);
-
     let mut header;
+    let lines;
     let mut source: Box<dyn PairSource> = if args.text {
         header = DumpHeader::btree(DumpFormat::Print, 0);
         header.db_pagesize = None;
-        Box::new(TextReader::new(input, name.clone()))
+        let text = TextSource::new(input, &name);
+        lines = text.lines();
+        Box::new(text)
     } else {
         let (h, section) = OneSection::open(input, &name)?;
         header = h;
+        lines = section.lines();
         Box::new(section)
     };
     for s in &args.settings {

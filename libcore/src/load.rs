@@ -16,7 +16,7 @@
 //!   callback, and errors name the input and its line.
 
 use crate::btree::MAX_ITEM;
-use crate::dump::{DumpHeader, DumpReader, PairSource};
+use crate::dump::{DumpHeader, DumpReader, PairSource, TextReader};
 use crate::env::{Env, EnvOptions};
 use crate::error::{Error, Result};
 use crate::layout::{check_db_name, is_env_internal, Layout};
@@ -25,7 +25,7 @@ use crate::vfs::{OsVfs, SharedVfs};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -43,8 +43,9 @@ pub struct LoadOptions<'a> {
     pub no_overwrite: bool,
     /// How messages call the input ("stdin", a file name).
     pub input_name: String,
-    /// The line counter of the input (see [`LineCount`]), so errors and
-    /// skipped keys name the line of the key.
+    /// The line the source has reached ([`OneSection::lines`],
+    /// [`TextSource::lines`]), so errors and skipped keys name the line of
+    /// the key.
     pub lines: Option<LineCount>,
     /// Called for each key skipped under `no_overwrite`, with the input
     /// line of the key (0 when unknown).
@@ -257,8 +258,9 @@ pub fn check_header(h: &DumpHeader) -> Result<()> {
     Ok(())
 }
 
-/// A shared count of the newlines an input has delivered: the number of
-/// the line a reader has just finished.
+/// The input line a source has reached: after a pair, the line of its
+/// data item. Shared between the source, which sets it, and [`load`],
+/// which names it in messages.
 #[derive(Clone, Default, Debug)]
 pub struct LineCount(Rc<Cell<usize>>);
 
@@ -266,48 +268,42 @@ impl LineCount {
     pub fn get(&self) -> usize {
         self.0.get()
     }
-}
 
-/// A `BufRead` that counts the newlines consumed through it.
-pub struct CountingReader<R: BufRead> {
-    inner: R,
-    count: LineCount,
-}
-
-impl<R: BufRead> CountingReader<R> {
-    pub fn new(inner: R) -> (CountingReader<R>, LineCount) {
-        let count = LineCount::default();
-        (
-            CountingReader {
-                inner,
-                count: count.clone(),
-            },
-            count,
-        )
+    fn set(&self, n: usize) {
+        self.0.set(n)
     }
 }
 
-impl<R: BufRead> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
-        self.count.0.set(self.count.0.get() + lines);
-        Ok(n)
-    }
+/// `db_load -T` text as pairs, keeping count of the line: each item is
+/// one line, so the data of pair n is line 2n.
+pub struct TextSource<R: BufRead> {
+    reader: TextReader<R>,
+    pairs: usize,
+    lines: LineCount,
 }
 
-impl<R: BufRead> BufRead for CountingReader<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        if let Ok(buf) = self.inner.fill_buf() {
-            let n = amt.min(buf.len());
-            let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
-            self.count.0.set(self.count.0.get() + lines);
+impl<R: BufRead> TextSource<R> {
+    pub fn new(input: R, name: &str) -> TextSource<R> {
+        TextSource {
+            reader: TextReader::new(input, name),
+            pairs: 0,
+            lines: LineCount::default(),
         }
-        self.inner.consume(amt)
+    }
+
+    pub fn lines(&self) -> LineCount {
+        self.lines.clone()
+    }
+}
+
+impl<R: BufRead> PairSource for TextSource<R> {
+    fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let p = self.reader.next_pair()?;
+        if p.is_some() {
+            self.pairs += 1;
+            self.lines.set(2 * self.pairs);
+        }
+        Ok(p)
     }
 }
 
@@ -318,6 +314,7 @@ pub struct OneSection<R: BufRead> {
     reader: DumpReader<R>,
     name: String,
     done: bool,
+    lines: LineCount,
 }
 
 impl<R: BufRead> OneSection<R> {
@@ -335,8 +332,15 @@ impl<R: BufRead> OneSection<R> {
                 reader,
                 name: name.to_string(),
                 done: false,
+                lines: LineCount::default(),
             },
         ))
+    }
+}
+
+impl<R: BufRead> OneSection<R> {
+    pub fn lines(&self) -> LineCount {
+        self.lines.clone()
     }
 }
 
@@ -346,6 +350,7 @@ impl<R: BufRead> PairSource for OneSection<R> {
             return Ok(None);
         }
         if let Some(p) = self.reader.next_pair()? {
+            self.lines.set(self.reader.line_no());
             return Ok(Some(p));
         }
         self.done = true;
