@@ -613,3 +613,40 @@ fn an_oversized_value_names_its_line() {
     );
     assert!(listing(&home).is_empty(), "{:?}", listing(&home));
 }
+
+/// A home holding only DB_CONFIG and the (empty) data and log directories
+/// it names becomes an environment; the database lands in the data
+/// directory, and `db_dump data/a.db` without -h finds the environment one
+/// level up.
+#[test]
+fn db_config_directories_are_honoured() {
+    let root = common::home();
+    let home = env_dir(root.path(), "cfg");
+    fs::write(
+        home.join("DB_CONFIG"),
+        "set_data_dir data\nset_lg_dir logs\n",
+    )
+    .unwrap();
+    fs::create_dir(home.join("data")).unwrap();
+    fs::create_dir(home.join("logs")).unwrap();
+    load(&home, "a.db", &read_fixture("bdb-print.dump"), &[]);
+    assert!(home.join("data/a.db").is_file());
+    assert!(home.join("logs/log.0000000001").is_file());
+    let out = cmd("db_dump")
+        .arg("-p")
+        .arg(home.join("data/a.db"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == read_fixture("bdb-print.dump"));
+    // With -h, a path outside the data directories is refused.
+    let mut c = cmd("db_dump");
+    c.arg("-h")
+        .arg(&home)
+        .arg(root.path().join("elsewhere/a.db"));
+    assert!(fails(c, 1).contains("not in a data directory"));
+}

@@ -153,7 +153,7 @@ fn lookup(env: &Env, home: &Path, db_name: &str) -> Result<(u32, crate::dbfile::
             }
             if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
                 return Err(Error::NotFound(format!(
-                    "{}: no such database (an empty file left by a load that never committed)",
+                    "{}: no such database (an empty file: a load or create that has not committed)",
                     path.display()
                 )));
             }
