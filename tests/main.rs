@@ -6,3 +6,4 @@ mod common;
 mod cli_harness;
 mod hot_failover;
 mod info_tools;
+mod load_dump;

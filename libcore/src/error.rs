@@ -165,14 +165,11 @@ fn strip_os_suffix(e: &io::Error) -> String {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+// No `source()`: `Display` already ends with the OS error's text, and an
+// error chain printer (anyhow's `{:#}`, the tools' `cli::message`) would
+// print it twice ("open: No such file or directory: No such file or
+// directory"). Callers match the `source` field itself.
+impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests {

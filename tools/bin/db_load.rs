@@ -1,1 +1,7 @@
-fn main() {}
+fn main() {
+    bdbtools::cli::run_main(
+        bdbtools::cli::Tool::Load,
+        bdbtools::load::parse,
+        bdbtools::load::run,
+    )
+}
