@@ -147,4 +147,21 @@ mod tests {
         assert_eq!(ctime(1_795_610_749), "Wed Nov 25 12:45:49 2026");
         assert_eq!(ctime(951_782_400), "Tue Feb 29 00:00:00 2000");
     }
+
+    #[test]
+    fn times_format_as_ctime_and_recover_stamp() {
+        // 1795610749 is Wed Nov 25 2026 12:45:49 UTC.
+        let t = utc(1_795_610_749);
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second, t.weekday),
+            (2026, 11, 25, 12, 45, 49, 3)
+        );
+        assert_eq!(utc(0).weekday, 4);
+        let secs = 1_795_610_749;
+        let l = local_time(secs);
+        let c = ctime(secs);
+        assert!(c.starts_with(DAYS[l.weekday as usize]), "{c}");
+        assert_eq!(c.len(), "Wed Nov 25 12:45:49 2026".len());
+        assert_eq!(recover_stamp(secs).len(), "202611251245.49".len());
+    }
 }
