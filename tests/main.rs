@@ -7,3 +7,4 @@ mod cli_harness;
 mod hot_failover;
 mod info_tools;
 mod load_dump;
+mod procedures;
