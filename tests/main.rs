@@ -4,3 +4,4 @@
 mod common;
 
 mod cli_harness;
+mod recover_tool;

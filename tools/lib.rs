@@ -3,3 +3,4 @@
 //! [`cli`] is the harness they share (options, messages, exit codes).
 
 pub mod cli;
+pub mod recover;
