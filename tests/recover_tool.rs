@@ -181,7 +181,8 @@ fn wait_past(secs: i64) {
 
 /// After a crash every committed transaction is back, written to the data
 /// files (a read-only open has nothing left to replay), and the log is
-/// exactly what it was: recovery appends nothing.
+/// exactly what it was before a torn tail: recovery cuts the tail and
+/// appends nothing.
 #[test]
 fn recovery_after_a_crash_has_every_committed_transaction() {
     let home = common::home();
@@ -198,6 +199,11 @@ fn recovery_after_a_crash_has_every_committed_transaction() {
         .map(|n| fs::read(home.path().join(n)).unwrap())
         .collect();
     let dbs_before = snapshot(home.path());
+    // A record torn by the crash at the end of the last log file.
+    let last = home.path().join(log_names(home.path()).pop().unwrap());
+    let mut torn = fs::read(&last).unwrap();
+    torn.extend_from_slice(&[0x5a; 100]);
+    fs::write(&last, torn).unwrap();
 
     assert_eq!(ok(&[], home.path()), "");
 
@@ -205,7 +211,7 @@ fn recovery_after_a_crash_has_every_committed_transaction() {
         .iter()
         .map(|n| fs::read(home.path().join(n)).unwrap())
         .collect();
-    assert_eq!(logs_after, logs_before, "recovery changed the log");
+    assert!(logs_after == logs_before, "recovery changed the log");
     let dbs_after = snapshot(home.path());
     assert_ne!(
         dbs_after.get("a.db"),
@@ -372,8 +378,7 @@ fn recovery_to_a_time() {
     // The primary's pages hold the later commits: refused, nothing changed.
     let before = snapshot(primary.path());
     let err = fails(&["-c", "-t", &stamp(t1, 0)], primary.path());
-    assert!(err.contains("newer"), "{err}");
-    assert!(err.contains("a.db"), "{err}");
+    assert!(err.contains(".db: page ") && err.contains("newer"), "{err}");
     assert_eq!(snapshot(primary.path()), before);
     // Normal recovery starts after those commits: refused before redo.
     let err = fails(&["-t", &stamp(t1, 0)], primary.path());
@@ -464,7 +469,10 @@ fn verbose_output() {
     assert_eq!(lines.len(), 4, "{out}");
     // The last record is the last commit, which ends at the end of the log.
     let last = lines[0]
-        .strip_prefix(&format!("Finding last valid log LSN: file: {} offset ", end.file))
+        .strip_prefix(&format!(
+            "Finding last valid log LSN: file: {} offset ",
+            end.file
+        ))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(last.parse::<u32>().unwrap() < end.offset, "{out}");
     assert_eq!(lines[1], format!("Recovery starting from {ckp}"));
@@ -544,7 +552,10 @@ fn feedback_output() {
     let out = ok(&["-f", "-v"], home.path());
     let (progress, verbose) = out.split_once('\n').unwrap();
     assert!(progress.ends_with("\rrecovery 100% complete"), "{out:?}");
-    assert!(verbose.starts_with("Finding last valid log LSN: "), "{out:?}");
+    assert!(
+        verbose.starts_with("Finding last valid log LSN: "),
+        "{out:?}"
+    );
     assert_eq!(verbose.lines().count(), 4, "{out:?}");
 }
 

@@ -35,9 +35,7 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
         feedback: p.flag('f'),
         verbose: p.flag('v'),
         time: p.value('t').map(OsString::from),
-        refused: p
-            .flag('P')
-            .then_some("-P: encryption is not supported"),
+        refused: p.flag('P').then_some("-P: encryption is not supported"),
     })
 }
 

@@ -336,7 +336,10 @@ mod tests {
             parse("11251245.26", 2026),
             Ok(civil(2026, 11, 25, 12, 45, 26))
         );
-        assert_eq!(parse("2611251245", 1999), Ok(civil(2026, 11, 25, 12, 45, 0)));
+        assert_eq!(
+            parse("2611251245", 1999),
+            Ok(civil(2026, 11, 25, 12, 45, 0))
+        );
         assert_eq!(
             parse("202611251245.07", 1999),
             Ok(civil(2026, 11, 25, 12, 45, 7))
@@ -454,9 +457,18 @@ mod tests {
             civil(2026, 11, 25, 12, 45, 26).ctime(),
             "Wed Nov 25 12:45:26 2026"
         );
-        assert_eq!(civil(2000, 12, 31, 0, 0, 0).ctime(), "Sun Dec 31 00:00:00 2000");
-        assert_eq!(civil(2024, 2, 5, 9, 3, 7).ctime(), "Mon Feb  5 09:03:07 2024");
-        assert_eq!(civil(1970, 1, 1, 0, 0, 0).ctime(), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(
+            civil(2000, 12, 31, 0, 0, 0).ctime(),
+            "Sun Dec 31 00:00:00 2000"
+        );
+        assert_eq!(
+            civil(2024, 2, 5, 9, 3, 7).ctime(),
+            "Mon Feb  5 09:03:07 2024"
+        );
+        assert_eq!(
+            civil(1970, 1, 1, 0, 0, 0).ctime(),
+            "Thu Jan  1 00:00:00 1970"
+        );
     }
 
     /// The C library path: whatever the zone this test runs in, a local
