@@ -281,6 +281,8 @@ mod sys {
         fn c_localtime_r(t: *const c_long, out: *mut Tm) -> *mut Tm;
     }
 
+    // `c_long` is `i64` here but `i32` on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
     pub(super) fn mktime(t: &CivilTime) -> Option<i64> {
         let mut tm = Tm::zero();
         tm.tm_year = t.year.checked_sub(1900)?;
