@@ -8,3 +8,4 @@ mod hot_failover;
 mod info_tools;
 mod load_dump;
 mod procedures;
+mod recover_tool;

@@ -10,5 +10,6 @@ pub mod dump;
 pub mod hotbackup;
 pub mod load;
 pub mod printlog;
+pub mod recover;
 pub mod stat;
 pub mod verify;

@@ -276,11 +276,15 @@ pub fn recover(
         .collect();
     out.max_file_id = redo.files.keys().copied().max().unwrap_or_default();
     if opts.write {
-        redo.flush()?;
-        redo.sync()?;
+        // Before anything replayed is written: a refused recovery to a time
+        // leaves the data files as they were (unless redo already had to
+        // write some out to bound its memory, which is harmless: those
+        // pages are older than the point).
         if opts.until.is_some() {
             redo.check_not_newer_than(end)?;
         }
+        redo.flush()?;
+        redo.sync()?;
         cut_log(vfs, layout, end, last_file)?;
     } else {
         out.overlay = redo.pages.drain().map(|(k, v)| (k, Arc::new(v))).collect();

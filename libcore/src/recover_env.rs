@@ -1,0 +1,193 @@
+//! `db_recover` as one call: recovery of an environment that no process
+//! has open, written to its data files.
+//!
+//! What it guarantees beyond `recovery::recover`:
+//! * it refuses while an owner holds the environment (`Error::Locked`), and
+//!   holds the owner lock itself while it runs, so no owner can start and no
+//!   second `db_recover` can run at the same time (Berkeley DB checks
+//!   neither);
+//! * a directory without log files is not an environment: nothing is
+//!   created in it, not even the lock file (Berkeley DB creates a log there);
+//! * nothing is appended to the log (DESIGN.md section 5): at most a torn
+//!   tail, or with `until` everything after the recovery point, is cut, so
+//!   the log of a recovered copy stays a byte prefix of its source's;
+//! * `until` must be reachable: normal recovery starts at the last
+//!   checkpoint, so a point before a commit that the checkpoint already
+//!   covers is refused, and `recovery::recover` refuses data pages newer
+//!   than the point;
+//! * the region file `__db.001` is removed, as Berkeley DB removes stale
+//!   regions, or with `keep_region` rewritten with the recovered facts. The
+//!   lock file `__db.lock` is never removed.
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::log::{self, LogCursor, Record};
+use crate::owner::OwnerLock;
+use crate::recovery::{self, RecoveryMode, RecoveryOptions};
+use crate::region::Region;
+use crate::timespec;
+use crate::types::{Lsn, TxnId};
+use crate::vfs::{OsVfs, SharedVfs};
+use std::path::Path;
+use std::time::Duration;
+
+/// What to recover and how.
+pub struct RecoverEnvOptions<'a> {
+    /// From the first log file present instead of the last checkpoint.
+    pub catastrophic: bool,
+    /// Stop before the first commit later than this time (seconds since
+    /// the epoch) and cut the log there.
+    pub until: Option<i64>,
+    /// Keep `__db.001`, refreshed with the recovered facts.
+    pub keep_region: bool,
+    /// How long to wait for the owner lock.
+    pub lock_timeout: Duration,
+    /// Called with a percentage as redo goes on.
+    pub progress: Option<&'a mut dyn FnMut(u32)>,
+}
+
+impl Default for RecoverEnvOptions<'_> {
+    fn default() -> Self {
+        RecoverEnvOptions {
+            catastrophic: false,
+            until: None,
+            keep_region: false,
+            lock_timeout: Duration::from_secs(1),
+            progress: None,
+        }
+    }
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The last valid record of the log as found (its end when it holds
+    /// none), before anything was cut.
+    pub last_valid: Lsn,
+    /// Where redo began, when there was anything to redo.
+    pub start: Option<Lsn>,
+    /// The end of the log afterwards: where the next record goes.
+    pub end: Lsn,
+    /// The largest transaction id redo met.
+    pub max_txn: TxnId,
+    /// The last checkpoint left in the log.
+    pub checkpoint: Option<Lsn>,
+    pub records: u64,
+    pub commits: u64,
+    pub pages_applied: u64,
+    /// Recovery stopped at `until` before the end of the log.
+    pub stopped_at_time: bool,
+    /// Things worth telling an operator that did not stop recovery.
+    pub warnings: Vec<String>,
+    /// When recovery finished (seconds since the epoch).
+    pub finished_at: i64,
+}
+
+/// Recovers the environment at `home` in place.
+pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
+    let vfs = OsVfs::shared();
+    let layout = Layout::resolve(&vfs, home)?;
+    if layout.log_files(&vfs)?.is_empty() {
+        if layout.db_files(&vfs)?.is_empty() {
+            return Err(Error::NotEnvironment {
+                path: home.to_path_buf(),
+            });
+        }
+        return Err(Error::invalid(format!(
+            "{}: database files but no log files: nothing to recover from (copy the log files too)",
+            layout.log_dir.display()
+        )));
+    }
+    let _lock = OwnerLock::acquire(home, opts.lock_timeout)?;
+
+    let last_valid = last_valid_record(&vfs, &layout)?;
+    if let (Some(t), false) = (opts.until, opts.catastrophic) {
+        check_reachable(&vfs, &layout, t)?;
+    }
+    let outcome = recovery::recover(
+        &vfs,
+        &layout,
+        RecoveryOptions {
+            mode: if opts.catastrophic {
+                RecoveryMode::Catastrophic
+            } else {
+                RecoveryMode::Normal
+            },
+            write: true,
+            until: opts.until.map(|t| t.max(0) as u64),
+            progress: opts.progress,
+        },
+    )?;
+
+    // After a cut, the last checkpoint may be gone with it: read the log.
+    let ckp = log::last_checkpoint(&vfs, &layout.log_dir)?;
+    let region = Region::at(home);
+    if opts.keep_region {
+        region.update(true, |s| {
+            s.owner_pid = 0;
+            s.clean_shutdown = true;
+            s.env_id = outcome.env_id.unwrap_or(0);
+            s.last_ckp = ckp.as_ref().map(|c| c.0).unwrap_or(Lsn::ZERO);
+            s.ckp_redo = ckp.as_ref().map(|c| c.1.redo_lsn).unwrap_or(Lsn::ZERO);
+            s.ckp_time = ckp.as_ref().map(|c| c.1.timestamp).unwrap_or(0);
+            s.log_end = outcome.end;
+            s.commits = 0;
+        })?;
+    } else if vfs.exists(region.path()) {
+        vfs.remove(region.path())?;
+    }
+
+    // Nothing to redo: no record after the start but the checkpoint there.
+    let idle = outcome.records == 0
+        || (outcome.records == 1 && outcome.last_ckp.as_ref().map(|c| c.0) == outcome.start);
+    Ok(Report {
+        last_valid,
+        start: if idle { None } else { outcome.start },
+        end: outcome.end,
+        max_txn: outcome.max_txn,
+        checkpoint: ckp.map(|c| c.0),
+        records: outcome.records,
+        commits: outcome.commits,
+        pages_applied: outcome.pages_applied,
+        stopped_at_time: outcome.stopped_at_time,
+        warnings: outcome.warnings,
+        finished_at: timespec::now(),
+    })
+}
+
+/// The LSN of the last valid record (the end of the log when there is
+/// none).
+fn last_valid_record(vfs: &SharedVfs, layout: &Layout) -> Result<Lsn> {
+    let mut cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
+    if cur.files().is_empty() {
+        return Ok(Lsn::ZERO);
+    }
+    let end = cur.end()?;
+    cur.seek(end)?;
+    Ok(cur.prev()?.map(|(lsn, _, _)| lsn).unwrap_or(end))
+}
+
+/// Normal recovery to a time starts at the last checkpoint, whose data
+/// pages already hold every commit before its redo point: if the last of
+/// those is later than `until`, the point cannot be reached from here.
+fn check_reachable(vfs: &SharedVfs, layout: &Layout, until: i64) -> Result<()> {
+    let Some((_, ckp)) = log::last_checkpoint(vfs, &layout.log_dir)? else {
+        return Ok(());
+    };
+    let mut cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
+    cur.seek(ckp.redo_lsn)?;
+    while let Some((_, _, rec)) = cur.prev()? {
+        if let Record::Commit { timestamp } = rec {
+            if i64::try_from(timestamp).unwrap_or(i64::MAX) > until {
+                return Err(Error::invalid(format!(
+                    "{}: recovery time {} is before the last checkpoint, which already holds a commit of {}: normal recovery cannot go back that far; restore database files copied before that time and use catastrophic recovery (-c)",
+                    layout.home.display(),
+                    timespec::ctime(until),
+                    timespec::ctime(i64::try_from(timestamp).unwrap_or(i64::MAX)),
+                )));
+            }
+            break;
+        }
+    }
+    Ok(())
+}

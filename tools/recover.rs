@@ -1,0 +1,118 @@
+//! `db_recover`: recovery of an environment no process has open. Normal
+//! recovery replays the log from the last checkpoint, `-c` (catastrophic)
+//! from the first log file present, `-t` stops at a point in time and cuts
+//! the log there. The work is `libcore::recover_env`; this prints what
+//! Berkeley DB prints: `-v` lines on stdout without the program name, `-f`
+//! progress as `\rrecovery N% complete` and a final newline.
+//!
+//! Exit status: 0 success, 1 any failure (usage included).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use libcore::recover_env::{recover_env, RecoverEnvOptions};
+use libcore::timespec;
+use libcore::Lsn;
+
+use crate::cli::{self, Parsed, Usage};
+
+pub struct Args {
+    home: PathBuf,
+    catastrophic: bool,
+    keep_region: bool,
+    feedback: bool,
+    verbose: bool,
+    time: Option<OsString>,
+    refused: Option<&'static str>,
+}
+
+pub fn parse(p: Parsed) -> Result<Args, Usage> {
+    Ok(Args {
+        home: p.home(),
+        catastrophic: p.flag('c'),
+        keep_region: p.flag('e'),
+        feedback: p.flag('f'),
+        verbose: p.flag('v'),
+        time: p.value('t').map(OsString::from),
+        refused: p.flag('P').then_some("-P: encryption is not supported"),
+    })
+}
+
+pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
+    // Berkeley DB reads -t while it parses the options, so a bad time is
+    // the first complaint; its message has no usage after it.
+    let until = match &args.time {
+        Some(t) => Some(
+            t.to_str()
+                .ok_or(timespec::BadTime)
+                .and_then(timespec::parse_local)?,
+        ),
+        None => None,
+    };
+    if let Some(why) = args.refused {
+        anyhow::bail!(why);
+    }
+
+    let mut shown = false;
+    let mut write_error = None;
+    let result = {
+        let mut feedback = |pct: u32| {
+            if write_error.is_none() {
+                shown = true;
+                if let Err(e) = write!(out, "\rrecovery {pct}% complete").and_then(|()| out.flush())
+                {
+                    write_error = Some(e);
+                }
+            }
+        };
+        let opts = RecoverEnvOptions {
+            catastrophic: args.catastrophic,
+            until,
+            keep_region: args.keep_region,
+            progress: if args.feedback {
+                Some(&mut feedback)
+            } else {
+                None
+            },
+            ..RecoverEnvOptions::default()
+        };
+        recover_env(&args.home, opts)
+    };
+    if let Some(e) = write_error {
+        return Err(e.into());
+    }
+    if shown {
+        // Also on failure, so the error starts a line of its own.
+        writeln!(out)?;
+        out.flush()?;
+    }
+    // One line: libcore's message already names the file and the cause.
+    let report = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &report.warnings {
+        cli::warn(w);
+    }
+    if args.verbose {
+        let last = report.last_valid;
+        writeln!(
+            out,
+            "Finding last valid log LSN: file: {} offset {}",
+            last.file, last.offset
+        )?;
+        if let Some(start) = report.start {
+            writeln!(out, "Recovery starting from {start}")?;
+        }
+        writeln!(
+            out,
+            "Recovery complete at {}",
+            timespec::ctime(report.finished_at)
+        )?;
+        writeln!(
+            out,
+            "Maximum transaction ID {} recovery checkpoint {}",
+            report.max_txn,
+            report.checkpoint.unwrap_or(Lsn::ZERO)
+        )?;
+    }
+    Ok(())
+}
