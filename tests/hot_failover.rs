@@ -192,6 +192,29 @@ fn hotbackup_and_updates_under_load_match_the_primary() {
         .unwrap();
     assert!(m.end > m.start);
     assert!(m.files.iter().any(|f| f.name == "a.db"));
+    // Failing over: the first owner of the copy starts a log file of its
+    // own and the directory stops being a backup `-u` could extend.
+    let logs_before = std::fs::read_dir(&bk)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("log."))
+        .count();
+    let w2 = Writer::start(&bk, &["-n", "5"]);
+    w2.wait_for(at_rest + 5);
+    drop(w2);
+    let logs_after = std::fs::read_dir(&bk)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("log."))
+        .count();
+    assert_eq!(logs_after, logs_before + 1, "the new owner writes to a new log file");
+    assert!(!bk.join("__db.manifest").exists());
+    let out = cmd("db_hotbackup")
+        .args(["-u", "-h"])
+        .arg(&prim)
+        .arg("-b")
+        .arg(&bk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "-u refuses a failed-over copy");
 }
 
 /// `db_archive -d` runs in a loop while full backups run. (Between two

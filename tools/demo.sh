@@ -28,7 +28,9 @@ wait_for() { # wait until the writer acknowledged at least $1 commits
     done
     echo "demo: the writer stalled" >&2; exit 1
 }
-count() { db_dump -p -h "$1" a.db | grep -c '^ k' || true; }
+# Records in a.db: the lines between HEADER=END and DATA=END, two a record.
+records() { awk '/^HEADER=END/{h=1;next} /^DATA=END/{h=0} h{n++} END{print n/2}' "$@"; }
+count() { db_dump -p -h "$1" a.db | records; }
 point() { sed -n 's/^end //p' "$bk/__db.manifest"; }
 
 mkdir "$prim"
@@ -59,7 +61,7 @@ db_recover -c -h "$bk"
 db_dump -p -h "$prim" a.db >"$work/primary.dump"
 db_dump -p -h "$bk" a.db >"$work/backup.dump"
 if cmp -s "$work/primary.dump" "$work/backup.dump"; then
-    echo "   db_dump of primary and backup are identical: $(grep -c '^ k' "$work/backup.dump") records"
+    echo "   db_dump of primary and backup are identical: $(records "$work/backup.dump") records"
 else
     echo "demo: the backup differs from the primary" >&2
     diff "$work/primary.dump" "$work/backup.dump" | head >&2
