@@ -196,16 +196,32 @@ fn hotbackup_and_updates_under_load_match_the_primary() {
     // own and the directory stops being a backup `-u` could extend.
     let logs_before = std::fs::read_dir(&bk)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("log."))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("log.")
+        })
         .count();
     let w2 = Writer::start(&bk, &["-n", "5"]);
     w2.wait_for(at_rest + 5);
     drop(w2);
     let logs_after = std::fs::read_dir(&bk)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("log."))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("log.")
+        })
         .count();
-    assert_eq!(logs_after, logs_before + 1, "the new owner writes to a new log file");
+    assert_eq!(
+        logs_after,
+        logs_before + 1,
+        "the new owner writes to a new log file"
+    );
     assert!(!bk.join("__db.manifest").exists());
     let out = cmd("db_hotbackup")
         .args(["-u", "-h"])
@@ -361,4 +377,39 @@ fn full_backup_refuses_foreign_files_and_the_home_itself() {
         assert_eq!(out.status.code(), Some(1));
     }
     assert_eq!(snapshot(&prim), src_before, "the source is unchanged");
+}
+
+/// After a bulk-mode transaction, whose new pages are not in the log, `-u`
+/// refuses with a clear message instead of making a silently wrong copy;
+/// a full backup then works and matches the primary.
+#[test]
+fn update_refuses_after_a_bulk_transaction() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    let bk = t.path().join("bk");
+    std::fs::create_dir(&prim).unwrap();
+    let w = Writer::start(&prim, &["-n", "100", "-c", "30"]);
+    w.wait_for(100);
+    drop(w);
+    std::thread::sleep(Duration::from_millis(50));
+    backup(&prim, &bk, false);
+    let w = Writer::start(&prim, &["-n", "50", "--bulk-at", "120"]);
+    w.wait_for(150);
+    drop(w);
+    std::thread::sleep(Duration::from_millis(50));
+    let out = cmd("db_hotbackup")
+        .arg("-u")
+        .arg("-h")
+        .arg(&prim)
+        .arg("-b")
+        .arg(&bk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bulk-mode transaction"), "{err}");
+    assert_eq!(check_prefix(&bk), 100, "the previous backup is untouched");
+    backup(&prim, &bk, false);
+    assert_eq!(contents(&bk), contents(&prim));
+    assert_eq!(contents(&bk)["c.db"].len(), 300);
 }

@@ -13,7 +13,11 @@ use std::process::Command;
 fn sh(script: &str) -> String {
     let bin = assert_cmd::cargo::cargo_bin("db_archive");
     let dir = bin.parent().unwrap();
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!("set -euo pipefail\n{script}"))
@@ -48,13 +52,18 @@ fn procedure_1_by_hand_under_load() {
     let before = w.acked();
     // Step 1, with plain cp: a page torn by a racing write is repaired by
     // the log's full page image during recovery.
-    sh(&format!("cd {p} && db_archive -s | xargs -I{{}} cp {{}} {b}/"));
+    sh(&format!(
+        "cd {p} && db_archive -s | xargs -I{{}} cp {{}} {b}/"
+    ));
     let steps_2_to_4 = format!(
         "rm -f {b}/log.*\ncd {p} && db_archive -l | xargs -I{{}} cp {{}} {b}/\ndb_recover -c -h {b}"
     );
     sh(&steps_2_to_4);
     let mut last = check_prefix(&bk);
-    assert!(last >= before, "copy holds {last}; {before} were acknowledged when it began");
+    assert!(
+        last >= before,
+        "copy holds {last}; {before} were acknowledged when it began"
+    );
     for _ in 0..3 {
         w.wait_for(last + 100);
         let before = w.acked();
@@ -85,7 +94,9 @@ fn procedure_2_with_log_archival_under_load() {
     w.wait_for(200);
     let (p, b, a) = (q(&prim), q(&bk), q(&tape));
     let before = w.acked();
-    sh(&format!("cd {p} && db_archive -s | xargs -I{{}} db_copy -h . {{}} {b}/"));
+    sh(&format!(
+        "cd {p} && db_archive -s | xargs -I{{}} db_copy -h . {{}} {b}/"
+    ));
     let steps_2_to_5 = format!(
         "for f in {b}/log.*; do [ -e \"$f\" ] && mv \"$f\" {a}/; done\n\
          cd {p} && db_archive | xargs -I{{}} mv {{}} {b}/\n\

@@ -7,7 +7,10 @@
 //! committed prefix is easy to recognise: a.db holds exactly k1..kL and
 //! b.db says L. Usage:
 //!
-//! `writer HOME [-n COUNT] [-i INTERVAL_MS] [-c CHECKPOINT_EVERY] [--nosync] [--bulk-at J]`
+//! `writer HOME [-n COUNT] [-i INTERVAL_MS] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]`
+//!
+//! With `--bulk-at J`, transaction J is a bulk-mode one that also loads
+//! 300 records of 1000 bytes into c.db.
 
 use libcore::env::{Env, EnvOptions};
 use std::io::Write;
@@ -70,6 +73,17 @@ fn main() {
                 env.begin()?
             };
             t.put(&a, &key(j), &value(j))?;
+            if bulk_at == Some(j) {
+                // A bulk load: enough new pages that some go straight to
+                // the data file (and only a marker to the log).
+                let c = match env.open_db("c.db") {
+                    Ok(c) => c,
+                    Err(_) => t.create_db("c.db", None)?,
+                };
+                for i in 0..300u32 {
+                    t.put(&c, format!("bulk{i:05}").as_bytes(), &[b'b'; 1000])?;
+                }
+            }
             t.put(&b, b"last", j.to_string().as_bytes())?;
             t.commit()?;
             let _ = writeln!(stdout.lock(), "ACK {j}");
