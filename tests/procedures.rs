@@ -95,7 +95,7 @@ fn procedure_2_with_log_archival_under_load() {
     let (p, b, a) = (q(&prim), q(&bk), q(&tape));
     let before = w.acked();
     sh(&format!(
-        "cd {p} && db_archive -s | xargs -I{{}} db_copy -h . {{}} {b}/"
+        "cd {p} && db_archive -s | xargs db_copy -h . -t {b}/"
     ));
     let steps_2_to_5 = format!(
         "for f in {b}/log.*; do [ -e \"$f\" ] && mv \"$f\" {a}/; done\n\

@@ -1,11 +1,13 @@
 //! db_copy: copy database files (page-atomic, checksum-verified reads) and
 //! log files, safely while the environment is in use.
 //!
-//! `db_copy [-FVv] [-h home] source ... target`: a relative source that is
-//! a log file name is found in the log directory, any other relative name
-//! in the data directories, so `db_archive -s | xargs db_copy -h home --
-//! /backup/` copies exactly what db_archive listed. Absolute sources (from
-//! `db_archive -a`) are used as they are.
+//! `db_copy [-FVv] [-h home] source ... target`, or with the target first
+//! as `-t target` (the form for xargs, which appends the sources): a
+//! relative source that is a log file name is found in the log directory,
+//! any other relative name in the data directories, so
+//! `db_archive -s | xargs db_copy -h home -t /backup/` copies exactly what
+//! db_archive listed. Absolute sources (from `db_archive -a`) are used as
+//! they are.
 
 use crate::cli::{Parsed, Usage};
 use libcore::copy::{copy_into, CopyOptions};
@@ -25,8 +27,11 @@ pub struct Args {
 
 pub fn parse(p: Parsed) -> Result<Args, Usage> {
     let mut ops: Vec<PathBuf> = p.operands.iter().map(PathBuf::from).collect();
-    let Some(target) = ops.pop() else {
-        return Err(Usage::new());
+    // `-t target` first (for xargs, which appends the sources), or the
+    // target last, as cp takes it.
+    let target = match p.path('t') {
+        Some(t) => t,
+        None => ops.pop().ok_or_else(Usage::new)?,
     };
     if ops.is_empty() {
         return Err(Usage::new());

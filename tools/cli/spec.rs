@@ -122,9 +122,10 @@ static SPECS: [Spec; 10] = [
     Spec {
         tool: Tool::Copy,
         name: "db_copy",
-        optstring: "Fh:Vv",
-        usage: "usage: {prog} [-FVv] [-h home] source ... target",
-        operands: Operands { min: 2, max: None },
+        optstring: "Fh:t:Vv",
+        usage: "usage: {prog} [-FVv] [-h home] source ... target\n\
+                usage: {prog} [-FVv] [-h home] -t target source ...",
+        operands: Operands { min: 1, max: None },
         error_exit: 1,
     },
     Spec {
