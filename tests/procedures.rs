@@ -133,7 +133,7 @@ fn a_missing_log_in_a_hand_made_copy_is_named() {
     let bk = t.path().join("bk");
     std::fs::create_dir(&prim).unwrap();
     std::fs::create_dir(&bk).unwrap();
-    let w = Writer::start(&prim, &["-n", "600", "--lg-max", "16384"]);
+    let w = Writer::start(&prim, &["-n", "600", "-c", "100", "--lg-max", "16384"]);
     w.wait_for(600);
     drop(w);
     let (p, b) = (q(&prim), q(&bk));

@@ -545,14 +545,18 @@ fn open_files(
                 continue;
             };
             let Ok(m) = Meta::decode(meta) else { continue };
+            // The meta page is only in the log so far, but other pages may
+            // be on disk already (bulk-mode pages, evicted pages).
+            let path = layout.db_path(vfs, name);
+            let handle = vfs.open(&path, OpenMode::Read).ok();
             out.insert(
                 *id,
                 Arc::new(DbFile {
                     id: *id,
                     name: name.clone(),
-                    path: layout.create_dir.join(name),
+                    path,
                     page_size: m.page_size as usize,
-                    handle: None,
+                    handle,
                 }),
             );
         }
