@@ -22,7 +22,7 @@
 use crate::archive;
 use crate::checkpoint;
 use crate::config::Config;
-use crate::copy::{copy_file, CopyOptions, FileKind};
+use crate::copy::{copy_file, CopyOptions};
 use crate::error::{Error, Location, Result};
 use crate::layout::{is_env_internal, probe_db, Layout};
 use crate::log::{self, parse_log_name, LogCursor, Record, FILE_HEADER_SIZE};
@@ -372,18 +372,7 @@ fn full(
     // 2. Logs, from the start point's file to the last one present now.
     let logs = src.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(start.file);
-    for n in start.file..=last {
-        let from = src.log_path(n);
-        let to = dst.log_path(n);
-        say(format!("copying {} to {}", from.display(), to.display()));
-        let r = match copy_file(vfs, &from, &to, copy) {
-            Ok(r) => r,
-            Err(e) if e.is_not_found() => return Err(Error::LogGap { path: from }),
-            Err(e) => return Err(e),
-        };
-        debug_assert_eq!(r.kind, FileKind::Log);
-        bytes += r.bytes;
-    }
+    bytes += copy_logs(vfs, src, &dst, start.file, last, copy, say)?;
     say(format!("lowest numbered log file copied: {}", start.file));
     drop(_lease);
     // 3. Redo on the copy.
@@ -403,11 +392,7 @@ fn full(
     if !opts.keep_logs {
         trim_logs(vfs, &dst, &outcome, say)?;
     }
-    for n in dst.log_files(vfs)? {
-        let p = dst.log_path(n);
-        let (size, crc) = file_crc(vfs, &p)?;
-        entries.push(entry(target, &p, size, Some(crc)));
-    }
+    entries.extend(log_entries(vfs, &dst, target)?);
     let now = crate::env::now_secs();
     let manifest = Manifest {
         env_id,
@@ -419,19 +404,7 @@ fn full(
         last_commit: outcome.last_commit_time.unwrap_or(0),
         files: entries,
     };
-    manifest.write(vfs, target)?;
-    say(consistency_line(&manifest));
-    say(format!(
-        "hot backup completed at {}",
-        crate::timefmt::ctime_now()
-    ));
-    Ok(BackupReport {
-        files_copied: manifest.files.len(),
-        manifest,
-        bytes_copied: bytes,
-        lowest_log: Some(start.file),
-        recovery: outcome,
-    })
+    finish(vfs, target, manifest, bytes, start.file, outcome, say)
 }
 
 fn update(
@@ -507,15 +480,9 @@ fn update(
         ));
     }
     let last = src.log_files(vfs)?.last().copied().unwrap_or(b);
-    for n in (b + 1)..=last {
-        let f = src.log_path(n);
-        let to = dst.log_path(n);
-        say(format!("copying {} to {}", f.display(), to.display()));
-        match copy_file(vfs, &f, &to, CopyOptions { plain: opts.plain }) {
-            Ok(r) => bytes += r.bytes,
-            Err(e) if e.is_not_found() => return Err(Error::LogGap { path: f }),
-            Err(e) => return Err(e),
-        }
+    if last > b {
+        let copy = CopyOptions { plain: opts.plain };
+        bytes += copy_logs(vfs, src, &dst, b + 1, last, copy, say)?;
     }
     drop(_lease);
     say(format!(
@@ -558,17 +525,27 @@ fn update(
         }
         entries.push(e);
     }
-    for n in dst.log_files(vfs)? {
-        let p = dst.log_path(n);
-        let (size, crc) = file_crc(vfs, &p)?;
-        entries.push(entry(target, &p, size, Some(crc)));
-    }
+    entries.extend(log_entries(vfs, &dst, target)?);
     manifest.files = entries;
     manifest.end = outcome.end;
     manifest.updated = crate::env::now_secs();
     if let Some(t) = outcome.last_commit_time {
         manifest.last_commit = t;
     }
+    finish(vfs, target, manifest, bytes, b, outcome, say)
+}
+
+/// Writes the manifest (the backup is complete from this moment) and
+/// reports.
+fn finish(
+    vfs: &SharedVfs,
+    target: &Path,
+    manifest: Manifest,
+    bytes: u64,
+    lowest_log: u32,
+    outcome: RecoveryOutcome,
+    say: Say<'_>,
+) -> Result<BackupReport> {
     manifest.write(vfs, target)?;
     say(consistency_line(&manifest));
     say(format!(
@@ -579,9 +556,45 @@ fn update(
         files_copied: manifest.files.len(),
         manifest,
         bytes_copied: bytes,
-        lowest_log: Some(b),
+        lowest_log: Some(lowest_log),
         recovery: outcome,
     })
+}
+
+/// Copies whole log files `from..=to` of the source into the backup; a
+/// file missing on the way is a gap, named.
+fn copy_logs(
+    vfs: &SharedVfs,
+    src: &Layout,
+    dst: &Layout,
+    from: u32,
+    to: u32,
+    copy: CopyOptions,
+    say: Say<'_>,
+) -> Result<u64> {
+    let mut bytes = 0;
+    for n in from..=to {
+        let f = src.log_path(n);
+        let t = dst.log_path(n);
+        say(format!("copying {} to {}", f.display(), t.display()));
+        match copy_file(vfs, &f, &t, copy) {
+            Ok(r) => bytes += r.bytes,
+            Err(e) if e.is_not_found() => return Err(Error::LogGap { path: f }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bytes)
+}
+
+/// Manifest entries for every log file the backup holds.
+fn log_entries(vfs: &SharedVfs, dst: &Layout, target: &Path) -> Result<Vec<FileEntry>> {
+    let mut out = Vec::new();
+    for n in dst.log_files(vfs)? {
+        let p = dst.log_path(n);
+        let (size, crc) = file_crc(vfs, &p)?;
+        out.push(entry(target, &p, size, Some(crc)));
+    }
+    Ok(out)
 }
 
 /// The backup's last log file must be a byte prefix of the source's file

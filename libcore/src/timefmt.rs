@@ -41,11 +41,22 @@ mod tests {
         // 1795610749 is Wed Nov 25 2026 12:45:49 UTC.
         let t = CivilTime::from_unix_utc(1_795_610_749);
         assert_eq!(
-            (t.year, t.month, t.day, t.hour, t.minute, t.second, t.weekday()),
+            (
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second,
+                t.weekday()
+            ),
             (2026, 11, 25, 12, 45, 49, 3)
         );
         assert_eq!(t.ctime(), "Wed Nov 25 12:45:49 2026");
-        assert_eq!(CivilTime::from_unix_utc(0).ctime(), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(
+            CivilTime::from_unix_utc(0).ctime(),
+            "Thu Jan  1 00:00:00 1970"
+        );
         let c = ctime(1_795_610_749);
         assert_eq!(c.len(), "Wed Nov 25 12:45:49 2026".len());
         assert_eq!(recover_stamp(1_795_610_749).len(), "202611251245.49".len());
