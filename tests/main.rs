@@ -5,3 +5,4 @@ mod common;
 
 mod cli_harness;
 mod hot_failover;
+mod man_pages;
