@@ -115,35 +115,29 @@ fn dash_letters(word: &str) -> Vec<char> {
     }
 }
 
-/// The letters the option list of a page documents: each `.It Fl X ...`
-/// (mdoc), or the `\-X` that starts the line after a `.TP` (man), in the
-/// DESCRIPTION and OPTIONS sections.
+/// The letters the option list of a page documents: each `Fl X` of an
+/// `.It` line (mdoc, `.It Fl R , Fl r` documents two), or each `\-X` of
+/// the tag line after a `.TP` (man), in the DESCRIPTION and OPTIONS
+/// sections.
 fn documented_options(text: &str) -> BTreeSet<char> {
     let mut found = BTreeSet::new();
+    let first = |letters: Vec<char>| letters.first().copied();
     for name in ["DESCRIPTION", "OPTIONS"] {
         let lines = section(text, name);
         for (i, line) in lines.iter().enumerate() {
-            if let Some(rest) = line.strip_prefix(".It Fl ") {
-                if let Some(tok) = rest.split_whitespace().next() {
-                    if let Some(&c) = fl_letters(tok).first() {
-                        found.insert(c);
+            if let Some(rest) = line.strip_prefix(".It ") {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                for pair in words.windows(2) {
+                    if pair[0] == "Fl" {
+                        found.extend(first(fl_letters(pair[1])));
                     }
                 }
             } else if line.starts_with(".TP") {
-                let Some(next) = lines.get(i + 1) else {
+                let Some(tag) = lines.get(i + 1) else {
                     continue;
                 };
-                let body = next
-                    .trim_start_matches(".BI ")
-                    .trim_start_matches(".BR ")
-                    .trim_start_matches(".B ")
-                    .trim_start_matches(".IR ")
-                    .trim_start_matches(".I ")
-                    .trim_start_matches("\\fB")
-                    .trim_matches('"');
-                let word = body.split_whitespace().next().unwrap_or("");
-                if let Some(&c) = dash_letters(word).first() {
-                    found.insert(c);
+                for word in tag.split(|c: char| c.is_whitespace() || c == '"') {
+                    found.extend(first(dash_letters(word.trim_start_matches("\\fB"))));
                 }
             }
         }
@@ -161,7 +155,7 @@ fn synopsis_letters(text: &str) -> BTreeSet<char> {
             .filter(|w| !w.is_empty())
             .collect();
         for (i, w) in words.iter().enumerate() {
-            if *w == "Fl" {
+            if *w == "Fl" || *w == ".Fl" {
                 if let Some(next) = words.get(i + 1) {
                     found.extend(fl_letters(next));
                 }
@@ -230,7 +224,11 @@ fn synopsis_shows_every_usage_letter() {
     let mut problems = Vec::new();
     for (spec, text) in tool_pages() {
         let shown = synopsis_letters(&text);
-        assert!(!shown.is_empty(), "{}.1: no SYNOPSIS options found", spec.name);
+        assert!(
+            !shown.is_empty(),
+            "{}.1: no SYNOPSIS options found",
+            spec.name
+        );
         for c in usage_letters(spec).difference(&shown) {
             problems.push(format!(
                 "{}.1: the usage shows -{c} but the SYNOPSIS does not",
@@ -302,7 +300,10 @@ fn pages_pass_mandoc_lint() {
     assert!(!pages.is_empty(), "no pages under man/");
     let mut problems = Vec::new();
     for page in &pages {
-        let Some(out) = run("mandoc", &["-T".as_ref(), "lint".as_ref(), page.as_os_str()]) else {
+        let Some(out) = run(
+            "mandoc",
+            &["-T".as_ref(), "lint".as_ref(), page.as_os_str()],
+        ) else {
             return;
         };
         let text = format!(
@@ -327,8 +328,15 @@ fn pages_pass_mandoc_lint() {
 fn pages_render_with_man() {
     let mut problems = Vec::new();
     for page in all_pages() {
-        let Some(out) = run("man", &["-P".as_ref(), "cat".as_ref(), "-l".as_ref(), page.as_os_str()])
-        else {
+        let Some(out) = run(
+            "man",
+            &[
+                "-P".as_ref(),
+                "cat".as_ref(),
+                "-l".as_ref(),
+                page.as_os_str(),
+            ],
+        ) else {
             return;
         };
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -349,25 +357,25 @@ fn pages_render_with_man() {
 /// The readers above, on small samples of both macro sets.
 #[test]
 fn readers_understand_mdoc_and_man() {
-    let mdoc = ".Sh SYNOPSIS\n.Nm\n.Op Fl adlsVv\n.Op Fl h Ar home\n\
+    let mdoc = ".Sh SYNOPSIS\n.Nm\n.Op Fl adlsVv\n.Op Fl h Ar home\n.Fl b Ar dir\n\
                 .Sh DESCRIPTION\n.Bl -tag -width Ds\n.It Fl a\nx\n.It Fl h Ar home\ny\n\
-                .It Fl -help\nz\n.El\n.Sh EXIT STATUS\n0 or 1\n";
+                .It Fl -help\nz\n.It Fl R , Fl r\nw\n.El\n.Sh EXIT STATUS\n0 or 1\n";
     assert_eq!(
         synopsis_letters(mdoc),
-        "adlsVvh".chars().collect::<BTreeSet<_>>()
+        "adlsVvhb".chars().collect::<BTreeSet<_>>()
     );
     assert_eq!(
         documented_options(mdoc),
-        "ah".chars().collect::<BTreeSet<_>>()
+        "ahRr".chars().collect::<BTreeSet<_>>()
     );
     let man = ".SH SYNOPSIS\n\\fBdb_x\\fR [\\fB\\-cv\\fR] [\\fB\\-h\\fR \\fIhome\\fR]\n\
-               .SH OPTIONS\n.TP\n.B \\-c\nx\n.TP\n.BI \\-h \" home\"\ny\n.TP\n.B \\-\\-help\n";
+               .SH OPTIONS\n.TP\n.B \\-c\nx\n.TP\n.BI \\-h \" home\"\ny\n.TP\n.B \\-\\-help\nz\n.TP\n.BR \\-x \", \" \\-X \" A\"\n";
     assert_eq!(
         synopsis_letters(man),
         "cvh".chars().collect::<BTreeSet<_>>()
     );
     assert_eq!(
         documented_options(man),
-        "ch".chars().collect::<BTreeSet<_>>()
+        "chxX".chars().collect::<BTreeSet<_>>()
     );
 }
