@@ -7,5 +7,6 @@ mod cli_harness;
 mod hot_failover;
 mod info_tools;
 mod load_dump;
+mod man_pages;
 mod procedures;
 mod recover_tool;
