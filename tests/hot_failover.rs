@@ -413,3 +413,52 @@ fn update_refuses_after_a_bulk_transaction() {
     assert_eq!(contents(&bk), contents(&prim));
     assert_eq!(contents(&bk)["c.db"].len(), 300);
 }
+
+/// Regression: the target was only compared with the home, so a backup
+/// directory that was one of the source's data directories outside the
+/// home (or, with -D, an absolute DB_CONFIG directory) had the source's
+/// databases deleted by the clean step. Every directory the backup clears
+/// must now be apart from every directory of the source.
+#[test]
+fn a_target_that_is_a_source_data_directory_is_refused() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    let data = t.path().join("data");
+    let logs = prim.join("logs");
+    for d in [&prim, &data, &logs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(
+        prim.join("DB_CONFIG"),
+        format!("set_data_dir {}\nset_lg_dir logs\n", data.display()),
+    )
+    .unwrap();
+    Writer::start(&prim, &["-n", "30", "-c", "10"]).wait_for(30);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = snapshot(&data);
+    assert!(before.contains_key("a.db"));
+    for args in [vec!["-b"], vec!["-D", "-b"]] {
+        let out = cmd("db_hotbackup")
+            .arg("-h")
+            .arg(&prim)
+            .args(&args)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+    // -D with an absolute data directory cannot rebuild the layout.
+    let out = cmd("db_hotbackup")
+        .arg("-D")
+        .arg("-h")
+        .arg(&prim)
+        .arg("-b")
+        .arg(t.path().join("bk"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(snapshot(&data), before, "the source's databases are intact");
+    // A plain backup elsewhere works and is flat.
+    backup(&prim, &t.path().join("bk2"), false);
+    assert_eq!(check_prefix(&t.path().join("bk2")), 30);
+}

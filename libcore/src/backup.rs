@@ -79,7 +79,23 @@ pub fn hot_backup(
     say: Say<'_>,
 ) -> Result<BackupReport> {
     let src = source_layout(vfs, home, opts)?;
-    check_target_outside(home, target)?;
+    if opts.config_dirs {
+        let c = &src.config;
+        for d in c
+            .data_dirs
+            .iter()
+            .chain(c.lg_dir.iter())
+            .chain(c.create_dir.iter())
+        {
+            if d.is_absolute() || d.components().any(|x| x == std::path::Component::ParentDir) {
+                return Err(Error::invalid(format!(
+                    "-D: DB_CONFIG names the directory {}, which is not inside the home; the layout cannot be rebuilt in the backup",
+                    d.display()
+                )));
+            }
+        }
+    }
+    check_apart(&src, &[target.to_path_buf()])?;
     if src.log_files(vfs)?.is_empty() {
         return Err(Error::NotEnvironment {
             path: home.to_path_buf(),
@@ -118,26 +134,46 @@ fn source_layout(vfs: &SharedVfs, home: &Path, opts: &BackupOptions) -> Result<L
     Ok(layout)
 }
 
-/// The backup directory must not be the home, inside it, or hold it.
-fn check_target_outside(home: &Path, target: &Path) -> Result<()> {
-    let h = std::fs::canonicalize(home).map_err(|e| Error::io(home, "open", e))?;
-    let t = match std::fs::canonicalize(target) {
-        Ok(t) => t,
+/// A directory as the kernel resolves it (symlinks and `..` gone); for
+/// one that does not exist yet, its parent's resolution plus its name.
+fn resolved(p: &Path) -> Result<PathBuf> {
+    match std::fs::canonicalize(p) {
+        Ok(c) => Ok(c),
         Err(_) => {
-            let parent = target
+            let parent = p
                 .parent()
-                .filter(|p| !p.as_os_str().is_empty())
+                .filter(|q| !q.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let p = std::fs::canonicalize(parent).map_err(|e| Error::io(parent, "open", e))?;
-            p.join(target.file_name().unwrap_or_default())
+            Ok(resolved(parent)?.join(p.file_name().unwrap_or_default()))
         }
-    };
-    if t.starts_with(&h) || h.starts_with(&t) {
-        return Err(Error::invalid(format!(
-            "{}: the backup directory must not be the environment home ({}), inside it, or contain it",
-            target.display(),
-            home.display()
-        )));
+    }
+}
+
+/// Every directory the backup writes or clears must be apart from every
+/// directory of the source: not the same, not inside one, not holding one.
+/// Otherwise cleaning the target could delete the source's files.
+fn check_apart(src: &Layout, target_dirs: &[PathBuf]) -> Result<()> {
+    let mut source_dirs = vec![src.home.clone(), src.log_dir.clone()];
+    source_dirs.extend(src.data_dirs.iter().cloned());
+    let source_dirs: Vec<PathBuf> = source_dirs
+        .iter()
+        .map(|d| resolved(d))
+        .collect::<Result<_>>()?;
+    for t in target_dirs {
+        let rt = resolved(t)?;
+        for (s, rs) in [&src.home, &src.log_dir]
+            .into_iter()
+            .chain(src.data_dirs.iter())
+            .zip(&source_dirs)
+        {
+            if rt.starts_with(rs) || rs.starts_with(&rt) {
+                return Err(Error::invalid(format!(
+                    "{}: the backup must not be written in or around a directory of the environment ({}); nothing was changed",
+                    t.display(),
+                    s.display()
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -329,6 +365,7 @@ fn full(
             dirs.push(d.clone());
         }
     }
+    check_apart(src, &dirs)?;
     make_dir(vfs, target)?;
     let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
     clean_target(vfs, &dirs, say)?;
@@ -426,6 +463,9 @@ fn update(
     } else {
         Layout::with_config(target, Config::default())
     };
+    let mut dirs = vec![target.to_path_buf(), dst.log_dir.clone()];
+    dirs.extend(dst.data_dirs.iter().cloned());
+    check_apart(src, &dirs)?;
     let src_logs = src.log_files(vfs)?;
     let src_env = {
         let cur = LogCursor::open(vfs.clone(), &src.log_dir)?;
