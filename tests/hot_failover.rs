@@ -186,6 +186,21 @@ fn hotbackup_and_updates_under_load_match_the_primary() {
         contents(&prim),
         "a last -u at rest equals the primary"
     );
+    let out = cmd("db_verify")
+        .arg("-h")
+        .arg(&bk)
+        .args(["a.db", "b.db"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Verification of a.db succeeded.\nVerification of b.db succeeded.\n"
+    );
     // The backup's manifest names every file with its checksum.
     let m = libcore::manifest::Manifest::read(&libcore::vfs::OsVfs::shared(), &bk)
         .unwrap()
@@ -461,4 +476,31 @@ fn a_target_that_is_a_source_data_directory_is_refused() {
     // A plain backup elsewhere works and is flat.
     backup(&prim, &t.path().join("bk2"), false);
     assert_eq!(check_prefix(&t.path().join("bk2")), 30);
+}
+
+#[test]
+fn db_verify_reports_a_damaged_page_and_exits_1() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    std::fs::create_dir(&prim).unwrap();
+    Writer::start(&prim, &["-n", "200", "-c", "50"]).wait_for(200);
+    std::thread::sleep(Duration::from_millis(200));
+    let bk = t.path().join("bk");
+    backup(&prim, &bk, false);
+    let mut raw = std::fs::read(bk.join("a.db")).unwrap();
+    raw[4096 + 3000] ^= 0x40;
+    std::fs::write(bk.join("a.db"), raw).unwrap();
+    let out = cmd("db_verify")
+        .arg("-h")
+        .arg(&bk)
+        .arg("a.db")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Verification of a.db failed.\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Page 1: checksum mismatch"), "{err}");
 }

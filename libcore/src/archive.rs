@@ -49,7 +49,16 @@ pub fn log_state(vfs: &SharedVfs, layout: &Layout) -> Result<LogState> {
             path: layout.home.clone(),
         });
     };
-    let env_id = read_header(vfs, layout, last)?.env_id;
+    // The owner may be creating the last file right now (no header yet):
+    // the one before it tells the environment just as well.
+    let env_id = match read_header(vfs, layout, last) {
+        Ok(h) => h.env_id,
+        Err(e) if last > first => match read_header(vfs, layout, last - 1) {
+            Ok(h) => h.env_id,
+            Err(_) => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     if let Some(st) = Region::at(&layout.home).read() {
         if st.env_id == env_id && !st.last_ckp.is_zero() && st.ckp_redo.file <= last {
             return Ok(LogState {

@@ -118,6 +118,10 @@ pub(crate) struct Inner {
     pub redo_point: Mutex<Lsn>,
     pub last_ckp: Mutex<Lsn>,
     pub next_file_id: AtomicU32,
+    /// Pages a bulk transaction wrote straight to their file since the last
+    /// checkpoint: no image of them is in the log, so their next change is
+    /// logged as a full image (a torn write of it stays repairable).
+    pub bulk_pages: Mutex<HashSet<PageKey>>,
     /// Files written since their last fsync (checkpoint fsyncs them).
     pub unsynced: Mutex<HashSet<FileId>>,
     pub failed: Mutex<Option<String>>,
@@ -272,6 +276,7 @@ impl Env {
             last_ckp: Mutex::new(last_ckp),
             next_file_id: AtomicU32::new(max_file + 1),
             unsynced: Mutex::new(HashSet::new()),
+            bulk_pages: Mutex::new(HashSet::new()),
             failed: Mutex::new(None),
             region,
             env_id,
@@ -744,6 +749,8 @@ impl Inner {
         let _w = lock(&self.writer);
         let redo = log.end();
         *lock(&self.redo_point) = redo;
+        // Every page's next change is an image again from here on.
+        lock(&self.bulk_pages).clear();
         let dirty = lock(&self.cache).dirty_pages();
         let max = dirty
             .iter()

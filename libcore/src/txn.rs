@@ -257,8 +257,13 @@ impl<'e> Txn<'e> {
             } else {
                 inner.committed_page(&file, key.1)?
             };
+            let bulk_written = inner
+                .bulk_pages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&key);
             let rec = match base {
-                Some(b) if page::lsn(&b) >= redo && !page::lsn(&b).is_zero() => {
+                Some(b) if page::lsn(&b) >= redo && !page::lsn(&b).is_zero() && !bulk_written => {
                     let ranges = diff_ranges(&b, buf);
                     if ranges.is_empty() {
                         continue;
@@ -362,6 +367,11 @@ impl<'e> Txn<'e> {
                 cache.forget_file(f.id);
             }
             let direct_keys: Vec<PageKey> = direct.iter().map(|(f, p)| (f.id, *p)).collect();
+            inner
+                .bulk_pages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(direct_keys.iter().copied());
             for (key, buf) in std::mem::take(&mut self.pages) {
                 if direct_keys.contains(&key) {
                     cache.insert_clean(key, buf);
