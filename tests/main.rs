@@ -4,6 +4,7 @@
 mod common;
 
 mod cli_harness;
+mod conformance;
 mod hot_failover;
 mod info_tools;
 mod load_dump;
