@@ -315,8 +315,6 @@ fn archive_before_any_checkpoint_lists_nothing() {
 }
 
 #[test]
-#[ignore = "mismatch: before the first checkpoint our db_archive -s prints nothing \
-            (a.db and b.db are still empty files), Berkeley DB lists a.db and b.db"]
 fn archive_s_before_any_checkpoint_lists_the_databases() {
     if !can_compare() {
         return;
@@ -672,8 +670,6 @@ fn recover_refuses_a_missing_middle_log_file() {
 }
 
 #[test]
-#[ignore = "mismatch: normal db_recover fails on a gap in log files older than the last \
-            checkpoint (not needed by normal recovery); Berkeley DB recovers, rc 0"]
 fn recover_normal_ignores_a_gap_before_the_checkpoint() {
     if !can_compare() {
         return;
@@ -832,8 +828,6 @@ fn hotbackup_target_with_a_foreign_file() {
 }
 
 #[test]
-#[ignore = "mismatch: a refused db_hotbackup leaves __db.lock in the target, which is not \
-            an environment (deliberate difference 3: no files created there)"]
 fn hotbackup_refused_target_is_left_as_it_was() {
     if !can_compare() {
         return;
@@ -913,9 +907,6 @@ fn stat_log_labels() {
 }
 
 #[test]
-#[ignore = "mismatch: db_stat -l says \"10Mb Current log file size\" (DB_CONFIG or the \
-            default) for an environment whose log files were made 64 KiB; Berkeley DB \
-            says 64Kb (the size the log was created with)"]
 fn stat_log_file_size_is_the_environments() {
     if !can_compare() {
         return;

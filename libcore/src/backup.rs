@@ -249,11 +249,10 @@ fn is_env_file(vfs: &SharedVfs, dir: &Path, name: &str) -> bool {
         || probe_db(vfs, &dir.join(name)).is_some()
 }
 
-/// Checks every directory the backup writes holds only environment files,
-/// then removes them (manifest first, so an interrupted clean leaves a
-/// directory that says it is incomplete). Nothing is deleted if anything
-/// foreign is found.
-fn clean_target(vfs: &SharedVfs, dirs: &[PathBuf], say: Say<'_>) -> Result<()> {
+/// The environment files a full backup will delete from the directories
+/// it writes; an error (nothing deleted) if any of them holds a file that
+/// belongs to no environment.
+fn plan_clean(vfs: &SharedVfs, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut doomed = Vec::new();
     for dir in dirs {
         if !vfs.exists(dir) {
@@ -283,20 +282,25 @@ fn clean_target(vfs: &SharedVfs, dirs: &[PathBuf], say: Say<'_>) -> Result<()> {
             if !m.is_file() || !is_env_file(vfs, dir, &name) {
                 return Err(foreign(dir, &name));
             }
-            if name != crate::owner::LOCK_FILE {
+            let keep = name == crate::owner::LOCK_FILE || name == crate::manifest::MANIFEST_FILE;
+            if !keep {
                 doomed.push(p);
             }
         }
     }
+    Ok(doomed)
+}
+
+/// Removes the files `plan_clean` found, manifest first, so an
+/// interrupted clean leaves a directory that says it is incomplete.
+fn clean_target(vfs: &SharedVfs, dirs: &[PathBuf], say: Say<'_>) -> Result<()> {
+    let doomed = plan_clean(vfs, dirs)?;
     for dir in dirs {
         if vfs.exists(dir) {
             Manifest::remove(vfs, dir)?;
         }
     }
     for p in doomed {
-        if p.file_name().and_then(|n| n.to_str()) == Some(crate::manifest::MANIFEST_FILE) {
-            continue;
-        }
         say(format!("removing {}", p.display()));
         vfs.remove(&p)?;
     }
@@ -366,6 +370,8 @@ fn full(
         }
     }
     check_apart(src, &dirs)?;
+    // Refuse a directory with foreign files before creating anything in it.
+    plan_clean(vfs, &dirs)?;
     make_dir(vfs, target)?;
     let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
     clean_target(vfs, &dirs, say)?;

@@ -721,6 +721,32 @@ impl Inner {
         Ok(())
     }
 
+    /// Writes the committed pages of newly created files to disk at once,
+    /// so a new database is a database on disk (its meta page readable by
+    /// `db_archive -s` and copies) from its commit on, not from the next
+    /// checkpoint.
+    pub fn write_back_files(&self, ids: &[FileId]) -> Result<()> {
+        let pages: Vec<(PageKey, PageBuf)> = lock(&self.cache)
+            .dirty_pages()
+            .into_iter()
+            .filter(|(k, _)| ids.contains(&k.0))
+            .collect();
+        let max = pages
+            .iter()
+            .map(|(_, b)| page::lsn(b))
+            .max()
+            .unwrap_or(Lsn::ZERO);
+        self.write_back(pages, max)?;
+        for id in ids {
+            if let Some(f) = self.file(*id) {
+                if let Some(h) = &f.handle {
+                    h.sync().map_err(|e| self.fail(e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn evict(&self) -> Result<()> {
         let (dirty, max) = lock(&self.cache).evict();
         if dirty.is_empty() || self.read_only {

@@ -21,7 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::log::{self, LogCursor, Record};
+use crate::log::{self, LogCursor, OnBadRecord, Record};
 use crate::owner::OwnerLock;
 use crate::recovery::{self, RecoveryMode, RecoveryOptions};
 use crate::region::Region;
@@ -157,11 +157,19 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
 
 /// The LSN of the last valid record (the end of the log when there is
 /// none).
+/// Only the last two files are read: older ones (and gaps among them) do
+/// not matter here.
 fn last_valid_record(vfs: &SharedVfs, layout: &Layout) -> Result<Lsn> {
-    let mut cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
-    if cur.files().is_empty() {
+    let files = layout.log_files(vfs)?;
+    let Some(&last) = files.last() else {
         return Ok(Lsn::ZERO);
-    }
+    };
+    let from = if files.contains(&last.saturating_sub(1)) {
+        last - 1
+    } else {
+        last
+    };
+    let mut cur = LogCursor::open_from(vfs.clone(), &layout.log_dir, OnBadRecord::EndOfLog, from)?;
     let end = cur.end()?;
     cur.seek(end)?;
     Ok(cur.prev()?.map(|(lsn, _, _)| lsn).unwrap_or(end))
@@ -176,6 +184,8 @@ fn check_reachable(vfs: &SharedVfs, layout: &Layout, until: i64) -> Result<()> {
     };
     let mut cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
     cur.seek(ckp.redo_lsn)?;
+    // (This one reads backwards from the checkpoint, so it does need the
+    // older files.)
     while let Some((_, _, rec)) = cur.prev()? {
         if let Record::Commit { timestamp } = rec {
             if i64::try_from(timestamp).unwrap_or(i64::MAX) > until {

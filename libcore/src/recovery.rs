@@ -21,7 +21,7 @@
 use crate::cache::PageKey;
 use crate::error::{Error, Location, Result};
 use crate::layout::{check_db_name, Layout};
-use crate::log::{self, Checkpoint, LogCursor, Record};
+use crate::log::{self, Checkpoint, LogCursor, OnBadRecord, Record};
 use crate::page::{self, Meta, PageCheck};
 use crate::pagestore::PageBuf;
 use crate::types::{FileId, Lsn, PageNo, TxnId};
@@ -115,14 +115,34 @@ pub fn recover(
     mut opts: RecoveryOptions<'_>,
 ) -> Result<RecoveryOutcome> {
     let mut out = RecoveryOutcome::default();
-    let mut cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
-    let Some(&first) = cur.files().first() else {
+    let all = layout.log_files(vfs)?;
+    let Some(&first) = all.first() else {
         return Ok(out);
     };
-    let last_file = cur.files().last().copied().unwrap_or(first);
-    out.first_file = first;
-    out.env_id = cur.env_id();
     let ckp = log::last_checkpoint(vfs, &layout.log_dir)?;
+    // Normal recovery and updates read only from where they start, so a
+    // file missing before that (removed by hand, or archived) is no gap for
+    // them; catastrophic recovery reads everything and checks everything.
+    let from_file = match (opts.mode, &ckp) {
+        (RecoveryMode::Normal, Some((_, c))) => c.redo_lsn.file,
+        (RecoveryMode::From(l), _) => l.file,
+        _ => first,
+    };
+    if from_file < first || !all.contains(&from_file) {
+        return Err(Error::LogGap {
+            path: layout.log_path(from_file),
+        });
+    }
+    let mut cur = LogCursor::open_from(
+        vfs.clone(),
+        &layout.log_dir,
+        OnBadRecord::EndOfLog,
+        from_file,
+    )?;
+    let first = from_file;
+    let last_file = cur.files().last().copied().unwrap_or(first);
+    out.first_file = all[0];
+    out.env_id = cur.env_id();
     let log_start = Lsn::new(first, log::FIRST_RECORD_OFFSET);
     let start = match opts.mode {
         RecoveryMode::Catastrophic => log_start,
@@ -132,20 +152,6 @@ pub fn recover(
             None => log_start,
         },
     };
-    if let (RecoveryMode::Normal, Some((_, c))) = (opts.mode, &ckp) {
-        if c.redo_lsn.file < first {
-            return Err(Error::LogGap {
-                path: layout.log_path(c.redo_lsn.file),
-            });
-        }
-    }
-    if let RecoveryMode::From(l) = opts.mode {
-        if l.file < first {
-            return Err(Error::LogGap {
-                path: layout.log_path(l.file),
-            });
-        }
-    }
     out.start = Some(start);
     out.last_ckp = ckp.clone();
 

@@ -351,6 +351,7 @@ impl<'e> Txn<'e> {
             }
         }
 
+        let created_ids: Vec<FileId> = self.created.keys().copied().collect();
         // 3. Install.
         {
             let _w = inner.commit_lock.write().unwrap_or_else(|p| p.into_inner());
@@ -386,8 +387,11 @@ impl<'e> Txn<'e> {
 
         // 4. Durability, outside the writer lock so commits can group.
         drop(self);
-        if !inner.nosync || !removed.is_empty() {
+        if !inner.nosync || !removed.is_empty() || !created_ids.is_empty() {
             log.flush(commit_lsn).map_err(|e| inner.fail(e))?;
+        }
+        if !created_ids.is_empty() {
+            inner.write_back_files(&created_ids)?;
         }
         for f in removed {
             let dir = f.path.parent().unwrap_or(Path::new("."));

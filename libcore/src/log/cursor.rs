@@ -331,7 +331,20 @@ impl LogCursor {
     /// torn by a crash during its creation is ignored. Positioned at the
     /// start of the first file.
     pub fn open_with(vfs: SharedVfs, dir: &Path, policy: OnBadRecord) -> Result<LogCursor> {
+        LogCursor::open_from(vfs, dir, policy, 0)
+    }
+
+    /// Like `open_with`, over the files numbered `first` and up only:
+    /// normal recovery needs nothing older than its checkpoint's redo
+    /// file, so a gap (or a foreign file) before it does not matter.
+    pub fn open_from(
+        vfs: SharedVfs,
+        dir: &Path,
+        policy: OnBadRecord,
+        first: u32,
+    ) -> Result<LogCursor> {
         let mut files = list_log_files(&vfs, dir)?;
+        files.retain(|&n| n >= first);
         for w in files.windows(2) {
             if w[1] != w[0] + 1 {
                 return Err(Error::LogGap {

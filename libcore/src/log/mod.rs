@@ -105,8 +105,9 @@ pub const MIN_LG_MAX: u32 = 4096;
 const HDR_MAGIC: usize = 0;
 const HDR_VERSION: usize = HDR_MAGIC + size_of::<u32>();
 const HDR_FILE_NO: usize = HDR_VERSION + size_of::<u32>();
-const HDR_RESERVED1: usize = HDR_FILE_NO + size_of::<u32>();
-const HDR_ENV_ID: usize = HDR_RESERVED1 + size_of::<u32>();
+/// The `lg_max` the file was created with (0 in files of older writers).
+const HDR_LG_MAX: usize = HDR_FILE_NO + size_of::<u32>();
+const HDR_ENV_ID: usize = HDR_LG_MAX + size_of::<u32>();
 const HDR_LAST_CKP: usize = HDR_ENV_ID + size_of::<u64>();
 const HDR_RESERVED2: usize = HDR_LAST_CKP + size_of::<u64>();
 const HDR_CRC: usize = HDR_RESERVED2 + size_of::<u32>();
@@ -164,6 +165,8 @@ pub fn list_log_files(vfs: &crate::vfs::SharedVfs, dir: &Path) -> Result<Vec<u32
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
     pub file_no: u32,
+    /// The log file size limit in force when the file was created.
+    pub lg_max: u32,
     pub env_id: u64,
     pub last_ckp: Lsn,
 }
@@ -174,6 +177,7 @@ impl FileHeader {
         put_u32(&mut b, HDR_MAGIC, LOG_MAGIC);
         put_u32(&mut b, HDR_VERSION, LOG_VERSION);
         put_u32(&mut b, HDR_FILE_NO, self.file_no);
+        put_u32(&mut b, HDR_LG_MAX, self.lg_max);
         put_u64(&mut b, HDR_ENV_ID, self.env_id);
         put_u64(&mut b, HDR_LAST_CKP, self.last_ckp.to_u64());
         let crc = crc32(&b[..HDR_CRC]);
@@ -228,6 +232,7 @@ impl FileHeader {
         }
         Ok(FileHeader {
             file_no,
+            lg_max: get_u32(b, HDR_LG_MAX),
             env_id: get_u64(b, HDR_ENV_ID),
             last_ckp: Lsn::from_u64(get_u64(b, HDR_LAST_CKP)),
         })

@@ -187,6 +187,7 @@ fn layout_sizes_are_pinned() {
     );
     let h = FileHeader {
         file_no: 7,
+        lg_max: 65536,
         env_id: ENV,
         last_ckp: Lsn::new(6, 99),
     };

@@ -96,7 +96,7 @@ impl Log {
                 log_path(dir, n).display()
             )));
         }
-        let file = create_file(&vfs, dir, 1, env_id, Lsn::ZERO)?;
+        let file = create_file(&vfs, dir, 1, env_id, lg_max, Lsn::ZERO)?;
         Ok(Log::assemble(
             vfs,
             dir,
@@ -349,12 +349,14 @@ fn create_file(
     dir: &Path,
     n: u32,
     env_id: u64,
+    lg_max: u32,
     last_ckp: Lsn,
 ) -> Result<Arc<dyn VFile>> {
     let path = log_path(dir, n);
     let file: Arc<dyn VFile> = Arc::from(vfs.open(&path, OpenMode::CreateNew(LOG_FILE_MODE))?);
     let h = FileHeader {
         file_no: n,
+        lg_max,
         env_id,
         last_ckp,
     };
@@ -496,7 +498,14 @@ impl Appender<'_> {
         if let Err(e) = self.st.file.sync() {
             return Err(log.fail(e));
         }
-        let file = match create_file(&log.vfs, &log.dir, next, log.env_id, log.last_ckp()) {
+        let file = match create_file(
+            &log.vfs,
+            &log.dir,
+            next,
+            log.env_id,
+            log.lg_max,
+            log.last_ckp(),
+        ) {
             Ok(f) => f,
             Err(e) => return Err(log.fail(e)),
         };
