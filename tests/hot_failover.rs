@@ -504,3 +504,71 @@ fn db_verify_reports_a_damaged_page_and_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Page 1: checksum mismatch"), "{err}");
 }
+
+/// DB_CONFIG data and log directories: without -D the backup is flat,
+/// with -D the layout and DB_CONFIG are rebuilt; -d/-l name the
+/// directories of an environment whose DB_CONFIG does not.
+#[test]
+fn directory_options_d_l_and_capital_d() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    for d in ["data", "logs"] {
+        std::fs::create_dir_all(prim.join(d)).unwrap();
+    }
+    std::fs::write(
+        prim.join("DB_CONFIG"),
+        "set_data_dir data\nset_lg_dir logs\n",
+    )
+    .unwrap();
+    Writer::start(&prim, &["-n", "80", "-c", "20"]).wait_for(80);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let flat = t.path().join("flat");
+    backup(&prim, &flat, false);
+    assert!(flat.join("a.db").exists() && flat.join("log.0000000001").exists());
+    assert!(!flat.join("DB_CONFIG").exists());
+    assert_eq!(check_prefix(&flat), 80);
+
+    let kept = t.path().join("kept");
+    cmd("db_hotbackup")
+        .arg("-D")
+        .arg("-h")
+        .arg(&prim)
+        .arg("-b")
+        .arg(&kept)
+        .assert()
+        .success();
+    assert!(kept.join("DB_CONFIG").exists());
+    assert!(kept.join("data/a.db").exists() && kept.join("logs/log.0000000001").exists());
+    assert_eq!(check_prefix(&kept), 80);
+    cmd("db_hotbackup")
+        .args(["-D", "-u", "-h"])
+        .arg(&prim)
+        .arg("-b")
+        .arg(&kept)
+        .assert()
+        .success();
+
+    // The same environment told by -d and -l (DB_CONFIG moved away).
+    std::fs::rename(prim.join("DB_CONFIG"), t.path().join("DB_CONFIG.away")).unwrap();
+    let named = t.path().join("named");
+    cmd("db_hotbackup")
+        .arg("-d")
+        .arg(prim.join("data"))
+        .args(["-l", "logs", "-h"])
+        .arg(&prim)
+        .arg("-b")
+        .arg(&named)
+        .assert()
+        .success();
+    assert_eq!(check_prefix(&named), 80);
+    // -D with -d is a usage error.
+    cmd("db_hotbackup")
+        .args(["-D", "-d", "x", "-h"])
+        .arg(&prim)
+        .arg("-b")
+        .arg(t.path().join("never"))
+        .assert()
+        .code(1);
+    assert!(!t.path().join("never").exists());
+}

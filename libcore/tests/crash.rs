@@ -119,6 +119,17 @@ fn kill_writer_at_random_points() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
+    kill_and_check(kills);
+}
+
+/// `make torture`: ten times the kills of the CI run.
+#[test]
+#[ignore = "slow: run by make torture"]
+fn kill_writer_many_times() {
+    kill_and_check(500);
+}
+
+fn kill_and_check(kills: u32) {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let exe = std::env::current_exe().unwrap();

@@ -312,3 +312,34 @@ fn a_torn_bulk_written_page_is_repaired_after_its_next_change() {
         );
     }
 }
+
+#[test]
+fn removing_a_database_is_durable_and_redone_by_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let env = open(home, 4096);
+    {
+        let mut t = env.begin().unwrap();
+        let a = t.create_db("gone.db", None).unwrap();
+        let b = t.create_db("kept.db", None).unwrap();
+        t.put(&a, b"k", b"v").unwrap();
+        t.put(&b, b"k", b"v").unwrap();
+        t.commit().unwrap();
+    }
+    // An aborted removal changes nothing.
+    let gone = env.open_db("gone.db").unwrap();
+    let mut t = env.begin().unwrap();
+    t.remove_db(&gone).unwrap();
+    t.abort();
+    assert_eq!(env.get(&gone, b"k").unwrap(), Some(b"v".to_vec()));
+    let mut t = env.begin().unwrap();
+    t.remove_db(&gone).unwrap();
+    t.commit().unwrap();
+    assert!(!home.join("gone.db").exists());
+    assert!(env.open_db("gone.db").is_err());
+    drop(env); // crash: recovery replays the create and the remove
+    let env = open(home, 4096);
+    assert_eq!(env.db_names(), vec!["kept.db".to_string()]);
+    assert!(!home.join("gone.db").exists());
+    env.close().unwrap();
+}
