@@ -399,30 +399,6 @@ fn btree_damaged_pages_never_panic() {
     }
 }
 
-/// Rough timing of the benchmark workload (run with `--ignored
-/// --nocapture`); not a pass/fail test.
-#[test]
-#[ignore]
-fn btree_bench_million_puts() {
-    for random in [false, true] {
-        let mut s = new_tree(4096);
-        let mut r = Rng(99);
-        let t = std::time::Instant::now();
-        for i in 0..1_000_000u64 {
-            let k = if random { r.next() } else { i };
-            put(&mut s, &k.to_be_bytes(), &i.to_le_bytes()).unwrap();
-        }
-        let st = stats(&s).unwrap();
-        eprintln!(
-            "random={random}: {:?}, {} leaves, {} levels, fill {:.2}",
-            t.elapsed(),
-            st.leaf_pages,
-            st.levels,
-            st.leaf_bytes as f64 / (st.leaf_pages as f64 * 4096.0)
-        );
-    }
-}
-
 /// Pages of `ty` in the store, in page order.
 fn pages_of(s: &MemStore, ty: page::PageType) -> Vec<PageNo> {
     (0..s.pages.len() as u32)
