@@ -572,3 +572,43 @@ fn directory_options_d_l_and_capital_d() {
         .code(1);
     assert!(!t.path().join("never").exists());
 }
+
+/// `-c` asks the live owner for a checkpoint first (through the region),
+/// so the backup starts from it.
+#[test]
+fn checkpoint_first_is_taken_by_the_live_owner() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    std::fs::create_dir(&prim).unwrap();
+    // No periodic checkpoints: only -c makes one.
+    let w = Writer::start(&prim, &["-i", "1"]);
+    w.wait_for(100);
+    let before = libcore::log::last_checkpoint(&libcore::vfs::OsVfs::shared(), &prim).unwrap();
+    assert!(before.is_none());
+    let bk = t.path().join("bk");
+    let out = cmd("db_hotbackup")
+        .args(["-c", "-v", "-h"])
+        .arg(&prim)
+        .arg("-b")
+        .arg(&bk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": force checkpoint"));
+    let after = libcore::log::last_checkpoint(&libcore::vfs::OsVfs::shared(), &prim)
+        .unwrap()
+        .expect("the owner took a checkpoint");
+    let m = libcore::manifest::Manifest::read(&libcore::vfs::OsVfs::shared(), &bk)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        m.checkpoint, after.0,
+        "the backup started from that checkpoint"
+    );
+    assert!(check_prefix(&bk) >= 100);
+    w.kill();
+}
