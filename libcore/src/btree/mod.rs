@@ -5,7 +5,7 @@
 //! Page 0 is the meta page (`page::Meta`: root, free list head, last page,
 //! key count). Tree pages are slotted pages (layout in `node`), leaves at
 //! level 1 doubly linked in key order; keys and values longer than fit a
-//! quarter page live in overflow chains (`overflow`); pages freed by deletes
+//! third of a page live in overflow chains (`overflow`); pages freed by deletes
 //! go on a free list that allocation drains before growing the file
 //! (`alloc`). `verify` checks all of it; `stats` counts it.
 //!

@@ -36,7 +36,7 @@
 //! an insert needs them). Keys in slot order are strictly increasing. Entry 0
 //! of an internal page has an empty inline key that stands for "minus
 //! infinity": child i holds keys in `[key i, key i+1)`. No entry (slot
-//! included) is larger than a quarter of the usable page, so a split of a
+//! included) is larger than a third of the usable page, so a split of a
 //! full page plus one new entry always yields two pages that fit.
 //!
 //! Everything here takes untrusted bytes: functions that read entries return
@@ -72,7 +72,7 @@ pub type NResult<T> = std::result::Result<T, &'static str>;
 
 /// Largest entry (slot included) a page of this size accepts inline.
 pub fn max_entry(page_size: usize) -> usize {
-    (page_size - DATA) / 4
+    (page_size - DATA) / 3
 }
 
 /// Bytes of overflow data one chain page carries.

@@ -52,7 +52,7 @@ pub(crate) fn put<S: PageWrite>(s: &mut S, key: &[u8], val: &[u8]) -> Result<boo
 }
 
 /// Encodes a leaf entry, moving the larger item (then the other) to an
-/// overflow chain until the entry fits a quarter page.
+/// overflow chain until the entry fits a third of a page.
 fn leaf_entry<S: PageWrite>(w: &mut Writer<'_, S>, key: &[u8], val: &[u8]) -> Result<Vec<u8>> {
     let max = node::max_entry(w.meta.page_size as usize);
     let (kl, vl) = (key.len(), val.len());
