@@ -104,12 +104,13 @@ pub fn copy_file(vfs: &SharedVfs, src: &Path, dst: &Path, opts: CopyOptions) -> 
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(&tmp, "chmod", e))?;
         let input = vfs.open(src, OpenMode::Read)?;
-        let (bytes, rereads, crc) = match (kind, opts.plain) {
-            (FileKind::Database { page_size }, false) => {
-                copy_pages(input.as_ref(), out.as_ref(), page_size as usize)?
-            }
-            _ => copy_bytes(input.as_ref(), out.as_ref())?,
-        };
+        let (bytes, rereads, crc) =
+            with_background_sync(out.as_ref(), |nudge| match (kind, opts.plain) {
+                (FileKind::Database { page_size }, false) => {
+                    copy_pages(input.as_ref(), out.as_ref(), page_size as usize, nudge)
+                }
+                _ => copy_bytes(input.as_ref(), out.as_ref(), nudge),
+            })?;
         out.sync()?;
         let atime = filetime::FileTime::from_last_access_time(&meta);
         let mtime = filetime::FileTime::from_last_modification_time(&meta);
@@ -131,7 +132,40 @@ pub fn copy_file(vfs: &SharedVfs, src: &Path, dst: &Path, opts: CopyOptions) -> 
     result
 }
 
-fn copy_bytes(input: &dyn VFile, out: &dyn VFile) -> Result<(u64, u64, u32)> {
+/// Bytes written between two nudges of the background flush.
+const SYNC_EVERY: u64 = 32 << 20;
+
+/// Runs `copy` while a second thread fsyncs `out` each time `copy` nudges
+/// it (every `SYNC_EVERY` bytes), so writing back to disk overlaps reading
+/// and checking instead of all happening in the final fsync. Any fsync
+/// error fails the copy.
+fn with_background_sync<T>(
+    out: &dyn VFile,
+    copy: impl FnOnce(&dyn Fn()) -> Result<T>,
+) -> Result<T> {
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let syncer = sc.spawn(move || -> Result<()> {
+            while rx.recv().is_ok() {
+                out.sync()?;
+            }
+            Ok(())
+        });
+        let nudge = move || {
+            let _ = tx.try_send(());
+        };
+        let copied = copy(&nudge);
+        drop(nudge);
+        let synced = syncer
+            .join()
+            .unwrap_or_else(|_| Err(Error::invalid("the background fsync thread panicked")));
+        let v = copied?;
+        synced?;
+        Ok(v)
+    })
+}
+
+fn copy_bytes(input: &dyn VFile, out: &dyn VFile, nudge: &dyn Fn()) -> Result<(u64, u64, u32)> {
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
     let mut h = crc32fast::Hasher::new();
@@ -141,13 +175,21 @@ fn copy_bytes(input: &dyn VFile, out: &dyn VFile) -> Result<(u64, u64, u32)> {
             break;
         }
         out.write_at(&buf[..n], off)?;
+        if off / SYNC_EVERY != (off + n as u64) / SYNC_EVERY {
+            nudge();
+        }
         h.update(&buf[..n]);
         off += n as u64;
     }
     Ok((off, 0, h.finalize()))
 }
 
-fn copy_pages(input: &dyn VFile, out: &dyn VFile, ps: usize) -> Result<(u64, u64, u32)> {
+fn copy_pages(
+    input: &dyn VFile,
+    out: &dyn VFile,
+    ps: usize,
+    nudge: &dyn Fn(),
+) -> Result<(u64, u64, u32)> {
     let per = (CHUNK / ps).max(1);
     let mut buf = vec![0u8; per * ps];
     let mut off = 0u64;
@@ -166,6 +208,9 @@ fn copy_pages(input: &dyn VFile, out: &dyn VFile, ps: usize) -> Result<(u64, u64
         }
         out.write_at(&buf[..whole], off)?;
         h.update(&buf[..whole]);
+        if off / SYNC_EVERY != (off + whole as u64) / SYNC_EVERY {
+            nudge();
+        }
         off += whole as u64;
         if n < buf.len() {
             break;
