@@ -633,8 +633,7 @@ fn malformed_dumps_load_nothing() {
             vec![],
         ),
         (
-            format!("VERSION=99\nformat=bytevalue\ntype=btree\nHEADER=END\n 6b\n 76\nDATA=END\n")
-                .into_bytes(),
+            b"VERSION=99\nformat=bytevalue\ntype=btree\nHEADER=END\n 6b\n 76\nDATA=END\n".to_vec(),
             vec![],
         ),
     ];
