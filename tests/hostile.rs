@@ -418,12 +418,28 @@ fn a_log_header_with_a_wrong_magic_or_version_is_refused() {
 /// Regression: a database whose meta page had a damaged magic or another
 /// format version was not recognised as a database at all, so a full
 /// `db_hotbackup` skipped it and reported success: the backup silently
-/// lacked that database, which would only be found at failover. It now
-/// fails naming the file, because the log's last checkpoint names it.
+/// lacked that database, which would only be found at failover; and
+/// `db_archive -s` left it out, so the hand procedure (`db_archive -s |
+/// xargs db_copy`) lost it the same way. Both now use the log's last
+/// checkpoint, which names it: db_hotbackup fails naming the file, and
+/// db_archive -s lists it so db_copy refuses it.
+/// Also: db_verify printed the Rust debug form of the reason
+/// (`(NotADatabase)`, `(Version(7))`) instead of a sentence.
 #[test]
 fn a_meta_page_with_a_wrong_magic_or_version_is_refused() {
     let root = common::home();
-    for (what, bytes) in [("magic", &b"XXXX"[..]), ("version", &[7u8, 0, 0, 0][..])] {
+    for (what, bytes, verify_says) in [
+        (
+            "magic",
+            &b"XXXX"[..],
+            "Page 0: not a database of this format: bad magic\n",
+        ),
+        (
+            "version",
+            &[7u8, 0, 0, 0][..],
+            "Page 0: not a database of this format: unsupported format version 7 (this program reads version 1)\n",
+        ),
+    ] {
         let home = root.path().join(what);
         clean_env(&home);
         let at = if what == "magic" { 32 } else { 36 };
@@ -433,7 +449,7 @@ fn a_meta_page_with_a_wrong_magic_or_version_is_refused() {
         let r = run("db_dump", &[os("-h"), h, os("a.db")]);
         assert_refused("db_dump", &r, &["a.db", "unexpected file type or format"]);
         let r = run("db_verify", &[os("-h"), h, os("a.db")]);
-        assert_refused("db_verify", &r, &["Page 0", "a.db"]);
+        assert_refused("db_verify", &r, &[verify_says, "a.db"]);
         let cp = root.path().join(format!("cp-{what}"));
         fs::create_dir(&cp).unwrap();
         let r = run(
@@ -441,6 +457,10 @@ fn a_meta_page_with_a_wrong_magic_or_version_is_refused() {
             &[os("-h"), h, os("-t"), cp.as_os_str(), os("a.db")],
         );
         assert_refused("db_copy", &r, &["a.db", "not a database"]);
+        // db_archive -s still lists it, so the hand procedure's copy
+        // fails on it instead of leaving it out.
+        let r = run("db_archive", &[os("-s"), os("-h"), h]);
+        assert_eq!((r.code, r.stdout.as_str()), (Some(0), "a.db\nb.db\n"), "{}", r.stderr);
         let bk = root.path().join(format!("bk-{what}"));
         let r = run("db_hotbackup", &[os("-h"), h, os("-b"), bk.as_os_str()]);
         assert_refused("db_hotbackup", &r, &["a.db", "page 0", "meta page"]);
