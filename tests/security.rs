@@ -35,6 +35,13 @@ fn append(home: &Path, recs: &[Record]) -> Lsn {
     lsns[0]
 }
 
+/// The file id a.db carries in its meta page (what rename records name).
+fn a_db_id(home: &Path) -> FileId {
+    let bytes = fs::read(home.join("a.db")).unwrap();
+    let ps = libcore::page::Meta::probe(&bytes).unwrap() as usize;
+    libcore::page::Meta::decode(&bytes[..ps]).unwrap().file_id
+}
+
 /// Each hostile name, in a create and in a rename record: db_recover and
 /// db_recover -c refuse naming the log file and the record's offset, and
 /// nothing outside the environment appears, changes or disappears.
@@ -60,7 +67,7 @@ fn recovery_never_touches_a_file_outside_the_environment() {
             fs::write(&victim, b"not yours").unwrap();
             let rec = if rename {
                 Record::FileRename {
-                    file_id: FileId(1),
+                    file_id: a_db_id(&home),
                     old: b"a.db".to_vec(),
                     new: name.clone(),
                 }
