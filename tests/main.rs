@@ -5,9 +5,11 @@ mod common;
 
 mod cli_harness;
 mod conformance;
+mod hostile;
 mod hot_failover;
 mod info_tools;
 mod load_dump;
 mod man_pages;
 mod procedures;
 mod recover_tool;
+mod security;

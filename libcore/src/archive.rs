@@ -157,11 +157,27 @@ pub fn list(
         ArchiveMode::Databases => {
             // An environment is recognised by its logs, even for -s.
             log_state(vfs, layout)?;
-            layout
-                .db_files(vfs)?
-                .into_iter()
-                .map(|f| show(f.path))
-                .collect()
+            let mut files: Vec<PathBuf> =
+                layout.db_files(vfs)?.into_iter().map(|f| f.path).collect();
+            // A database the log names but whose meta page is damaged (or
+            // of another format version) is not recognised by its bytes.
+            // List it anyway: `db_archive -s | xargs db_copy` then fails on
+            // it loudly instead of leaving it out of the copy.
+            if let Some((_, ckp)) = crate::log::last_checkpoint(vfs, &layout.log_dir)? {
+                for (_, name) in &ckp.files {
+                    let Ok(name) = std::str::from_utf8(name) else {
+                        continue;
+                    };
+                    if crate::layout::check_db_name(name).is_err() {
+                        continue;
+                    }
+                    let p = layout.db_path(vfs, name);
+                    if vfs.exists(&p) && !files.contains(&p) {
+                        files.push(p);
+                    }
+                }
+            }
+            files.into_iter().map(show).collect()
         }
     };
     out.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));

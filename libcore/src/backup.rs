@@ -412,6 +412,7 @@ fn full(
         bytes += r.bytes;
         entries.push(entry(target, &to, r.bytes, Some(r.crc)));
     }
+    refuse_unreadable_dbs(vfs, src, &entries, target)?;
     // 2. Logs, from the start point's file to the last one present now.
     let logs = src.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(start.file);
@@ -609,6 +610,45 @@ fn finish(
 
 /// Copies whole log files `from..=to` of the source into the backup; a
 /// file missing on the way is a gap, named.
+/// A database whose meta page we do not read (damaged magic, another
+/// format version) is not listed by `db_files`, so the loop above skipped
+/// it. Every database the last checkpoint names that is present in the
+/// source must have been copied: a backup silently without it would be
+/// discovered only at failover.
+fn refuse_unreadable_dbs(
+    vfs: &SharedVfs,
+    src: &Layout,
+    copied: &[FileEntry],
+    target: &Path,
+) -> Result<()> {
+    let Some((_, ckp)) = log::last_checkpoint(vfs, &src.log_dir)? else {
+        return Ok(());
+    };
+    for (_, name) in &ckp.files {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        if crate::layout::check_db_name(name).is_err() {
+            continue;
+        }
+        let path = src.db_path(vfs, name);
+        let was_copied = copied
+            .iter()
+            .any(|e| Path::new(&e.name).file_name() == Some(name.as_ref()));
+        if vfs.exists(&path) && !was_copied {
+            return Err(Error::corrupt(
+                &path,
+                Location::Page(crate::types::PageNo::META),
+                format!(
+                    "the log names it as a database, but its meta page is not one this program reads (damaged, or another format version); not backed up to {}",
+                    target.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn copy_logs(
     vfs: &SharedVfs,
     src: &Layout,

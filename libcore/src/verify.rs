@@ -72,10 +72,18 @@ pub fn verify_file(vfs: &SharedVfs, path: &Path, opts: VerifyOptions) -> Result<
     let page_size = match Meta::probe(&head) {
         Ok(ps) => ps as usize,
         Err(e) => {
+            let why = match e {
+                page::MetaError::NotADatabase => "bad magic".to_string(),
+                page::MetaError::Version(v) => format!(
+                    "unsupported format version {v} (this program reads version {})",
+                    page::DB_VERSION
+                ),
+                page::MetaError::BadPageSize(p) => format!("bad page size {p}"),
+            };
             return Ok(vec![Problem {
                 page: Some(PageNo(0)),
-                what: format!("not a database of this format ({e:?})"),
-            }])
+                what: format!("not a database of this format: {why}"),
+            }]);
         }
     };
     let file = RawFile {
