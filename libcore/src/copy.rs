@@ -325,7 +325,14 @@ mod tests {
         let vfs = OsVfs::shared();
         let bk = d.path().join("bk");
         std::fs::create_dir(&bk).unwrap();
-        let r = copy_into(&vfs, &[src.clone()], &bk, CopyOptions::default(), |_| {}).unwrap();
+        let r = copy_into(
+            &vfs,
+            std::slice::from_ref(&src),
+            &bk,
+            CopyOptions::default(),
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(r[0].rereads, 0);
         let copy = bk.join("a.db");
         assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&src).unwrap());

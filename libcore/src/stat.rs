@@ -237,6 +237,17 @@ pub fn env(home: &Path) -> Result<EnvStat> {
     })
 }
 
+/// The file size limit the log file `n` was created with, from its header
+/// (as Berkeley DB reports the size its log was created with).
+fn created_lg_max(vfs: &crate::vfs::SharedVfs, layout: &Layout, n: u32) -> Option<u32> {
+    let path = layout.log_path(n);
+    let h = vfs.open(&path, crate::vfs::OpenMode::Read).ok()?;
+    let mut b = [0u8; log::FILE_HEADER_SIZE];
+    h.read_at(&mut b, 0).ok()?;
+    let hdr = log::FileHeader::decode(&path, &b, n).ok()?;
+    (hdr.lg_max != 0).then_some(hdr.lg_max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,15 +300,4 @@ mod tests {
         ));
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
     }
-}
-
-/// The file size limit the log file `n` was created with, from its header
-/// (as Berkeley DB reports the size its log was created with).
-fn created_lg_max(vfs: &crate::vfs::SharedVfs, layout: &Layout, n: u32) -> Option<u32> {
-    let path = layout.log_path(n);
-    let h = vfs.open(&path, crate::vfs::OpenMode::Read).ok()?;
-    let mut b = [0u8; log::FILE_HEADER_SIZE];
-    h.read_at(&mut b, 0).ok()?;
-    let hdr = log::FileHeader::decode(&path, &b, n).ok()?;
-    (hdr.lg_max != 0).then_some(hdr.lg_max)
 }
