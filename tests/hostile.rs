@@ -297,6 +297,12 @@ fn a_truncated_data_file_is_named() {
         &r,
         &["not a multiple of the page size", "a.db"],
     );
+    // A backup of it would lack the lost pages (no log record brings back
+    // pages older than the checkpoint): refused after recovery, naming
+    // the copy and saying the source is truncated.
+    let bk = root.path().join("bk");
+    let r = run("db_hotbackup", &[os("-h"), h, os("-b"), bk.as_os_str()]);
+    assert_refused("db_hotbackup", &r, &["a.db", "truncated"]);
     assert_same(&before, &snapshot(&home), "source");
 }
 

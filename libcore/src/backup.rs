@@ -431,6 +431,7 @@ fn full(
         },
     )?;
     report_recovery(&outcome, say);
+    check_complete(vfs, &dst)?;
     let env_id = outcome.env_id.unwrap_or(0);
     // 4. Trim, then the manifest (log entries reflect what stays).
     if !opts.keep_logs {
@@ -752,6 +753,36 @@ fn trim_logs(vfs: &SharedVfs, dst: &Layout, outcome: &RecoveryOutcome, say: Say<
     }
     if removed {
         vfs.sync_dir(&dst.log_dir)?;
+    }
+    Ok(())
+}
+
+/// After recovery every database of the backup must be as long as its
+/// meta page says: a source file truncated at rest copies short, and no log
+/// record brings back pages written before the checkpoint the backup
+/// started from, so such a backup would look fine until it is used.
+fn check_complete(vfs: &SharedVfs, dst: &Layout) -> Result<()> {
+    for f in dst.db_files(vfs)? {
+        let h = vfs.open(&f.path, OpenMode::Read)?;
+        let ps = u64::from(f.meta_page_size);
+        let mut meta = vec![0u8; ps as usize];
+        if h.read_at(&mut meta, 0)? < meta.len() {
+            continue; // db_files only lists readable meta pages
+        }
+        let Ok(m) = crate::page::Meta::decode(&meta) else {
+            continue;
+        };
+        let need = (u64::from(m.last_pgno.0) + 1) * ps;
+        let len = h.len()?;
+        if len < need {
+            return Err(Error::corrupt(
+                &f.path,
+                Location::Whole,
+                format!(
+                    "the copy is {len} bytes but its meta page needs {need}: the source file is truncated (pages before the last checkpoint are not in the log, so recovery cannot restore them)"
+                ),
+            ));
+        }
     }
     Ok(())
 }
