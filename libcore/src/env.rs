@@ -186,6 +186,23 @@ impl Env {
         } else {
             let l = OwnerLock::acquire(home, opts.lock_timeout)?;
             logs = layout.log_files(&vfs)?;
+            // A crash while the first log file was being created leaves it
+            // torn (shorter than its header, or a header of zeroes): the
+            // environment was never created. Start over rather than refuse
+            // to open forever.
+            if logs == [1] {
+                let path = layout.log_path(1);
+                if crate::log::is_torn_creation(&*vfs.open(&path, OpenMode::Read)?)? {
+                    vfs.remove(&path)?;
+                    vfs.sync_dir(&layout.log_dir)?;
+                    logs.clear();
+                    if !opts.create {
+                        return Err(Error::NotEnvironment {
+                            path: home.to_path_buf(),
+                        });
+                    }
+                }
+            }
             Some(l)
         };
         let cfg: &Config = &layout.config;

@@ -874,7 +874,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         let vfs = CrashVfs::new(root);
-        let f = vfs.open(&root.join("a"), OpenMode::CreateNew(0o600)).unwrap();
+        let f = vfs
+            .open(&root.join("a"), OpenMode::CreateNew(0o600))
+            .unwrap();
         vfs.crash_after(2);
         f.write_at(b"1", 0).unwrap();
         f.sync().unwrap();

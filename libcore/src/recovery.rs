@@ -528,7 +528,7 @@ impl Redo<'_> {
         let lsn = match &f.handle {
             Some(h) => {
                 let n = h.read_at(&mut buf, u64::from(key.1 .0) * ps as u64)?;
-                if n == ps && page::check(&buf, key.1) == PageCheck::Ok {
+                if ps > 0 && n == ps && page::check(&buf, key.1) == PageCheck::Ok {
                     page::lsn(&buf)
                 } else {
                     Lsn::ZERO
@@ -548,11 +548,17 @@ impl Redo<'_> {
 
     fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: Vec<u8>) -> Result<()> {
         let key = (id, pgno);
-        let Some(ps) = self.files.get(&id).map(|f| f.page_size) else {
+        let Some(f) = self.files.get_mut(&id) else {
             self.unknown.entry(id).or_insert(lsn);
             return Ok(());
         };
-        if image.len() != ps {
+        // A file named by the checkpoint whose meta page cannot be read
+        // (removed later in the log, so gone from disk) has no known page
+        // size yet: the image tells it. Its later FileRemove drops it.
+        if f.page_size == 0 && page::valid_page_size(image.len()) {
+            f.page_size = image.len();
+        }
+        if image.len() != f.page_size {
             return Err(self.bad_record(lsn, "page image of the wrong size"));
         }
         let Some((_, cur)) = self.current(key)? else {
