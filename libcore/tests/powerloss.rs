@@ -355,6 +355,19 @@ fn read_state(env: &Env) -> Result<State, Error> {
     Ok(s)
 }
 
+/// A temporary directory on tmpfs when there is one: `CrashVfs` models
+/// durability itself, and the reopen after a power loss need not wait for
+/// a real disk's fsync.
+fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("powerloss").tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 fn describe_diff(got: &State, want: &State) -> String {
     let mut out = Vec::new();
     for name in got
@@ -414,7 +427,7 @@ fn match_prefix(
 /// power, recover, check; then keep working, crash, recover, check.
 fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
     let pl = plan(seed, p);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let home = dir.path();
     let ctx = format!(
         "seed {seed:#x} page {} nosync {} cut {cut:?}",
@@ -533,7 +546,7 @@ fn power_loss_page_512() {
         steps: SMALL,
         nosync: false,
     };
-    let n = power_loss_sweep(0x512_0000, 15 * scale(), 10, p);
+    let n = power_loss_sweep(0x512_0000, 25 * scale(), 10, p);
     eprintln!("power loss, page 512: {n} cut points");
 }
 
@@ -544,7 +557,7 @@ fn power_loss_page_4096() {
         steps: SMALL,
         nosync: false,
     };
-    let n = power_loss_sweep(0x4096_0000, 15 * scale(), 10, p);
+    let n = power_loss_sweep(0x4096_0000, 25 * scale(), 10, p);
     eprintln!("power loss, page 4096: {n} cut points");
 }
 
@@ -556,7 +569,7 @@ fn power_loss_nosync() {
             steps: SMALL,
             nosync: true,
         };
-        let n = power_loss_sweep(0x7777_0000 + ps as u64, 8 * scale(), 10, p);
+        let n = power_loss_sweep(0x7777_0000 + ps as u64, 12 * scale(), 10, p);
         eprintln!("power loss, nosync, page {ps}: {n} cut points");
     }
 }
@@ -583,7 +596,7 @@ fn power_loss_at_every_operation_of_one_workload() {
     // write, each rotation step.
     let p = Params {
         page_size: 512,
-        steps: 12,
+        steps: 20,
         nosync: false,
     };
     let seed = 0xeeee;
@@ -645,7 +658,7 @@ fn fault_case(
     arm: impl Fn(&FaultyVfs),
 ) -> bool {
     let pl = plan(seed, p);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let home = dir.path();
     let crash = CrashVfs::new(home);
     let below: SharedVfs = if power_loss {
@@ -741,7 +754,7 @@ fn fault_case(
 /// How many times a fault-free run does `op` on paths `filter` accepts.
 fn count(seed: u64, p: Params, op: Op, filter: fn(&Path) -> bool) -> u64 {
     let pl = plan(seed, p);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch();
     let f = Arc::new(FaultyVfs::new(OsVfs::shared()));
     f.set_filter(filter);
     let env = Env::open(dir.path(), options(p, Some(f.clone()))).unwrap();
