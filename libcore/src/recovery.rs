@@ -290,6 +290,7 @@ pub fn recover(
             redo.check_not_newer_than(end)?;
         }
         redo.flush()?;
+        redo.cut_stale_pages()?;
         redo.sync()?;
         cut_log(vfs, layout, end, last_file)?;
     } else {
@@ -637,6 +638,34 @@ impl Redo<'_> {
             h.write_at(&buf, u64::from(key.1 .0) * f.page_size as u64)?;
         }
         self.buffered = 0;
+        Ok(())
+    }
+
+    /// Cuts every database file after the last page its (now current)
+    /// meta page counts. Pages there belong to no committed state: a bulk
+    /// commit lost in a crash leaves its new pages behind, stamped with the
+    /// LSN its marker would have had. Later commits reuse those page
+    /// numbers, logged at LSNs that can be smaller (the lost commit's log
+    /// is gone), and a later redo would take the stale pages for newer
+    /// ones and skip the records.
+    fn cut_stale_pages(&self) -> Result<()> {
+        for f in self.files.values() {
+            let Some(h) = &f.handle else { continue };
+            if f.page_size == 0 {
+                continue;
+            }
+            let mut buf = vec![0u8; f.page_size];
+            if h.read_at(&mut buf, 0)? < f.page_size
+                || page::check(&buf, PageNo::META) != PageCheck::Ok
+            {
+                continue;
+            }
+            let Ok(m) = Meta::decode(&buf) else { continue };
+            let keep = (u64::from(m.last_pgno.0) + 1) * f.page_size as u64;
+            if h.len()? > keep {
+                h.set_len(keep)?;
+            }
+        }
         Ok(())
     }
 
