@@ -553,6 +553,17 @@ impl CrashVfs {
     /// environment must have been dropped. `seed` picks how much of the
     /// torn write survives. The model starts afresh from the result.
     pub fn power_loss(&self, seed: u64) -> Result<PowerLoss> {
+        self.lose_power(Some(seed))
+    }
+
+    /// A power loss that tears nothing: every write not synced is lost
+    /// whole (a test that needs to know exactly what is durable).
+    pub fn power_loss_untorn(&self) -> Result<PowerLoss> {
+        self.lose_power(None)
+    }
+
+    fn lose_power(&self, tear: Option<u64>) -> Result<PowerLoss> {
+        let seed = tear.unwrap_or(0);
         let mut s = lock(&self.st);
         let mut rng = Rng::new(seed);
         let mut report = PowerLoss::default();
@@ -567,7 +578,7 @@ impl CrashVfs {
             .iter()
             .filter_map(|i| s.inodes.get(i).map(|n| (*i, n.durable.clone())))
             .collect();
-        if let Some((_, ino)) = last {
+        if let (Some((_, ino)), true) = (last, tear.is_some()) {
             if let (Some(c), Some(Some((_, off, data)))) = (
                 contents.get_mut(&ino),
                 s.inodes.get(&ino).map(|n| n.pending.as_ref()),
