@@ -621,7 +621,11 @@ fn power_loss_one() {
         steps: SMALL,
         nosync: std::env::var_os("POWERLOSS_NOSYNC").is_some(),
     };
-    cut_point(var("POWERLOSS_SEED").unwrap(), p, var("POWERLOSS_CUT"));
+    // `make torture` runs every ignored test: without a seed, nothing to do.
+    let Some(seed) = var("POWERLOSS_SEED") else {
+        return;
+    };
+    cut_point(seed, p, var("POWERLOSS_CUT"));
 }
 
 #[test]
