@@ -186,6 +186,23 @@ impl Env {
         } else {
             let l = OwnerLock::acquire(home, opts.lock_timeout)?;
             logs = layout.log_files(&vfs)?;
+            // A crash while the first log file was being created leaves it
+            // torn (shorter than its header, or a header of zeroes): the
+            // environment was never created. Start over rather than refuse
+            // to open forever.
+            if logs == [1] {
+                let path = layout.log_path(1);
+                if crate::log::is_torn_creation(&*vfs.open(&path, OpenMode::Read)?)? {
+                    vfs.remove(&path)?;
+                    vfs.sync_dir(&layout.log_dir)?;
+                    logs.clear();
+                    if !opts.create {
+                        return Err(Error::NotEnvironment {
+                            path: home.to_path_buf(),
+                        });
+                    }
+                }
+            }
             Some(l)
         };
         let cfg: &Config = &layout.config;
@@ -704,11 +721,20 @@ impl Inner {
     }
 
     /// Writes back dirty pages, log first (the write-ahead rule).
-    fn write_back(&self, pages: Vec<(PageKey, PageBuf)>, max_lsn: Lsn) -> Result<()> {
+    fn write_back(&self, pages: Vec<(PageKey, PageBuf)>) -> Result<()> {
         if pages.is_empty() {
             return Ok(());
         }
-        self.log()?.flush(max_lsn).map_err(|e| self.fail(e))?;
+        // Up to the end of what is written, not just the pages' LSNs: redo
+        // applies a page record only with its transaction's commit record,
+        // which comes later and may sit in a newer log file than every
+        // page record of its batch (the older file counts as durable at
+        // rotation, so flushing to the highest page LSN would not sync the
+        // newer one). The
+        // commit of every installed page is written: append precedes
+        // install.
+        let log = self.log()?;
+        log.flush(log.end()).map_err(|e| self.fail(e))?;
         for (key, buf) in &pages {
             if let Some(f) = self.file(key.0) {
                 self.write_page(&f, key.1, buf)?;
@@ -731,12 +757,7 @@ impl Inner {
             .into_iter()
             .filter(|(k, _)| ids.contains(&k.0))
             .collect();
-        let max = pages
-            .iter()
-            .map(|(_, b)| page::lsn(b))
-            .max()
-            .unwrap_or(Lsn::ZERO);
-        self.write_back(pages, max)?;
+        self.write_back(pages)?;
         for id in ids {
             if let Some(f) = self.file(*id) {
                 if let Some(h) = &f.handle {
@@ -747,12 +768,12 @@ impl Inner {
         Ok(())
     }
 
-    fn evict(&self) -> Result<()> {
-        let (dirty, max) = lock(&self.cache).evict();
+    pub(crate) fn evict(&self) -> Result<()> {
+        let (dirty, _) = lock(&self.cache).evict();
         if dirty.is_empty() || self.read_only {
             return Ok(());
         }
-        self.write_back(dirty, max)?;
+        self.write_back(dirty)?;
         lock(&self.cache).evict();
         Ok(())
     }
@@ -778,12 +799,7 @@ impl Inner {
         // Every page's next change is an image again from here on.
         lock(&self.bulk_pages).clear();
         let dirty = lock(&self.cache).dirty_pages();
-        let max = dirty
-            .iter()
-            .map(|(_, b)| page::lsn(b))
-            .max()
-            .unwrap_or(Lsn::ZERO);
-        self.write_back(dirty, max)?;
+        self.write_back(dirty)?;
         self.sync_files()?;
         for d in &self.layout.data_dirs {
             self.vfs.sync_dir(d).map_err(|e| self.fail(e))?;

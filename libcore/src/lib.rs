@@ -16,6 +16,7 @@ pub mod dump;
 pub mod dumpdb;
 pub mod env;
 pub mod error;
+pub mod faultfs;
 pub mod layout;
 pub mod load;
 pub mod log;

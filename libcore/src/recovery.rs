@@ -290,6 +290,7 @@ pub fn recover(
             redo.check_not_newer_than(end)?;
         }
         redo.flush()?;
+        redo.cut_stale_pages()?;
         redo.sync()?;
         cut_log(vfs, layout, end, last_file)?;
     } else {
@@ -528,7 +529,7 @@ impl Redo<'_> {
         let lsn = match &f.handle {
             Some(h) => {
                 let n = h.read_at(&mut buf, u64::from(key.1 .0) * ps as u64)?;
-                if n == ps && page::check(&buf, key.1) == PageCheck::Ok {
+                if ps > 0 && n == ps && page::check(&buf, key.1) == PageCheck::Ok {
                     page::lsn(&buf)
                 } else {
                     Lsn::ZERO
@@ -548,11 +549,17 @@ impl Redo<'_> {
 
     fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: Vec<u8>) -> Result<()> {
         let key = (id, pgno);
-        let Some(ps) = self.files.get(&id).map(|f| f.page_size) else {
+        let Some(f) = self.files.get_mut(&id) else {
             self.unknown.entry(id).or_insert(lsn);
             return Ok(());
         };
-        if image.len() != ps {
+        // A file named by the checkpoint whose meta page cannot be read
+        // (removed later in the log, so gone from disk) has no known page
+        // size yet: the image tells it. Its later FileRemove drops it.
+        if f.page_size == 0 && page::valid_page_size(image.len()) {
+            f.page_size = image.len();
+        }
+        if image.len() != f.page_size {
             return Err(self.bad_record(lsn, "page image of the wrong size"));
         }
         let Some((_, cur)) = self.current(key)? else {
@@ -631,6 +638,34 @@ impl Redo<'_> {
             h.write_at(&buf, u64::from(key.1 .0) * f.page_size as u64)?;
         }
         self.buffered = 0;
+        Ok(())
+    }
+
+    /// Cuts every database file after the last page its (now current)
+    /// meta page counts. Pages there belong to no committed state: a bulk
+    /// commit lost in a crash leaves its new pages behind, stamped with the
+    /// LSN its marker would have had. Later commits reuse those page
+    /// numbers, logged at LSNs that can be smaller (the lost commit's log
+    /// is gone), and a later redo would take the stale pages for newer
+    /// ones and skip the records.
+    fn cut_stale_pages(&self) -> Result<()> {
+        for f in self.files.values() {
+            let Some(h) = &f.handle else { continue };
+            if f.page_size == 0 {
+                continue;
+            }
+            let mut buf = vec![0u8; f.page_size];
+            if h.read_at(&mut buf, 0)? < f.page_size
+                || page::check(&buf, PageNo::META) != PageCheck::Ok
+            {
+                continue;
+            }
+            let Ok(m) = Meta::decode(&buf) else { continue };
+            let keep = (u64::from(m.last_pgno.0) + 1) * f.page_size as u64;
+            if h.len()? > keep {
+                h.set_len(keep)?;
+            }
+        }
         Ok(())
     }
 

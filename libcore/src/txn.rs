@@ -41,6 +41,10 @@ pub struct Txn<'e> {
     removed: Vec<Arc<DbFile>>,
     bulk: bool,
     finished: bool,
+    /// The first change that failed: its pages may hold half of it (a
+    /// B-tree split cut short by a read error), so the transaction can
+    /// only be aborted.
+    failed: Option<String>,
 }
 
 impl<'e> Txn<'e> {
@@ -59,6 +63,7 @@ impl<'e> Txn<'e> {
             removed: Vec::new(),
             bulk,
             finished: false,
+            failed: None,
         })
     }
 
@@ -88,9 +93,20 @@ impl<'e> Txn<'e> {
         })
     }
 
+    /// Remembers a failed change (see `failed`).
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let (Err(e), None) = (&r, &self.failed) {
+            self.failed = Some(e.to_string());
+        }
+        r
+    }
+
     pub fn put(&mut self, db: &Db, key: &[u8], val: &[u8]) -> Result<bool> {
-        let mut s = self.store(db)?;
-        btree::put(&mut s, key, val)
+        let r = {
+            let mut s = self.store(db)?;
+            btree::put(&mut s, key, val)
+        };
+        self.note(r)
     }
 
     pub fn get(&mut self, db: &Db, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -99,8 +115,11 @@ impl<'e> Txn<'e> {
     }
 
     pub fn delete(&mut self, db: &Db, key: &[u8]) -> Result<bool> {
-        let mut s = self.store(db)?;
-        btree::delete(&mut s, key)
+        let r = {
+            let mut s = self.store(db)?;
+            btree::delete(&mut s, key)
+        };
+        self.note(r)
     }
 
     pub fn first(&mut self, db: &Db) -> Result<Option<Pair>> {
@@ -164,8 +183,11 @@ impl<'e> Txn<'e> {
             id,
             name: name.to_string(),
         };
-        let mut s = self.store(&db)?;
-        btree::create(&mut s, id)?;
+        let r = {
+            let mut s = self.store(&db)?;
+            btree::create(&mut s, id)
+        };
+        self.note(r)?;
         Ok(db)
     }
 
@@ -198,6 +220,12 @@ impl<'e> Txn<'e> {
     /// Makes the transaction durable (unless the environment is nosync)
     /// and visible. Returns the LSN of its commit record.
     pub fn commit(mut self) -> Result<Lsn> {
+        if let Some(why) = self.failed.take() {
+            self.rollback();
+            return Err(Error::invalid(format!(
+                "transaction aborted, not committed: a change in it failed ({why})"
+            )));
+        }
         self.finished = true;
         let inner = self.env.inner.clone();
         inner.check_failed()?;
@@ -401,6 +429,19 @@ impl<'e> Txn<'e> {
                 Err(e) => return Err(inner.fail(e)),
             }
             inner.vfs.sync_dir(dir).map_err(|e| inner.fail(e))?;
+        }
+        // 5. Keep the cache within its size: committed pages come in dirty,
+        // and otherwise only a cache miss would ever evict (a process that
+        // wrote all its pages itself grew without bound). The commit is
+        // done; a failed write-back puts the environment in the failed
+        // state, which the next operation reports.
+        let over = inner
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .over_capacity();
+        if over {
+            let _ = inner.evict();
         }
         Ok(commit_lsn)
     }

@@ -81,6 +81,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use cursor::is_torn_creation;
 pub use cursor::{last_checkpoint, LogCursor, OnBadRecord};
 pub use record::{Checkpoint, Record, RecordError};
 pub use writer::{Appender, Log};

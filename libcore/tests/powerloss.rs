@@ -1,0 +1,1271 @@
+//! Power-loss and fault-injection tests of DESIGN.md invariants 1 and 2.
+//!
+//! *Power loss.* A random workload (inserts, overwrites, deletes, page
+//! splits, overflow values, aborts, checkpoints, log rotation, bulk-mode
+//! transactions, database create and remove; page sizes 512 and 4096, a
+//! small log and a small cache) runs through `Env` on a `CrashVfs`. The
+//! machine stops after a chosen number of mutating file operations
+//! (`CrashVfs::crash_after`), so a cut lands anywhere: inside a commit,
+//! between a log write and its fsync, inside a checkpoint's write-back or a
+//! log rotation. Then the power fails (`CrashVfs::power_loss`: unsynced
+//! data and names are lost, the last unsynced write is torn) and the
+//! environment is reopened with the plain `OsVfs` (normal recovery). The
+//! state must equal the model after some prefix of the commit order that
+//! includes every acknowledged commit: every commit that returned `Ok` in
+//! sync mode, and in nosync mode every commit before a checkpoint that
+//! returned `Ok`. The recovered environment must then keep working: a few
+//! more transactions, a process crash (drop without close), and a reopen
+//! must give the model again.
+//!
+//! *Failed I/O.* With a `FaultyVfs`, a failed log fsync, a failed or short
+//! data-file write (checkpoint, eviction, bulk commit) and ENOSPC or a short
+//! write of the log make the operation return an error; from then on every
+//! commit and checkpoint returns `Error::Failed` (never a pretended
+//! success); reopening with a sound file system recovers a committed
+//! prefix, also after a power loss underneath the faulty file system.
+//!
+//! `POWERLOSS_CUTS` scales the number of cut points per test; the ignored
+//! `torture_*` tests (run in release by `make torture`) run many more and
+//! print the count.
+
+use libcore::env::{scan, Env, EnvOptions};
+use libcore::faultfs::{CrashVfs, FaultyVfs, Op};
+use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::{Db, Error, Lsn};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+type Table = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Database name -> contents.
+type State = BTreeMap<String, Table>;
+
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, Clone)]
+enum TOp {
+    Put(String, Vec<u8>, Vec<u8>),
+    Del(String, Vec<u8>),
+    Create(String, usize),
+    Remove(String),
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Txn {
+        bulk: bool,
+        abort: bool,
+        ops: Vec<TOp>,
+    },
+    Checkpoint,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Params {
+    page_size: usize,
+    steps: usize,
+    nosync: bool,
+}
+
+fn value(rng: &mut Rng, ps: usize) -> Vec<u8> {
+    let len = match rng.below(12) {
+        0 => 0,
+        1 => ps * 2 + rng.below(ps as u64) as usize, // overflow
+        2 => ps + 1,                                 // just over a page
+        3 => rng.below(ps as u64 / 3) as usize,
+        _ => rng.below(40) as usize,
+    };
+    let b = rng.below(256) as u8;
+    (0..len).map(|i| b.wrapping_add(i as u8)).collect()
+}
+
+fn apply(state: &mut State, op: &TOp) {
+    match op {
+        TOp::Put(d, k, v) => {
+            state.get_mut(d).unwrap().insert(k.clone(), v.clone());
+        }
+        TOp::Del(d, k) => {
+            state.get_mut(d).unwrap().remove(k);
+        }
+        TOp::Create(d, _) => {
+            state.insert(d.clone(), Table::new());
+        }
+        TOp::Remove(d) => {
+            state.remove(d);
+        }
+    }
+}
+
+/// A workload and the model state after each of its commits
+/// (`states[i]`: after the first `i` commits).
+struct Plan {
+    steps: Vec<Step>,
+    states: Vec<State>,
+}
+
+fn plan(seed: u64, p: Params) -> Plan {
+    let mut rng = Rng::new(seed);
+    let ps = p.page_size;
+    let other_ps = if ps == 512 { 4096 } else { 512 };
+    let mut state = State::new();
+    let mut states = vec![state.clone()];
+    let mut steps = Vec::new();
+    let mut next_db = 1;
+    let first = vec![
+        TOp::Create("a.db".into(), ps),
+        TOp::Put("a.db".into(), b"k0000".to_vec(), b"first".to_vec()),
+    ];
+    steps.push(Step::Txn {
+        bulk: false,
+        abort: false,
+        ops: first,
+    });
+    for op in match &steps[0] {
+        Step::Txn { ops, .. } => ops.clone(),
+        Step::Checkpoint => unreachable!(),
+    } {
+        apply(&mut state, &op);
+    }
+    states.push(state.clone());
+    while steps.len() < p.steps {
+        let r = rng.below(100);
+        if r < 7 {
+            steps.push(Step::Checkpoint);
+            continue;
+        }
+        let names: Vec<String> = state.keys().cloned().collect();
+        let mut staged = state.clone();
+        let mut ops = Vec::new();
+        let mut bulk = false;
+        if r < 11 || names.is_empty() {
+            let name = format!("d{next_db}.db");
+            next_db += 1;
+            let size = if rng.below(4) == 0 { other_ps } else { ps };
+            ops.push(TOp::Create(name.clone(), size));
+            for _ in 0..rng.below(6) {
+                let k = format!("k{:04}", rng.below(300)).into_bytes();
+                ops.push(TOp::Put(name.clone(), k, value(&mut rng, size)));
+            }
+        } else if r < 14 && names.len() > 1 {
+            let d = names[rng.below(names.len() as u64) as usize].clone();
+            ops.push(TOp::Remove(d));
+        } else if r < 20 {
+            // Bulk: many new keys at the end, so new pages are allocated.
+            bulk = true;
+            let d = names[rng.below(names.len() as u64) as usize].clone();
+            let base = 1000 + rng.below(9000);
+            for i in 0..20 + rng.below(40) {
+                let k = format!("b{:05}{:03}", base, i).into_bytes();
+                let v = vec![(base + i) as u8; 20 + rng.below(ps as u64 / 4) as usize];
+                ops.push(TOp::Put(d.clone(), k, v));
+            }
+        } else {
+            for _ in 0..1 + rng.below(10) {
+                let d = names[rng.below(names.len() as u64) as usize].clone();
+                let table = &staged[&d];
+                if rng.below(4) == 0 && !table.is_empty() {
+                    let i = rng.below(table.len() as u64) as usize;
+                    let k = table.keys().nth(i).unwrap().clone();
+                    ops.push(TOp::Del(d.clone(), k));
+                } else {
+                    let k = format!("k{:04}", rng.below(300)).into_bytes();
+                    ops.push(TOp::Put(d.clone(), k, value(&mut rng, ps)));
+                }
+                apply(&mut staged, ops.last().unwrap());
+            }
+        }
+        let abort = rng.below(12) == 0;
+        if !abort {
+            for op in &ops {
+                apply(&mut state, op);
+            }
+            states.push(state.clone());
+        }
+        steps.push(Step::Txn { bulk, abort, ops });
+    }
+    Plan { steps, states }
+}
+
+fn summary(st: &Step) -> String {
+    match st {
+        Step::Checkpoint => "checkpoint".into(),
+        Step::Txn { bulk, abort, ops } => {
+            let ops: Vec<String> = ops
+                .iter()
+                .map(|o| match o {
+                    TOp::Put(d, k, v) => {
+                        format!("put {d} {} {}B", String::from_utf8_lossy(k), v.len())
+                    }
+                    TOp::Del(d, k) => format!("del {d} {}", String::from_utf8_lossy(k)),
+                    TOp::Create(d, ps) => format!("create {d} {ps}"),
+                    TOp::Remove(d) => format!("remove {d}"),
+                })
+                .collect();
+            format!(
+                "txn{}{} [{}]",
+                if *bulk { " bulk" } else { "" },
+                if *abort { " ABORT" } else { "" },
+                ops.join(", ")
+            )
+        }
+    }
+}
+
+fn options(p: Params, vfs: Option<SharedVfs>) -> EnvOptions {
+    let mut o = EnvOptions::create();
+    o.page_size = Some(p.page_size);
+    o.lg_max = Some(if p.page_size == 512 {
+        8 * 1024
+    } else {
+        32 * 1024
+    });
+    o.cache_size = Some(64 * 1024); // the minimum: forces eviction
+    o.nosync = Some(p.nosync);
+    o.serve_requests = false;
+    o.vfs = vfs;
+    o
+}
+
+/// How far a run got: commits that returned `Ok` (`done`), how many of
+/// them are acknowledged durable (`acked`), and whether one more commit
+/// was in flight when the run stopped (its fate is unknown).
+#[derive(Debug, Clone, Copy, Default)]
+struct Reached {
+    acked: usize,
+    done: usize,
+    in_doubt: bool,
+    /// The first error, if the run stopped on one.
+    stopped: bool,
+}
+
+impl Reached {
+    fn range(&self) -> std::ops::RangeInclusive<usize> {
+        self.acked..=self.done + usize::from(self.in_doubt)
+    }
+}
+
+/// Runs `plan` from step `from` on `env` until the end or the first error.
+/// `handles` maps names to open databases.
+fn execute(
+    env: &Env,
+    steps: &[Step],
+    p: Params,
+    r: &mut Reached,
+    handles: &mut HashMap<String, Db>,
+    ctx: &str,
+) -> Option<Error> {
+    for (i, step) in steps.iter().enumerate() {
+        let res: Result<(), Error> = (|| {
+            match step {
+                Step::Checkpoint => {
+                    env.checkpoint()?;
+                    r.acked = r.done;
+                }
+                Step::Txn { bulk, abort, ops } => {
+                    let mut t = if *bulk {
+                        env.begin_bulk()?
+                    } else {
+                        env.begin()?
+                    };
+                    let mut created: HashMap<String, Db> = HashMap::new();
+                    for op in ops {
+                        let h = |n: &String| {
+                            created
+                                .get(n)
+                                .or_else(|| handles.get(n))
+                                .cloned()
+                                .unwrap_or_else(|| panic!("{ctx}: step {i}: no handle for {n}"))
+                        };
+                        match op {
+                            TOp::Put(d, k, v) => {
+                                t.put(&h(d), k, v)?;
+                            }
+                            TOp::Del(d, k) => {
+                                let had = t.delete(&h(d), k)?;
+                                assert!(
+                                    had,
+                                    "{ctx}: step {i}: delete of a present key said absent"
+                                );
+                            }
+                            TOp::Create(d, ps) => {
+                                let db = t.create_db(d, Some(*ps))?;
+                                created.insert(d.clone(), db);
+                            }
+                            TOp::Remove(d) => {
+                                t.remove_db(&h(d))?;
+                            }
+                        }
+                    }
+                    if *abort {
+                        t.abort();
+                        return Ok(());
+                    }
+                    r.in_doubt = true;
+                    t.commit()?;
+                    r.in_doubt = false;
+                    r.done += 1;
+                    if !p.nosync {
+                        r.acked = r.done;
+                    }
+                    handles.extend(created);
+                    for op in ops {
+                        if let TOp::Remove(d) = op {
+                            handles.remove(d);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            r.stopped = true;
+            return Some(e);
+        }
+    }
+    None
+}
+
+fn read_state(env: &Env) -> Result<State, Error> {
+    let mut s = State::new();
+    for name in env.db_names() {
+        let db = env.open_db(&name)?;
+        let mut t = Table::new();
+        scan(env, &db, |k, v| {
+            t.insert(k.to_vec(), v.to_vec());
+            Ok(())
+        })?;
+        s.insert(name, t);
+    }
+    Ok(s)
+}
+
+/// A temporary directory on tmpfs when there is one: `CrashVfs` models
+/// durability itself, and the reopen after a power loss need not wait for
+/// a real disk's fsync.
+fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("powerloss").tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
+fn describe_diff(got: &State, want: &State) -> String {
+    let mut out = Vec::new();
+    for name in got
+        .keys()
+        .chain(want.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (got.get(name), want.get(name)) {
+            (Some(_), None) => out.push(format!("{name}: unexpected database")),
+            (None, Some(_)) => out.push(format!("{name}: missing database")),
+            (Some(g), Some(w)) if g != w => {
+                let bad: Vec<String> = g
+                    .keys()
+                    .chain(w.keys())
+                    .filter(|k| g.get(*k) != w.get(*k))
+                    .take(3)
+                    .map(|k| {
+                        format!(
+                            "{} (got {:?} bytes, want {:?})",
+                            String::from_utf8_lossy(k),
+                            g.get(k).map(|v| v.len()),
+                            w.get(k).map(|v| v.len())
+                        )
+                    })
+                    .collect();
+                out.push(format!("{name}: {}", bad.join(", ")));
+            }
+            _ => {}
+        }
+    }
+    out.join("; ")
+}
+
+/// The prefix `got` equals, within `range`, or a failure message.
+fn match_prefix(
+    got: &State,
+    states: &[State],
+    range: std::ops::RangeInclusive<usize>,
+    ctx: &str,
+) -> usize {
+    let hi = (*range.end()).min(states.len() - 1);
+    for k in (*range.start()..=hi).rev() {
+        if &states[k] == got {
+            return k;
+        }
+    }
+    let exact = states.iter().position(|s| s == got);
+    panic!(
+        "{ctx}: recovered state is no committed prefix in {range:?} (equal to prefix {exact:?}); \
+         against prefix {}: {}",
+        range.start(),
+        describe_diff(got, &states[*range.start()])
+    );
+}
+
+/// One cut point: run the workload until `cut` mutating operations, lose
+/// power, recover, check; then keep working, crash, recover, check.
+fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
+    let pl = plan(seed, p);
+    let dir = scratch();
+    let home = dir.path();
+    let ctx = format!(
+        "seed {seed:#x} page {} nosync {} cut {cut:?}",
+        p.page_size, p.nosync
+    );
+    let crash = CrashVfs::new(home);
+    if let Some(c) = cut {
+        crash.crash_after(c);
+    }
+    let mut r = Reached::default();
+    let mut handles = HashMap::new();
+    match Env::open(home, options(p, Some(crash.clone()))) {
+        Ok(env) => {
+            let err = execute(&env, &pl.steps, p, &mut r, &mut handles, &ctx);
+            if let Some(e) = &err {
+                assert!(
+                    crash.is_stopped(),
+                    "{ctx}: error before the cut: {e} ({r:?})"
+                );
+            }
+            drop(env); // the process dies with the machine
+        }
+        Err(e) => assert!(crash.is_stopped(), "{ctx}: open failed before the cut: {e}"),
+    }
+    let mutations = crash.mutations();
+    let loss = crash.power_loss(seed ^ cut.unwrap_or(0)).unwrap();
+    if std::env::var_os("POWERLOSS_DEBUG").is_some() {
+        eprintln!("{ctx}: {loss:?} {r:?}");
+        for (i, st) in pl.steps.iter().enumerate() {
+            eprintln!("  {i}: {}", summary(st));
+        }
+        if let Ok(pg) = std::env::var("POWERLOSS_PAGE_TRACE") {
+            let pg: u32 = pg.parse().unwrap();
+            let vfs = OsVfs::shared();
+            let mut cur = libcore::log::LogCursor::open(vfs, home).unwrap();
+            while let Ok(Some((lsn, txn, rec))) = cur.next() {
+                use libcore::log::Record as R;
+                match &rec {
+                    R::PageImage { pgno, file_id, .. } if pgno.0 == pg => {
+                        eprintln!("{lsn} txn {txn:?} image {file_id:?} {pgno:?}")
+                    }
+                    R::PageDelta {
+                        pgno,
+                        prev_lsn,
+                        file_id,
+                        ..
+                    } if pgno.0 == pg => {
+                        eprintln!("{lsn} txn {txn:?} delta {file_id:?} {pgno:?} prev {prev_lsn}")
+                    }
+                    R::Checkpoint(c) => eprintln!("{lsn} checkpoint redo {}", c.redo_lsn),
+                    R::BulkMarker { .. } => eprintln!("{lsn} txn {txn:?} bulk {rec:?}"),
+                    R::Commit { .. } => eprintln!("{lsn} txn {txn:?} commit"),
+                    _ => {}
+                }
+            }
+            let raw = std::fs::read(home.join("a.db")).unwrap();
+            let ps = p.page_size;
+            let b = &raw[pg as usize * ps..(pg as usize + 1) * ps];
+            eprintln!(
+                "disk page lsn [{}][{}] len {}",
+                u32::from_le_bytes(b[4..8].try_into().unwrap()),
+                u32::from_le_bytes(b[8..12].try_into().unwrap()),
+                raw.len()
+            );
+        }
+    }
+
+    // The rest runs in sync mode: its commits are acknowledged durable, and
+    // nothing but the log has them when the process crashes below.
+    let after = Params { nosync: false, ..p };
+    let env = Env::open(home, options(after, None))
+        .unwrap_or_else(|e| panic!("{ctx}: reopen after power loss: {e}"));
+    let got = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: read after recovery: {e}"));
+    let k = match_prefix(&got, &pl.states, r.range(), &ctx);
+
+    // Keep working on the recovered environment: a few more transactions
+    // on top of prefix k, then a process crash and another recovery.
+    let mut model = pl.states[k].clone();
+    let mut rng = Rng::new(seed ^ 0xabcd);
+    let mut handles: HashMap<String, Db> = env
+        .db_names()
+        .into_iter()
+        .map(|n| (n.clone(), env.open_db(&n).unwrap()))
+        .collect();
+    for round in 0..3 {
+        let Some(name) = model.keys().nth(round % model.len().max(1)).cloned() else {
+            break;
+        };
+        let bulk = round == 1;
+        let mut t = if bulk {
+            env.begin_bulk().unwrap()
+        } else {
+            env.begin().unwrap()
+        };
+        let db = handles.get(&name).unwrap().clone();
+        for i in 0..15 + rng.below(30) {
+            let k = format!("z{round}{i:04}").into_bytes();
+            let v = value(&mut rng, p.page_size);
+            t.put(&db, &k, &v).unwrap();
+            model.get_mut(&name).unwrap().insert(k, v);
+        }
+        t.commit()
+            .unwrap_or_else(|e| panic!("{ctx}: commit after recovery: {e}"));
+    }
+    handles.clear();
+    drop(env);
+    let env = Env::open(home, options(after, None))
+        .unwrap_or_else(|e| panic!("{ctx}: second reopen: {e}"));
+    let got = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: second read: {e}"));
+    assert!(
+        got == model,
+        "{ctx}: after recovery, more commits and a crash: {}",
+        describe_diff(&got, &model)
+    );
+    env.close().unwrap();
+    mutations
+}
+
+/// Runs `per_seed` cut points for each of `seeds` workloads; returns the
+/// number of cut points run.
+fn power_loss_sweep(first_seed: u64, seeds: u64, per_seed: u64, p: Params) -> u64 {
+    let mut n = 0;
+    for s in 0..seeds {
+        let seed = first_seed + s;
+        // A full run (no cut) counts the mutating operations.
+        let total = cut_point(seed, p, None);
+        n += 1;
+        let mut rng = Rng::new(seed ^ 0x5151);
+        for _ in 0..per_seed {
+            cut_point(seed, p, Some(rng.below(total + 1)));
+            n += 1;
+        }
+    }
+    n
+}
+
+fn scale() -> u64 {
+    std::env::var("POWERLOSS_CUTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+const SMALL: usize = 30;
+
+#[test]
+fn power_loss_page_512() {
+    let p = Params {
+        page_size: 512,
+        steps: SMALL,
+        nosync: false,
+    };
+    let n = power_loss_sweep(0x512_0000, 25 * scale(), 10, p);
+    eprintln!("power loss, page 512: {n} cut points");
+}
+
+#[test]
+fn power_loss_page_4096() {
+    let p = Params {
+        page_size: 4096,
+        steps: SMALL,
+        nosync: false,
+    };
+    let n = power_loss_sweep(0x4096_0000, 25 * scale(), 10, p);
+    eprintln!("power loss, page 4096: {n} cut points");
+}
+
+#[test]
+fn power_loss_nosync() {
+    for ps in [512, 4096] {
+        let p = Params {
+            page_size: ps,
+            steps: SMALL,
+            nosync: true,
+        };
+        let n = power_loss_sweep(0x7777_0000 + ps as u64, 12 * scale(), 10, p);
+        eprintln!("power loss, nosync, page {ps}: {n} cut points");
+    }
+}
+
+#[test]
+#[ignore = "debugging aid: POWERLOSS_SEED, POWERLOSS_PAGE, POWERLOSS_CUT"]
+fn power_loss_one() {
+    let var = |n: &str| {
+        std::env::var(n)
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+    };
+    let p = Params {
+        page_size: var("POWERLOSS_PAGE").unwrap_or(0x200) as usize,
+        steps: SMALL,
+        nosync: std::env::var_os("POWERLOSS_NOSYNC").is_some(),
+    };
+    // `make torture` runs every ignored test: without a seed, nothing to do.
+    let Some(seed) = var("POWERLOSS_SEED") else {
+        return;
+    };
+    cut_point(seed, p, var("POWERLOSS_CUT"));
+}
+
+#[test]
+fn power_loss_at_every_operation_of_one_workload() {
+    // Every cut point of one workload, not a sample: each fsync, each
+    // write, each rotation step.
+    let p = Params {
+        page_size: 512,
+        steps: 20,
+        nosync: false,
+    };
+    let seed = 0xeeee;
+    let total = cut_point(seed, p, None);
+    for c in 0..=total {
+        cut_point(seed, p, Some(c));
+    }
+    eprintln!("power loss at each of {} operations", total + 1);
+}
+
+#[test]
+#[ignore = "slow: run in release by make torture"]
+fn torture_power_loss() {
+    let mut n = 0;
+    for (i, ps) in [512usize, 4096].into_iter().enumerate() {
+        for nosync in [false, true] {
+            let p = Params {
+                page_size: ps,
+                steps: 60,
+                nosync,
+            };
+            n += power_loss_sweep(
+                0x7000_0000 + (i as u64) * 0x1000 + u64::from(nosync) * 0x100,
+                100,
+                25,
+                p,
+            );
+        }
+    }
+    eprintln!("torture: {n} power-loss cut points");
+}
+
+// ---------------------------------------------------------------------------
+// Failed I/O: errors are reported, the environment fails, recovery is sound.
+// ---------------------------------------------------------------------------
+
+fn is_log(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("log."))
+}
+
+fn is_data(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "db")
+}
+
+/// Runs a workload on a `FaultyVfs` set up by `arm` (over the real file
+/// system, or over a `CrashVfs` when `power_loss`), checks the failure
+/// contract, then recovers with a sound file system and checks the
+/// prefix. `must_fail`: the fault is a failed or short write or fsync,
+/// after which the environment must refuse to go on. Returns whether the
+/// fault hit.
+fn fault_case(
+    seed: u64,
+    p: Params,
+    power_loss: bool,
+    must_fail: bool,
+    ctx: &str,
+    arm: impl Fn(&FaultyVfs),
+) -> bool {
+    let pl = plan(seed, p);
+    let dir = scratch();
+    let home = dir.path();
+    let crash = CrashVfs::new(home);
+    let below: SharedVfs = if power_loss {
+        crash.clone()
+    } else {
+        OsVfs::shared()
+    };
+    let faulty = Arc::new(FaultyVfs::new(below));
+    arm(&faulty);
+    let env = match Env::open(home, options(p, Some(faulty.clone()))) {
+        Ok(env) => Some(env),
+        Err(e) => {
+            assert!(faulty.counts().injected > 0, "{ctx}: open: {e}");
+            None
+        }
+    };
+    let mut r = Reached::default();
+    let mut handles = HashMap::new();
+    let err = env
+        .as_ref()
+        .and_then(|env| execute(env, &pl.steps, p, &mut r, &mut handles, ctx));
+    let hit = faulty.counts().injected > 0;
+    if let Some(env) = &env {
+        match &err {
+            None => {
+                assert!(
+                    !(hit && must_fail),
+                    "{ctx}: a write or fsync failed, but every operation reported success"
+                );
+                assert!(
+                    env.begin().is_ok(),
+                    "{ctx}: no error came back, but the environment is failed"
+                );
+            }
+            Some(e) => {
+                assert!(hit, "{ctx}: error without an injected fault: {e}");
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(home.to_str().unwrap()),
+                    "{ctx}: the error names no file of the environment: {msg}"
+                );
+                let failed = matches!(env.begin().err(), Some(Error::Failed { .. }));
+                assert!(
+                    failed || !must_fail,
+                    "{ctx}: after {e}: begin() is not refused with Error::Failed"
+                );
+                if failed {
+                    // Never a pretended success from now on, even once the
+                    // disk works again: only recovery clears the state.
+                    for healed in [false, true] {
+                        if healed {
+                            faulty.heal();
+                        }
+                        match env.checkpoint() {
+                            Err(Error::Failed { .. }) => {}
+                            other => panic!(
+                                "{ctx}: after {e} (healed {healed}): checkpoint gave {other:?}, not Failed"
+                            ),
+                        }
+                        assert!(
+                            matches!(env.begin().err(), Some(Error::Failed { .. })),
+                            "{ctx}: begin after {e} (healed {healed})"
+                        );
+                    }
+                    assert!(
+                        env.clone().close().is_err(),
+                        "{ctx}: close reported success"
+                    );
+                }
+            }
+        }
+    }
+    drop(handles);
+    drop(env);
+    if power_loss {
+        crash.power_loss(seed).unwrap();
+    }
+    let env = Env::open(home, options(p, None))
+        .unwrap_or_else(|e| panic!("{ctx}: reopen with a sound file system: {e}"));
+    let got = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: read after recovery: {e}"));
+    // Without a power loss the OS kept every write that succeeded, so
+    // commits that returned Ok are there even in nosync mode.
+    let range = match (&err, power_loss) {
+        (None, _) => r.done..=r.done,
+        (Some(_), false) => r.done..=r.done + usize::from(r.in_doubt),
+        (Some(_), true) => r.range(),
+    };
+    match_prefix(&got, &pl.states, range, ctx);
+    env.close().unwrap();
+    hit
+}
+
+/// How many times a fault-free run does `op` on paths `filter` accepts.
+fn count(seed: u64, p: Params, op: Op, filter: fn(&Path) -> bool) -> u64 {
+    let pl = plan(seed, p);
+    let dir = scratch();
+    let f = Arc::new(FaultyVfs::new(OsVfs::shared()));
+    f.set_filter(filter);
+    let env = Env::open(dir.path(), options(p, Some(f.clone()))).unwrap();
+    let mut r = Reached::default();
+    let mut h = HashMap::new();
+    assert!(execute(&env, &pl.steps, p, &mut r, &mut h, "count").is_none());
+    drop(h);
+    drop(env);
+    f.counts().get(op)
+}
+
+const FAULT_PARAMS: Params = Params {
+    page_size: 512,
+    steps: 25,
+    nosync: false,
+};
+
+#[test]
+fn a_failed_log_fsync_fails_the_commit_and_the_environment() {
+    let seed = 0xf5_0001;
+    let syncs = count(seed, FAULT_PARAMS, Op::Sync, is_log);
+    assert!(syncs > 10, "{syncs} log fsyncs");
+    let mut hits = 0;
+    for n in 1..=syncs {
+        for power_loss in [false, true] {
+            let ctx = format!("log fsync {n}/{syncs}, power loss {power_loss}");
+            hits += usize::from(fault_case(
+                seed,
+                FAULT_PARAMS,
+                power_loss,
+                true,
+                &ctx,
+                |f| {
+                    f.set_filter(is_log);
+                    f.fail_nth(Op::Sync, n);
+                },
+            ));
+        }
+    }
+    eprintln!("failed log fsync: {} cases, {hits} hit", syncs * 2);
+}
+
+#[test]
+fn a_failed_data_write_fails_checkpoint_eviction_and_bulk_commit() {
+    let seed = 0xda_0001;
+    let writes = count(seed, FAULT_PARAMS, Op::Write, is_data);
+    assert!(writes > 10, "{writes} data writes");
+    let mut cases = 0;
+    for n in 1..=writes {
+        for power_loss in [false, true] {
+            let ctx = format!("data write {n}/{writes}, power loss {power_loss}");
+            fault_case(seed, FAULT_PARAMS, power_loss, true, &ctx, |f| {
+                f.set_filter(is_data);
+                f.fail_nth(Op::Write, n);
+            });
+            // A short (torn) data write: half a page reaches the file.
+            let ctx = format!("short data write {n}/{writes}, power loss {power_loss}");
+            fault_case(seed, FAULT_PARAMS, power_loss, true, &ctx, |f| {
+                f.set_filter(is_data);
+                f.short_write_nth(n, 256);
+            });
+            cases += 2;
+        }
+    }
+    let syncs = count(seed, FAULT_PARAMS, Op::Sync, is_data);
+    for n in 1..=syncs {
+        let ctx = format!("data fsync {n}/{syncs}");
+        fault_case(seed, FAULT_PARAMS, true, true, &ctx, |f| {
+            f.set_filter(is_data);
+            f.fail_nth(Op::Sync, n);
+        });
+        cases += 1;
+    }
+    eprintln!("failed data writes and fsyncs: {cases} cases");
+}
+
+#[test]
+fn enospc_and_short_log_writes_fail_the_commit_and_the_environment() {
+    let seed = 0xe5_0001;
+    let p = FAULT_PARAMS;
+    let writes = count(seed, p, Op::Write, is_log);
+    let mut cases = 0;
+    // A full disk at many byte budgets (the log grows by records).
+    for budget in (40..40_000).step_by(997) {
+        for power_loss in [false, true] {
+            let ctx = format!("ENOSPC after {budget} log bytes, power loss {power_loss}");
+            fault_case(seed, p, power_loss, true, &ctx, |f| {
+                f.set_filter(is_log);
+                f.enospc_after(budget);
+            });
+            cases += 1;
+        }
+    }
+    for n in 1..=writes {
+        let ctx = format!("short log write {n}/{writes}");
+        fault_case(seed, p, false, true, &ctx, |f| {
+            f.set_filter(is_log);
+            f.short_write_nth(n, 13);
+        });
+        cases += 1;
+    }
+    eprintln!("ENOSPC and short log writes: {cases} cases ({writes} log writes)");
+}
+
+#[test]
+fn failed_directory_sync_and_remove_are_reported() {
+    let seed = 0xd1_0001;
+    let p = FAULT_PARAMS;
+    let dirsyncs = count(seed, p, Op::SyncDir, |_| true);
+    let removes = count(seed, p, Op::Remove, |_| true);
+    for n in 1..=dirsyncs {
+        let ctx = format!("directory fsync {n}/{dirsyncs}");
+        fault_case(seed, p, true, false, &ctx, |f| f.fail_nth(Op::SyncDir, n));
+    }
+    for n in 1..=removes {
+        let ctx = format!("remove {n}/{removes}");
+        fault_case(seed, p, true, false, &ctx, |f| f.fail_nth(Op::Remove, n));
+    }
+    eprintln!(
+        "directory fsync and remove faults: {} cases",
+        dirsyncs + removes
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Regressions found by the tests above.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn recovery_replays_changes_to_a_database_removed_after_the_checkpoint() {
+    // Regression: a database named by the last checkpoint, changed after it
+    // and then removed, made normal recovery fail with "page image of the
+    // wrong size": the file is gone from disk, so recovery could not read
+    // its page size from the meta page, took it as 0 and refused the first
+    // page image of the file (before it reached the removal that makes the
+    // image moot). Any crash after such a removal left an environment that
+    // could not be opened at all (found by power_loss_page_512, seed
+    // 0x5120003, even without a power loss).
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let env = Env::open(home, EnvOptions::create()).unwrap();
+    {
+        let mut t = env.begin().unwrap();
+        let a = t.create_db("a.db", Some(512)).unwrap();
+        let b = t.create_db("b.db", None).unwrap();
+        t.put(&a, b"k", b"1").unwrap();
+        t.put(&b, b"k", b"1").unwrap();
+        t.commit().unwrap();
+    }
+    env.checkpoint().unwrap();
+    let a = env.open_db("a.db").unwrap();
+    let mut t = env.begin().unwrap();
+    t.put(&a, b"k", b"2").unwrap(); // a full page image after the redo point
+    t.commit().unwrap();
+    let mut t = env.begin().unwrap();
+    t.remove_db(&a).unwrap();
+    t.commit().unwrap();
+    drop(env); // crash: recovery starts at the checkpoint, which names a.db
+    let env = Env::open(home, EnvOptions::default()).unwrap();
+    assert_eq!(env.db_names(), vec!["b.db".to_string()]);
+    assert!(!home.join("a.db").exists());
+    env.close().unwrap();
+}
+
+#[test]
+fn a_crash_while_the_first_log_file_is_created_does_not_brick_the_environment() {
+    // Regression: if the process died (or the disk filled up) while
+    // `Env::open` was creating a new environment's first log file, the
+    // directory was left with a `log.0000000001` shorter than its header.
+    // Every later open then failed ("no log files, cannot position at
+    // [1][40]"): recovery ignores a torn last file, found no log, and still
+    // tried to read one. The environment had never been created, so the
+    // torn file is now removed and the environment created afresh (found by
+    // enospc_and_short_log_writes_fail_the_commit_and_the_environment).
+    for keep in [0usize, 13, 39] {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let f = FaultyVfs::os();
+        f.short_write_nth(1, keep);
+        let mut o = EnvOptions::create();
+        o.vfs = Some(f.clone());
+        assert!(Env::open(home, o).is_err());
+        assert!(home.join("log.0000000001").exists());
+        // Without `create` it is still no environment.
+        assert!(matches!(
+            Env::open(home, EnvOptions::default()).err(),
+            Some(Error::NotEnvironment { .. })
+        ));
+        let env = Env::open(home, EnvOptions::create()).unwrap();
+        let mut t = env.begin().unwrap();
+        let db = t.create_db("x.db", None).unwrap();
+        t.put(&db, b"k", b"v").unwrap();
+        t.commit().unwrap();
+        drop(env);
+        let env = Env::open(home, EnvOptions::default()).unwrap();
+        let db = env.open_db("x.db").unwrap();
+        assert_eq!(env.get(&db, b"k").unwrap(), Some(b"v".to_vec()));
+        env.close().unwrap();
+    }
+}
+
+#[test]
+fn stale_bulk_pages_of_a_lost_nosync_bulk_commit_never_shadow_later_commits() {
+    // Regression: in nosync mode a bulk commit wrote its new pages straight
+    // to the data file (stamped with the LSN its marker was about to get)
+    // without first making the log before that marker durable. A power
+    // loss then kept those pages but lost both the bulk transaction and
+    // earlier nosync commits, so the log ended well before the pages' LSN.
+    // The next transactions allocated the same page numbers and logged
+    // them with *smaller* LSNs; after another crash, redo found the stale
+    // bulk pages "newer" than those records and skipped them, bringing
+    // back keys that were never committed and losing acknowledged ones
+    // (found by power_loss_nosync, seed 0x77770203, cut 49: "overflow page
+    // holds 141 bytes, chain needs 480"). Recovery now cuts each data file
+    // after the last page its meta page counts.
+    let dir = scratch();
+    let home = dir.path();
+    let crash = CrashVfs::new(home);
+    let mut o = EnvOptions::create();
+    o.nosync = Some(true);
+    o.cache_size = Some(8 << 20);
+    o.serve_requests = false;
+    o.vfs = Some(crash.clone());
+    let env = Env::open(home, o).unwrap();
+    let db = {
+        let mut t = env.begin().unwrap();
+        let db = t.create_db("b.db", None).unwrap();
+        for i in 0..50u32 {
+            t.put(&db, format!("base{i:04}").as_bytes(), &[1u8; 50])
+                .unwrap();
+        }
+        t.commit().unwrap();
+        db
+    };
+    env.checkpoint().unwrap();
+    // A: a large nosync commit (lost at the power loss).
+    for round in 0..4u8 {
+        let mut t = env.begin().unwrap();
+        for i in 0..50u32 {
+            t.put(&db, format!("base{i:04}").as_bytes(), &[round + 2; 300])
+                .unwrap();
+        }
+        t.commit().unwrap();
+    }
+    // B: a bulk commit whose new pages reach the disk.
+    {
+        let mut t = env.begin_bulk().unwrap();
+        for i in 0..300u32 {
+            t.put(&db, format!("bulk{i:04}").as_bytes(), &[9u8; 100])
+                .unwrap();
+        }
+        t.commit().unwrap();
+    }
+    drop(env);
+    crash.power_loss(1).unwrap();
+    // What survives must be a committed prefix: base only, A, or A and B.
+    let mut o = EnvOptions::create();
+    o.cache_size = Some(8 << 20);
+    o.serve_requests = false;
+    let env = Env::open(home, o.clone()).unwrap();
+    let db = env.open_db("b.db").unwrap();
+    let had_bulk = env.get(&db, b"bulk0000").unwrap().is_some();
+    // C: durable commits that allocate pages (sync mode), then a crash
+    // before any checkpoint writes them back.
+    {
+        let mut t = env.begin().unwrap();
+        for i in 0..300u32 {
+            t.put(&db, format!("cccc{i:04}").as_bytes(), &[7u8; 100])
+                .unwrap();
+        }
+        t.commit().unwrap();
+    }
+    drop(env);
+    let env = Env::open(home, o).unwrap();
+    let db = env.open_db("b.db").unwrap();
+    let got = read_state(&env).unwrap().remove("b.db").unwrap();
+    for i in 0..300u32 {
+        assert_eq!(
+            got.get(format!("cccc{i:04}").as_bytes()),
+            Some(&vec![7u8; 100]),
+            "acknowledged key cccc{i:04} lost or wrong"
+        );
+        assert_eq!(
+            got.contains_key(format!("bulk{i:04}").as_bytes()),
+            had_bulk,
+            "bulk key {i} came back from a lost commit"
+        );
+    }
+    let _ = db;
+    env.close().unwrap();
+}
+
+#[test]
+fn a_transaction_with_a_failed_change_cannot_commit() {
+    // Regression: a change that failed half way (a read error while a
+    // B-tree split was under way, say) left its transaction's private
+    // pages half changed, and `commit` still committed them when the
+    // caller went on: a partial transaction, durable. Reads do not fail
+    // the environment, so nothing else stopped it. Now the first failed
+    // change marks the transaction, and `commit` aborts it with an error.
+    let p = Params {
+        page_size: 4096,
+        steps: 150,
+        nosync: true,
+    };
+    let seed = 0xaa_0001;
+    let reads = count(seed, p, Op::Read, is_data);
+    assert!(reads > 20, "{reads} data reads");
+    let mut refused = 0;
+    for n in (1..=reads).step_by((reads / 40).max(1) as usize) {
+        let dir = scratch();
+        let f = Arc::new(FaultyVfs::new(OsVfs::shared()));
+        f.set_filter(is_data);
+        f.fail_nth(Op::Read, n);
+        let env = Env::open(dir.path(), options(p, Some(f.clone()))).unwrap();
+        let pl = plan(seed, p);
+        let mut handles: HashMap<String, Db> = HashMap::new();
+        let mut done = 0;
+        'steps: for st in &pl.steps {
+            let Step::Txn { ops, abort, bulk } = st else {
+                continue;
+            };
+            let mut t = if *bulk {
+                env.begin_bulk().unwrap()
+            } else {
+                env.begin().unwrap()
+            };
+            let mut created = HashMap::new();
+            for op in ops {
+                let h = |d: &String| created.get(d).or_else(|| handles.get(d)).cloned().unwrap();
+                let r = match op {
+                    TOp::Put(d, k, v) => t.put(&h(d), k, v).map(|_| ()),
+                    TOp::Del(d, k) => t.delete(&h(d), k).map(|_| ()),
+                    TOp::Create(d, ps) => t.create_db(d, Some(*ps)).map(|db| {
+                        created.insert(d.clone(), db);
+                    }),
+                    TOp::Remove(d) => t.remove_db(&h(d)),
+                };
+                if let Err(e) = r {
+                    match t.commit() {
+                        Err(Error::InvalidArgument(_)) => refused += 1,
+                        other => {
+                            panic!("read {n}: a change failed ({e}), then commit gave {other:?}")
+                        }
+                    }
+                    break 'steps;
+                }
+            }
+            if *abort {
+                t.abort();
+                continue;
+            }
+            // A read inside commit may fail too: then nothing is logged.
+            if t.commit().is_err() {
+                break;
+            }
+            done += 1;
+            handles.extend(created);
+            for op in ops {
+                if let TOp::Remove(d) = op {
+                    handles.remove(d);
+                }
+            }
+        }
+        drop(handles);
+        env.close().unwrap();
+        let env = Env::open(dir.path(), options(p, None)).unwrap();
+        let got = read_state(&env).unwrap();
+        match_prefix(&got, &pl.states, done..=done, &format!("read {n}"));
+        env.close().unwrap();
+    }
+    assert!(refused > 0, "no change failed");
+    eprintln!("{reads} data reads; {refused} transactions with a failed change refused to commit");
+}
+
+#[test]
+fn pages_of_a_transaction_reach_disk_only_after_its_commit_record_is_durable() {
+    // Regression: the write-ahead rule flushed the log only up to the LSN
+    // of the page being written back (its page record). A transaction's
+    // records are redone only when its commit record is read, and a batch
+    // can cross a log rotation: when every page record of a nosync
+    // transaction landed in older files (synced at rotation) and its
+    // commit record alone in the new file, `flush(page LSN)` saw that
+    // LSN already durable and returned without syncing the new file. A
+    // checkpoint or an eviction then wrote the pages; a power loss kept
+    // them and lost the commit, so the data file held a transaction that
+    // recovery (redo only) treats as never committed: wrong data, or a
+    // torn page no record repairs (found by power_loss_nosync, seed
+    // 0x77771000, cut 122: "page 9: checksum mismatch"). Write-back now
+    // flushes the whole log written so far.
+    // The log file size decides where T's batch is cut; look for runs
+    // where T's commit record starts a log file of its own.
+    let run = |lg_max: u32, cut: Option<u64>| -> (tempfile::TempDir, Lsn, bool) {
+        let dir = scratch();
+        let home = dir.path();
+        let crash = CrashVfs::new(home);
+        let mut o = EnvOptions::create();
+        o.nosync = Some(true);
+        o.page_size = Some(512);
+        o.lg_max = Some(lg_max);
+        o.cache_size = Some(8 << 20);
+        o.serve_requests = false;
+        o.vfs = Some(crash.clone());
+        let env = Env::open(home, o).unwrap();
+        let db = {
+            let mut t = env.begin().unwrap();
+            let db = t.create_db("r.db", None).unwrap();
+            t.put(&db, b"k", b"v").unwrap();
+            t.commit().unwrap();
+            db
+        };
+        env.checkpoint().unwrap();
+        {
+            // The leaf's image after the checkpoint: T changes it by a
+            // byte range.
+            let mut t = env.begin().unwrap();
+            t.put(&db, b"k", b"w").unwrap();
+            t.commit().unwrap();
+        }
+        let mut t = env.begin().unwrap();
+        t.put(&db, b"t1", &[1u8; 20]).unwrap();
+        t.put(&db, b"t2", &[2u8; 1100]).unwrap();
+        let commit = t.commit().unwrap();
+        let mut done = true;
+        if let Some(k) = cut {
+            crash.crash_after(k);
+            done = env.checkpoint().is_ok();
+            drop(env);
+            crash.power_loss_untorn().unwrap();
+        }
+        (dir, commit, done)
+    };
+    let mut found = 0;
+    for lg_max in 4096..4700 {
+        let (_d, commit, _) = run(lg_max, None);
+        if std::env::var_os("POWERLOSS_DEBUG").is_some() {
+            eprintln!("lg_max {lg_max}: commit at {commit}");
+        }
+        if commit.offset != libcore::log::FIRST_RECORD_OFFSET {
+            continue;
+        }
+        found += 1;
+        for k in 0.. {
+            let (dir, commit, done) = run(lg_max, Some(k));
+            let log = dir.path().join(format!("log.{:010}", commit.file));
+            let kept = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+            let commit_durable = kept > u64::from(commit.offset);
+            let env = Env::open(dir.path(), EnvOptions::default()).unwrap();
+            let ctx = format!("lg_max {lg_max}, power lost after {k} steps of the checkpoint");
+            let got = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+            let t = &got["r.db"];
+            assert!(t[&b"k"[..]] == b"v" || t[&b"k"[..]] == b"w", "{ctx}");
+            let has = t.contains_key(&b"t2"[..]);
+            if std::env::var_os("POWERLOSS_DEBUG").is_some() {
+                eprintln!("{ctx}: commit {commit} kept {kept} has {has}");
+            }
+            assert!(
+                commit_durable || !has,
+                "{ctx}: the transaction's pages reached the disk before its commit record"
+            );
+            assert_eq!(t.contains_key(&b"t1"[..]), has, "{ctx}: half a transaction");
+            if has {
+                assert_eq!(t[&b"t2"[..]], vec![2u8; 1100], "{ctx}");
+            }
+            env.close().unwrap();
+            if done {
+                break;
+            }
+        }
+    }
+    assert!(
+        found > 0,
+        "no log size put the commit record alone in a new file"
+    );
+    eprintln!("{found} layouts with the commit alone in a new file");
+}
