@@ -102,6 +102,10 @@ impl<'e> Txn<'e> {
     }
 
     pub fn put(&mut self, db: &Db, key: &[u8], val: &[u8]) -> Result<bool> {
+        // An item over the limit is refused before anything changes, so it
+        // does not spoil the transaction.
+        btree::check_size("key", key.len())?;
+        btree::check_size("value", val.len())?;
         let r = {
             let mut s = self.store(db)?;
             btree::put(&mut s, key, val)
@@ -115,6 +119,7 @@ impl<'e> Txn<'e> {
     }
 
     pub fn delete(&mut self, db: &Db, key: &[u8]) -> Result<bool> {
+        btree::check_size("key", key.len())?;
         let r = {
             let mut s = self.store(db)?;
             btree::delete(&mut s, key)

@@ -343,3 +343,19 @@ fn removing_a_database_is_durable_and_redone_by_recovery() {
     assert!(!home.join("gone.db").exists());
     env.close().unwrap();
 }
+
+#[test]
+fn an_oversized_item_is_refused_without_spoiling_the_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(dir.path(), 4096);
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("x.db", None).unwrap();
+    t.put(&db, b"a", b"1").unwrap();
+    let big = vec![0u8; libcore::btree::MAX_ITEM + 1];
+    assert!(t.put(&db, b"b", &big).is_err());
+    assert!(t.put(&db, &big, b"v").is_err());
+    t.put(&db, b"c", b"3").unwrap();
+    t.commit().unwrap();
+    assert_eq!(env.get(&db, b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(env.get(&db, b"c").unwrap(), Some(b"3".to_vec()));
+}

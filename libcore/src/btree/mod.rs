@@ -73,7 +73,9 @@ pub fn create(store: &mut impl PageWrite, file_id: FileId) -> Result<()> {
     Ok(())
 }
 
-fn check_size(what: &str, n: usize) -> Result<()> {
+/// Refuses a key or value over `MAX_ITEM`. Callers may check before an
+/// operation: the refusal changes nothing.
+pub fn check_size(what: &str, n: usize) -> Result<()> {
     if n > MAX_ITEM {
         return Err(Error::invalid(format!(
             "{what} of {n} bytes is larger than the limit of {MAX_ITEM} bytes"
