@@ -433,11 +433,9 @@ fn full(
     report_recovery(&outcome, say);
     check_complete(vfs, &dst)?;
     let env_id = outcome.env_id.unwrap_or(0);
-    // 4. Trim, then the manifest (log entries reflect what stays).
-    if !opts.keep_logs {
-        trim_logs(vfs, &dst, &outcome, say)?;
-    }
-    entries.extend(log_entries(vfs, &dst, target)?);
+    // 4. The manifest (listing the log files that stay), then the trim.
+    let trim = trim_plan(vfs, &dst, &outcome, opts.keep_logs)?;
+    entries.extend(log_entries(vfs, &dst, target, &trim)?);
     let now = crate::env::now_secs();
     let manifest = Manifest {
         env_id,
@@ -449,7 +447,11 @@ fn full(
         last_commit: outcome.last_commit_time.unwrap_or(0),
         files: entries,
     };
-    finish(vfs, target, manifest, bytes, start.file, outcome, say)
+    // A full backup that fails even at its last step does not claim to
+    // be complete.
+    finish(vfs, &dst, manifest, &trim, bytes, start.file, outcome, say).inspect_err(|_| {
+        let _ = Manifest::remove(vfs, target);
+    })
 }
 
 fn update(
@@ -548,9 +550,9 @@ fn update(
         },
     )?;
     report_recovery(&outcome, say);
-    if !opts.keep_logs {
-        trim_logs(vfs, &dst, &outcome, say)?;
-    }
+    // The new manifest goes in before any log file leaves: a failure in
+    // between leaves a backup whose manifest matches its files.
+    let trim = trim_plan(vfs, &dst, &outcome, opts.keep_logs)?;
     // Data files redo may have changed lose their whole-file checksum;
     // log entries are rewritten.
     let mut entries: Vec<FileEntry> = Vec::new();
@@ -573,28 +575,31 @@ fn update(
         }
         entries.push(e);
     }
-    entries.extend(log_entries(vfs, &dst, target)?);
+    entries.extend(log_entries(vfs, &dst, target, &trim)?);
     manifest.files = entries;
     manifest.end = outcome.end;
     manifest.updated = crate::env::now_secs();
     if let Some(t) = outcome.last_commit_time {
         manifest.last_commit = t;
     }
-    finish(vfs, target, manifest, bytes, b, outcome, say)
+    finish(vfs, &dst, manifest, &trim, bytes, b, outcome, say)
 }
 
-/// Writes the manifest (the backup is complete from this moment) and
-/// reports.
+/// Writes the manifest (the backup is complete from this moment), removes
+/// the log files it no longer lists, and reports.
+#[allow(clippy::too_many_arguments)]
 fn finish(
     vfs: &SharedVfs,
-    target: &Path,
+    dst: &Layout,
     manifest: Manifest,
+    trim: &[u32],
     bytes: u64,
     lowest_log: u32,
     outcome: RecoveryOutcome,
     say: Say<'_>,
 ) -> Result<BackupReport> {
-    manifest.write(vfs, target)?;
+    manifest.write(vfs, &dst.home)?;
+    remove_logs(vfs, dst, trim, say)?;
     say(consistency_line(&manifest));
     say(format!(
         "hot backup completed at {}",
@@ -674,9 +679,18 @@ fn copy_logs(
 }
 
 /// Manifest entries for every log file the backup holds.
-fn log_entries(vfs: &SharedVfs, dst: &Layout, target: &Path) -> Result<Vec<FileEntry>> {
+fn log_entries(
+    vfs: &SharedVfs,
+    dst: &Layout,
+    target: &Path,
+    skip: &[u32],
+) -> Result<Vec<FileEntry>> {
     let mut out = Vec::new();
-    for n in dst.log_files(vfs)? {
+    for n in dst
+        .log_files(vfs)?
+        .into_iter()
+        .filter(|n| !skip.contains(n))
+    {
         let p = dst.log_path(n);
         let (size, crc) = file_crc(vfs, &p)?;
         out.push(entry(target, &p, size, Some(crc)));
@@ -730,31 +744,41 @@ fn refuse_bulk(vfs: &SharedVfs, src: &Layout, since: Lsn) -> Result<()> {
     Ok(())
 }
 
-/// Removes backup log files wholly before the file holding the redo LSN
-/// of the last checkpoint the backup replayed (never the last file).
-fn trim_logs(vfs: &SharedVfs, dst: &Layout, outcome: &RecoveryOutcome, say: Say<'_>) -> Result<()> {
+/// Backup log files wholly before the file holding the redo LSN of the
+/// last checkpoint the backup replayed (never the last file): no longer
+/// needed, removed once the manifest no longer lists them.
+fn trim_plan(
+    vfs: &SharedVfs,
+    dst: &Layout,
+    outcome: &RecoveryOutcome,
+    keep: bool,
+) -> Result<Vec<u32>> {
     let Some((_, c)) = &outcome.last_ckp else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    if keep {
+        return Ok(Vec::new());
+    }
     let logs = dst.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(0);
-    let mut removed = false;
-    for n in logs {
-        if n < c.redo_lsn.file && n < last {
-            if !removed {
-                say(format!(
-                    "{}: remove unnecessary log files",
-                    dst.home.display()
-                ));
-            }
-            vfs.remove(&dst.log_path(n))?;
-            removed = true;
-        }
+    Ok(logs
+        .into_iter()
+        .filter(|&n| n < c.redo_lsn.file && n < last)
+        .collect())
+}
+
+fn remove_logs(vfs: &SharedVfs, dst: &Layout, plan: &[u32], say: Say<'_>) -> Result<()> {
+    if plan.is_empty() {
+        return Ok(());
     }
-    if removed {
-        vfs.sync_dir(&dst.log_dir)?;
+    say(format!(
+        "{}: remove unnecessary log files",
+        dst.home.display()
+    ));
+    for &n in plan {
+        vfs.remove(&dst.log_path(n))?;
     }
-    Ok(())
+    vfs.sync_dir(&dst.log_dir)
 }
 
 /// After recovery every database of the backup must be as long as its

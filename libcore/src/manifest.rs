@@ -162,9 +162,14 @@ impl Manifest {
             vfs.remove(&tmp)?;
         }
         let h = vfs.open(&tmp, OpenMode::CreateNew(0o600))?;
-        h.write_at(self.to_text().as_bytes(), 0)?;
-        h.sync()?;
-        vfs.rename(&tmp, &path)?;
+        let done = h
+            .write_at(self.to_text().as_bytes(), 0)
+            .and_then(|_| h.sync())
+            .and_then(|_| vfs.rename(&tmp, &path));
+        if done.is_err() {
+            let _ = vfs.remove(&tmp);
+        }
+        done?;
         vfs.sync_dir(dir)
     }
 

@@ -120,6 +120,14 @@ pub fn recover(
         return Ok(out);
     };
     let ckp = log::last_checkpoint(vfs, &layout.log_dir)?;
+    // A backup's data files are as far as its manifest says, which may be
+    // behind its log's last checkpoint (an update that copied log and then
+    // failed): normal recovery of a backup starts at the manifest's end.
+    if opts.mode == RecoveryMode::Normal {
+        if let Some(m) = crate::manifest::Manifest::read(vfs, &layout.home)? {
+            opts.mode = RecoveryMode::From(m.end);
+        }
+    }
     // Normal recovery and updates read only from where they start, so a
     // file missing before that (removed by hand, or archived) is no gap for
     // them; catastrophic recovery reads everything and checks everything.
