@@ -23,8 +23,9 @@ help: ## list the targets
 build: ## build the library and every tool (debug)
 	$(CARGO) build --workspace
 
-test: ## build and run all unit and end-to-end tests (test profile)
+test: ## build and run all unit and end-to-end tests, and the fuzz targets' seeded smoke run
 	$(CARGO) test --workspace
+	cd fuzz && CARGO_TARGET_DIR=../target $(CARGO) test
 
 demo: ## hot backup, -u updates under load, failover, and a check that nothing was lost
 	$(CARGO) build --bins --examples
