@@ -642,6 +642,8 @@ fn refuse_unreadable_dbs(
             .iter()
             .any(|e| Path::new(&e.name).file_name() == Some(name.as_ref()));
         if vfs.exists(&path) && !was_copied {
+            // An open that fails says why better than the meta page can.
+            vfs.open(&path, OpenMode::Read)?;
             return Err(Error::corrupt(
                 &path,
                 Location::Page(crate::types::PageNo::META),

@@ -67,6 +67,8 @@ pub fn classify(vfs: &SharedVfs, path: &Path) -> Result<FileKind> {
             std::io::Error::from_raw_os_error(2),
         ));
     }
+    // An open that fails (permissions) says why better than the probe.
+    vfs.open(path, OpenMode::Read)?;
     match probe_db(vfs, path) {
         Some(ps) => Ok(FileKind::Database { page_size: ps }),
         None => Err(Error::corrupt(
