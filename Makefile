@@ -15,7 +15,7 @@ TOOLS   := $(shell sed -n 's/^name = "\(db_[a-z]*\)"$$/\1/p' Cargo.toml)
 MANPAGES = $(wildcard man/*.1 man/*.5 man/*.7)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test demo man fmt clippy torture install clean
+.PHONY: help build test demo bench man fmt clippy torture install clean
 
 help: ## list the targets
 	@sed -n 's/^\([a-z]*\):.*## \(.*\)/  \1\t\2/p' $(MAKEFILE_LIST) | expand -t 12
@@ -30,6 +30,10 @@ test: ## build and run all unit and end-to-end tests, and the fuzz targets' seed
 demo: ## hot backup, -u updates under load, failover, and a check that nothing was lost
 	$(CARGO) build --bins --examples
 	PATH="$(CURDIR)/target/debug:$$PATH" bash tools/demo.sh
+
+bench: ## hot backup, -u, commits/s and recovery side by side with cp and Berkeley DB 5.3 (BENCH_SIZE=small|1G)
+	$(CARGO) build --release --bins --examples
+	bash bench/failover.sh
 
 man: ## lint the man pages with mandoc
 	@if [ -z "$(MANPAGES)" ]; then echo "man: no pages under man/"; \
