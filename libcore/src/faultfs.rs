@@ -467,17 +467,32 @@ fn norm(p: &Path) -> PathBuf {
     p.components().collect()
 }
 
-struct Rng(u64);
+/// xorshift64*: the deterministic, dependency-free generator the tests
+/// draw from, so a failing seed replays exactly. The state must not be 0.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
 
+#[allow(clippy::should_implement_trait)] // infinite, never `None`: not an Iterator
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    /// A generator from any seed (zero included).
+    pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
     }
-    fn next(&mut self) -> u64 {
+
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
     }
 }
 

@@ -24,6 +24,7 @@
 //! test failure that names the offset.
 
 use libcore::env::{scan, Env, EnvOptions};
+use libcore::faultfs::Rng;
 use libcore::Lsn;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,21 +35,6 @@ type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 
 const PAGE: usize = 512;
 const DEADLINE: Duration = Duration::from_secs(60);
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn options() -> EnvOptions {
     let mut o = EnvOptions::create();

@@ -5,23 +5,9 @@
 //! seed is in the assertion message).
 
 use libcore::env::{scan, Env, EnvOptions};
+use libcore::faultfs::Rng;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn value(rng: &mut Rng, page_size: usize) -> Vec<u8> {
     let len = match rng.below(10) {

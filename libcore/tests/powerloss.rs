@@ -29,6 +29,7 @@
 //! print the count.
 
 use libcore::env::{scan, Env, EnvOptions};
+use libcore::faultfs::Rng;
 use libcore::faultfs::{CrashVfs, FaultyVfs, Op};
 use libcore::vfs::{OsVfs, SharedVfs};
 use libcore::{Db, Error, Lsn};
@@ -39,24 +40,6 @@ use std::sync::Arc;
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 /// Database name -> contents.
 type State = BTreeMap<String, Table>;
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone)]
 enum TOp {
@@ -120,7 +103,7 @@ struct Plan {
 }
 
 fn plan(seed: u64, p: Params) -> Plan {
-    let mut rng = Rng::new(seed);
+    let mut rng = rng(seed);
     let ps = p.page_size;
     let other_ps = if ps == 512 { 4096 } else { 512 };
     let mut state = State::new();
@@ -506,7 +489,7 @@ fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
     // Keep working on the recovered environment: a few more transactions
     // on top of prefix k, then a process crash and another recovery.
     let mut model = pl.states[k].clone();
-    let mut rng = Rng::new(seed ^ 0xabcd);
+    let mut rng = rng(seed ^ 0xabcd);
     let mut handles: HashMap<String, Db> = env
         .db_names()
         .into_iter()
@@ -555,7 +538,7 @@ fn power_loss_sweep(first_seed: u64, seeds: u64, per_seed: u64, p: Params) -> u6
         // A full run (no cut) counts the mutating operations.
         let total = cut_point(seed, p, None);
         n += 1;
-        let mut rng = Rng::new(seed ^ 0x5151);
+        let mut rng = rng(seed ^ 0x5151);
         for _ in 0..per_seed {
             cut_point(seed, p, Some(rng.below(total + 1)));
             n += 1;
@@ -1268,4 +1251,10 @@ fn pages_of_a_transaction_reach_disk_only_after_its_commit_record_is_durable() {
         "no log size put the commit record alone in a new file"
     );
     eprintln!("{found} layouts with the commit alone in a new file");
+}
+
+/// The seeding these workloads were written with (kept so a recorded
+/// failing seed still replays).
+fn rng(seed: u64) -> Rng {
+    Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
 }

@@ -7,26 +7,12 @@ use crate::pagestore::MemStore;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
+use crate::faultfs::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes_upto(&mut self, n: u64) -> Vec<u8> {
-        let len = self.below(n) as usize;
-        self.bytes(len)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
+/// Random bytes, of a random length below `n`.
+fn bytes_upto(r: &mut Rng, n: u64) -> Vec<u8> {
+    let len = r.below(n) as usize;
+    r.bytes(len)
 }
 
 fn new_tree(ps: usize) -> MemStore {
@@ -98,9 +84,9 @@ fn random_val(r: &mut Rng, ps: usize, big_left: &mut u32) -> Vec<u8> {
                 r.bytes(len)
             }
         }
-        1..=70 => r.bytes_upto(20),
-        71..=90 => r.bytes_upto(ps as u64 / 2),
-        _ => r.bytes_upto(3 * ps as u64),
+        1..=70 => bytes_upto(r, 20),
+        71..=90 => bytes_upto(r, ps as u64 / 2),
+        _ => bytes_upto(r, 3 * ps as u64),
     }
 }
 
@@ -199,7 +185,7 @@ fn btree_many_keys_65536() {
     let mut m = Model::new();
     for _ in 0..30_000 {
         let k = r.below(1 << 40).to_be_bytes().to_vec();
-        let v = r.bytes_upto(40);
+        let v = bytes_upto(&mut r, 40);
         put(&mut s, &k, &v).unwrap();
         m.insert(k, v);
     }
@@ -340,7 +326,7 @@ fn btree_damaged_pages_never_panic() {
             let v = if i % 13 == 0 {
                 r.bytes(3 * ps)
             } else {
-                r.bytes_upto(60)
+                bytes_upto(&mut r, 60)
             };
             put(&mut s, &k, &v).unwrap();
             keys.push(k);
