@@ -354,13 +354,16 @@ fn decode_bytevalue(s: &[u8]) -> std::result::Result<Vec<u8>, String> {
     if !s.len().is_multiple_of(2) {
         return Err("odd number of hex digits".to_string());
     }
-    s.chunks(2)
-        .enumerate()
-        .map(|(i, c)| match (hex_val(c[0]), hex_val(c[1])) {
-            (Some(h), Some(l)) => Ok(h << 4 | l),
-            _ => Err(format!("invalid hex digit at byte {}", 2 * i + 1)),
-        })
-        .collect()
+    // One allocation of the final size: this runs for every key and value
+    // of a load.
+    let mut out = Vec::with_capacity(s.len() / 2);
+    for (i, c) in s.chunks_exact(2).enumerate() {
+        match (hex_val(c[0]), hex_val(c[1])) {
+            (Some(h), Some(l)) => out.push(h << 4 | l),
+            _ => return Err(format!("invalid hex digit at byte {}", 2 * i + 1)),
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
