@@ -31,9 +31,12 @@ demo: ## hot backup, -u updates under load, failover, and a check that nothing w
 	$(CARGO) build --bins --examples
 	PATH="$(CURDIR)/target/debug:$$PATH" bash tools/demo.sh
 
-bench: ## hot backup, -u, commits/s and recovery side by side with cp and Berkeley DB 5.3 (BENCH_SIZE=small|1G)
+BENCH_SIZE ?= small
+BENCH_OUT  ?= target/bench
+
+bench: ## the performance table, ours next to cp -r and Berkeley DB 5.3 (BENCH_SIZE=tiny|small|1G, BENCH_OUT=dir)
 	$(CARGO) build --release --bins --examples
-	bash bench/failover.sh
+	target/release/examples/bench --size $(BENCH_SIZE) --out $(BENCH_OUT)
 
 man: ## lint the man pages with mandoc
 	@if [ -z "$(MANPAGES)" ]; then echo "man: no pages under man/"; \

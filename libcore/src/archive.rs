@@ -43,7 +43,12 @@ pub struct LogState {
 
 /// Reads the log state: region first, the last log file otherwise.
 pub fn log_state(vfs: &SharedVfs, layout: &Layout) -> Result<LogState> {
-    let files = layout.log_files(vfs)?;
+    log_state_of(vfs, layout, &layout.log_files(vfs)?)
+}
+
+/// [`log_state`] given the present log files (ascending), so a caller that
+/// needs the listing too reads the directory once.
+fn log_state_of(vfs: &SharedVfs, layout: &Layout, files: &[u32]) -> Result<LogState> {
     let (Some(&first), Some(&last)) = (files.first(), files.last()) else {
         return Err(Error::NotEnvironment {
             path: layout.home.clone(),
@@ -69,7 +74,7 @@ pub fn log_state(vfs: &SharedVfs, layout: &Layout) -> Result<LogState> {
             });
         }
     }
-    let ckp = log::last_checkpoint(vfs, &layout.log_dir)?;
+    let ckp = log::last_checkpoint_in(vfs, &layout.log_dir, files)?;
     Ok(LogState {
         first,
         last,
@@ -87,22 +92,31 @@ fn read_header(vfs: &SharedVfs, layout: &Layout, n: u32) -> Result<FileHeader> {
 }
 
 /// Numbers of the log files no longer in use, ascending.
+///
+/// The directory is read once and the count down to the first missing file
+/// uses that listing, not a `stat` per file: with 10,000 log files the
+/// stats alone took 40 ms (bench row 7), the listing takes about 3.
 pub fn unused_logs(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<u32>> {
-    let st = log_state(vfs, layout)?;
+    let files = layout.log_files(vfs)?;
+    let st = log_state_of(vfs, layout, &files)?;
     let Some(redo) = st.ckp_redo else {
         return Ok(Vec::new());
     };
-    let mut out = Vec::new();
-    let mut n = redo.file.min(st.last);
-    while n > 1 {
-        n -= 1;
-        if !vfs.exists(&layout.log_path(n)) {
-            break;
-        }
-        out.push(n);
+    Ok(run_below(&files, redo.file.min(st.last)))
+}
+
+/// The unbroken run of file numbers just below `top` in `files`
+/// (ascending, no duplicates), ascending: Berkeley DB's "count down and
+/// stop at the first missing file".
+fn run_below(files: &[u32], top: u32) -> Vec<u32> {
+    let end = files.partition_point(|&n| n < top);
+    let mut start = end;
+    let mut want = top;
+    while start > 0 && want > 1 && files[start - 1] == want - 1 {
+        start -= 1;
+        want -= 1;
     }
-    out.reverse();
-    Ok(out)
+    files[start..end].to_vec()
 }
 
 /// Every log file, counting down from the last to the first missing one.
@@ -113,13 +127,8 @@ pub fn all_logs(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<u32>> {
             path: layout.home.clone(),
         });
     };
-    let mut out = vec![last];
-    let mut n = last;
-    while n > 1 && files.binary_search(&(n - 1)).is_ok() {
-        n -= 1;
-        out.push(n);
-    }
-    out.reverse();
+    let mut out = run_below(&files, last);
+    out.push(last);
     Ok(out)
 }
 
@@ -145,15 +154,20 @@ pub fn list(
             PathBuf::from(full.file_name().unwrap_or_default())
         }
     };
+    // A log's printed path without a join per file: with 10,000 logs the
+    // joins were most of db_archive's time.
+    let log_prefix = if absolute {
+        cwd.join(&layout.log_dir)
+    } else {
+        PathBuf::new()
+    };
+    let show_log = |n: u32| log_prefix.join(crate::log::log_name(n));
     let mut out: Vec<PathBuf> = match mode {
         ArchiveMode::Unused => unused_logs(vfs, layout)?
             .into_iter()
-            .map(|n| show(layout.log_path(n)))
+            .map(show_log)
             .collect(),
-        ArchiveMode::AllLogs => all_logs(vfs, layout)?
-            .into_iter()
-            .map(|n| show(layout.log_path(n)))
-            .collect(),
+        ArchiveMode::AllLogs => all_logs(vfs, layout)?.into_iter().map(show_log).collect(),
         ArchiveMode::Databases => {
             // An environment is recognised by its logs, even for -s.
             log_state(vfs, layout)?;
@@ -180,7 +194,11 @@ pub fn list(
             files.into_iter().map(show).collect()
         }
     };
-    out.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    // Log names are zero-padded numbers, already in byte order; only the
+    // database names need sorting.
+    if mode == ArchiveMode::Databases {
+        out.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    }
     Ok(out)
 }
 
@@ -221,6 +239,17 @@ mod tests {
     use super::*;
     use crate::env::{Env, EnvOptions};
     use crate::vfs::OsVfs;
+
+    #[test]
+    fn run_below_stops_at_the_first_gap() {
+        assert_eq!(run_below(&[1, 2, 3, 5, 6, 7, 8], 8), vec![5, 6, 7]);
+        assert_eq!(run_below(&[1, 2, 3, 5, 6, 7, 8], 5), Vec::<u32>::new());
+        assert_eq!(run_below(&[1, 2, 3, 5, 6, 7, 8], 4), vec![1, 2, 3]);
+        assert_eq!(run_below(&[1, 2, 3], 9), Vec::<u32>::new());
+        assert_eq!(run_below(&[2, 3, 4], 4), vec![2, 3]);
+        assert_eq!(run_below(&[4], 4), Vec::<u32>::new());
+        assert_eq!(run_below(&[], 1), Vec::<u32>::new());
+    }
 
     #[test]
     fn unused_logs_are_those_before_the_checkpoint_redo_file() {

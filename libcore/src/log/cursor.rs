@@ -687,7 +687,16 @@ fn majority_env_id(ids: &[(u32, u64)]) -> Option<u64> {
 /// file: the last file's header names the last checkpoint written before
 /// the file was created, then only the last file is scanned for newer ones.
 pub fn last_checkpoint(vfs: &SharedVfs, dir: &Path) -> Result<Option<(Lsn, Checkpoint)>> {
-    let files = list_log_files(vfs, dir)?;
+    last_checkpoint_in(vfs, dir, &list_log_files(vfs, dir)?)
+}
+
+/// [`last_checkpoint`] given the log files of `dir` (ascending), for a
+/// caller that has listed the directory already.
+pub fn last_checkpoint_in(
+    vfs: &SharedVfs,
+    dir: &Path,
+    files: &[u32],
+) -> Result<Option<(Lsn, Checkpoint)>> {
     let mut last = match files.last() {
         Some(&l) => l,
         None => return Ok(None),

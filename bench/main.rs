@@ -1,0 +1,963 @@
+//! `make bench`: the performance table of the project, every figure of ours
+//! next to an anchor measured in the same run (`cp -r`, the same work on a
+//! 10x larger environment, or Berkeley DB 5.3 doing the same), median of
+//! `--runs` runs.
+//!
+//! ```text
+//! bench [--size tiny|small|1G] [--runs N] [--out DIR] [--only 1,3] [--no-bdb]
+//! ```
+//!
+//! Sections (the rows of the performance issue):
+//! 1. full `db_hotbackup` vs `cp -r` and `db5.3_hotbackup`;
+//! 2. `db_hotbackup -u` after N MiB of new log, on an environment and on
+//!    one 10x larger (plot `u-time.svg`);
+//! 3. `db_recover -c` vs `db5.3_recover -c` on the same transactions
+//!    (plot `recovery-time.svg`);
+//! 4. `db_load` of a dump vs `db5.3_load` of the same dump;
+//! 5. commits/s, sync and nosync, 1 and 8 threads, vs libdb;
+//! 6. the primary's commits/s while `db_hotbackup` runs in a loop;
+//! 7. `db_archive` latency with many log files vs few;
+//! 8. `db_hotbackup` peak RSS.
+//!
+//! Timings are warm-cache: `sync` (untimed) before each timed run. The
+//! table goes to stdout and, with the machine description, to
+//! `DIR/results.md` (also `results.tsv` and the two SVG plots). Our tools
+//! are taken from the directory above this executable (target/release for
+//! `make bench`), so a debug build benchmarks debug tools: `make test`
+//! runs `--size tiny` that way, as a smoke test that never looks at the
+//! numbers.
+
+mod bdb;
+mod measure;
+mod plot;
+mod report;
+mod workload;
+
+use bdb::Bdb;
+use measure::{all, median, median_secs, peak_rss_mib, Sample};
+use report::{Goal, Row};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use workload::{log_bytes, log_files, remove, Ours};
+
+/// How big each part of the run is.
+struct Size {
+    name: &'static str,
+    /// Environment records (1000-byte values) of the smaller and the 10x
+    /// larger environment.
+    env_small: u64,
+    env_large: u64,
+    load_records: u64,
+    /// New log before each `-u`, MiB.
+    u_mib: Vec<f64>,
+    /// Transactions replayed by catastrophic recovery.
+    recovery_txns: Vec<u64>,
+    commit_secs: f64,
+    /// Log files for the db_archive latency: few, many.
+    archive_logs: (usize, usize),
+    runs: usize,
+}
+
+impl Size {
+    fn named(name: &str) -> Option<Size> {
+        Some(match name {
+            "tiny" => Size {
+                name: "tiny",
+                env_small: 1_000,
+                env_large: 10_000,
+                load_records: 20_000,
+                u_mib: vec![0.25, 1.0],
+                recovery_txns: vec![1_000, 2_000],
+                commit_secs: 0.3,
+                archive_logs: (10, 100),
+                runs: 1,
+            },
+            "small" => Size {
+                name: "small",
+                env_small: 10_000,
+                env_large: 100_000,
+                load_records: 1_000_000,
+                u_mib: vec![1.0, 4.0, 16.0],
+                recovery_txns: vec![20_000, 40_000, 80_000],
+                commit_secs: 3.0,
+                archive_logs: (100, 10_000),
+                runs: 3,
+            },
+            "1G" => Size {
+                name: "1G",
+                env_small: 104_858,
+                env_large: 1_048_576,
+                load_records: 1_000_000,
+                u_mib: vec![1.0, 4.0, 16.0, 64.0],
+                recovery_txns: vec![50_000, 100_000, 200_000, 400_000],
+                commit_secs: 5.0,
+                archive_logs: (100, 10_000),
+                runs: 3,
+            },
+            _ => return None,
+        })
+    }
+}
+
+struct Bench {
+    ours: Ours,
+    bdb: Result<Bdb, String>,
+    size: Size,
+    work: PathBuf,
+    out: PathBuf,
+    rows: Vec<Row>,
+    /// Full-backup samples, kept for the peak-memory row.
+    full_backups: Vec<Sample>,
+    incremental_backups: Vec<Sample>,
+}
+
+type R<T> = Result<T, String>;
+
+fn say(s: &str) {
+    eprintln!("== {s}");
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+/// Parses the `RATE <per second> <commits> <seconds>` line of the writer
+/// and of bdb_env.
+fn parse_rate(out: &str, who: &str) -> R<f64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("RATE "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("{who}: no RATE line in its output: {out:?}"))
+}
+
+impl Bench {
+    fn runs(&self) -> usize {
+        self.size.runs
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+
+    fn row(
+        &mut self,
+        section: &'static str,
+        what: String,
+        ours: String,
+        anchor: String,
+    ) -> &mut Row {
+        self.rows.push(Row {
+            section,
+            what,
+            ours,
+            anchor,
+            ratio: None,
+            ratio_is: "",
+            goal: Goal::None,
+            runs: String::new(),
+        });
+        let n = self.rows.len() - 1;
+        &mut self.rows[n]
+    }
+
+    fn bdb(&self) -> Option<&Bdb> {
+        self.bdb.as_ref().ok()
+    }
+
+    /// Section 1 (and the samples for 8).
+    fn full_backup(&mut self) -> R<()> {
+        let env = self.dir("large");
+        let bytes = workload::dir_bytes(&env);
+        say(&format!(
+            "1. full db_hotbackup vs cp -r, {:.0} MiB environment",
+            mib(bytes)
+        ));
+        let (bk, cp) = (self.dir("bk"), self.dir("cp"));
+        let (mut ours, mut cps, mut cpsync) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..self.runs() {
+            remove(&bk);
+            measure::sync();
+            ours.push(measure::time(
+                self.ours
+                    .tool("db_hotbackup")
+                    .arg("-h")
+                    .arg(&env)
+                    .arg("-b")
+                    .arg(&bk),
+            )?);
+            remove(&bk);
+            measure::sync();
+            cps.push(workload::cp_r(&env, &cp)?);
+            remove(&cp);
+            measure::sync();
+            cpsync.push(measure::time(
+                Command::new("sh")
+                    .args(["-c", "cp -r \"$1\" \"$2\" && sync", "-"])
+                    .arg(&env)
+                    .arg(&cp),
+            )?);
+            remove(&cp);
+        }
+        let (o, c, cs) = (median_secs(&ours), median_secs(&cps), median_secs(&cpsync));
+        let secs = |v: &[Sample]| all(&v.iter().map(|s| s.secs).collect::<Vec<_>>(), 2);
+        let r = self.row(
+            "1",
+            format!("full db_hotbackup, {:.0} MiB env", mib(bytes)),
+            format!("{o:.2} s"),
+            format!("{c:.2} s (cp -r)"),
+        );
+        r.ratio = Some(o / c);
+        r.ratio_is = "ours/cp";
+        r.goal = Goal::AtMost(1.0);
+        r.runs = format!("{} vs {}", secs(&ours), secs(&cps));
+        let r = self.row(
+            "1",
+            "full db_hotbackup vs cp -r && sync".into(),
+            format!("{o:.2} s"),
+            format!("{cs:.2} s (cp -r && sync)"),
+        );
+        r.ratio = Some(o / cs);
+        r.ratio_is = "ours/cp+sync";
+        r.goal = Goal::AtMost(1.0);
+        r.runs = secs(&cpsync);
+        if let Some(bdb_env) = self.bdb().map(|_| self.dir("bdb-large")) {
+            let bbk = self.dir("bdb-bk");
+            let mut theirs = Vec::new();
+            for _ in 0..self.runs() {
+                remove(&bbk);
+                measure::sync();
+                theirs.push(measure::time(
+                    Command::new("db5.3_hotbackup")
+                        .arg("-h")
+                        .arg(&bdb_env)
+                        .arg("-b")
+                        .arg(&bbk),
+                )?);
+            }
+            remove(&bbk);
+            let t = median_secs(&theirs);
+            let r = self.row(
+                "1",
+                format!(
+                    "vs db5.3_hotbackup, same records ({:.0} MiB env)",
+                    mib(workload::dir_bytes(&bdb_env))
+                ),
+                format!("{o:.2} s"),
+                format!("{t:.2} s"),
+            );
+            r.ratio = Some(o / t);
+            r.ratio_is = "ours/bdb";
+            r.goal = Goal::AtMost(1.0);
+            r.runs = secs(&theirs);
+        }
+        self.full_backups = ours;
+        Ok(())
+    }
+
+    /// Section 2: -u after N MiB of log on both environment sizes.
+    fn incremental(&mut self) -> R<()> {
+        say("2. db_hotbackup -u after N MiB of new log, 1x and 10x environment");
+        let envs = [self.dir("small"), self.dir("large")];
+        let bks = [self.dir("ubk-small"), self.dir("ubk-large")];
+        for (env, bk) in envs.iter().zip(&bks) {
+            remove(bk);
+            measure::time(
+                self.ours
+                    .tool("db_hotbackup")
+                    .arg("-h")
+                    .arg(env)
+                    .arg("-b")
+                    .arg(bk),
+            )?;
+        }
+        let sizes = [
+            mib(workload::dir_bytes(&envs[0])),
+            mib(workload::dir_bytes(&envs[1])),
+        ];
+        let mut series = [Vec::new(), Vec::new()];
+        let mut all_u = Vec::new();
+        for &n in &self.size.u_mib.clone() {
+            let mut t: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..self.runs() {
+                for i in 0..2 {
+                    workload::grow_ours(&self.ours, &envs[i], (n * 1_048_576.0) as u64)?;
+                    measure::sync();
+                    t[i].push(measure::time(
+                        self.ours
+                            .tool("db_hotbackup")
+                            .arg("-u")
+                            .arg("-h")
+                            .arg(&envs[i])
+                            .arg("-b")
+                            .arg(&bks[i]),
+                    )?);
+                }
+            }
+            let (s, l) = (median_secs(&t[0]), median_secs(&t[1]));
+            series[0].push((n, s));
+            series[1].push((n, l));
+            let secs = |v: &[Sample]| all(&v.iter().map(|s| s.secs).collect::<Vec<_>>(), 3);
+            let r = self.row(
+                "2",
+                format!(
+                    "-u after {n} MiB log, {:.0} vs {:.0} MiB env",
+                    sizes[1], sizes[0]
+                ),
+                format!("{l:.3} s"),
+                format!("{s:.3} s"),
+            );
+            r.ratio = Some(l / s);
+            r.ratio_is = "10x/1x";
+            r.goal = Goal::AtMost(1.1);
+            r.runs = format!("{} vs {}", secs(&t[1]), secs(&t[0]));
+            all_u.extend(t[1].iter().copied());
+        }
+        for bk in &bks {
+            remove(bk);
+        }
+        self.incremental_backups = all_u;
+        let [s, l] = series;
+        let chart = plot::Chart {
+            title: "db_hotbackup -u: time against new log size",
+            x_label: "new log since the last backup (MiB)",
+            y_label: "seconds",
+            series: vec![
+                plot::Series {
+                    name: format!("{:.0} MiB environment", sizes[0]),
+                    points: s,
+                },
+                plot::Series {
+                    name: format!("{:.0} MiB environment", sizes[1]),
+                    points: l,
+                },
+            ],
+        };
+        write(&self.out.join("u-time.svg"), &chart.svg())
+    }
+
+    /// Section 3: catastrophic recovery of the same transactions.
+    fn recovery(&mut self) -> R<()> {
+        say("3. db_recover -c vs db5.3_recover -c, same transactions");
+        let (mut ours_pts, mut bdb_pts) = (Vec::new(), Vec::new());
+        let counts = self.size.recovery_txns.clone();
+        for (i, &k) in counts.iter().enumerate() {
+            let (env, copy) = (self.dir("rec"), self.dir("rec-copy"));
+            remove(&env);
+            std::fs::create_dir_all(&env).map_err(|e| format!("{}: {e}", env.display()))?;
+            measure::time(
+                self.ours
+                    .writer()
+                    .arg(&env)
+                    .arg("-n")
+                    .arg(k.to_string())
+                    .arg("--nosync"),
+            )?;
+            let log = log_bytes(&env);
+            let mut ours = Vec::new();
+            for _ in 0..self.runs() {
+                remove(&copy);
+                workload::cp_r(&env, &copy)?;
+                measure::sync();
+                ours.push(measure::time(
+                    self.ours.tool("db_recover").arg("-c").arg("-h").arg(&copy),
+                )?);
+            }
+            remove(&copy);
+            remove(&env);
+            let o = median_secs(&ours);
+            ours_pts.push((mib(log), o));
+            let mut theirs = None;
+            if let Some(bdb) = self.bdb() {
+                std::fs::create_dir_all(&env).map_err(|e| format!("{}: {e}", env.display()))?;
+                measure::time(
+                    bdb.env()
+                        .arg(&env)
+                        .arg("write")
+                        .arg(k.to_string())
+                        .arg("nosync")
+                        .stderr(std::process::Stdio::null()),
+                )?;
+                let mut v = Vec::new();
+                for _ in 0..self.runs() {
+                    remove(&copy);
+                    Bdb::copy_for_recovery(&env, &copy)?;
+                    measure::sync();
+                    v.push(measure::time(
+                        Command::new("db5.3_recover").arg("-c").arg("-h").arg(&copy),
+                    )?);
+                }
+                remove(&copy);
+                remove(&env);
+                let t = median_secs(&v);
+                bdb_pts.push((mib(log), t));
+                theirs = Some((t, v));
+            }
+            if i + 1 < counts.len() {
+                continue;
+            }
+            let secs = |v: &[Sample]| all(&v.iter().map(|s| s.secs).collect::<Vec<_>>(), 3);
+            let (anchor, ratio, runs) = match &theirs {
+                Some((t, v)) => (
+                    format!("{t:.2} s, {:.0} txn/s", k as f64 / t),
+                    Some(t / o),
+                    format!("{} vs {}", secs(&ours), secs(v)),
+                ),
+                None => ("-".into(), None, secs(&ours)),
+            };
+            let r = self.row(
+                "3",
+                format!("db_recover -c of {k} txns"),
+                format!(
+                    "{o:.2} s, {:.1} MiB log, {:.0} txn/s, {:.0} MiB/s",
+                    mib(log),
+                    k as f64 / o,
+                    mib(log) / o
+                ),
+                anchor,
+            );
+            r.ratio = ratio;
+            r.ratio_is = "bdb/ours time";
+            r.goal = Goal::AtLeast(3.0);
+            r.runs = runs;
+        }
+        let mut series = vec![plot::Series {
+            name: "db_recover -c (ours)".into(),
+            points: ours_pts,
+        }];
+        if !bdb_pts.is_empty() {
+            series.push(plot::Series {
+                name: "db5.3_recover -c".into(),
+                points: bdb_pts,
+            });
+        }
+        let chart = plot::Chart {
+            title: "catastrophic recovery: time against log size (same transactions)",
+            x_label: "log replayed (MiB of our log; libdb replays the same transactions)",
+            y_label: "seconds",
+            series,
+        };
+        write(&self.out.join("recovery-time.svg"), &chart.svg())
+    }
+
+    /// Section 4: db_load of the same dump.
+    fn load(&mut self) -> R<()> {
+        let n = self.size.load_records;
+        say(&format!("4. db_load vs db5.3_load, {n} records"));
+        let dump = self.dir("load.dump");
+        workload::write_hex_dump(&dump, n)?;
+        let dir = self.dir("load");
+        let mut ours = Vec::new();
+        let mut log = 0;
+        for _ in 0..self.runs() {
+            remove(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            measure::sync();
+            ours.push(measure::time(
+                self.ours
+                    .tool("db_load")
+                    .arg("-f")
+                    .arg(&dump)
+                    .arg("-h")
+                    .arg(&dir)
+                    .arg("a.db"),
+            )?);
+            log = log_bytes(&dir);
+        }
+        let o = median_secs(&ours);
+        let rate = |s: f64| n as f64 / s;
+        let mut theirs = Vec::new();
+        if self.bdb().is_some() {
+            for _ in 0..self.runs() {
+                remove(&dir);
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                measure::sync();
+                theirs.push(measure::time(
+                    Command::new("db5.3_load")
+                        .arg("-f")
+                        .arg(&dump)
+                        .arg(dir.join("a.db")),
+                )?);
+            }
+        }
+        remove(&dir);
+        let _ = std::fs::remove_file(&dump);
+        let rates = |v: &[Sample]| all(&v.iter().map(|s| rate(s.secs)).collect::<Vec<_>>(), 0);
+        let (anchor, ratio) = if theirs.is_empty() {
+            ("-".to_string(), None)
+        } else {
+            let t = median_secs(&theirs);
+            (
+                format!(
+                    "{:.0} rec/s ({t:.2} s, {:.1} MiB RSS)",
+                    rate(t),
+                    peak_rss_mib(&theirs)
+                ),
+                Some(t / o),
+            )
+        };
+        let r = self.row(
+            "4",
+            format!("db_load of {n} records (dump format)"),
+            format!(
+                "{:.0} rec/s ({o:.2} s, {:.1} MiB RSS, {:.1} MiB log)",
+                rate(o),
+                peak_rss_mib(&ours),
+                mib(log)
+            ),
+            anchor,
+        );
+        r.ratio = ratio;
+        r.ratio_is = "ours/bdb rec/s";
+        r.goal = Goal::AtLeast(1.5);
+        r.runs = format!("{} vs {}", rates(&ours), rates(&theirs));
+        Ok(())
+    }
+
+    /// Section 5: commits/s.
+    fn commits(&mut self) -> R<()> {
+        let secs = self.size.commit_secs;
+        say(&format!(
+            "5. commits/s, sync and nosync, 1 and 8 threads, {secs} s a run"
+        ));
+        let dir = self.dir("commits");
+        for (threads, nosync) in [(1, false), (8, false), (1, true), (8, true)] {
+            let mut ours = Vec::new();
+            let mut theirs = Vec::new();
+            for _ in 0..self.runs() {
+                remove(&dir);
+                measure::sync();
+                let mut w = self.ours.writer();
+                w.arg(&dir)
+                    .arg("--threads")
+                    .arg(threads.to_string())
+                    .arg("--seconds")
+                    .arg(secs.to_string());
+                if nosync {
+                    w.arg("--nosync");
+                }
+                ours.push(parse_rate(&measure::run(&mut w, true)?.stdout, "writer")?);
+                if let Some(bdb) = self.bdb() {
+                    remove(&dir);
+                    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    measure::sync();
+                    let mut b = bdb.env();
+                    b.arg(&dir)
+                        .arg("run")
+                        .arg(secs.to_string())
+                        .arg(threads.to_string());
+                    if nosync {
+                        b.arg("nosync");
+                    }
+                    theirs.push(parse_rate(&measure::run(&mut b, true)?.stdout, "bdb_env")?);
+                }
+            }
+            remove(&dir);
+            let o = median(&ours);
+            let mode = if nosync { "nosync" } else { "sync" };
+            let (anchor, ratio) = if theirs.is_empty() {
+                ("-".to_string(), None)
+            } else {
+                let t = median(&theirs);
+                (format!("{t:.0} commits/s (libdb)"), Some(o / t))
+            };
+            let r = self.row(
+                "5",
+                format!("commits/s, {mode}, {threads} thread(s)"),
+                format!("{o:.0} commits/s"),
+                anchor,
+            );
+            r.ratio = ratio;
+            r.ratio_is = "ours/bdb";
+            r.goal = if nosync {
+                Goal::None
+            } else {
+                Goal::AtLeast(1.0)
+            };
+            r.runs = format!("{} vs {}", all(&ours, 0), all(&theirs, 0));
+        }
+        Ok(())
+    }
+
+    /// Section 6: the primary's commit rate while backups run.
+    fn primary_during_backup(&mut self) -> R<()> {
+        let secs = self.size.commit_secs;
+        say("6. primary commits/s alone and while db_hotbackup runs in a loop");
+        let env = self.dir("large");
+        let bk = self.dir("loop-bk");
+        for threads in [1, 8] {
+            let (mut alone, mut during) = (Vec::new(), Vec::new());
+            let mut backups = 0;
+            for _ in 0..self.runs() {
+                measure::sync();
+                let mut w = self.ours.writer();
+                w.arg(&env)
+                    .arg("--threads")
+                    .arg(threads.to_string())
+                    .arg("--seconds")
+                    .arg(secs.to_string());
+                alone.push(parse_rate(&measure::run(&mut w, true)?.stdout, "writer")?);
+                measure::sync();
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                let (rate, n) = std::thread::scope(|s| -> R<(f64, usize)> {
+                    let looper = s.spawn(|| -> R<usize> {
+                        let mut n = 0;
+                        // Start after the writer has opened the environment.
+                        std::thread::sleep(Duration::from_millis(50));
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            remove(&bk);
+                            measure::time(
+                                self.ours
+                                    .tool("db_hotbackup")
+                                    .arg("-h")
+                                    .arg(&env)
+                                    .arg("-b")
+                                    .arg(&bk),
+                            )?;
+                            n += 1;
+                        }
+                        Ok(n)
+                    });
+                    let mut w = self.ours.writer();
+                    w.arg(&env)
+                        .arg("--threads")
+                        .arg(threads.to_string())
+                        .arg("--seconds")
+                        .arg(secs.to_string());
+                    let rate =
+                        measure::run(&mut w, true).and_then(|f| parse_rate(&f.stdout, "writer"));
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let n = looper
+                        .join()
+                        .map_err(|_| "backup loop panicked".to_string())??;
+                    Ok((rate?, n))
+                })?;
+                during.push(rate);
+                backups += n;
+                remove(&bk);
+            }
+            let (a, d) = (median(&alone), median(&during));
+            let r = self.row(
+                "6",
+                format!("primary commits/s during backups, sync, {threads} thread(s)"),
+                format!("{d:.0} commits/s ({backups} backups ran)"),
+                format!("{a:.0} commits/s alone"),
+            );
+            r.ratio = Some(d / a);
+            r.ratio_is = "during/alone";
+            r.goal = Goal::AtLeast(0.9);
+            r.runs = format!("{} vs {}", all(&during, 0), all(&alone, 0));
+        }
+        Ok(())
+    }
+
+    /// Section 7: db_archive latency against the number of log files.
+    fn archive(&mut self) -> R<()> {
+        let (few, many) = self.size.archive_logs;
+        say(&format!(
+            "7. db_archive latency with {few} and {many} log files"
+        ));
+        let mut lat = Vec::new();
+        for (name, count) in [("arch-few", few), ("arch-many", many)] {
+            let env = self.dir(name);
+            remove(&env);
+            std::fs::create_dir_all(&env).map_err(|e| format!("{}: {e}", env.display()))?;
+            let mut w = self.ours.writer();
+            w.arg(&env)
+                .args(["--nosync", "--lg-max", "4096", "-c", "500"]);
+            workload::run_until(w, &env, Duration::from_secs(900), |h| {
+                log_files(h).len() >= count
+            })?;
+            measure::time(
+                self.ours
+                    .tool("db_checkpoint")
+                    .arg("-1")
+                    .arg("-h")
+                    .arg(&env),
+            )?;
+            let files = log_files(&env).len();
+            let runs = self.runs().max(5) * 2 + 1;
+            let mut unused = Vec::new();
+            let mut listed = 0;
+            for _ in 0..runs {
+                let f = measure::run(self.ours.tool("db_archive").arg("-h").arg(&env), true)?;
+                listed = f.stdout.lines().count();
+                unused.push(f.sample.secs * 1000.0);
+            }
+            let mut every = Vec::new();
+            for _ in 0..runs {
+                every.push(
+                    measure::time(self.ours.tool("db_archive").arg("-l").arg("-h").arg(&env))?.secs
+                        * 1000.0,
+                );
+            }
+            lat.push((files, listed, unused, every));
+            remove(&env);
+        }
+        let [(f0, l0, u0, e0), (f1, l1, u1, e1)] = [lat.remove(0), lat.remove(0)];
+        for (flag, few_ms, many_ms, what) in [
+            ("", &u0, &u1, format!("{l1} vs {l0} listed")),
+            ("-l ", &e0, &e1, "every log".into()),
+        ] {
+            let (a, b) = (median(few_ms), median(many_ms));
+            let r = self.row(
+                "7",
+                format!("db_archive {flag}with {f1} log files ({what})"),
+                format!("{b:.1} ms"),
+                format!("{a:.1} ms with {f0} files"),
+            );
+            r.ratio = Some(b);
+            r.ratio_is = "ms";
+            r.goal = Goal::AtMost(10.0);
+            r.runs = format!("{} vs {}", all(many_ms, 1), all(few_ms, 1));
+            let r = self.row(
+                "7",
+                format!("db_archive {flag}flatness"),
+                format!("{b:.1} ms"),
+                format!("{a:.1} ms"),
+            );
+            r.ratio = Some(b / a);
+            r.ratio_is = "many/few";
+            r.goal = Goal::AtMost(1.5);
+        }
+        Ok(())
+    }
+
+    /// Section 8, from the samples of 1 and 2.
+    fn memory(&mut self) {
+        let large = mib(workload::dir_bytes(&self.dir("large")));
+        for (what, samples) in [
+            ("full", self.full_backups.clone()),
+            ("-u", self.incremental_backups.clone()),
+        ] {
+            if samples.is_empty() {
+                continue;
+            }
+            let m = peak_rss_mib(&samples);
+            let r = self.row(
+                "8",
+                format!("db_hotbackup {what} peak RSS, {large:.0} MiB env"),
+                format!("{m:.1} MiB"),
+                "-".into(),
+            );
+            r.ratio = Some(m);
+            r.ratio_is = "MiB";
+            r.goal = Goal::AtMost(32.0);
+            r.runs = all(
+                &samples
+                    .iter()
+                    .map(|s| s.max_rss_kib as f64 / 1024.0)
+                    .collect::<Vec<_>>(),
+                1,
+            );
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) -> R<()> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// What the reader of the results needs to judge them.
+fn machine(work: &Path) -> String {
+    let cpu = sh("sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1");
+    let mem = sh("awk '/MemTotal/{printf \"%.1f GiB\", $2/1048576}' /proc/meminfo");
+    let fs = sh(&format!(
+        "df -T '{}' | awk 'NR==2{{print $2\" on \"$1\", \"$5\" free\"}}'",
+        work.display()
+    ));
+    format!(
+        "- {} CPUs ({cpu}), {mem} RAM, Linux {}\n- scratch directory {} on {fs}\n- commit {}, {}\n",
+        sh("nproc"),
+        sh("uname -r"),
+        work.display(),
+        sh("git rev-parse --short HEAD 2>/dev/null || echo unknown"),
+        sh("date -u '+%Y-%m-%d %H:%M UTC'")
+    )
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench [--size tiny|small|1G] [--runs N] [--out DIR] [--only 1,2,...] [--no-bdb]"
+    );
+    std::process::exit(2);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut size_name = std::env::var("BENCH_SIZE").unwrap_or_else(|_| "small".into());
+    let mut runs: Option<usize> = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok());
+    let mut out = PathBuf::from("target/bench");
+    let mut only: Option<Vec<u32>> = None;
+    let mut use_bdb = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--size" => size_name = it.next().cloned().unwrap_or_else(|| usage()),
+            "--runs" => {
+                runs = Some(
+                    it.next()
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or_else(|| usage()),
+                )
+            }
+            "--out" => out = it.next().map(PathBuf::from).unwrap_or_else(|| usage()),
+            "--only" => {
+                only = Some(
+                    it.next()
+                        .unwrap_or_else(|| usage())
+                        .split(',')
+                        .map(|s| s.parse().unwrap_or_else(|_| usage()))
+                        .collect(),
+                )
+            }
+            "--no-bdb" => use_bdb = false,
+            _ => usage(),
+        }
+    }
+    let Some(mut size) = Size::named(&size_name) else {
+        eprintln!("bench: unknown size {size_name:?} (tiny, small or 1G)");
+        std::process::exit(2);
+    };
+    if let Some(r) = runs {
+        size.runs = r.max(1);
+    }
+    if let Err(e) = run(size, out, only, use_bdb) {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(size: Size, out: PathBuf, only: Option<Vec<u32>>, use_bdb: bool) -> R<()> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot tell where the tools are")?
+        .to_path_buf();
+    for tool in [
+        "db_load",
+        "db_hotbackup",
+        "db_recover",
+        "db_archive",
+        "db_checkpoint",
+        "examples/writer",
+    ] {
+        if !bin.join(tool).exists() {
+            return Err(format!(
+                "{}: missing (cargo build --release --bins --examples)",
+                bin.join(tool).display()
+            ));
+        }
+    }
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let tmp = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
+    let work = tmp.join(format!("bench.{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("bench")
+        .join("bdb_env.c");
+    let bdb = if use_bdb {
+        Bdb::find(&source, &work)
+    } else {
+        Err("--no-bdb".into())
+    };
+    let mut b = Bench {
+        ours: Ours { bin },
+        bdb,
+        size,
+        work: work.clone(),
+        out: out.clone(),
+        rows: Vec::new(),
+        full_backups: Vec::new(),
+        incremental_backups: Vec::new(),
+    };
+    let load_start = sh("cut -d' ' -f1-3 /proc/loadavg");
+    let r = b.all(only.as_deref());
+    remove(&work);
+    println!("{}", report::text(&b.rows));
+    r?;
+    let bdb_note = match &b.bdb {
+        Ok(_) => {
+            "Berkeley DB 5.3 anchors: db5.3-util and bench/bdb_env.c against libdb-5.3".to_string()
+        }
+        Err(e) => format!("Berkeley DB 5.3 anchors left out: {e}"),
+    };
+    let md = format!(
+        "# make bench: size {}, median of {} run(s)\n\n{}- load average {} at the start, {} at the end\n- {bdb_note}\n\n{}\nCommand: `{}`. Plots: `u-time.svg`, `recovery-time.svg`.\n",
+        b.size.name,
+        b.size.runs,
+        machine(&tmp),
+        load_start,
+        sh("cut -d' ' -f1-3 /proc/loadavg"),
+        report::markdown(&b.rows),
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
+    write(&out.join("results.md"), &md)?;
+    write(&out.join("results.tsv"), &report::tsv(&b.rows))?;
+    eprintln!(
+        "== results in {}/results.md (and .tsv, u-time.svg, recovery-time.svg)",
+        out.display()
+    );
+    Ok(())
+}
+
+impl Bench {
+    fn all(&mut self, only: Option<&[u32]>) -> R<()> {
+        let want = |n: u32| only.is_none_or(|o| o.contains(&n));
+        if let Err(e) = &self.bdb {
+            say(&format!("Berkeley DB anchors left out: {e}"));
+        }
+        if [1, 2, 6, 8].iter().any(|&n| want(n)) {
+            let (small, large) = (self.size.env_small, self.size.env_large);
+            say(&format!(
+                "building environments: {small} and {large} records of 1000 bytes"
+            ));
+            workload::build_ours(&self.ours, &self.dir("small"), small, &self.work)?;
+            workload::build_ours(&self.ours, &self.dir("large"), large, &self.work)?;
+            if want(1) {
+                if let Some(bdb) = self.bdb() {
+                    bdb.build(&self.dir("bdb-large"), large)?;
+                }
+            }
+        }
+        if want(1) || want(8) {
+            self.full_backup()?;
+        }
+        if want(2) || want(8) {
+            self.incremental()?;
+        }
+        if want(3) {
+            self.recovery()?;
+        }
+        if want(4) {
+            self.load()?;
+        }
+        if want(5) {
+            self.commits()?;
+        }
+        if want(6) {
+            self.primary_during_backup()?;
+        }
+        if want(7) {
+            self.archive()?;
+        }
+        if want(8) {
+            self.memory();
+        }
+        Ok(())
+    }
+}
