@@ -18,7 +18,7 @@
 //! expects Berkeley DB's behaviour where ours differs without a documented
 //! reason: a tool to fix, not a test to change.
 
-use crate::common::{self, bdb, cmd};
+use crate::common::{self, bdb, cmd, writer_exe};
 use crate::hot_failover::Writer;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,12 +88,6 @@ fn can_compare() -> bool {
         return false;
     }
     true
-}
-
-fn writer_exe() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join("writer")
 }
 
 /// What one run printed and returned, normalised for comparison.

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use libcore::{Env, EnvOptions};
 
-use crate::common::{self, cmd};
+use crate::common::{self, cmd, writer_exe};
 
 /// Every file under `dir` (recursively) but the lock file and the region,
 /// with its bytes.
@@ -132,16 +132,6 @@ pub fn assert_refused(tool: &str, r: &Run, needles: &[&str]) {
     for n in needles {
         assert!(line.contains(n), "{what}: want {n:?}");
     }
-}
-
-fn writer_exe() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("writer")
 }
 
 /// A cleanly closed environment made by the load generator: 300

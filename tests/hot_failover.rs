@@ -5,22 +5,16 @@
 //! 1..L for some L at least as large as what was acknowledged when the
 //! backup began, and a last update at rest must equal the primary.
 
-use crate::common::{self, cmd, workload};
+use crate::common::{self, cmd, workload, writer_exe};
 use libcore::env::{scan, Env, EnvOptions};
 use libcore::Error;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn writer_exe() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join("writer")
-}
 
 /// A running writer process and the highest transaction it acknowledged.
 pub struct Writer {

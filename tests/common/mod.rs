@@ -131,4 +131,17 @@ pub fn diff(expected: &str, actual: &str) -> String {
     }
     text
 }
+/// The load generator `tests/writer.rs` (built by cargo as the `writer`
+/// example, next to this test binary's directory).
+pub fn writer_exe() -> PathBuf {
+    example_exe("writer")
+}
+
+/// An example binary of this package (`writer`, `bench`).
+pub fn example_exe(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join("examples").join(name)
+}
+
 pub mod workload;

@@ -291,67 +291,6 @@ impl Record {
         }
         Ok(rec)
     }
-
-    /// One line of fields for `db_printlog`: `name: field value ...`.
-    /// Names print lossily as UTF-8; page images print only their size.
-    pub fn describe(&self) -> String {
-        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let body = match self {
-            Record::FileCreate {
-                file_id,
-                page_size,
-                name,
-            } => format!(
-                "fileid {} pagesize {} name {:?}",
-                file_id,
-                page_size,
-                s(name)
-            ),
-            Record::FileRemove { file_id, name } => {
-                format!("fileid {} name {:?}", file_id, s(name))
-            }
-            Record::FileRename { file_id, old, new } => {
-                format!("fileid {} old {:?} new {:?}", file_id, s(old), s(new))
-            }
-            Record::PageImage {
-                file_id,
-                pgno,
-                image,
-            } => format!("fileid {} pgno {} size {}", file_id, pgno, image.len()),
-            Record::PageDelta {
-                file_id,
-                pgno,
-                prev_lsn,
-                ranges,
-            } => {
-                let mut t = format!(
-                    "fileid {} pgno {} prev_lsn {} ranges",
-                    file_id, pgno, prev_lsn
-                );
-                for (off, b) in ranges {
-                    t.push_str(&format!(" {}+{}", off, b.len()));
-                }
-                t
-            }
-            Record::Commit { timestamp } => format!("timestamp {}", timestamp),
-            Record::Checkpoint(c) => {
-                let mut t = format!(
-                    "redo_lsn {} last_ckp {} timestamp {} files",
-                    c.redo_lsn, c.last_ckp, c.timestamp
-                );
-                for (id, n) in &c.files {
-                    t.push_str(&format!(" {}:{:?}", id, s(n)));
-                }
-                t
-            }
-            Record::BulkMarker {
-                file_id,
-                first_new,
-                last,
-            } => format!("fileid {} first_new {} last {}", file_id, first_new, last),
-        };
-        format!("{}: {}", self.name(), body)
-    }
 }
 
 /// The name of a record type code, `None` for codes this version does not

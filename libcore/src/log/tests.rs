@@ -291,7 +291,6 @@ fn every_record_type_round_trips_and_damage_is_refused() {
         seen.insert(ty);
         assert_eq!(payload.len(), r.payload_len(), "{}", r.name());
         assert_eq!(Record::decode(ty, &payload).as_ref(), Ok(r));
-        assert!(r.describe().starts_with(r.name()));
         for cut in 0..payload.len() {
             assert!(
                 Record::decode(ty, &payload[..cut]).is_err(),
