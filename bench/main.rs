@@ -39,7 +39,7 @@ use report::{Goal, Row};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use workload::{log_bytes, log_files, remove, Ours};
+use workload::{fresh, log_bytes, log_files, remove, Ours};
 
 /// How big each part of the run is.
 struct Size {
@@ -344,8 +344,7 @@ impl Bench {
         let counts = self.size.recovery_txns.clone();
         for (i, &k) in counts.iter().enumerate() {
             let (env, copy) = (self.dir("rec"), self.dir("rec-copy"));
-            remove(&env);
-            std::fs::create_dir_all(&env).map_err(|e| format!("{}: {e}", env.display()))?;
+            fresh(&env)?;
             measure::time(
                 self.ours
                     .writer()
@@ -451,8 +450,7 @@ impl Bench {
         let mut ours = Vec::new();
         let mut log = 0;
         for _ in 0..self.runs() {
-            remove(&dir);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            fresh(&dir)?;
             measure::sync();
             ours.push(measure::time(
                 self.ours
@@ -470,8 +468,7 @@ impl Bench {
         let mut theirs = Vec::new();
         if self.bdb().is_some() {
             for _ in 0..self.runs() {
-                remove(&dir);
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                fresh(&dir)?;
                 measure::sync();
                 theirs.push(measure::time(
                     Command::new("db5.3_load")
@@ -526,7 +523,7 @@ impl Bench {
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
             for _ in 0..self.runs() {
-                remove(&dir);
+                fresh(&dir)?;
                 measure::sync();
                 let mut w = self.ours.writer();
                 w.arg(&dir)
@@ -539,8 +536,7 @@ impl Bench {
                 }
                 ours.push(parse_rate(&measure::run(&mut w, true)?.stdout, "writer")?);
                 if let Some(bdb) = self.bdb() {
-                    remove(&dir);
-                    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    fresh(&dir)?;
                     measure::sync();
                     let mut b = bdb.env();
                     b.arg(&dir)
@@ -661,8 +657,7 @@ impl Bench {
         let mut lat = Vec::new();
         for (name, count) in [("arch-few", few), ("arch-many", many)] {
             let env = self.dir(name);
-            remove(&env);
-            std::fs::create_dir_all(&env).map_err(|e| format!("{}: {e}", env.display()))?;
+            fresh(&env)?;
             let mut w = self.ours.writer();
             w.arg(&env)
                 .args(["--nosync", "--lg-max", "4096", "-c", "500"]);

@@ -217,3 +217,9 @@ pub fn cp_r(from: &Path, to: &Path) -> Result<Sample, String> {
 pub fn remove(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `dir`, empty (the writer and the tools want an existing home).
+pub fn fresh(dir: &Path) -> Result<(), String> {
+    remove(dir);
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bench_smoke;
 mod cli_harness;
 mod conformance;
 mod hostile;
