@@ -1,13 +1,8 @@
 //! Open database files of an environment and the handles user code holds.
 
-use crate::error::Result;
-use crate::page::{self, PageCheck, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
-use crate::types::{FileId, PageNo};
-use crate::vfs::VFile;
-use std::path::PathBuf;
-
-/// Pages of a file that [`is_uncommitted_leftover`] looks at, at most.
-const LEFTOVER_SCAN: u64 = 4096;
+use crate::types::FileId;
+use crate::vfs::{SharedVfs, VFile};
+use std::path::{Path, PathBuf};
 
 /// One open database file.
 pub struct DbFile {
@@ -48,33 +43,30 @@ impl Db {
     }
 }
 
-/// Whether a file that the environment does not know (no committed
-/// `FileCreate` names it) is what a bulk transaction creating it left
-/// behind when it never committed: pages of ours past page 0, but no meta
-/// page, which reaches the file only after the commit is logged. Such a
-/// file holds nothing anyone committed, and its name may be taken again.
-/// Anything else (another program's file) is not ours to overwrite.
-pub fn is_uncommitted_leftover(h: &dyn VFile) -> Result<bool> {
-    let len = h.len()?;
-    let mut head = vec![0u8; MIN_PAGE_SIZE];
-    if h.read_at(&mut head, 0)? < MIN_PAGE_SIZE || head.iter().any(|&b| b != 0) {
-        return Ok(false);
-    }
-    let mut ps = MIN_PAGE_SIZE;
-    while ps <= MAX_PAGE_SIZE {
-        let n = len / ps as u64;
-        if len % ps as u64 == 0 && n >= 2 {
-            let mut buf = vec![0u8; ps];
-            for p in 1..n.min(LEFTOVER_SCAN) {
-                if h.read_at(&mut buf, p * ps as u64)? < ps {
-                    break;
-                }
-                if page::check(&buf, PageNo(p as u32)) == PageCheck::Ok {
-                    return Ok(true);
-                }
-            }
-        }
-        ps *= 2;
-    }
-    Ok(false)
+/// The marker a bulk transaction leaves beside a database file it
+/// creates (`__db.create.<name>`, an environment-internal name): it may
+/// write pages to the file before its commit, so a killed or powered-off
+/// one leaves a file with pages in it but no committed database. The
+/// marker is created with the file (one directory sync makes both names
+/// durable before any page is written) and removed once the commit is
+/// durable, so a file that the environment does not know and that has
+/// its marker is such a leftover, and its name may be taken again;
+/// anything else is not ours to overwrite.
+pub fn create_marker(db_path: &Path) -> PathBuf {
+    let name = db_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    db_path.with_file_name(format!("__db.create.{name}"))
+}
+
+/// Whether the file at `db_path`, which the environment does not know,
+/// holds nothing committed: empty (a create that never committed), or
+/// with its [`create_marker`].
+pub fn is_uncommitted_leftover(
+    vfs: &SharedVfs,
+    h: &dyn VFile,
+    db_path: &Path,
+) -> crate::error::Result<bool> {
+    Ok(h.len()? == 0 || vfs.exists(&create_marker(db_path)))
 }

@@ -152,7 +152,7 @@ fn lookup(env: &Env, home: &Path, db_name: &str) -> Result<(u32, crate::dbfile::
                 ));
             }
             let h = vfs.open(&path, crate::vfs::OpenMode::Read)?;
-            if h.len()? == 0 || crate::dbfile::is_uncommitted_leftover(&*h)? {
+            if crate::dbfile::is_uncommitted_leftover(&vfs, &*h, &path)? {
                 return Err(Error::NotFound(format!(
                     "{}: no such database (a load or create that has not committed)",
                     path.display()

@@ -18,9 +18,11 @@
 //! fsynced before a `BulkMarker` naming their range is logged, and only
 //! the marker and the meta page go to the log. So that a bulk transaction
 //! of any size holds a bounded number of pages, it writes such pages out
-//! early (*spills* them, `bulk::SpillSet`) once it holds `SPILL_BYTES`, and
-//! a bottom-up build (`btree::build`, for loads) hands each finished page
-//! straight to the file. Nothing committed can see a spilled page (the
+//! early (*spills* them, `bulk::SpillSet`) once it holds half the cache
+//! size, and a bottom-up build (`btree::build`, for loads) hands each
+//! finished page straight to the file. A file it creates gets a marker
+//! beside it until the commit is durable (`dbfile::create_marker`), so
+//! the pages a lost bulk create leaves do not block the name. Nothing committed can see a spilled page (the
 //! committed meta page ends before it), and the log's end cannot move while
 //! the transaction holds the writer lock (checkpoints take it too), so the
 //! LSN spilled pages are stamped with is at most the marker's and below
@@ -30,7 +32,7 @@ use crate::btree;
 use crate::btree::build::{Builder, PageSink};
 use crate::bulk::SpillSet;
 use crate::cache::PageKey;
-use crate::dbfile::{Db, DbFile};
+use crate::dbfile::{self, Db, DbFile};
 use crate::env::{now_secs, Env, Pair, WriterState};
 use crate::error::{Error, Result};
 use crate::layout::check_db_name;
@@ -48,8 +50,9 @@ use std::sync::{Arc, MutexGuard};
 const DB_FILE_MODE: u32 = 0o660;
 
 /// Bytes of private pages a bulk transaction holds before it spills the
-/// ones new to their file.
-const SPILL_BYTES: usize = 16 << 20;
+/// ones new to their file, as a share of the cache size: the same budget
+/// an operator sets for pages in memory (16 MiB by default).
+const SPILL_SHARE: usize = 2;
 
 pub struct Txn<'e> {
     env: &'e Env,
@@ -57,6 +60,8 @@ pub struct Txn<'e> {
     id: TxnId,
     pages: BTreeMap<PageKey, PageBuf>,
     created: HashMap<FileId, Arc<DbFile>>,
+    /// Markers of files a bulk transaction creates (`dbfile::create_marker`).
+    markers: Vec<std::path::PathBuf>,
     removed: Vec<Arc<DbFile>>,
     bulk: bool,
     /// Bulk mode: pages already written straight to each file.
@@ -85,11 +90,12 @@ impl<'e> Txn<'e> {
             id,
             pages: BTreeMap::new(),
             created: HashMap::new(),
+            markers: Vec::new(),
             removed: Vec::new(),
             bulk,
             spilled: HashMap::new(),
             held: 0,
-            spill_at: SPILL_BYTES,
+            spill_at: spill_budget(env),
             finished: false,
             failed: None,
         })
@@ -177,7 +183,7 @@ impl<'e> Txn<'e> {
             }
         }
         self.held = self.pages.values().map(|p| p.len()).sum();
-        self.spill_at = SPILL_BYTES.max(2 * self.held);
+        self.spill_at = spill_budget(self.env).max(2 * self.held);
         Ok(())
     }
 
@@ -325,20 +331,25 @@ impl<'e> Txn<'e> {
         }
         let path = inner.layout.create_dir.join(name);
         // A file left by a transaction that never committed (empty, or
-        // with the pages of a bulk load killed before its commit) is not a
+        // with the pages of a bulk transaction and its marker) is not a
         // database: reuse its name.
+        let marker = dbfile::create_marker(&path);
         let mut leftover = false;
         if inner.vfs.exists(&path) {
             let h = inner.vfs.open(&path, OpenMode::Read)?;
-            if h.len()? != 0 {
-                leftover = crate::dbfile::is_uncommitted_leftover(&*h)?;
-                if !leftover {
-                    return Err(Error::invalid(format!(
-                        "{}: file exists and is not a database of this environment",
-                        path.display()
-                    )));
-                }
+            leftover = h.len()? != 0;
+            if !dbfile::is_uncommitted_leftover(&inner.vfs, &*h, &path)? {
+                return Err(Error::invalid(format!(
+                    "{}: file exists and is not a database of this environment",
+                    path.display()
+                )));
             }
+        }
+        if self.bulk {
+            drop(inner.vfs.open(&marker, OpenMode::Create(DB_FILE_MODE))?);
+        }
+        if self.bulk || inner.vfs.exists(&marker) {
+            self.markers.push(marker);
         }
         let handle = inner.vfs.open(&path, OpenMode::Create(DB_FILE_MODE))?;
         if leftover {
@@ -346,6 +357,7 @@ impl<'e> Txn<'e> {
             handle.set_len(0)?;
             handle.sync()?;
         }
+        // Both names durable before any page of ours reaches the file.
         inner.vfs.sync_dir(&inner.layout.create_dir)?;
         let id = FileId(inner.next_file_id.fetch_add(1, Ordering::Relaxed));
         let file = Arc::new(DbFile {
@@ -406,6 +418,9 @@ impl<'e> Txn<'e> {
             let _ = self.env.inner.vfs.remove(&f.path);
         }
         self.created.clear();
+        for m in std::mem::take(&mut self.markers) {
+            let _ = self.env.inner.vfs.remove(&m);
+        }
     }
 
     /// Makes the transaction durable (unless the environment is nosync)
@@ -616,6 +631,7 @@ impl<'e> Txn<'e> {
         }
         inner.commits.fetch_add(1, Ordering::Relaxed);
         let removed = std::mem::take(&mut self.removed);
+        let markers = std::mem::take(&mut self.markers);
 
         // 4. Durability, outside the writer lock so commits can group.
         drop(self);
@@ -624,6 +640,12 @@ impl<'e> Txn<'e> {
         }
         if !created_ids.is_empty() {
             inner.write_back_files(&created_ids)?;
+        }
+        // The databases are committed and on disk: their markers go. Best
+        // effort: a marker left over (or revived by a power loss) beside a
+        // committed database changes nothing.
+        for m in markers {
+            let _ = inner.vfs.remove(&m);
         }
         for f in removed {
             let dir = f.path.parent().unwrap_or(Path::new("."));
@@ -689,6 +711,11 @@ pub fn diff_ranges(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
         i = end;
     }
     out
+}
+
+fn spill_budget(env: &Env) -> usize {
+    let cache = env.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache.capacity() / SPILL_SHARE
 }
 
 /// Writes a page new to its file straight to the file, stamped with
