@@ -182,7 +182,8 @@ fn fill(
             .map(|l| l.get().saturating_sub(1))
             .unwrap_or(0)
     };
-    while let Some((key, val)) = source.next_pair()? {
+    let (mut key, mut val) = (Vec::new(), Vec::new());
+    while source.next_pair_into(&mut key, &mut val)? {
         for (what, item) in [("key", &key), ("value", &val)] {
             if item.len() > MAX_ITEM {
                 let line = line_of_key(opts) + usize::from(what == "value");
@@ -350,12 +351,17 @@ impl<R: BufRead> TextSource<R> {
 
 impl<R: BufRead> PairSource for TextSource<R> {
     fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let p = self.reader.next_pair()?;
-        if p.is_some() {
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        Ok(self.next_pair_into(&mut k, &mut v)?.then_some((k, v)))
+    }
+
+    fn next_pair_into(&mut self, key: &mut Vec<u8>, val: &mut Vec<u8>) -> Result<bool> {
+        let more = self.reader.next_pair_into(key, val)?;
+        if more {
             self.pairs += 1;
             self.lines.set(2 * self.pairs);
         }
-        Ok(p)
+        Ok(more)
     }
 }
 
@@ -398,12 +404,17 @@ impl<R: BufRead> OneSection<R> {
 
 impl<R: BufRead> PairSource for OneSection<R> {
     fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        Ok(self.next_pair_into(&mut k, &mut v)?.then_some((k, v)))
+    }
+
+    fn next_pair_into(&mut self, key: &mut Vec<u8>, val: &mut Vec<u8>) -> Result<bool> {
         if self.done {
-            return Ok(None);
+            return Ok(false);
         }
-        if let Some(p) = self.reader.next_pair()? {
+        if self.reader.next_pair_into(key, val)? {
             self.lines.set(self.reader.line_no());
-            return Ok(Some(p));
+            return Ok(true);
         }
         self.done = true;
         let at = self.reader.line_no() + 1;
@@ -418,6 +429,6 @@ impl<R: BufRead> PairSource for OneSection<R> {
                 self.name, at, which
             )));
         }
-        Ok(None)
+        Ok(false)
     }
 }

@@ -205,8 +205,21 @@ impl<'e> Txn<'e> {
         if !self.bulk {
             return Ok(None);
         }
-        let s = self.store(db)?;
-        Ok(Builder::start(&s)?.map(|b| BulkBuild { db: db.clone(), b }))
+        let b = {
+            let s = self.store(db)?;
+            Builder::start(&s)?
+        };
+        let Some(b) = b else { return Ok(None) };
+        let file = self.file(db)?;
+        self.spill_set(&file)?;
+        // Fixed for the whole transaction: see the module comment.
+        let stamp = self.env.inner.log()?.end();
+        Ok(Some(BulkBuild {
+            db: db.clone(),
+            file,
+            stamp,
+            b,
+        }))
     }
 
     /// Adds the next pair to a build; `key` must be accepted
@@ -214,47 +227,48 @@ impl<'e> Txn<'e> {
     pub fn build_push(&mut self, bb: &mut BulkBuild, key: &[u8], val: &[u8]) -> Result<()> {
         btree::check_size("key", key.len())?;
         btree::check_size("value", val.len())?;
-        let r = self
-            .sink(&bb.db)
-            .and_then(|mut s| bb.b.push(&mut s, key, val));
+        let r = match self.spilled.get_mut(&bb.file.id) {
+            Some(spill) => {
+                let mut sink = BuildSink {
+                    inner: &self.env.inner,
+                    pages: &mut self.pages,
+                    held: &mut self.held,
+                    spill,
+                    file: &bb.file,
+                    stamp: bb.stamp,
+                };
+                bb.b.push(&mut sink, key, val)
+            }
+            None => Err(Error::invalid("spill set vanished from transaction")),
+        };
         self.note(r)
     }
 
     /// Ends a build: the tree is complete in the transaction, and puts
     /// (for pairs out of order) may follow.
     pub fn build_finish(&mut self, bb: BulkBuild) -> Result<()> {
-        let BulkBuild { db, b } = bb;
-        let r = self.build_finish_inner(&db, b);
+        let r = self.build_finish_inner(bb);
         self.note(r)
     }
 
-    fn build_finish_inner(&mut self, db: &Db, b: Builder) -> Result<()> {
-        let meta = {
-            let mut sink = self.sink(db)?;
-            b.finish(&mut sink)?
-        };
-        if let Some(m) = meta {
-            let mut s = self.store(db)?;
-            m.encode(s.page_mut(PageNo::META)?);
-        }
-        Ok(())
-    }
-
-    fn sink(&mut self, db: &Db) -> Result<BuildSink<'_>> {
-        let file = self.file(db)?;
-        self.spill_set(&file)?;
-        let stamp = self.env.inner.log()?.end();
+    fn build_finish_inner(&mut self, bb: BulkBuild) -> Result<()> {
+        let BulkBuild { db, file, stamp, b } = bb;
         let Some(spill) = self.spilled.get_mut(&file.id) else {
             return Err(Error::invalid("spill set vanished from transaction"));
         };
-        Ok(BuildSink {
+        let mut sink = BuildSink {
             inner: &self.env.inner,
             pages: &mut self.pages,
             held: &mut self.held,
             spill,
-            file,
+            file: &file,
             stamp,
-        })
+        };
+        if let Some(m) = b.finish(&mut sink)? {
+            let mut s = self.store(&db)?;
+            m.encode(s.page_mut(PageNo::META)?);
+        }
+        Ok(())
     }
 
     /// Remembers a failed change (see `failed`).
@@ -735,6 +749,10 @@ fn write_direct(
 /// A bottom-up build in a bulk transaction ([`Txn::bulk_builder`]).
 pub struct BulkBuild {
     db: Db,
+    file: Arc<DbFile>,
+    /// The LSN its pages are stamped with (the log's end: see the module
+    /// comment).
+    stamp: Lsn,
     b: Builder,
 }
 
@@ -758,7 +776,7 @@ struct BuildSink<'t> {
     pages: &'t mut BTreeMap<PageKey, PageBuf>,
     held: &'t mut usize,
     spill: &'t mut SpillSet,
-    file: Arc<DbFile>,
+    file: &'t DbFile,
     stamp: Lsn,
 }
 
@@ -772,7 +790,7 @@ impl PageSink for BuildSink<'_> {
             // A copy held from before (the new root leaf of a created
             // file) must not overwrite the built page at commit.
             self.pages.remove(&key);
-            write_direct(self.inner, &self.file, no, page, self.stamp)?;
+            write_direct(self.inner, self.file, no, page, self.stamp)?;
             self.spill.insert(no);
         } else {
             *self.held += page.len();
