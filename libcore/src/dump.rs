@@ -383,13 +383,31 @@ fn decode_bytevalue_into(s: &[u8], out: &mut Vec<u8>) -> std::result::Result<(),
     }
     out.reserve(s.len() / 2);
     for (i, c) in s.chunks_exact(2).enumerate() {
-        match (hex_val(c[0]), hex_val(c[1])) {
-            (Some(h), Some(l)) => out.push(h << 4 | l),
-            _ => return Err(format!("invalid hex digit at byte {}", 2 * i + 1)),
+        let (h, l) = (HEX_VAL[c[0] as usize], HEX_VAL[c[1] as usize]);
+        if (h | l) & 0xf0 != 0 {
+            return Err(format!("invalid hex digit at byte {}", 2 * i + 1));
         }
+        out.push(h << 4 | l);
     }
     Ok(())
 }
+
+/// `hex_val` as a table (0xff: not a hex digit): the decoding of every
+/// bytevalue line runs through it.
+const HEX_VAL: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match i as u8 {
+            b @ b'0'..=b'9' => b - b'0',
+            b @ b'a'..=b'f' => b - b'a' + 10,
+            b @ b'A'..=b'F' => b - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
+    }
+    t
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
