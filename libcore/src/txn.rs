@@ -41,6 +41,7 @@ use crate::page::{self, Meta};
 use crate::pagestore::{PageBuf, PageRead, PageWrite};
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::vfs::OpenMode;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -810,15 +811,19 @@ pub struct TxnStore<'t> {
     file: Arc<DbFile>,
 }
 
-impl TxnStore<'_> {
-    /// The page as this transaction last left it, when not held.
-    fn base(&self, no: PageNo) -> Result<PageBuf> {
-        if self.spilled.is_some_and(|s| s.contains(no)) {
-            // Read around the shared cache: no one else may see it.
-            return Ok(Arc::new(self.inner.read_from_disk(&self.file, no)?));
-        }
-        self.inner.read_page(&self.file, no)
+/// A page as the transaction last left it, when it holds no copy: one it
+/// spilled, read around the shared cache (no one else may see it), or the
+/// committed one.
+fn base_page(
+    inner: &crate::env::Inner,
+    file: &DbFile,
+    spilled: Option<&SpillSet>,
+    no: PageNo,
+) -> Result<PageBuf> {
+    if spilled.is_some_and(|s| s.contains(no)) {
+        return Ok(Arc::new(inner.read_from_disk(file, no)?));
     }
+    inner.read_page(file, no)
 }
 
 impl PageRead for TxnStore<'_> {
@@ -834,33 +839,36 @@ impl PageRead for TxnStore<'_> {
         if let Some(p) = self.pages.get(&(self.file.id, no)) {
             return Ok(p.clone());
         }
-        self.base(no)
+        base_page(self.inner, &self.file, self.spilled, no)
     }
 }
 
 impl PageWrite for TxnStore<'_> {
     fn page_mut(&mut self, no: PageNo) -> Result<&mut [u8]> {
-        let key = (self.file.id, no);
-        if !self.pages.contains_key(&key) {
-            let base = self.base(no)?;
-            *self.held += base.len();
-            self.pages.insert(key, Arc::new(base.as_ref().clone()));
-        }
-        match self.pages.get_mut(&key) {
-            Some(p) => Ok(Arc::make_mut(p).as_mut_slice()),
-            None => Err(Error::invalid("page vanished from transaction")),
-        }
+        // One lookup per call: this runs for every page a put changes.
+        let buf = match self.pages.entry((self.file.id, no)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let base = base_page(self.inner, &self.file, self.spilled, no)?;
+                *self.held += base.len();
+                // Shared with the cache: make_mut below copies it once.
+                v.insert(base)
+            }
+        };
+        Ok(Arc::make_mut(buf).as_mut_slice())
     }
 
     fn page_new(&mut self, no: PageNo) -> Result<&mut [u8]> {
-        let key = (self.file.id, no);
         *self.held += self.file.page_size;
-        self.pages
-            .insert(key, Arc::new(vec![0u8; self.file.page_size]));
-        match self.pages.get_mut(&key) {
-            Some(p) => Ok(Arc::make_mut(p).as_mut_slice()),
-            None => Err(Error::invalid("page vanished from transaction")),
-        }
+        let fresh = Arc::new(vec![0u8; self.file.page_size]);
+        let buf = match self.pages.entry((self.file.id, no)) {
+            Entry::Occupied(mut e) => {
+                e.insert(fresh);
+                e.into_mut()
+            }
+            Entry::Vacant(v) => v.insert(fresh),
+        };
+        Ok(Arc::make_mut(buf).as_mut_slice())
     }
 }
 

@@ -402,3 +402,36 @@ fn a_sorted_load_logs_almost_nothing_and_an_abandoned_one_is_reusable() {
     assert!(got["a.db"] == with_load(State::new(), &p)["a.db"]);
     env.close().unwrap();
 }
+
+/// An aborted bulk build into an existing empty database cuts the pages it
+/// spilled off the file again, leaves the database empty, and a load
+/// afterwards gives the model.
+#[test]
+fn an_aborted_build_into_an_existing_database_leaves_it_as_it_was() {
+    let dir = scratch();
+    let home = dir.path();
+    let ps = 512;
+    let env = Env::open(home, options(ps, None)).unwrap();
+    let mut t = env.begin().unwrap();
+    t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    env.checkpoint().unwrap();
+    let len = std::fs::metadata(home.join("a.db")).unwrap().len();
+    let db = env.open_db("a.db").unwrap();
+    let p = pairs(9, 500, Shape::Sorted, ps);
+    let mut t = env.begin_bulk().unwrap();
+    let mut b = t.bulk_builder(&db).unwrap().unwrap();
+    for (k, v) in &p {
+        t.build_push(&mut b, k, v).unwrap();
+    }
+    assert!(std::fs::metadata(home.join("a.db")).unwrap().len() > len + 20 * ps as u64);
+    t.abort();
+    assert_eq!(std::fs::metadata(home.join("a.db")).unwrap().len(), len);
+    assert!(read_state(&env).unwrap()["a.db"].is_empty());
+    load(&env, "a.db", &p).unwrap();
+    assert!(read_state(&env).unwrap()["a.db"] == with_load(State::new(), &p)["a.db"]);
+    env.close().unwrap();
+    let env = Env::open(home, options(ps, None)).unwrap();
+    assert!(read_state(&env).unwrap()["a.db"] == with_load(State::new(), &p)["a.db"]);
+    env.close().unwrap();
+}
