@@ -650,3 +650,102 @@ fn db_config_directories_are_honoured() {
         .arg(root.path().join("elsewhere/a.db"));
     assert!(fails(c, 1).contains("not in a data directory"));
 }
+
+/// Pairs for the bulk-load tests: ascending keys, every 17th value larger
+/// than a page (an overflow chain), the others short.
+fn bulk_pairs(n: u32, page_size: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let len = if i % 17 == 0 { 3 * page_size + 5 } else { 16 };
+            (
+                format!("k{i:08}").into_bytes(),
+                (0..len).map(|j| (i as usize + j) as u8).collect(),
+            )
+        })
+        .collect()
+}
+
+/// A load into a new or empty database builds the tree from sorted input
+/// (and falls back to puts at the first key out of order); the result is
+/// always what the input says, record by record, whatever the page size,
+/// and db_verify passes. Into a database holding keys, the load merges.
+#[test]
+fn bulk_loads_sorted_unsorted_duplicate_and_into_existing_databases() {
+    let root = common::home();
+    for ps in [512usize, 65536] {
+        let home = env_dir(root.path(), &format!("b{ps}"));
+        let pairs = bulk_pairs(3000, ps);
+        let verify = |db: &str| {
+            cmd("db_verify")
+                .arg("-h")
+                .arg(&home)
+                .arg(db)
+                .assert()
+                .success();
+        };
+
+        // Sorted, into a new database: the dump is the input, byte for byte.
+        let sorted = make_dump(&pairs, ps as u32, false);
+        load(&home, "sorted.db", &sorted, &[]);
+        assert!(dump(&home, "sorted.db", &[]) == sorted, "ps {ps}: sorted");
+        verify("sorted.db");
+
+        // Unsorted (a sorted prefix, then reversed) with a duplicate key:
+        // the last value of a key wins, as with one put per pair.
+        let mut unsorted = pairs[..1000].to_vec();
+        unsorted.extend(pairs[1000..].iter().rev().cloned());
+        unsorted.insert(500, (pairs[10].0.clone(), b"second".to_vec()));
+        let mut model: std::collections::BTreeMap<_, _> = Default::default();
+        for (k, v) in &unsorted {
+            model.insert(k.clone(), v.clone());
+        }
+        let want: Vec<_> = model.into_iter().collect();
+        load(
+            &home,
+            "unsorted.db",
+            &make_dump(&unsorted, ps as u32, false),
+            &[],
+        );
+        assert!(
+            dump(&home, "unsorted.db", &[]) == make_dump(&want, ps as u32, false),
+            "ps {ps}: unsorted"
+        );
+        verify("unsorted.db");
+
+        // An existing empty database (an empty dump creates it), then the
+        // sorted pairs: bulk into it.
+        load(&home, "empty.db", &make_dump(&[], ps as u32, false), &[]);
+        load(&home, "empty.db", &sorted, &[]);
+        assert!(dump(&home, "empty.db", &[]) == sorted, "ps {ps}: empty");
+        verify("empty.db");
+
+        // A database holding keys: the odd ones first, then all of them.
+        let odd: Vec<_> = pairs.iter().skip(1).step_by(2).cloned().collect();
+        load(&home, "merge.db", &make_dump(&odd, ps as u32, false), &[]);
+        load(&home, "merge.db", &sorted, &[]);
+        assert!(dump(&home, "merge.db", &[]) == sorted, "ps {ps}: merge");
+        verify("merge.db");
+    }
+}
+
+/// A duplicate key under -n in a bulk load: the first value stays, the
+/// second is reported with its line, exit 1.
+#[test]
+fn bulk_load_with_a_duplicate_under_no_overwrite_keeps_the_first() {
+    let root = common::home();
+    let home = env_dir(root.path(), "d");
+    let assert = cmd("db_load")
+        .arg("-h")
+        .arg(&home)
+        .args(["-n", "-T", "-t", "btree", "a.db"])
+        .write_stdin(&b"a\n1\nb\n2\nb\n3\nc\n4\n"[..])
+        .assert()
+        .code(1);
+    let err = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert_eq!(
+        err,
+        "db_load: a.db: line 5: key already exists, not loaded:\nb\n"
+    );
+    let out = String::from_utf8(dump(&home, "a.db", &["-p"])).unwrap();
+    assert!(out.contains(" a\n 1\n b\n 2\n c\n 4\nDATA=END\n"), "{out}");
+}

@@ -43,6 +43,11 @@ impl Cache {
         }
     }
 
+    /// Bytes the cache keeps before it evicts.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn get(&mut self, key: PageKey) -> Option<PageBuf> {
         match self.pages.get_mut(&key) {
             Some(s) => {

@@ -151,9 +151,10 @@ fn lookup(env: &Env, home: &Path, db_name: &str) -> Result<(u32, crate::dbfile::
                     std::io::Error::from_raw_os_error(2),
                 ));
             }
-            if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            let h = vfs.open(&path, crate::vfs::OpenMode::Read)?;
+            if crate::dbfile::is_uncommitted_leftover(&vfs, &*h, &path)? {
                 return Err(Error::NotFound(format!(
-                    "{}: no such database (an empty file: a load or create that has not committed)",
+                    "{}: no such database (a load or create that has not committed)",
                     path.display()
                 )));
             }

@@ -121,7 +121,7 @@ pub(crate) struct Inner {
     /// Pages a bulk transaction wrote straight to their file since the last
     /// checkpoint: no image of them is in the log, so their next change is
     /// logged as a full image (a torn write of it stays repairable).
-    pub bulk_pages: Mutex<HashSet<PageKey>>,
+    pub bulk_pages: Mutex<crate::bulk::BulkPages>,
     /// Files written since their last fsync (checkpoint fsyncs them).
     pub unsynced: Mutex<HashSet<FileId>>,
     pub failed: Mutex<Option<String>>,
@@ -293,7 +293,7 @@ impl Env {
             last_ckp: Mutex::new(last_ckp),
             next_file_id: AtomicU32::new(max_file + 1),
             unsynced: Mutex::new(HashSet::new()),
-            bulk_pages: Mutex::new(HashSet::new()),
+            bulk_pages: Mutex::new(crate::bulk::BulkPages::default()),
             failed: Mutex::new(None),
             region,
             env_id,
@@ -666,7 +666,7 @@ impl Inner {
         self.read_page(file, no).map(Some)
     }
 
-    fn read_from_disk(&self, file: &DbFile, no: PageNo) -> Result<Vec<u8>> {
+    pub(crate) fn read_from_disk(&self, file: &DbFile, no: PageNo) -> Result<Vec<u8>> {
         let ps = file.page_size;
         let Some(h) = &file.handle else {
             return Err(self.missing_page(file, no, "page is not in the file"));

@@ -14,7 +14,19 @@
 //!   bad input leaves the directory as it found it;
 //! * nothing here prints: keys skipped under `no_overwrite` go to a
 //!   callback, and errors name the input and its line.
+//!
+//! A load into a new or empty database runs in bulk mode and builds the
+//! tree bottom-up (`btree::build`) while the keys come in ascending order,
+//! as every B-tree dump has them: its pages go straight to the data file
+//! and only the meta page and a bulk marker are logged, so it holds a few
+//! pages in memory and writes almost no log. The first key that is not
+//! above the one before (a duplicate, or unsorted input) ends the build,
+//! and the rest goes in by ordinary puts in the same transaction, with
+//! the result of putting every pair (the build makes the pages those puts
+//! would). A load into a database that holds keys is ordinary puts
+//! throughout, so it leaves `db_hotbackup -u` able to follow it.
 
+use crate::btree::build::Builder;
 use crate::btree::MAX_ITEM;
 use crate::dump::{DumpHeader, DumpReader, PairSource, TextReader};
 use crate::env::{Env, EnvOptions};
@@ -119,6 +131,20 @@ fn load_into(
     Ok(report)
 }
 
+/// Loads every pair of `source` into the database `db_name` of an open
+/// environment in one transaction (what [`load`] does once the
+/// environment is open); creates the database when missing.
+pub fn load_into_env(
+    env: &Env,
+    db_name: &str,
+    source: &mut dyn PairSource,
+    mut opts: LoadOptions<'_>,
+) -> Result<LoadReport> {
+    let mut report = LoadReport::default();
+    fill(env, db_name, source, &mut opts, &mut report)?;
+    Ok(report)
+}
+
 fn fill(
     env: &Env,
     db_name: &str,
@@ -126,15 +152,28 @@ fn fill(
     opts: &mut LoadOptions<'_>,
     report: &mut LoadReport,
 ) -> Result<()> {
-    let mut txn = env.begin()?;
-    let db = match env.open_db(db_name) {
-        Ok(db) => db,
-        Err(Error::NotFound(_)) => {
+    let existing = match env.open_db(db_name) {
+        Ok(db) => Some(db),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let bulk = match &existing {
+        None => true,
+        Some(db) => env.read(db, |s| Ok(Builder::start(s)?.is_some()))?,
+    };
+    let mut txn = if bulk {
+        env.begin_bulk()?
+    } else {
+        env.begin()?
+    };
+    let db = match existing {
+        Some(db) => db,
+        None => {
             report.created_db = true;
             txn.create_db(db_name, opts.page_size.map(|p| p as usize))?
         }
-        Err(e) => return Err(e),
     };
+    let mut build = txn.bulk_builder(&db)?;
     let line_of_key = |opts: &LoadOptions<'_>| -> usize {
         // The counter stands after the data line: the key is the line
         // before it.
@@ -143,7 +182,8 @@ fn fill(
             .map(|l| l.get().saturating_sub(1))
             .unwrap_or(0)
     };
-    while let Some((key, val)) = source.next_pair()? {
+    let (mut key, mut val) = (Vec::new(), Vec::new());
+    while source.next_pair_into(&mut key, &mut val)? {
         for (what, item) in [("key", &key), ("value", &val)] {
             if item.len() > MAX_ITEM {
                 let line = line_of_key(opts) + usize::from(what == "value");
@@ -157,6 +197,16 @@ fn fill(
                 )));
             }
         }
+        if let Some(b) = build.as_mut() {
+            if b.accepts(&key) {
+                txn.build_push(b, &key, &val)?;
+                report.loaded += 1;
+                continue;
+            }
+        }
+        if let Some(b) = build.take() {
+            txn.build_finish(b)?;
+        }
         if opts.no_overwrite && txn.get(&db, &key)?.is_some() {
             report.existed += 1;
             let line = line_of_key(opts);
@@ -167,6 +217,9 @@ fn fill(
         }
         txn.put(&db, &key, &val)?;
         report.loaded += 1;
+    }
+    if let Some(b) = build.take() {
+        txn.build_finish(b)?;
     }
     txn.commit()?;
     Ok(())
@@ -298,12 +351,17 @@ impl<R: BufRead> TextSource<R> {
 
 impl<R: BufRead> PairSource for TextSource<R> {
     fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let p = self.reader.next_pair()?;
-        if p.is_some() {
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        Ok(self.next_pair_into(&mut k, &mut v)?.then_some((k, v)))
+    }
+
+    fn next_pair_into(&mut self, key: &mut Vec<u8>, val: &mut Vec<u8>) -> Result<bool> {
+        let more = self.reader.next_pair_into(key, val)?;
+        if more {
             self.pairs += 1;
             self.lines.set(2 * self.pairs);
         }
-        Ok(p)
+        Ok(more)
     }
 }
 
@@ -346,12 +404,17 @@ impl<R: BufRead> OneSection<R> {
 
 impl<R: BufRead> PairSource for OneSection<R> {
     fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        Ok(self.next_pair_into(&mut k, &mut v)?.then_some((k, v)))
+    }
+
+    fn next_pair_into(&mut self, key: &mut Vec<u8>, val: &mut Vec<u8>) -> Result<bool> {
         if self.done {
-            return Ok(None);
+            return Ok(false);
         }
-        if let Some(p) = self.reader.next_pair()? {
+        if self.reader.next_pair_into(key, val)? {
             self.lines.set(self.reader.line_no());
-            return Ok(Some(p));
+            return Ok(true);
         }
         self.done = true;
         let at = self.reader.line_no() + 1;
@@ -366,6 +429,6 @@ impl<R: BufRead> PairSource for OneSection<R> {
                 self.name, at, which
             )));
         }
-        Ok(None)
+        Ok(false)
     }
 }

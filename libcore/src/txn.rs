@@ -12,10 +12,27 @@
 //!    readers see all of the transaction or none of it);
 //! 4. release the writer, then wait for the log fsync (group commit: other
 //!    committers' records share it). In nosync mode step 4 is skipped.
+//!
+//! Bulk mode (DESIGN.md section 4): pages new to a file (past its committed
+//! last page) bypass the log: they are written straight to the file,
+//! fsynced before a `BulkMarker` naming their range is logged, and only
+//! the marker and the meta page go to the log. So that a bulk transaction
+//! of any size holds a bounded number of pages, it writes such pages out
+//! early (*spills* them, `bulk::SpillSet`) once it holds half the cache
+//! size, and a bottom-up build (`btree::build`, for loads) hands each
+//! finished page straight to the file. A file it creates gets a marker
+//! beside it until the commit is durable (`dbfile::create_marker`), so
+//! the pages a lost bulk create leaves do not block the name. Nothing committed can see a spilled page (the
+//! committed meta page ends before it), and the log's end cannot move while
+//! the transaction holds the writer lock (checkpoints take it too), so the
+//! LSN spilled pages are stamped with is at most the marker's and below
+//! every later record.
 
 use crate::btree;
+use crate::btree::build::{Builder, PageSink};
+use crate::bulk::SpillSet;
 use crate::cache::PageKey;
-use crate::dbfile::{Db, DbFile};
+use crate::dbfile::{self, Db, DbFile};
 use crate::env::{now_secs, Env, Pair, WriterState};
 use crate::error::{Error, Result};
 use crate::layout::check_db_name;
@@ -24,7 +41,8 @@ use crate::page::{self, Meta};
 use crate::pagestore::{PageBuf, PageRead, PageWrite};
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::vfs::OpenMode;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -32,14 +50,27 @@ use std::sync::{Arc, MutexGuard};
 /// Mode of database files we create (masked by the umask).
 const DB_FILE_MODE: u32 = 0o660;
 
+/// Bytes of private pages a bulk transaction holds before it spills the
+/// ones new to their file, as a share of the cache size: the same budget
+/// an operator sets for pages in memory (16 MiB by default).
+const SPILL_SHARE: usize = 2;
+
 pub struct Txn<'e> {
     env: &'e Env,
     _writer: MutexGuard<'e, WriterState>,
     id: TxnId,
     pages: BTreeMap<PageKey, PageBuf>,
     created: HashMap<FileId, Arc<DbFile>>,
+    /// Markers of files a bulk transaction creates (`dbfile::create_marker`).
+    markers: Vec<std::path::PathBuf>,
     removed: Vec<Arc<DbFile>>,
     bulk: bool,
+    /// Bulk mode: pages already written straight to each file.
+    spilled: HashMap<FileId, SpillSet>,
+    /// Bytes held in `pages` (counted as pages are added; recounted at
+    /// each spill), and the count that triggers the next spill.
+    held: usize,
+    spill_at: usize,
     finished: bool,
     /// The first change that failed: its pages may hold half of it (a
     /// B-tree split cut short by a read error), so the transaction can
@@ -60,8 +91,12 @@ impl<'e> Txn<'e> {
             id,
             pages: BTreeMap::new(),
             created: HashMap::new(),
+            markers: Vec::new(),
             removed: Vec::new(),
             bulk,
+            spilled: HashMap::new(),
+            held: 0,
+            spill_at: spill_budget(env),
             finished: false,
             failed: None,
         })
@@ -89,8 +124,152 @@ impl<'e> Txn<'e> {
         Ok(TxnStore {
             inner: &self.env.inner,
             pages: &mut self.pages,
+            spilled: self.spilled.get(&file.id),
+            held: &mut self.held,
             file,
         })
+    }
+
+    /// The last page of `file` as committed; `None` for a file this
+    /// transaction creates (or whose meta page cannot be read: every page
+    /// counts as new then, as the commit has always treated it).
+    fn committed_last(&self, file: &DbFile) -> Result<Option<PageNo>> {
+        if self.created.contains_key(&file.id) {
+            return Ok(None);
+        }
+        Ok(match self.env.inner.committed_page(file, PageNo::META)? {
+            Some(m) => Meta::decode(&m).ok().map(|m| m.last_pgno),
+            None => None,
+        })
+    }
+
+    /// Makes sure `file` has its spill set.
+    fn spill_set(&mut self, file: &DbFile) -> Result<()> {
+        if !self.spilled.contains_key(&file.id) {
+            let base = match self.committed_last(file)? {
+                Some(last) => PageNo(last.0.saturating_add(1)),
+                None => PageNo(1),
+            };
+            self.spilled.insert(file.id, SpillSet::new(base));
+        }
+        Ok(())
+    }
+
+    /// Bulk mode: writes every held page that is new to its file straight
+    /// to the file, and forgets it (see the module comment).
+    fn spill(&mut self) -> Result<()> {
+        let inner = self.env.inner.clone();
+        let stamp = inner.log()?.end();
+        let keys: Vec<PageKey> = self
+            .pages
+            .keys()
+            .copied()
+            .filter(|k| k.1 != PageNo::META)
+            .collect();
+        for key in keys {
+            let file = self.file(&Db {
+                id: key.0,
+                name: String::new(),
+            })?;
+            self.spill_set(&file)?;
+            let Some(set) = self.spilled.get_mut(&key.0) else {
+                continue;
+            };
+            if !set.may_spill(key.1) {
+                continue;
+            }
+            if let Some(buf) = self.pages.remove(&key) {
+                write_direct(&inner, &file, key.1, &buf, stamp)?;
+                set.insert(key.1);
+            }
+        }
+        self.held = self.pages.values().map(|p| p.len()).sum();
+        self.spill_at = spill_budget(self.env).max(2 * self.held);
+        Ok(())
+    }
+
+    /// Spills when a bulk transaction holds too much (between operations,
+    /// never inside one).
+    fn maybe_spill(&mut self) -> Result<()> {
+        if self.bulk && self.held >= self.spill_at {
+            let r = self.spill();
+            self.note(r)?;
+        }
+        Ok(())
+    }
+
+    /// Starts building the empty database `db` bottom-up from pairs in
+    /// ascending key order (`btree::build`), its pages going straight to
+    /// the file. `None` unless this is a bulk transaction and `db` is
+    /// empty as a new database is: then put pair by pair.
+    pub fn bulk_builder(&mut self, db: &Db) -> Result<Option<BulkBuild>> {
+        if !self.bulk {
+            return Ok(None);
+        }
+        let b = {
+            let s = self.store(db)?;
+            Builder::start(&s)?
+        };
+        let Some(b) = b else { return Ok(None) };
+        let file = self.file(db)?;
+        self.spill_set(&file)?;
+        // Fixed for the whole transaction: see the module comment.
+        let stamp = self.env.inner.log()?.end();
+        Ok(Some(BulkBuild {
+            db: db.clone(),
+            file,
+            stamp,
+            b,
+        }))
+    }
+
+    /// Adds the next pair to a build; `key` must be accepted
+    /// ([`BulkBuild::accepts`]).
+    pub fn build_push(&mut self, bb: &mut BulkBuild, key: &[u8], val: &[u8]) -> Result<()> {
+        btree::check_size("key", key.len())?;
+        btree::check_size("value", val.len())?;
+        let r = match self.spilled.get_mut(&bb.file.id) {
+            Some(spill) => {
+                let mut sink = BuildSink {
+                    inner: &self.env.inner,
+                    pages: &mut self.pages,
+                    held: &mut self.held,
+                    spill,
+                    file: &bb.file,
+                    stamp: bb.stamp,
+                };
+                bb.b.push(&mut sink, key, val)
+            }
+            None => Err(Error::invalid("spill set vanished from transaction")),
+        };
+        self.note(r)
+    }
+
+    /// Ends a build: the tree is complete in the transaction, and puts
+    /// (for pairs out of order) may follow.
+    pub fn build_finish(&mut self, bb: BulkBuild) -> Result<()> {
+        let r = self.build_finish_inner(bb);
+        self.note(r)
+    }
+
+    fn build_finish_inner(&mut self, bb: BulkBuild) -> Result<()> {
+        let BulkBuild { db, file, stamp, b } = bb;
+        let Some(spill) = self.spilled.get_mut(&file.id) else {
+            return Err(Error::invalid("spill set vanished from transaction"));
+        };
+        let mut sink = BuildSink {
+            inner: &self.env.inner,
+            pages: &mut self.pages,
+            held: &mut self.held,
+            spill,
+            file: &file,
+            stamp,
+        };
+        if let Some(m) = b.finish(&mut sink)? {
+            let mut s = self.store(&db)?;
+            m.encode(s.page_mut(PageNo::META)?);
+        }
+        Ok(())
     }
 
     /// Remembers a failed change (see `failed`).
@@ -110,7 +289,9 @@ impl<'e> Txn<'e> {
             let mut s = self.store(db)?;
             btree::put(&mut s, key, val)
         };
-        self.note(r)
+        let found = self.note(r)?;
+        self.maybe_spill()?;
+        Ok(found)
     }
 
     pub fn get(&mut self, db: &Db, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -124,7 +305,9 @@ impl<'e> Txn<'e> {
             let mut s = self.store(db)?;
             btree::delete(&mut s, key)
         };
-        self.note(r)
+        let found = self.note(r)?;
+        self.maybe_spill()?;
+        Ok(found)
     }
 
     pub fn first(&mut self, db: &Db) -> Result<Option<Pair>> {
@@ -162,18 +345,34 @@ impl<'e> Txn<'e> {
             )));
         }
         let path = inner.layout.create_dir.join(name);
-        // A zero-length file left by a transaction that never committed is
-        // not a database: reuse its name.
+        // A file left by a transaction that never committed (empty, or
+        // with the pages of a bulk transaction and its marker) is not a
+        // database: reuse its name.
+        let marker = dbfile::create_marker(&path);
+        let mut leftover = false;
         if inner.vfs.exists(&path) {
             let h = inner.vfs.open(&path, OpenMode::Read)?;
-            if h.len()? != 0 {
+            leftover = h.len()? != 0;
+            if !dbfile::is_uncommitted_leftover(&inner.vfs, &*h, &path)? {
                 return Err(Error::invalid(format!(
                     "{}: file exists and is not a database of this environment",
                     path.display()
                 )));
             }
         }
+        if self.bulk {
+            drop(inner.vfs.open(&marker, OpenMode::Create(DB_FILE_MODE))?);
+        }
+        if self.bulk || inner.vfs.exists(&marker) {
+            self.markers.push(marker);
+        }
         let handle = inner.vfs.open(&path, OpenMode::Create(DB_FILE_MODE))?;
+        if leftover {
+            // Its stale pages must not come back under the new database.
+            handle.set_len(0)?;
+            handle.sync()?;
+        }
+        // Both names durable before any page of ours reaches the file.
         inner.vfs.sync_dir(&inner.layout.create_dir)?;
         let id = FileId(inner.next_file_id.fetch_add(1, Ordering::Relaxed));
         let file = Arc::new(DbFile {
@@ -198,6 +397,7 @@ impl<'e> Txn<'e> {
 
     /// Removes a database; the file goes at commit.
     pub fn remove_db(&mut self, db: &Db) -> Result<()> {
+        self.spilled.remove(&db.id);
         if let Some(f) = self.created.remove(&db.id) {
             self.pages.retain(|k, _| k.0 != db.id);
             let _ = self.env.inner.vfs.remove(&f.path);
@@ -216,10 +416,26 @@ impl<'e> Txn<'e> {
     fn rollback(&mut self) {
         self.finished = true;
         self.pages.clear();
+        // Spilled pages past an existing file's committed end are garbage
+        // nothing can see (recovery would cut them too); cut them now.
+        // Best effort: the abort stands whatever happens here.
+        for (id, set) in std::mem::take(&mut self.spilled) {
+            if set.span().is_none() || self.created.contains_key(&id) {
+                continue;
+            }
+            if let Some(f) = self.env.inner.file(id) {
+                if let Some(h) = &f.handle {
+                    let _ = h.set_len(u64::from(set.base().0) * f.page_size as u64);
+                }
+            }
+        }
         for f in self.created.values() {
             let _ = self.env.inner.vfs.remove(&f.path);
         }
         self.created.clear();
+        for m in std::mem::take(&mut self.markers) {
+            let _ = self.env.inner.vfs.remove(&m);
+        }
     }
 
     /// Makes the transaction durable (unless the environment is nosync)
@@ -235,7 +451,12 @@ impl<'e> Txn<'e> {
         let inner = self.env.inner.clone();
         inner.check_failed()?;
         let log = inner.log()?;
-        if self.pages.is_empty() && self.created.is_empty() && self.removed.is_empty() {
+        let spilled_any = self.spilled.values().any(|s| s.span().is_some());
+        if self.pages.is_empty()
+            && self.created.is_empty()
+            && self.removed.is_empty()
+            && !spilled_any
+        {
             return Ok(log.end());
         }
         let redo = *inner.redo_point.lock().unwrap_or_else(|p| p.into_inner());
@@ -262,14 +483,7 @@ impl<'e> Txn<'e> {
             let committed_last = match last_committed.get(&key.0) {
                 Some(v) => *v,
                 None => {
-                    let v = if self.created.contains_key(&key.0) {
-                        None
-                    } else {
-                        match inner.committed_page(&file, PageNo::META)? {
-                            Some(m) => Meta::decode(&m).ok().map(|m| m.last_pgno),
-                            None => None,
-                        }
-                    };
+                    let v = self.committed_last(&file)?;
                     last_committed.insert(key.0, v);
                     v
                 }
@@ -323,16 +537,30 @@ impl<'e> Txn<'e> {
                 name: f.name.as_bytes().to_vec(),
             });
         }
-        if !direct.is_empty() {
-            for (f, p) in &direct {
-                match bulk_files.iter_mut().find(|b| b.0 == f.id) {
-                    Some(b) => {
-                        b.1 = b.1.min(*p);
-                        b.2 = b.2.max(*p);
-                    }
-                    None => bulk_files.push((f.id, *p, *p)),
+        let removed_ids: HashSet<FileId> = self.removed.iter().map(|f| f.id).collect();
+        let spans = self
+            .spilled
+            .iter()
+            .filter(|(id, _)| !removed_ids.contains(id))
+            .filter_map(|(id, s)| s.span().map(|(a, b)| (*id, a, b)));
+        let pages = direct.iter().map(|(f, p)| (f.id, *p, *p));
+        for (id, first, last) in pages.chain(spans) {
+            match bulk_files.iter_mut().find(|b| b.0 == id) {
+                Some(b) => {
+                    b.1 = b.1.min(first);
+                    b.2 = b.2.max(last);
                 }
+                None => bulk_files.push((id, first, last)),
             }
+        }
+        // Every file holding pages written straight to it: fsynced before
+        // the marker that makes them part of the database is logged.
+        let mut direct_files: Vec<Arc<DbFile>> = Vec::new();
+        for (id, _, _) in &bulk_files {
+            direct_files.push(self.file(&Db {
+                id: *id,
+                name: String::new(),
+            })?);
         }
         let markers: Vec<Record> = bulk_files
             .iter()
@@ -362,7 +590,7 @@ impl<'e> Txn<'e> {
                     page::set_lsn(b, mlsn);
                     inner.write_page(f, *p, b)?;
                 }
-                for (f, _) in &direct {
+                for f in &direct_files {
                     if let Some(h) = &f.handle {
                         h.sync().map_err(|e| inner.fail(e))?;
                     }
@@ -400,12 +628,13 @@ impl<'e> Txn<'e> {
             for f in &self.removed {
                 cache.forget_file(f.id);
             }
-            let direct_keys: Vec<PageKey> = direct.iter().map(|(f, p)| (f.id, *p)).collect();
-            inner
-                .bulk_pages
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(direct_keys.iter().copied());
+            let direct_keys: HashSet<PageKey> = direct.iter().map(|(f, p)| (f.id, *p)).collect();
+            {
+                let mut bp = inner.bulk_pages.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, first, last) in &bulk_files {
+                    bp.insert_range(*id, *first, *last);
+                }
+            }
             for (key, buf) in std::mem::take(&mut self.pages) {
                 if direct_keys.contains(&key) {
                     cache.insert_clean(key, buf);
@@ -417,6 +646,7 @@ impl<'e> Txn<'e> {
         }
         inner.commits.fetch_add(1, Ordering::Relaxed);
         let removed = std::mem::take(&mut self.removed);
+        let markers = std::mem::take(&mut self.markers);
 
         // 4. Durability, outside the writer lock so commits can group.
         drop(self);
@@ -425,6 +655,12 @@ impl<'e> Txn<'e> {
         }
         if !created_ids.is_empty() {
             inner.write_back_files(&created_ids)?;
+        }
+        // The databases are committed and on disk: their markers go. Best
+        // effort: a marker left over (or revived by a power loss) beside a
+        // committed database changes nothing.
+        for m in markers {
+            let _ = inner.vfs.remove(&m);
         }
         for f in removed {
             let dir = f.path.parent().unwrap_or(Path::new("."));
@@ -492,12 +728,102 @@ pub fn diff_ranges(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
     out
 }
 
+fn spill_budget(env: &Env) -> usize {
+    let cache = env.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache.capacity() / SPILL_SHARE
+}
+
+/// Writes a page new to its file straight to the file, stamped with
+/// `stamp` (see the module comment).
+fn write_direct(
+    inner: &crate::env::Inner,
+    file: &DbFile,
+    no: PageNo,
+    page: &[u8],
+    stamp: Lsn,
+) -> Result<()> {
+    let mut b = page.to_vec();
+    page::set_lsn(&mut b, stamp);
+    inner.write_page(file, no, &b)
+}
+
+/// A bottom-up build in a bulk transaction ([`Txn::bulk_builder`]).
+pub struct BulkBuild {
+    db: Db,
+    file: Arc<DbFile>,
+    /// The LSN its pages are stamped with (the log's end: see the module
+    /// comment).
+    stamp: Lsn,
+    b: Builder,
+}
+
+impl BulkBuild {
+    /// Whether `key` may come next (above every key so far).
+    pub fn accepts(&self, key: &[u8]) -> bool {
+        self.b.accepts(key)
+    }
+
+    /// Pairs built so far.
+    pub fn pushed(&self) -> u64 {
+        self.b.pushed()
+    }
+}
+
+/// Where a build's finished pages go: pages new to the file straight to
+/// it, the others (an existing empty database's root page) into the
+/// transaction to be logged.
+struct BuildSink<'t> {
+    inner: &'t crate::env::Inner,
+    pages: &'t mut BTreeMap<PageKey, PageBuf>,
+    held: &'t mut usize,
+    spill: &'t mut SpillSet,
+    file: &'t DbFile,
+    stamp: Lsn,
+}
+
+impl PageSink for BuildSink<'_> {
+    fn put_page(&mut self, no: PageNo, page: &[u8]) -> Result<()> {
+        let key = (self.file.id, no);
+        if page.len() != self.file.page_size {
+            return Err(Error::invalid("built page has the wrong size"));
+        }
+        if self.spill.may_spill(no) {
+            // A copy held from before (the new root leaf of a created
+            // file) must not overwrite the built page at commit.
+            self.pages.remove(&key);
+            write_direct(self.inner, self.file, no, page, self.stamp)?;
+            self.spill.insert(no);
+        } else {
+            *self.held += page.len();
+            self.pages.insert(key, Arc::new(page.to_vec()));
+        }
+        Ok(())
+    }
+}
+
 /// A transaction's view of one file: its own changed pages over the
-/// committed ones.
+/// committed ones (and, in bulk mode, over the pages it spilled).
 pub struct TxnStore<'t> {
     inner: &'t crate::env::Inner,
     pages: &'t mut BTreeMap<PageKey, PageBuf>,
+    spilled: Option<&'t SpillSet>,
+    held: &'t mut usize,
     file: Arc<DbFile>,
+}
+
+/// A page as the transaction last left it, when it holds no copy: one it
+/// spilled, read around the shared cache (no one else may see it), or the
+/// committed one.
+fn base_page(
+    inner: &crate::env::Inner,
+    file: &DbFile,
+    spilled: Option<&SpillSet>,
+    no: PageNo,
+) -> Result<PageBuf> {
+    if spilled.is_some_and(|s| s.contains(no)) {
+        return Ok(Arc::new(inner.read_from_disk(file, no)?));
+    }
+    inner.read_page(file, no)
 }
 
 impl PageRead for TxnStore<'_> {
@@ -513,31 +839,36 @@ impl PageRead for TxnStore<'_> {
         if let Some(p) = self.pages.get(&(self.file.id, no)) {
             return Ok(p.clone());
         }
-        self.inner.read_page(&self.file, no)
+        base_page(self.inner, &self.file, self.spilled, no)
     }
 }
 
 impl PageWrite for TxnStore<'_> {
     fn page_mut(&mut self, no: PageNo) -> Result<&mut [u8]> {
-        let key = (self.file.id, no);
-        if !self.pages.contains_key(&key) {
-            let base = self.inner.read_page(&self.file, no)?;
-            self.pages.insert(key, Arc::new(base.as_ref().clone()));
-        }
-        match self.pages.get_mut(&key) {
-            Some(p) => Ok(Arc::make_mut(p).as_mut_slice()),
-            None => Err(Error::invalid("page vanished from transaction")),
-        }
+        // One lookup per call: this runs for every page a put changes.
+        let buf = match self.pages.entry((self.file.id, no)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let base = base_page(self.inner, &self.file, self.spilled, no)?;
+                *self.held += base.len();
+                // Shared with the cache: make_mut below copies it once.
+                v.insert(base)
+            }
+        };
+        Ok(Arc::make_mut(buf).as_mut_slice())
     }
 
     fn page_new(&mut self, no: PageNo) -> Result<&mut [u8]> {
-        let key = (self.file.id, no);
-        self.pages
-            .insert(key, Arc::new(vec![0u8; self.file.page_size]));
-        match self.pages.get_mut(&key) {
-            Some(p) => Ok(Arc::make_mut(p).as_mut_slice()),
-            None => Err(Error::invalid("page vanished from transaction")),
-        }
+        *self.held += self.file.page_size;
+        let fresh = Arc::new(vec![0u8; self.file.page_size]);
+        let buf = match self.pages.entry((self.file.id, no)) {
+            Entry::Occupied(mut e) => {
+                e.insert(fresh);
+                e.into_mut()
+            }
+            Entry::Vacant(v) => v.insert(fresh),
+        };
+        Ok(Arc::make_mut(buf).as_mut_slice())
     }
 }
 

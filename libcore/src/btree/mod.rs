@@ -15,11 +15,13 @@
 //! levels that must fall by one per step, chains by the length their owner
 //! claims, sibling walks by keys that must keep increasing).
 //!
-//! Submodules: `node` (one page), `read` (checked page access, descent),
+//! Submodules: `node` (one page), `build` (bottom-up construction from
+//! sorted pairs, for loads), `read` (checked page access, descent),
 //! `overflow`, `alloc`, `write` (put/delete, splits), `cursor` (lookups,
 //! seeks, `Scan`), `verify`, `stats`.
 
 mod alloc;
+pub mod build;
 mod cursor;
 pub mod node;
 mod overflow;

@@ -54,18 +54,8 @@ pub(crate) fn put<S: PageWrite>(s: &mut S, key: &[u8], val: &[u8]) -> Result<boo
 /// Encodes a leaf entry, moving the larger item (then the other) to an
 /// overflow chain until the entry fits a third of a page.
 fn leaf_entry<S: PageWrite>(w: &mut Writer<'_, S>, key: &[u8], val: &[u8]) -> Result<Vec<u8>> {
-    let max = node::max_entry(w.meta.page_size as usize);
     let (kl, vl) = (key.len(), val.len());
-    let (mut kovf, mut vovf) = (false, false);
-    if node::leaf_entry_size(kl, false, vl, false) > max {
-        if vl >= kl {
-            vovf = true;
-            kovf = node::leaf_entry_size(kl, false, vl, true) > max;
-        } else {
-            kovf = true;
-            vovf = node::leaf_entry_size(kl, true, vl, false) > max;
-        }
-    }
+    let (kovf, vovf) = overflow_choice(w.meta.page_size as usize, kl, vl);
     let k = if kovf {
         Item::Ovf {
             len: kl,
@@ -85,6 +75,23 @@ fn leaf_entry<S: PageWrite>(w: &mut Writer<'_, S>, key: &[u8], val: &[u8]) -> Re
     let mut e = Vec::new();
     node::encode_leaf(k, v, &mut e);
     Ok(e)
+}
+
+/// Which items of a pair go to overflow chains (key, value): the larger
+/// first, then the other, until the entry fits a third of a page.
+pub(super) fn overflow_choice(page_size: usize, kl: usize, vl: usize) -> (bool, bool) {
+    let max = node::max_entry(page_size);
+    let (mut kovf, mut vovf) = (false, false);
+    if node::leaf_entry_size(kl, false, vl, false) > max {
+        if vl >= kl {
+            vovf = true;
+            kovf = node::leaf_entry_size(kl, false, vl, true) > max;
+        } else {
+            kovf = true;
+            vovf = node::leaf_entry_size(kl, true, vl, false) > max;
+        }
+    }
+    (kovf, vovf)
 }
 
 /// Inserts `entry` at `i` in page `pg` (a leaf first), splitting and
@@ -140,7 +147,7 @@ fn even_cut(sizes: &[usize]) -> usize {
 }
 
 /// Shortest prefix of `right` that is greater than `left` (`left < right`).
-fn separator<'a>(left: &[u8], right: &'a [u8]) -> &'a [u8] {
+pub(super) fn separator<'a>(left: &[u8], right: &'a [u8]) -> &'a [u8] {
     let common = left.iter().zip(right).take_while(|(a, b)| a == b).count();
     &right[..(common + 1).min(right.len())]
 }
