@@ -15,9 +15,6 @@ use std::time::{Duration, Instant};
 
 /// Bytes of one environment record's value.
 pub const VALUE_LEN: usize = 1000;
-/// Records per `db_load` run when building our environments: each run is
-/// one transaction, and this keeps a run's memory modest whatever the size.
-const LOAD_CHUNK: u64 = 131_072;
 
 /// Where our binaries are.
 #[derive(Clone)]
@@ -91,36 +88,27 @@ pub fn write_hex_dump(path: &Path, count: u64) -> Result<(), String> {
 }
 
 /// Builds our environment at `home` with `records` environment records in
-/// a.db (several `db_load` runs) and `last` = records in b.db, so the
-/// writer continues after them; then a checkpoint and `db_archive -d`, as
-/// an operator's environment at rest would look. Returns the load samples.
+/// a.db (one `db_load`: sorted input into a new database is a bulk load
+/// of bounded memory) and `last` = records in b.db, so the writer
+/// continues after them; then a checkpoint and `db_archive -d`, as an
+/// operator's environment at rest would look.
 pub fn build_ours(ours: &Ours, home: &Path, records: u64, scratch: &Path) -> Result<(), String> {
     std::fs::create_dir_all(home).map_err(|e| io(home, e))?;
-    let dump = scratch.join("chunk.txt");
-    let mut first = 0;
-    while first < records {
-        let n = LOAD_CHUNK.min(records - first);
-        write_text_dump(&dump, first, n)?;
+    let dump = scratch.join("env.txt");
+    write_text_dump(&dump, 0, records)?;
+    let load = |db: &str| {
         measure::time(
             ours.tool("db_load")
                 .args(["-T", "-f"])
                 .arg(&dump)
                 .arg("-h")
                 .arg(home)
-                .arg("a.db"),
-        )?;
-        first += n;
-    }
-    let _ = std::fs::remove_file(&dump);
+                .arg(db),
+        )
+    };
+    load("a.db")?;
     std::fs::write(&dump, format!("last\n{records}\n")).map_err(|e| io(&dump, e))?;
-    measure::time(
-        ours.tool("db_load")
-            .args(["-T", "-f"])
-            .arg(&dump)
-            .arg("-h")
-            .arg(home)
-            .arg("b.db"),
-    )?;
+    load("b.db")?;
     let _ = std::fs::remove_file(&dump);
     measure::time(ours.tool("db_checkpoint").arg("-1").arg("-h").arg(home))?;
     measure::time(ours.tool("db_archive").arg("-d").arg("-h").arg(home))?;
