@@ -18,6 +18,8 @@
 //! replayed pages stay in memory (`RecoveryOutcome::overlay`) and nothing
 //! on disk changes.
 
+mod pages;
+
 use crate::cache::PageKey;
 use crate::error::{Error, Location, Result};
 use crate::layout::{check_db_name, Layout};
@@ -26,6 +28,7 @@ use crate::page::{self, Meta, PageCheck};
 use crate::pagestore::PageBuf;
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::vfs::{OpenMode, SharedVfs, VFile};
+use pages::PageTable;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +73,9 @@ pub struct RecoveryOutcome {
     pub end: Lsn,
     /// The end of the valid log as found (before anything was cut).
     pub found_end: Lsn,
+    /// The last valid record of the log as found, when redo read up to
+    /// the end (`None` when it stopped at `until`, or read nothing).
+    pub last_record: Option<Lsn>,
     pub max_txn: TxnId,
     pub last_ckp: Option<(Lsn, Checkpoint)>,
     /// Database file names by id, as of the end of redo.
@@ -94,6 +100,30 @@ struct RFile {
     path: PathBuf,
     page_size: usize,
     handle: Option<Box<dyn VFile>>,
+    /// Length of the file on disk (kept up to date by write-back): pages
+    /// at or past it need no read.
+    disk_len: u64,
+}
+
+impl RFile {
+    fn new(
+        name: String,
+        path: PathBuf,
+        page_size: usize,
+        handle: Option<Box<dyn VFile>>,
+    ) -> Result<RFile> {
+        let disk_len = match &handle {
+            Some(h) => h.len()?,
+            None => 0,
+        };
+        Ok(RFile {
+            name,
+            path,
+            page_size,
+            handle,
+            disk_len,
+        })
+    }
 }
 
 struct Redo<'a> {
@@ -101,8 +131,7 @@ struct Redo<'a> {
     layout: &'a Layout,
     write: bool,
     files: HashMap<FileId, RFile>,
-    pages: HashMap<PageKey, Vec<u8>>,
-    buffered: usize,
+    pages: PageTable,
     waiting: BTreeMap<PageKey, Lsn>,
     applied: u64,
     /// Records for files recovery knows nothing about (id -> first LSN).
@@ -168,8 +197,7 @@ pub fn recover(
         layout,
         write: opts.write,
         files: HashMap::new(),
-        pages: HashMap::new(),
-        buffered: 0,
+        pages: PageTable::default(),
         waiting: BTreeMap::new(),
         applied: 0,
         unknown: BTreeMap::new(),
@@ -205,7 +233,9 @@ pub fn recover(
     let mut pending_txn = TxnId(0);
     let mut end = start;
     let mut complete = false;
+    let mut last_record = None;
     while let Some((lsn, txn, rec)) = cur.next()? {
+        last_record = Some(lsn);
         if complete {
             end = lsn;
             complete = false;
@@ -227,6 +257,7 @@ pub fn recover(
             Record::Commit { timestamp } => {
                 if opts.until.is_some_and(|t| timestamp > t) {
                     out.stopped_at_time = true;
+                    last_record = None;
                     break;
                 }
                 if txn != pending_txn {
@@ -251,11 +282,12 @@ pub fn recover(
                 pending.push((lsn, r));
             }
         }
-        if redo.write && redo.buffered > BUFFER_LIMIT {
+        if redo.write && redo.pages.buffered() > BUFFER_LIMIT {
             redo.flush()?;
         }
     }
     out.found_end = cur.end()?;
+    out.last_record = last_record;
     if complete {
         end = out.found_end;
     }
@@ -302,7 +334,12 @@ pub fn recover(
         redo.sync()?;
         cut_log(vfs, layout, end, last_file)?;
     } else {
-        out.overlay = redo.pages.drain().map(|(k, v)| (k, Arc::new(v))).collect();
+        out.overlay = redo
+            .pages
+            .take_replayed()
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
     }
     Ok(out)
 }
@@ -389,15 +426,8 @@ impl Redo<'_> {
                 .map(|p| p as usize)
                 .unwrap_or(0),
         };
-        self.files.insert(
-            id,
-            RFile {
-                name,
-                path,
-                page_size,
-                handle,
-            },
-        );
+        self.files
+            .insert(id, RFile::new(name, path, page_size, handle)?);
         Ok(())
     }
 
@@ -475,20 +505,13 @@ impl Redo<'_> {
         } else {
             None
         };
-        self.files.insert(
-            id,
-            RFile {
-                name,
-                path,
-                page_size: page_size as usize,
-                handle,
-            },
-        );
+        self.files
+            .insert(id, RFile::new(name, path, page_size as usize, handle)?);
         Ok(())
     }
 
     fn remove(&mut self, id: FileId) -> Result<()> {
-        self.pages.retain(|k, _| k.0 != id);
+        self.pages.forget_file(id);
         self.waiting.retain(|k, _| k.0 != id);
         if let Some(f) = self.files.remove(&id) {
             if self.write && self.vfs.exists(&f.path) {
@@ -522,39 +545,6 @@ impl Redo<'_> {
         Ok(())
     }
 
-    /// The page's current bytes and effective LSN (zero when torn, never
-    /// written or past the end of the file).
-    fn current(&mut self, key: PageKey) -> Result<Option<(Vec<u8>, Lsn)>> {
-        if let Some(p) = self.pages.get(&key) {
-            let l = page::lsn(p);
-            return Ok(Some((p.clone(), l)));
-        }
-        let Some(f) = self.files.get(&key.0) else {
-            return Ok(None);
-        };
-        let ps = f.page_size;
-        let mut buf = vec![0u8; ps];
-        let lsn = match &f.handle {
-            Some(h) => {
-                let n = h.read_at(&mut buf, u64::from(key.1 .0) * ps as u64)?;
-                if ps > 0 && n == ps && page::check(&buf, key.1) == PageCheck::Ok {
-                    page::lsn(&buf)
-                } else {
-                    Lsn::ZERO
-                }
-            }
-            None => Lsn::ZERO,
-        };
-        Ok(Some((buf, lsn)))
-    }
-
-    fn store(&mut self, key: PageKey, buf: Vec<u8>) {
-        if self.pages.insert(key, buf).is_none() {
-            self.buffered += self.files.get(&key.0).map(|f| f.page_size).unwrap_or(0);
-        }
-        self.applied += 1;
-    }
-
     fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: Vec<u8>) -> Result<()> {
         let key = (id, pgno);
         let Some(f) = self.files.get_mut(&id) else {
@@ -570,17 +560,15 @@ impl Redo<'_> {
         if image.len() != f.page_size {
             return Err(self.bad_record(lsn, "page image of the wrong size"));
         }
-        let Some((_, cur)) = self.current(key)? else {
-            return Ok(());
-        };
-        if cur >= lsn {
-            self.waiting.remove(&key);
+        // Only the LSN matters here: a newer page stays as it is.
+        self.waiting.remove(&key);
+        if self.pages.lsn(key, f)? >= lsn {
             return Ok(());
         }
         let mut buf = image;
         page::set_lsn(&mut buf, lsn);
-        self.waiting.remove(&key);
-        self.store(key, buf);
+        self.pages.put(key, buf);
+        self.applied += 1;
         Ok(())
     }
 
@@ -593,33 +581,33 @@ impl Redo<'_> {
         ranges: &[(u32, Vec<u8>)],
     ) -> Result<()> {
         let key = (id, pgno);
-        if !self.files.contains_key(&id) {
+        let Some(f) = self.files.get(&id) else {
             self.unknown.entry(id).or_insert(lsn);
             return Ok(());
-        }
-        let Some((mut buf, cur)) = self.current(key)? else {
-            return Ok(());
         };
-        if cur >= lsn {
-            return Ok(());
-        }
-        if self.waiting.contains_key(&key) {
+        let cur = self.pages.lsn(key, f)?;
+        if cur >= lsn || self.waiting.contains_key(&key) {
             return Ok(());
         }
         if cur != prev {
             self.waiting.insert(key, prev);
             return Ok(());
         }
+        // Checked before the page is touched: a bad record changes nothing.
+        let len = f.page_size;
         for (off, bytes) in ranges {
             let off = *off as usize;
-            let end = off.saturating_add(bytes.len());
-            if off < page::LSN_END || end > buf.len() {
+            if off < page::LSN_END || off.saturating_add(bytes.len()) > len {
                 return Err(self.bad_record(lsn, "page change outside the page"));
             }
-            buf[off..end].copy_from_slice(bytes);
         }
-        page::set_lsn(&mut buf, lsn);
-        self.store(key, buf);
+        let buf = self.pages.bytes_mut(key, f)?;
+        for (off, bytes) in ranges {
+            let off = *off as usize;
+            buf[off..off + bytes.len()].copy_from_slice(bytes);
+        }
+        page::set_lsn(buf, lsn);
+        self.applied += 1;
         Ok(())
     }
 
@@ -632,21 +620,7 @@ impl Redo<'_> {
     }
 
     fn flush(&mut self) -> Result<()> {
-        let mut keys: Vec<PageKey> = self.pages.keys().copied().collect();
-        keys.sort();
-        for key in keys {
-            let Some(mut buf) = self.pages.remove(&key) else {
-                continue;
-            };
-            let Some(f) = self.files.get(&key.0) else {
-                continue;
-            };
-            let Some(h) = &f.handle else { continue };
-            page::seal(&mut buf);
-            h.write_at(&buf, u64::from(key.1 .0) * f.page_size as u64)?;
-        }
-        self.buffered = 0;
-        Ok(())
+        self.pages.flush(&mut self.files)
     }
 
     /// Cuts every database file after the last page its (now current)

@@ -1,0 +1,260 @@
+//! The pages redo works on: for every page a record touched, either its
+//! replayed bytes (not written yet) or just the LSN its on-disk copy has.
+//!
+//! Why a table of LSNs and not a cache of bytes: most records of a log
+//! replayed over data files that are already at or past them change
+//! nothing, and deciding that needs only the page's LSN. Each page is
+//! therefore read from disk at most once per recovery (and again only
+//! after the table forgot its file), and a page beyond the end of its file
+//! on disk is not read at all: it is all zeroes, older than everything.
+//!
+//! Invariants:
+//! * the LSN the table holds for a page is the one `current bytes` would
+//!   give: the page LSN of replayed bytes, the checked LSN of the disk copy
+//!   (`Lsn::ZERO` when torn, unwritten, short or past the end);
+//! * a page written back becomes a plain LSN again, the LSN written; the
+//!   disk copy then holds exactly those bytes;
+//! * write-back goes in file and page order, runs of adjacent pages in one
+//!   write, and each page is sealed (checksummed) once per write.
+
+use super::RFile;
+use crate::cache::PageKey;
+use crate::error::Result;
+use crate::page::{self, PageCheck};
+use crate::types::{FileId, Lsn};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Largest single write of adjacent pages during write-back.
+const MAX_RUN_BYTES: usize = 1 << 20;
+
+/// A fast hash for page keys (two small integers). Redo looks a page up
+/// for every record; SipHash's protection against chosen keys buys
+/// nothing here (the keys come from our own log) and cost a tenth of redo.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl KeyHasher {
+    /// FxHash's step: rotate, mix in, multiply by an odd constant.
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type KeyMap<V> = HashMap<PageKey, V, BuildHasherDefault<KeyHasher>>;
+
+enum Slot {
+    /// Not replayed: the disk copy has this effective LSN.
+    Disk(Lsn),
+    /// Replayed bytes, with their LSN in the page header.
+    Replayed(Vec<u8>),
+}
+
+#[derive(Default)]
+pub(super) struct PageTable {
+    slots: KeyMap<Slot>,
+    /// Bytes held in `Replayed` slots.
+    buffered: usize,
+    /// The disk copy of `scratch_key` as last read, so the record that
+    /// needed its LSN and then changes it does not read it twice.
+    scratch: Vec<u8>,
+    scratch_key: Option<PageKey>,
+    /// Pages read from disk (for tests and statistics).
+    pub reads: u64,
+}
+
+impl PageTable {
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// The page's effective LSN, reading it from disk the first time.
+    pub fn lsn(&mut self, key: PageKey, f: &RFile) -> Result<Lsn> {
+        match self.slots.get(&key) {
+            Some(Slot::Disk(l)) => Ok(*l),
+            Some(Slot::Replayed(b)) => Ok(page::lsn(b)),
+            None => {
+                let l = self.read(key, f)?;
+                self.slots.insert(key, Slot::Disk(l));
+                Ok(l)
+            }
+        }
+    }
+
+    /// The page's bytes to change in place (the page becomes replayed).
+    pub fn bytes_mut(&mut self, key: PageKey, f: &RFile) -> Result<&mut Vec<u8>> {
+        if !matches!(self.slots.get(&key), Some(Slot::Replayed(_))) {
+            if self.scratch_key != Some(key) {
+                self.read(key, f)?;
+            }
+            self.scratch_key = None;
+            let buf = std::mem::take(&mut self.scratch);
+            self.buffered += buf.len();
+            self.slots.insert(key, Slot::Replayed(buf));
+        }
+        match self.slots.get_mut(&key) {
+            Some(Slot::Replayed(b)) => Ok(b),
+            // Inserted just above.
+            _ => Err(crate::error::Error::invalid("redo page table lost a page")),
+        }
+    }
+
+    /// Replaces the page with a full image.
+    pub fn put(&mut self, key: PageKey, buf: Vec<u8>) {
+        if self.scratch_key == Some(key) {
+            self.scratch_key = None;
+        }
+        self.buffered += buf.len();
+        if let Some(Slot::Replayed(old)) = self.slots.insert(key, Slot::Replayed(buf)) {
+            self.buffered -= old.len();
+        }
+    }
+
+    /// Forgets every page of a removed file.
+    pub fn forget_file(&mut self, id: FileId) {
+        let mut freed = 0;
+        self.slots.retain(|k, s| {
+            if k.0 != id {
+                return true;
+            }
+            if let Slot::Replayed(b) = s {
+                freed += b.len();
+            }
+            false
+        });
+        self.buffered -= freed;
+        if self.scratch_key.is_some_and(|k| k.0 == id) {
+            self.scratch_key = None;
+        }
+    }
+
+    /// Reads the disk copy into `scratch` and returns its effective LSN.
+    fn read(&mut self, key: PageKey, f: &RFile) -> Result<Lsn> {
+        let ps = f.page_size;
+        // Zeroed only when its size changes: a full read overwrites it.
+        if self.scratch.len() != ps {
+            self.scratch.clear();
+            self.scratch.resize(ps, 0);
+        }
+        self.scratch_key = Some(key);
+        let off = u64::from(key.1 .0) * ps as u64;
+        let h = match &f.handle {
+            Some(h) if ps > 0 && off < f.disk_len => h,
+            _ => {
+                self.scratch.fill(0);
+                return Ok(Lsn::ZERO);
+            }
+        };
+        self.reads += 1;
+        let n = h.read_at(&mut self.scratch, off)?;
+        if n < ps {
+            self.scratch[n..].fill(0);
+            return Ok(Lsn::ZERO);
+        }
+        Ok(if page::check(&self.scratch, key.1) == PageCheck::Ok {
+            page::lsn(&self.scratch)
+        } else {
+            Lsn::ZERO
+        })
+    }
+
+    /// Writes every replayed page of a known file with a handle back, in
+    /// file and page order; each becomes a plain LSN. Pages of files
+    /// without a handle (read-only, or gone) are dropped as before.
+    pub fn flush(&mut self, files: &mut HashMap<FileId, RFile>) -> Result<()> {
+        self.scratch_key = None;
+        let mut keys: Vec<PageKey> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Replayed(_)))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start: Option<(PageKey, u64)> = None;
+        let mut next_key: Option<PageKey> = None;
+        for key in keys {
+            let Some(f) = files.get(&key.0) else {
+                self.drop_slot(key);
+                continue;
+            };
+            if f.handle.is_none() || f.page_size == 0 {
+                self.drop_slot(key);
+                continue;
+            }
+            let ps = f.page_size;
+            let adjacent = next_key == Some(key) && run.len() + ps <= MAX_RUN_BYTES;
+            if !adjacent {
+                write_run(files, &mut run, run_start.take())?;
+                run_start = Some((key, u64::from(key.1 .0) * ps as u64));
+            }
+            let Some(Slot::Replayed(mut buf)) = self.slots.remove(&key) else {
+                continue;
+            };
+            self.buffered -= buf.len();
+            page::seal(&mut buf);
+            run.extend_from_slice(&buf);
+            self.slots.insert(key, Slot::Disk(page::lsn(&buf)));
+            next_key = Some((key.0, crate::types::PageNo(key.1 .0.wrapping_add(1))));
+        }
+        write_run(files, &mut run, run_start)?;
+        Ok(())
+    }
+
+    fn drop_slot(&mut self, key: PageKey) {
+        if let Some(Slot::Replayed(b)) = self.slots.remove(&key) {
+            self.buffered -= b.len();
+        }
+    }
+
+    /// The replayed pages, for read-only views.
+    pub fn take_replayed(&mut self) -> HashMap<PageKey, Vec<u8>> {
+        self.buffered = 0;
+        self.slots
+            .drain()
+            .filter_map(|(k, s)| match s {
+                Slot::Replayed(b) => Some((k, b)),
+                Slot::Disk(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Writes the pages gathered in `run` at `start` (its first page and byte
+/// offset) and empties it.
+fn write_run(
+    files: &mut HashMap<FileId, RFile>,
+    run: &mut Vec<u8>,
+    start: Option<(PageKey, u64)>,
+) -> Result<()> {
+    let Some((key, off)) = start else {
+        return Ok(());
+    };
+    if run.is_empty() {
+        return Ok(());
+    }
+    if let Some(f) = files.get_mut(&key.0) {
+        if let Some(h) = &f.handle {
+            h.write_at(run, off)?;
+            f.disk_len = f.disk_len.max(off + run.len() as u64);
+        }
+    }
+    run.clear();
+    Ok(())
+}
