@@ -522,6 +522,7 @@ impl LogCursor {
             };
             let torn_ok = self.torn_ok(self.idx);
             let r = self.reader()?;
+            let no = r.no;
             match r.frame(off, expect, false)? {
                 Frame::Good { len, ty, txn, .. } => {
                     let rec = r.decode(off, len, ty)?;
@@ -531,6 +532,7 @@ impl LogCursor {
                     return Ok(Some((lsn, txn, rec)));
                 }
                 Frame::End => {
+                    self.note_end(no, off);
                     if self.is_last(self.idx) {
                         return Ok(None);
                     }
@@ -538,9 +540,22 @@ impl LogCursor {
                     self.off = FIRST_RECORD_OFFSET;
                     self.back_len = Some(0);
                 }
-                Frame::Bad(_) if torn_ok => return Ok(None),
+                Frame::Bad(_) if torn_ok => {
+                    self.note_end(no, off);
+                    return Ok(None);
+                }
                 Frame::Bad(why) => return Err(r.corrupt(off, why)),
             }
+        }
+    }
+
+    /// Remembers where file `no` ends, found by walking forwards to `off`,
+    /// so `end` (and `prev` from there) need not walk the file again: a
+    /// recovery that read the whole log would otherwise scan its last file
+    /// twice.
+    fn note_end(&mut self, no: u32, off: u32) {
+        if let Some(last) = self.back_len {
+            self.ends.insert(no, (off, last));
         }
     }
 
