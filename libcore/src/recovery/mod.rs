@@ -688,3 +688,6 @@ impl Redo<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -258,3 +258,138 @@ fn write_run(
     run.clear();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The page table's I/O promises, counted through `FaultyVfs`: a page
+    //! is read at most once, a page whose record needs its bytes right
+    //! after its LSN is not read twice, a page past the end of its file is
+    //! not read, and write-back writes adjacent pages in one write.
+
+    use super::*;
+    use crate::faultfs::{FaultyVfs, Op};
+    use crate::page::PageType;
+    use crate::types::PageNo;
+    use crate::vfs::{OpenMode, Vfs};
+
+    const PS: usize = 4096;
+    const ID: FileId = FileId(7);
+
+    fn page_at(no: u32, lsn: Lsn) -> Vec<u8> {
+        let mut p = vec![0u8; PS];
+        page::init(&mut p, PageNo(no), PageType::Leaf);
+        page::set_lsn(&mut p, lsn);
+        page::seal(&mut p);
+        p
+    }
+
+    /// A file of `pages` valid pages (page n at LSN (1, 100 + n)), opened
+    /// for writing through a counting `FaultyVfs`.
+    fn setup(
+        dir: &std::path::Path,
+        pages: u32,
+    ) -> (std::sync::Arc<FaultyVfs>, HashMap<FileId, RFile>) {
+        let path = dir.join("a.db");
+        let mut bytes = Vec::new();
+        for n in 0..pages {
+            bytes.extend(page_at(n, Lsn::new(1, 100 + n)));
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let vfs = FaultyVfs::os();
+        let h = vfs.open(&path, OpenMode::ReadWrite).unwrap();
+        let f = RFile::new("a.db".into(), path, PS, Some(h)).unwrap();
+        (vfs, HashMap::from([(ID, f)]))
+    }
+
+    #[test]
+    fn a_page_is_read_once_however_many_records_touch_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vfs, files) = setup(dir.path(), 4);
+        let f = &files[&ID];
+        let mut t = PageTable::default();
+        for _ in 0..10 {
+            assert_eq!(t.lsn((ID, PageNo(2)), f).unwrap(), Lsn::new(1, 102));
+        }
+        // The record that needed the LSN then changes the page: no re-read.
+        let b = t.bytes_mut((ID, PageNo(2)), f).unwrap();
+        assert_eq!(page::lsn(b), Lsn::new(1, 102));
+        page::set_lsn(b, Lsn::new(2, 50));
+        assert_eq!(t.lsn((ID, PageNo(2)), f).unwrap(), Lsn::new(2, 50));
+        assert_eq!(vfs.counts().get(Op::Read), 1);
+        assert_eq!(t.reads, 1);
+    }
+
+    #[test]
+    fn a_page_past_the_end_of_its_file_is_not_read_and_is_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vfs, files) = setup(dir.path(), 2);
+        let f = &files[&ID];
+        let mut t = PageTable::default();
+        assert_eq!(t.lsn((ID, PageNo(5)), f).unwrap(), Lsn::ZERO);
+        let b = t.bytes_mut((ID, PageNo(5)), f).unwrap();
+        assert!(b.len() == PS && b.iter().all(|&x| x == 0));
+        assert_eq!(vfs.counts().get(Op::Read), 0);
+    }
+
+    #[test]
+    fn an_image_replaces_a_page_knowing_only_its_lsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vfs, mut files) = setup(dir.path(), 3);
+        let mut t = PageTable::default();
+        // Page 1 is at (1, 101): an image logged before that changes
+        // nothing, one after replaces it without reading its bytes again.
+        assert!(t.lsn((ID, PageNo(1)), &files[&ID]).unwrap() >= Lsn::new(1, 90));
+        t.put((ID, PageNo(1)), page_at(1, Lsn::new(3, 0)));
+        assert_eq!(t.buffered(), PS);
+        t.flush(&mut files).unwrap();
+        assert_eq!(t.buffered(), 0);
+        assert_eq!(vfs.counts().get(Op::Read), 1);
+        let mut back = vec![0u8; PS];
+        std::fs::File::open(dir.path().join("a.db"))
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut back, PS as u64))
+            .unwrap();
+        assert_eq!(page::check(&back, PageNo(1)), PageCheck::Ok);
+        assert_eq!(page::lsn(&back), Lsn::new(3, 0));
+    }
+
+    #[test]
+    fn write_back_writes_adjacent_pages_in_one_write_and_remembers_their_lsns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vfs, mut files) = setup(dir.path(), 2);
+        let mut t = PageTable::default();
+        // Pages 2..6 are new (past the end), 9 stands alone.
+        for n in [2u32, 3, 4, 5, 9] {
+            t.put((ID, PageNo(n)), page_at(n, Lsn::new(4, n)));
+        }
+        t.flush(&mut files).unwrap();
+        let c = vfs.counts();
+        assert_eq!(
+            c.get(Op::Write),
+            2,
+            "one run of four pages, one single page"
+        );
+        assert_eq!(c.bytes_written, 5 * PS as u64);
+        assert_eq!(files[&ID].disk_len, 10 * PS as u64);
+        // Known after write-back: no read to learn them.
+        for n in [2u32, 3, 4, 5, 9] {
+            assert_eq!(t.lsn((ID, PageNo(n)), &files[&ID]).unwrap(), Lsn::new(4, n));
+        }
+        assert_eq!(vfs.counts().get(Op::Read), 0);
+        // A written page changed again is read back (its bytes were let go).
+        t.bytes_mut((ID, PageNo(3)), &files[&ID]).unwrap();
+        assert_eq!(vfs.counts().get(Op::Read), 1);
+    }
+
+    #[test]
+    fn forgetting_a_file_drops_its_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vfs, mut files) = setup(dir.path(), 2);
+        let mut t = PageTable::default();
+        t.put((ID, PageNo(1)), page_at(1, Lsn::new(5, 0)));
+        t.forget_file(ID);
+        assert_eq!(t.buffered(), 0);
+        t.flush(&mut files).unwrap();
+        assert_eq!(vfs.counts().get(Op::Write), 0);
+        assert!(t.take_replayed().is_empty());
+    }
+}
