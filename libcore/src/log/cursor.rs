@@ -303,6 +303,17 @@ impl FileReader {
     }
 }
 
+/// A record whose framing and checksum hold, its payload not decoded
+/// (`LogCursor::next_raw`).
+pub struct RawRecord<'a> {
+    pub lsn: Lsn,
+    pub txn: TxnId,
+    /// The record type code.
+    pub ty: u8,
+    /// The payload, borrowed from the cursor's read window.
+    pub payload: &'a [u8],
+}
+
 /// Reads the log of one directory forwards and backwards across files.
 pub struct LogCursor {
     vfs: SharedVfs,
@@ -510,6 +521,31 @@ impl LogCursor {
     /// the end of the log.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<(Lsn, TxnId, Record)>> {
+        let Some(raw) = self.next_raw()? else {
+            return Ok(None);
+        };
+        let (lsn, txn) = (raw.lsn, raw.txn);
+        match Record::decode(raw.ty, raw.payload) {
+            Ok(r) => Ok(Some((lsn, txn, r))),
+            Err(e) => Err(self.corrupt_at(lsn, e.0)),
+        }
+    }
+
+    /// `Error::Corrupt` naming the log file and offset of `lsn`.
+    pub fn corrupt_at(&self, lsn: Lsn, what: impl Into<String>) -> Error {
+        Error::corrupt(
+            log_path(&self.dir, lsn.file),
+            Location::Offset(u64::from(lsn.offset)),
+            what,
+        )
+    }
+
+    /// Like `next`, but the payload is not decoded: its type code and bytes
+    /// (framing and checksum checked) are borrowed from the read window, so
+    /// a reader that needs only some records, or only parts of them, copies
+    /// nothing (redo). Decode errors are then the caller's to report, with
+    /// `corrupt_at`.
+    pub fn next_raw(&mut self) -> Result<Option<RawRecord<'_>>> {
         loop {
             if self.idx >= self.files.len() {
                 return Ok(None);
@@ -525,11 +561,28 @@ impl LogCursor {
             let no = r.no;
             match r.frame(off, expect, false)? {
                 Frame::Good { len, ty, txn, .. } => {
-                    let rec = r.decode(off, len, ty)?;
-                    let lsn = Lsn::new(r.no, off);
                     self.off = off + len;
                     self.back_len = Some(len);
-                    return Ok(Some((lsn, txn, rec)));
+                    let lsn = Lsn::new(no, off);
+                    let Some(r) = self.reader.as_mut() else {
+                        return Err(Error::invalid("log cursor has no open file"));
+                    };
+                    let bytes = r
+                        .win
+                        .get(&*r.file, r.len, u64::from(off), len as usize, false)?
+                        .ok_or_else(|| {
+                            Error::corrupt(
+                                &r.path,
+                                Location::Offset(u64::from(off)),
+                                "log file shrank while being read",
+                            )
+                        })?;
+                    return Ok(Some(RawRecord {
+                        lsn,
+                        txn,
+                        ty,
+                        payload: &bytes[RECORD_HEADER_SIZE..],
+                    }));
                 }
                 Frame::End => {
                     self.note_end(no, off);

@@ -18,16 +18,18 @@
 //! replayed pages stay in memory (`RecoveryOutcome::overlay`) and nothing
 //! on disk changes.
 
+mod batch;
 mod pages;
 
 use crate::cache::PageKey;
 use crate::error::{Error, Location, Result};
 use crate::layout::{check_db_name, Layout};
-use crate::log::{self, Checkpoint, LogCursor, OnBadRecord, Record};
+use crate::log::{self, Checkpoint, LogCursor, OnBadRecord, PageRecord, Record};
 use crate::page::{self, Meta, PageCheck};
 use crate::pagestore::PageBuf;
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::vfs::{OpenMode, SharedVfs, VFile};
+use batch::{Batch, Pending};
 use pages::PageTable;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -229,12 +231,26 @@ pub fn recover(
     let mut last_pct = u32::MAX;
 
     cur.seek(start)?;
-    let mut pending: Vec<(Lsn, Record)> = Vec::new();
-    let mut pending_txn = TxnId(0);
+    let mut pending = Batch::default();
     let mut end = start;
     let mut complete = false;
     let mut last_record = None;
-    while let Some((lsn, txn, rec)) = cur.next()? {
+    while let Some(raw) = cur.next_raw()? {
+        let (lsn, txn, ty, payload) = (raw.lsn, raw.txn, raw.ty, raw.payload);
+        // Page records are held raw (see batch.rs); only the others are
+        // decoded into a `Record` here.
+        let rec = if PageRecord::is_page_type(ty) {
+            if txn != pending.txn {
+                // A new transaction: anything pending had no commit
+                // (cannot happen in a log we wrote; be safe).
+                pending.clear();
+                pending.txn = txn;
+            }
+            pending.push_page(lsn, ty, payload).map(|()| None)
+        } else {
+            Record::decode(ty, payload).map(Some)
+        };
+        let rec = rec.map_err(|e| cur.corrupt_at(lsn, e.0))?;
         last_record = Some(lsn);
         if complete {
             end = lsn;
@@ -249,37 +265,34 @@ pub fn recover(
             }
         }
         match rec {
-            Record::Checkpoint(c) => {
+            None => out.max_txn = out.max_txn.max(txn),
+            Some(Record::Checkpoint(c)) => {
                 pending.clear();
                 out.last_ckp = Some((lsn, c));
                 complete = true;
             }
-            Record::Commit { timestamp } => {
+            Some(Record::Commit { timestamp }) => {
                 if opts.until.is_some_and(|t| timestamp > t) {
                     out.stopped_at_time = true;
                     last_record = None;
                     break;
                 }
-                if txn != pending_txn {
+                if txn != pending.txn {
                     pending.clear();
                 }
-                for (l, r) in pending.drain(..) {
-                    redo.apply(l, r, &mut out)?;
-                }
+                pending.drain(|p| redo.apply(p, &mut out), |l, e| cur.corrupt_at(l, e.0))?;
                 out.commits += 1;
                 out.max_txn = out.max_txn.max(txn);
                 out.last_commit_time = Some(timestamp);
                 complete = true;
             }
-            r => {
-                if txn != pending_txn {
-                    // A new transaction: anything pending had no commit
-                    // (cannot happen in a log we wrote; be safe).
+            Some(r) => {
+                if txn != pending.txn {
                     pending.clear();
-                    pending_txn = txn;
+                    pending.txn = txn;
                 }
                 out.max_txn = out.max_txn.max(txn);
-                pending.push((lsn, r));
+                pending.push(lsn, r);
             }
         }
         if redo.write && redo.pages.buffered() > BUFFER_LIMIT {
@@ -431,7 +444,27 @@ impl Redo<'_> {
         Ok(())
     }
 
-    fn apply(&mut self, lsn: Lsn, rec: Record, out: &mut RecoveryOutcome) -> Result<()> {
+    fn apply(&mut self, p: Pending<'_>, out: &mut RecoveryOutcome) -> Result<()> {
+        let (lsn, rec) = match p {
+            Pending::Page(
+                lsn,
+                PageRecord::Image {
+                    file_id,
+                    pgno,
+                    image,
+                },
+            ) => return self.image(lsn, file_id, pgno, image),
+            Pending::Page(
+                lsn,
+                PageRecord::Delta {
+                    file_id,
+                    pgno,
+                    prev_lsn,
+                    ranges,
+                },
+            ) => return self.delta(lsn, file_id, pgno, prev_lsn, ranges),
+            Pending::Other(lsn, rec) => (lsn, rec),
+        };
         match rec {
             Record::FileCreate {
                 file_id,
@@ -444,13 +477,19 @@ impl Redo<'_> {
                 file_id,
                 pgno,
                 image,
-            } => self.image(lsn, file_id, pgno, image),
+            } => self.image(lsn, file_id, pgno, &image),
             Record::PageDelta {
                 file_id,
                 pgno,
                 prev_lsn,
                 ranges,
-            } => self.delta(lsn, file_id, pgno, prev_lsn, &ranges),
+            } => self.delta(
+                lsn,
+                file_id,
+                pgno,
+                prev_lsn,
+                ranges.iter().map(|(o, b)| (*o, b.as_slice())),
+            ),
             Record::BulkMarker { .. } => {
                 out.bulk_markers.push(lsn);
                 Ok(())
@@ -545,7 +584,7 @@ impl Redo<'_> {
         Ok(())
     }
 
-    fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: Vec<u8>) -> Result<()> {
+    fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: &[u8]) -> Result<()> {
         let key = (id, pgno);
         let Some(f) = self.files.get_mut(&id) else {
             self.unknown.entry(id).or_insert(lsn);
@@ -565,20 +604,20 @@ impl Redo<'_> {
         if self.pages.lsn(key, f)? >= lsn {
             return Ok(());
         }
-        let mut buf = image;
+        let mut buf = image.to_vec();
         page::set_lsn(&mut buf, lsn);
         self.pages.put(key, buf);
         self.applied += 1;
         Ok(())
     }
 
-    fn delta(
+    fn delta<'r>(
         &mut self,
         lsn: Lsn,
         id: FileId,
         pgno: PageNo,
         prev: Lsn,
-        ranges: &[(u32, Vec<u8>)],
+        ranges: impl Iterator<Item = (u32, &'r [u8])> + Clone,
     ) -> Result<()> {
         let key = (id, pgno);
         let Some(f) = self.files.get(&id) else {
@@ -595,15 +634,15 @@ impl Redo<'_> {
         }
         // Checked before the page is touched: a bad record changes nothing.
         let len = f.page_size;
-        for (off, bytes) in ranges {
-            let off = *off as usize;
+        for (off, bytes) in ranges.clone() {
+            let off = off as usize;
             if off < page::LSN_END || off.saturating_add(bytes.len()) > len {
                 return Err(self.bad_record(lsn, "page change outside the page"));
             }
         }
         let buf = self.pages.bytes_mut(key, f)?;
         for (off, bytes) in ranges {
-            let off = *off as usize;
+            let off = off as usize;
             buf[off..off + bytes.len()].copy_from_slice(bytes);
         }
         page::set_lsn(buf, lsn);
