@@ -123,6 +123,9 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
             write: true,
             until: opts.until.map(|t| t.max(0) as u64),
             progress: opts.progress,
+            // The real file system, and nothing observes the order of
+            // its operations: let the disk work while redo reads.
+            sync_behind: true,
         },
     )?;
 

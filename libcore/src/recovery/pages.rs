@@ -177,7 +177,9 @@ impl PageTable {
     /// Writes every replayed page of a known file with a handle back, in
     /// file and page order; each becomes a plain LSN. Pages of files
     /// without a handle (read-only, or gone) are dropped as before.
-    pub fn flush(&mut self, files: &mut HashMap<FileId, RFile>) -> Result<()> {
+    /// Returns the files written to.
+    pub fn flush(&mut self, files: &mut HashMap<FileId, RFile>) -> Result<Vec<FileId>> {
+        let mut written = Vec::new();
         self.scratch_key = None;
         let mut keys: Vec<PageKey> = self
             .slots
@@ -202,6 +204,9 @@ impl PageTable {
             let adjacent = next_key == Some(key) && run.len() + ps <= MAX_RUN_BYTES;
             if !adjacent {
                 write_run(files, &mut run, run_start.take())?;
+                if written.last() != Some(&key.0) {
+                    written.push(key.0);
+                }
                 run_start = Some((key, u64::from(key.1 .0) * ps as u64));
             }
             let Some(Slot::Replayed(mut buf)) = self.slots.remove(&key) else {
@@ -214,7 +219,7 @@ impl PageTable {
             next_key = Some((key.0, crate::types::PageNo(key.1 .0.wrapping_add(1))));
         }
         write_run(files, &mut run, run_start)?;
-        Ok(())
+        Ok(written)
     }
 
     fn drop_slot(&mut self, key: PageKey) {
