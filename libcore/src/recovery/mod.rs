@@ -565,6 +565,9 @@ impl Redo<'_> {
         } else {
             None
         };
+        // The id now names another file: what the table knew of the old
+        // one's disk pages says nothing about this one's.
+        self.pages.forget_disk_pages(id);
         self.files
             .insert(id, RFile::new(name, path, page_size as usize, handle)?);
         Ok(())

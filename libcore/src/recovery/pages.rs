@@ -144,6 +144,16 @@ impl PageTable {
         }
     }
 
+    /// Forgets the disk LSNs of a file's pages (its id was bound to another
+    /// file), keeping its replayed pages.
+    pub fn forget_disk_pages(&mut self, id: FileId) {
+        self.slots
+            .retain(|k, s| k.0 != id || matches!(s, Slot::Replayed(_)));
+        if self.scratch_key.is_some_and(|k| k.0 == id) {
+            self.scratch_key = None;
+        }
+    }
+
     /// Reads the disk copy into `scratch` and returns its effective LSN.
     fn read(&mut self, key: PageKey, f: &RFile) -> Result<Lsn> {
         let ps = f.page_size;
@@ -383,6 +393,21 @@ mod tests {
         // A written page changed again is read back (its bytes were let go).
         t.bytes_mut((ID, PageNo(3)), &files[&ID]).unwrap();
         assert_eq!(vfs.counts().get(Op::Read), 1);
+    }
+
+    #[test]
+    fn a_rebound_file_id_has_its_disk_pages_read_again_and_keeps_replayed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vfs, files) = setup(dir.path(), 3);
+        let f = &files[&ID];
+        let mut t = PageTable::default();
+        t.lsn((ID, PageNo(1)), f).unwrap();
+        t.put((ID, PageNo(2)), page_at(2, Lsn::new(6, 0)));
+        t.forget_disk_pages(ID);
+        assert_eq!(t.lsn((ID, PageNo(1)), f).unwrap(), Lsn::new(1, 101));
+        assert_eq!(t.lsn((ID, PageNo(2)), f).unwrap(), Lsn::new(6, 0));
+        assert_eq!(vfs.counts().get(Op::Read), 2);
+        assert_eq!(t.buffered(), PS);
     }
 
     #[test]
