@@ -100,7 +100,14 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
     }
     let _lock = OwnerLock::acquire(home, opts.lock_timeout)?;
 
-    let last_valid = last_valid_record(&vfs, &layout)?;
+    // Recovery to a time cuts the log before it could see its end, so
+    // that one looks first; otherwise redo reads the whole log anyway and
+    // tells (walking the last files once more costs as much as redo's
+    // own reading of them).
+    let last_valid_before = match opts.until {
+        Some(_) => Some(last_valid_record(&vfs, &layout)?),
+        None => None,
+    };
     if let (Some(t), false) = (opts.until, opts.catastrophic) {
         check_reachable(&vfs, &layout, t)?;
     }
@@ -116,11 +123,26 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
             write: true,
             until: opts.until.map(|t| t.max(0) as u64),
             progress: opts.progress,
+            // The real file system, and nothing observes the order of
+            // its operations: let the disk work while redo reads.
+            sync_behind: true,
         },
     )?;
 
-    // After a cut, the last checkpoint may be gone with it: read the log.
-    let ckp = log::last_checkpoint(&vfs, &layout.log_dir)?;
+    let last_valid = match (last_valid_before, outcome.last_record) {
+        (Some(l), _) | (None, Some(l)) => l,
+        // Redo read nothing: the log holds nothing after its start, and
+        // only a torn tail was cut.
+        (None, None) => last_valid_record(&vfs, &layout)?,
+    };
+    // After a cut to a time, the last checkpoint may be gone with it: read
+    // the log. Otherwise only a torn tail or an unfinished batch was cut,
+    // never a checkpoint (a batch is one transaction's records), so the
+    // last one redo saw is the last one there.
+    let ckp = match opts.until {
+        Some(_) => log::last_checkpoint(&vfs, &layout.log_dir)?,
+        None => outcome.last_ckp.clone(),
+    };
     let region = Region::at(home);
     if opts.keep_region {
         region.update(true, |s| {

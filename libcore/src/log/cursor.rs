@@ -303,6 +303,17 @@ impl FileReader {
     }
 }
 
+/// A record whose framing and checksum hold, its payload not decoded
+/// (`LogCursor::next_raw`).
+pub struct RawRecord<'a> {
+    pub lsn: Lsn,
+    pub txn: TxnId,
+    /// The record type code.
+    pub ty: u8,
+    /// The payload, borrowed from the cursor's read window.
+    pub payload: &'a [u8],
+}
+
 /// Reads the log of one directory forwards and backwards across files.
 pub struct LogCursor {
     vfs: SharedVfs,
@@ -510,6 +521,31 @@ impl LogCursor {
     /// the end of the log.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<(Lsn, TxnId, Record)>> {
+        let Some(raw) = self.next_raw()? else {
+            return Ok(None);
+        };
+        let (lsn, txn) = (raw.lsn, raw.txn);
+        match Record::decode(raw.ty, raw.payload) {
+            Ok(r) => Ok(Some((lsn, txn, r))),
+            Err(e) => Err(self.corrupt_at(lsn, e.0)),
+        }
+    }
+
+    /// `Error::Corrupt` naming the log file and offset of `lsn`.
+    pub fn corrupt_at(&self, lsn: Lsn, what: impl Into<String>) -> Error {
+        Error::corrupt(
+            log_path(&self.dir, lsn.file),
+            Location::Offset(u64::from(lsn.offset)),
+            what,
+        )
+    }
+
+    /// Like `next`, but the payload is not decoded: its type code and bytes
+    /// (framing and checksum checked) are borrowed from the read window, so
+    /// a reader that needs only some records, or only parts of them, copies
+    /// nothing (redo). Decode errors are then the caller's to report, with
+    /// `corrupt_at`.
+    pub fn next_raw(&mut self) -> Result<Option<RawRecord<'_>>> {
         loop {
             if self.idx >= self.files.len() {
                 return Ok(None);
@@ -522,15 +558,34 @@ impl LogCursor {
             };
             let torn_ok = self.torn_ok(self.idx);
             let r = self.reader()?;
+            let no = r.no;
             match r.frame(off, expect, false)? {
                 Frame::Good { len, ty, txn, .. } => {
-                    let rec = r.decode(off, len, ty)?;
-                    let lsn = Lsn::new(r.no, off);
                     self.off = off + len;
                     self.back_len = Some(len);
-                    return Ok(Some((lsn, txn, rec)));
+                    let lsn = Lsn::new(no, off);
+                    let Some(r) = self.reader.as_mut() else {
+                        return Err(Error::invalid("log cursor has no open file"));
+                    };
+                    let bytes = r
+                        .win
+                        .get(&*r.file, r.len, u64::from(off), len as usize, false)?
+                        .ok_or_else(|| {
+                            Error::corrupt(
+                                &r.path,
+                                Location::Offset(u64::from(off)),
+                                "log file shrank while being read",
+                            )
+                        })?;
+                    return Ok(Some(RawRecord {
+                        lsn,
+                        txn,
+                        ty,
+                        payload: &bytes[RECORD_HEADER_SIZE..],
+                    }));
                 }
                 Frame::End => {
+                    self.note_end(no, off);
                     if self.is_last(self.idx) {
                         return Ok(None);
                     }
@@ -538,9 +593,22 @@ impl LogCursor {
                     self.off = FIRST_RECORD_OFFSET;
                     self.back_len = Some(0);
                 }
-                Frame::Bad(_) if torn_ok => return Ok(None),
+                Frame::Bad(_) if torn_ok => {
+                    self.note_end(no, off);
+                    return Ok(None);
+                }
                 Frame::Bad(why) => return Err(r.corrupt(off, why)),
             }
+        }
+    }
+
+    /// Remembers where file `no` ends, found by walking forwards to `off`,
+    /// so `end` (and `prev` from there) need not walk the file again: a
+    /// recovery that read the whole log would otherwise scan its last file
+    /// twice.
+    fn note_end(&mut self, no: u32, off: u32) {
+        if let Some(last) = self.back_len {
+            self.ends.insert(no, (off, last));
         }
     }
 

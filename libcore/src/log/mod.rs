@@ -82,8 +82,8 @@ mod writer;
 mod tests;
 
 pub(crate) use cursor::is_torn_creation;
-pub use cursor::{last_checkpoint, last_checkpoint_in, LogCursor, OnBadRecord};
-pub use record::{Checkpoint, Record, RecordError};
+pub use cursor::{last_checkpoint, last_checkpoint_in, LogCursor, OnBadRecord, RawRecord};
+pub use record::{Checkpoint, PageRecord, Ranges, Record, RecordError};
 pub use writer::{Appender, Log};
 
 use crate::codec::{crc32, get_u32, get_u64, put_u32, put_u64};

@@ -224,37 +224,31 @@ impl Record {
                 old: r.blob().map_err(&e)?.to_vec(),
                 new: r.blob().map_err(&e)?.to_vec(),
             },
-            TYPE_PAGE_IMAGE => Record::PageImage {
-                file_id: FileId(r.u32().map_err(&e)?),
-                pgno: PageNo(r.u32().map_err(&e)?),
-                image: r.blob().map_err(&e)?.to_vec(),
-            },
-            TYPE_PAGE_DELTA => {
-                let file_id = FileId(r.u32().map_err(&e)?);
-                let pgno = PageNo(r.u32().map_err(&e)?);
-                let prev_lsn = Lsn::from_u64(r.u64().map_err(&e)?);
-                let count = r.u32().map_err(&e)? as usize;
-                // Each range takes at least 8 bytes: never trust `count` for
-                // the allocation.
-                let mut ranges = Vec::with_capacity(count.min(r.remaining() / 8));
-                for _ in 0..count {
-                    let off = r.u32().map_err(&e)?;
-                    let bytes = r.blob().map_err(&e)?;
-                    if u64::from(off) + bytes.len() as u64 > u64::from(u32::MAX) {
-                        return Err(RecordError(format!(
-                            "page_delta range at offset {} of {} bytes overflows",
-                            off,
-                            bytes.len()
-                        )));
-                    }
-                    ranges.push((off, bytes.to_vec()));
-                }
-                Record::PageDelta {
-                    file_id,
-                    pgno,
-                    prev_lsn,
-                    ranges,
-                }
+            // One decoder for page records, shared with redo's in-place
+            // reading (`PageRecord`), so both accept exactly the same bytes.
+            TYPE_PAGE_IMAGE | TYPE_PAGE_DELTA => {
+                return Ok(match PageRecord::decode(ty, payload)? {
+                    PageRecord::Image {
+                        file_id,
+                        pgno,
+                        image,
+                    } => Record::PageImage {
+                        file_id,
+                        pgno,
+                        image: image.to_vec(),
+                    },
+                    PageRecord::Delta {
+                        file_id,
+                        pgno,
+                        prev_lsn,
+                        ranges,
+                    } => Record::PageDelta {
+                        file_id,
+                        pgno,
+                        prev_lsn,
+                        ranges: ranges.map(|(o, b)| (o, b.to_vec())).collect(),
+                    },
+                });
             }
             TYPE_COMMIT => Record::Commit {
                 timestamp: r.u64().map_err(&e)?,
@@ -290,6 +284,111 @@ impl Record {
             )));
         }
         Ok(rec)
+    }
+}
+
+/// A page record read in place from the bytes of its payload: what redo
+/// needs, without copying a page image or a range it may not apply.
+#[derive(Debug, Clone, Copy)]
+pub enum PageRecord<'a> {
+    Image {
+        file_id: FileId,
+        pgno: PageNo,
+        image: &'a [u8],
+    },
+    Delta {
+        file_id: FileId,
+        pgno: PageNo,
+        prev_lsn: Lsn,
+        ranges: Ranges<'a>,
+    },
+}
+
+impl<'a> PageRecord<'a> {
+    /// Whether records of type `ty` are page records.
+    pub fn is_page_type(ty: u8) -> bool {
+        ty == TYPE_PAGE_IMAGE || ty == TYPE_PAGE_DELTA
+    }
+
+    /// Decodes a `page_image` or `page_delta` payload with every check of
+    /// `Record::decode` (the ranges are all checked here, before any is
+    /// used); `ty` must be one of those two.
+    pub fn decode(ty: u8, payload: &'a [u8]) -> Result<PageRecord<'a>, RecordError> {
+        let name = type_name(ty).unwrap_or("unknown");
+        let e = short(name);
+        let mut r = Reader::new(payload);
+        let file_id = FileId(r.u32().map_err(&e)?);
+        let pgno = PageNo(r.u32().map_err(&e)?);
+        let rec = match ty {
+            TYPE_PAGE_IMAGE => PageRecord::Image {
+                file_id,
+                pgno,
+                image: r.blob().map_err(&e)?,
+            },
+            TYPE_PAGE_DELTA => {
+                let prev_lsn = Lsn::from_u64(r.u64().map_err(&e)?);
+                let count = r.u32().map_err(&e)?;
+                let start = r.pos();
+                for _ in 0..count {
+                    let off = r.u32().map_err(&e)?;
+                    let bytes = r.blob().map_err(&e)?;
+                    if u64::from(off) + bytes.len() as u64 > u64::from(u32::MAX) {
+                        return Err(RecordError(format!(
+                            "page_delta range at offset {} of {} bytes overflows",
+                            off,
+                            bytes.len()
+                        )));
+                    }
+                }
+                PageRecord::Delta {
+                    file_id,
+                    pgno,
+                    prev_lsn,
+                    ranges: Ranges {
+                        rest: &payload[start..r.pos()],
+                        count,
+                    },
+                }
+            }
+            _ => return Err(RecordError(format!("{} is not a page record", name))),
+        };
+        if r.remaining() != 0 {
+            return Err(RecordError(format!(
+                "{} record has {} trailing bytes",
+                name,
+                r.remaining()
+            )));
+        }
+        Ok(rec)
+    }
+}
+
+/// The (offset, after-image) ranges of a `page_delta`, already checked by
+/// `PageRecord::decode`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ranges<'a> {
+    rest: &'a [u8],
+    count: u32,
+}
+
+impl<'a> Iterator for Ranges<'a> {
+    type Item = (u32, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u32, &'a [u8])> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut r = Reader::new(self.rest);
+        // Checked at decode: these cannot fail; stop rather than panic.
+        let off = r.u32().ok()?;
+        let bytes = r.blob().ok()?;
+        self.rest = &self.rest[r.pos()..];
+        self.count -= 1;
+        Some((off, bytes))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.count as usize))
     }
 }
 

@@ -18,17 +18,24 @@
 //! replayed pages stay in memory (`RecoveryOutcome::overlay`) and nothing
 //! on disk changes.
 
+mod batch;
+mod pages;
+mod syncer;
+
 use crate::cache::PageKey;
 use crate::error::{Error, Location, Result};
 use crate::layout::{check_db_name, Layout};
-use crate::log::{self, Checkpoint, LogCursor, OnBadRecord, Record};
+use crate::log::{self, Checkpoint, LogCursor, OnBadRecord, PageRecord, Record};
 use crate::page::{self, Meta, PageCheck};
 use crate::pagestore::PageBuf;
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::vfs::{OpenMode, SharedVfs, VFile};
+use batch::{Batch, Pending};
+use pages::PageTable;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use syncer::Syncer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
@@ -45,7 +52,9 @@ pub enum RecoveryMode {
 /// Mode of files recovery creates.
 const DB_FILE_MODE: u32 = 0o660;
 /// Replayed pages kept in memory before they are written out (write mode).
-const BUFFER_LIMIT: usize = 64 * 1024 * 1024;
+/// Small enough that the background sync (`sync_behind`) overlaps most of
+/// redo; a hot page rewritten at every write-back costs little.
+const BUFFER_LIMIT: usize = 16 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct RecoveryOptions<'a> {
@@ -58,6 +67,11 @@ pub struct RecoveryOptions<'a> {
     pub until: Option<u64>,
     /// Called with a percentage as redo goes on.
     pub progress: Option<&'a mut dyn FnMut(u32)>,
+    /// Fsync data files on a helper thread after each intermediate
+    /// write-back (`syncer.rs`). Off by default: the order of file
+    /// operations then depends on timing, which tests on a simulated
+    /// power loss must not.
+    pub sync_behind: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -70,6 +84,9 @@ pub struct RecoveryOutcome {
     pub end: Lsn,
     /// The end of the valid log as found (before anything was cut).
     pub found_end: Lsn,
+    /// The last valid record of the log as found, when redo read up to
+    /// the end (`None` when it stopped at `until`, or read nothing).
+    pub last_record: Option<Lsn>,
     pub max_txn: TxnId,
     pub last_ckp: Option<(Lsn, Checkpoint)>,
     /// Database file names by id, as of the end of redo.
@@ -93,7 +110,33 @@ struct RFile {
     name: String,
     path: PathBuf,
     page_size: usize,
-    handle: Option<Box<dyn VFile>>,
+    /// Shared with the background syncer.
+    handle: Option<Arc<dyn VFile>>,
+    /// Length of the file on disk (kept up to date by write-back): pages
+    /// at or past it need no read.
+    disk_len: u64,
+}
+
+impl RFile {
+    fn new(
+        name: String,
+        path: PathBuf,
+        page_size: usize,
+        handle: Option<Box<dyn VFile>>,
+    ) -> Result<RFile> {
+        let handle: Option<Arc<dyn VFile>> = handle.map(Arc::from);
+        let disk_len = match &handle {
+            Some(h) => h.len()?,
+            None => 0,
+        };
+        Ok(RFile {
+            name,
+            path,
+            page_size,
+            handle,
+            disk_len,
+        })
+    }
 }
 
 struct Redo<'a> {
@@ -101,12 +144,15 @@ struct Redo<'a> {
     layout: &'a Layout,
     write: bool,
     files: HashMap<FileId, RFile>,
-    pages: HashMap<PageKey, Vec<u8>>,
-    buffered: usize,
+    pages: PageTable,
     waiting: BTreeMap<PageKey, Lsn>,
     applied: u64,
     /// Records for files recovery knows nothing about (id -> first LSN).
     unknown: BTreeMap<FileId, Lsn>,
+    /// Background syncs of written files, when `sync_behind`.
+    syncer: Option<Syncer>,
+    /// The files the last write-back wrote to.
+    written: Vec<FileId>,
 }
 
 pub fn recover(
@@ -168,11 +214,12 @@ pub fn recover(
         layout,
         write: opts.write,
         files: HashMap::new(),
-        pages: HashMap::new(),
-        buffered: 0,
+        pages: PageTable::default(),
         waiting: BTreeMap::new(),
         applied: 0,
         unknown: BTreeMap::new(),
+        syncer: opts.sync_behind.then(Syncer::default),
+        written: Vec::new(),
     };
     redo.load_file_table(ckp.as_ref().map(|c| &c.1))?;
 
@@ -201,11 +248,27 @@ pub fn recover(
     let mut last_pct = u32::MAX;
 
     cur.seek(start)?;
-    let mut pending: Vec<(Lsn, Record)> = Vec::new();
-    let mut pending_txn = TxnId(0);
+    let mut pending = Batch::default();
     let mut end = start;
     let mut complete = false;
-    while let Some((lsn, txn, rec)) = cur.next()? {
+    let mut last_record = None;
+    while let Some(raw) = cur.next_raw()? {
+        let (lsn, txn, ty, payload) = (raw.lsn, raw.txn, raw.ty, raw.payload);
+        // Page records are held raw (see batch.rs); only the others are
+        // decoded into a `Record` here.
+        let rec = if PageRecord::is_page_type(ty) {
+            if txn != pending.txn {
+                // A new transaction: anything pending had no commit
+                // (cannot happen in a log we wrote; be safe).
+                pending.clear();
+                pending.txn = txn;
+            }
+            pending.push_page(lsn, ty, payload).map(|()| None)
+        } else {
+            Record::decode(ty, payload).map(Some)
+        };
+        let rec = rec.map_err(|e| cur.corrupt_at(lsn, e.0))?;
+        last_record = Some(lsn);
         if complete {
             end = lsn;
             complete = false;
@@ -219,43 +282,43 @@ pub fn recover(
             }
         }
         match rec {
-            Record::Checkpoint(c) => {
+            None => out.max_txn = out.max_txn.max(txn),
+            Some(Record::Checkpoint(c)) => {
                 pending.clear();
                 out.last_ckp = Some((lsn, c));
                 complete = true;
             }
-            Record::Commit { timestamp } => {
+            Some(Record::Commit { timestamp }) => {
                 if opts.until.is_some_and(|t| timestamp > t) {
                     out.stopped_at_time = true;
+                    last_record = None;
                     break;
                 }
-                if txn != pending_txn {
+                if txn != pending.txn {
                     pending.clear();
                 }
-                for (l, r) in pending.drain(..) {
-                    redo.apply(l, r, &mut out)?;
-                }
+                pending.drain(|p| redo.apply(p, &mut out), |l, e| cur.corrupt_at(l, e.0))?;
                 out.commits += 1;
                 out.max_txn = out.max_txn.max(txn);
                 out.last_commit_time = Some(timestamp);
                 complete = true;
             }
-            r => {
-                if txn != pending_txn {
-                    // A new transaction: anything pending had no commit
-                    // (cannot happen in a log we wrote; be safe).
+            Some(r) => {
+                if txn != pending.txn {
                     pending.clear();
-                    pending_txn = txn;
+                    pending.txn = txn;
                 }
                 out.max_txn = out.max_txn.max(txn);
-                pending.push((lsn, r));
+                pending.push(lsn, r);
             }
         }
-        if redo.write && redo.buffered > BUFFER_LIMIT {
+        if redo.write && redo.pages.buffered() > BUFFER_LIMIT {
             redo.flush()?;
+            redo.sync_behind()?;
         }
     }
     out.found_end = cur.end()?;
+    out.last_record = last_record;
     if complete {
         end = out.found_end;
     }
@@ -299,10 +362,18 @@ pub fn recover(
         }
         redo.flush()?;
         redo.cut_stale_pages()?;
+        if let Some(s) = redo.syncer.as_mut() {
+            s.wait()?;
+        }
         redo.sync()?;
         cut_log(vfs, layout, end, last_file)?;
     } else {
-        out.overlay = redo.pages.drain().map(|(k, v)| (k, Arc::new(v))).collect();
+        out.overlay = redo
+            .pages
+            .take_replayed()
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
     }
     Ok(out)
 }
@@ -389,19 +460,32 @@ impl Redo<'_> {
                 .map(|p| p as usize)
                 .unwrap_or(0),
         };
-        self.files.insert(
-            id,
-            RFile {
-                name,
-                path,
-                page_size,
-                handle,
-            },
-        );
+        self.files
+            .insert(id, RFile::new(name, path, page_size, handle)?);
         Ok(())
     }
 
-    fn apply(&mut self, lsn: Lsn, rec: Record, out: &mut RecoveryOutcome) -> Result<()> {
+    fn apply(&mut self, p: Pending<'_>, out: &mut RecoveryOutcome) -> Result<()> {
+        let (lsn, rec) = match p {
+            Pending::Page(
+                lsn,
+                PageRecord::Image {
+                    file_id,
+                    pgno,
+                    image,
+                },
+            ) => return self.image(lsn, file_id, pgno, image),
+            Pending::Page(
+                lsn,
+                PageRecord::Delta {
+                    file_id,
+                    pgno,
+                    prev_lsn,
+                    ranges,
+                },
+            ) => return self.delta(lsn, file_id, pgno, prev_lsn, ranges),
+            Pending::Other(lsn, rec) => (lsn, rec),
+        };
         match rec {
             Record::FileCreate {
                 file_id,
@@ -414,13 +498,19 @@ impl Redo<'_> {
                 file_id,
                 pgno,
                 image,
-            } => self.image(lsn, file_id, pgno, image),
+            } => self.image(lsn, file_id, pgno, &image),
             Record::PageDelta {
                 file_id,
                 pgno,
                 prev_lsn,
                 ranges,
-            } => self.delta(lsn, file_id, pgno, prev_lsn, &ranges),
+            } => self.delta(
+                lsn,
+                file_id,
+                pgno,
+                prev_lsn,
+                ranges.iter().map(|(o, b)| (*o, b.as_slice())),
+            ),
             Record::BulkMarker { .. } => {
                 out.bulk_markers.push(lsn);
                 Ok(())
@@ -475,20 +565,16 @@ impl Redo<'_> {
         } else {
             None
         };
-        self.files.insert(
-            id,
-            RFile {
-                name,
-                path,
-                page_size: page_size as usize,
-                handle,
-            },
-        );
+        // The id now names another file: what the table knew of the old
+        // one's disk pages says nothing about this one's.
+        self.pages.forget_disk_pages(id);
+        self.files
+            .insert(id, RFile::new(name, path, page_size as usize, handle)?);
         Ok(())
     }
 
     fn remove(&mut self, id: FileId) -> Result<()> {
-        self.pages.retain(|k, _| k.0 != id);
+        self.pages.forget_file(id);
         self.waiting.retain(|k, _| k.0 != id);
         if let Some(f) = self.files.remove(&id) {
             if self.write && self.vfs.exists(&f.path) {
@@ -522,40 +608,7 @@ impl Redo<'_> {
         Ok(())
     }
 
-    /// The page's current bytes and effective LSN (zero when torn, never
-    /// written or past the end of the file).
-    fn current(&mut self, key: PageKey) -> Result<Option<(Vec<u8>, Lsn)>> {
-        if let Some(p) = self.pages.get(&key) {
-            let l = page::lsn(p);
-            return Ok(Some((p.clone(), l)));
-        }
-        let Some(f) = self.files.get(&key.0) else {
-            return Ok(None);
-        };
-        let ps = f.page_size;
-        let mut buf = vec![0u8; ps];
-        let lsn = match &f.handle {
-            Some(h) => {
-                let n = h.read_at(&mut buf, u64::from(key.1 .0) * ps as u64)?;
-                if ps > 0 && n == ps && page::check(&buf, key.1) == PageCheck::Ok {
-                    page::lsn(&buf)
-                } else {
-                    Lsn::ZERO
-                }
-            }
-            None => Lsn::ZERO,
-        };
-        Ok(Some((buf, lsn)))
-    }
-
-    fn store(&mut self, key: PageKey, buf: Vec<u8>) {
-        if self.pages.insert(key, buf).is_none() {
-            self.buffered += self.files.get(&key.0).map(|f| f.page_size).unwrap_or(0);
-        }
-        self.applied += 1;
-    }
-
-    fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: Vec<u8>) -> Result<()> {
+    fn image(&mut self, lsn: Lsn, id: FileId, pgno: PageNo, image: &[u8]) -> Result<()> {
         let key = (id, pgno);
         let Some(f) = self.files.get_mut(&id) else {
             self.unknown.entry(id).or_insert(lsn);
@@ -570,56 +623,54 @@ impl Redo<'_> {
         if image.len() != f.page_size {
             return Err(self.bad_record(lsn, "page image of the wrong size"));
         }
-        let Some((_, cur)) = self.current(key)? else {
-            return Ok(());
-        };
-        if cur >= lsn {
-            self.waiting.remove(&key);
+        // Only the LSN matters here: a newer page stays as it is.
+        self.waiting.remove(&key);
+        if self.pages.lsn(key, f)? >= lsn {
             return Ok(());
         }
-        let mut buf = image;
+        let mut buf = image.to_vec();
         page::set_lsn(&mut buf, lsn);
-        self.waiting.remove(&key);
-        self.store(key, buf);
+        self.pages.put(key, buf);
+        self.applied += 1;
         Ok(())
     }
 
-    fn delta(
+    fn delta<'r>(
         &mut self,
         lsn: Lsn,
         id: FileId,
         pgno: PageNo,
         prev: Lsn,
-        ranges: &[(u32, Vec<u8>)],
+        ranges: impl Iterator<Item = (u32, &'r [u8])> + Clone,
     ) -> Result<()> {
         let key = (id, pgno);
-        if !self.files.contains_key(&id) {
+        let Some(f) = self.files.get(&id) else {
             self.unknown.entry(id).or_insert(lsn);
             return Ok(());
-        }
-        let Some((mut buf, cur)) = self.current(key)? else {
-            return Ok(());
         };
-        if cur >= lsn {
-            return Ok(());
-        }
-        if self.waiting.contains_key(&key) {
+        let cur = self.pages.lsn(key, f)?;
+        if cur >= lsn || self.waiting.contains_key(&key) {
             return Ok(());
         }
         if cur != prev {
             self.waiting.insert(key, prev);
             return Ok(());
         }
-        for (off, bytes) in ranges {
-            let off = *off as usize;
-            let end = off.saturating_add(bytes.len());
-            if off < page::LSN_END || end > buf.len() {
+        // Checked before the page is touched: a bad record changes nothing.
+        let len = f.page_size;
+        for (off, bytes) in ranges.clone() {
+            let off = off as usize;
+            if off < page::LSN_END || off.saturating_add(bytes.len()) > len {
                 return Err(self.bad_record(lsn, "page change outside the page"));
             }
-            buf[off..end].copy_from_slice(bytes);
         }
-        page::set_lsn(&mut buf, lsn);
-        self.store(key, buf);
+        let buf = self.pages.bytes_mut(key, f)?;
+        for (off, bytes) in ranges {
+            let off = off as usize;
+            buf[off..off + bytes.len()].copy_from_slice(bytes);
+        }
+        page::set_lsn(buf, lsn);
+        self.applied += 1;
         Ok(())
     }
 
@@ -632,21 +683,21 @@ impl Redo<'_> {
     }
 
     fn flush(&mut self) -> Result<()> {
-        let mut keys: Vec<PageKey> = self.pages.keys().copied().collect();
-        keys.sort();
-        for key in keys {
-            let Some(mut buf) = self.pages.remove(&key) else {
-                continue;
-            };
-            let Some(f) = self.files.get(&key.0) else {
-                continue;
-            };
-            let Some(h) = &f.handle else { continue };
-            page::seal(&mut buf);
-            h.write_at(&buf, u64::from(key.1 .0) * f.page_size as u64)?;
-        }
-        self.buffered = 0;
+        self.written = self.pages.flush(&mut self.files)?;
         Ok(())
+    }
+
+    /// Starts the background sync of the files the last write-back wrote.
+    fn sync_behind(&mut self) -> Result<()> {
+        let Some(s) = self.syncer.as_mut() else {
+            return Ok(());
+        };
+        let handles = self
+            .written
+            .iter()
+            .filter_map(|id| self.files.get(id).and_then(|f| f.handle.clone()))
+            .collect();
+        s.start(handles)
     }
 
     /// Cuts every database file after the last page its (now current)
@@ -714,3 +765,6 @@ impl Redo<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
