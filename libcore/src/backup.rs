@@ -110,10 +110,52 @@ pub fn hot_backup(
         checkpoint::checkpoint(home, Duration::from_secs(60))?;
     }
     if opts.update {
-        update(vfs, &src, target, opts, say)
-    } else {
-        full(vfs, &src, target, opts, say)
+        return update(vfs, &src, target, opts, say);
     }
+    let mut attempt = 1;
+    loop {
+        match full(vfs, &src, target, opts, say)? {
+            Full::Done(report) => return Ok(report),
+            Full::BulkDuringCopy(lsn) if attempt < FULL_ATTEMPTS => {
+                say(format!(
+                    "a bulk-mode transaction committed at {lsn} while the databases were copied; copying again"
+                ));
+                attempt += 1;
+            }
+            Full::BulkDuringCopy(lsn) => {
+                return Err(Error::invalid(format!(
+                    "bulk-mode transactions (the last at {lsn}) committed during each of {FULL_ATTEMPTS} copies of the databases; their pages are not in the log, so no copy is consistent: run db_hotbackup again when the bulk loads are done"
+                )))
+            }
+        }
+    }
+}
+
+/// How many times a full backup copies the databases when bulk-mode
+/// transactions keep committing under it.
+const FULL_ATTEMPTS: u32 = 3;
+
+/// The outcome of one full-backup attempt.
+enum Full {
+    Done(BackupReport),
+    /// A bulk-mode transaction (its pages go to the data files, only a
+    /// marker to the log) committed after the database copy began: the
+    /// copy may lack its pages and redo cannot bring them back, so the
+    /// attempt wrote no manifest and must start over.
+    BulkDuringCopy(Lsn),
+}
+
+/// A position no earlier than every log record already written: the
+/// last log file and its current length. A bulk transaction fsyncs its
+/// pages before appending its marker, so a marker below this mark had its
+/// pages on disk before this moment.
+fn log_mark(vfs: &SharedVfs, src: &Layout) -> Result<Lsn> {
+    let logs = src.log_files(vfs)?;
+    let Some(&last) = logs.last() else {
+        return Ok(Lsn::ZERO);
+    };
+    let len = vfs.open(&src.log_path(last), OpenMode::Read)?.len()?;
+    Ok(Lsn::new(last, u32::try_from(len).unwrap_or(u32::MAX)))
 }
 
 /// The source's directories: DB_CONFIG's, overridden by `-d`/`-l`.
@@ -344,7 +386,7 @@ fn full(
     target: &Path,
     opts: &BackupOptions,
     say: Say<'_>,
-) -> Result<BackupReport> {
+) -> Result<Full> {
     // The lease goes in after the start point is read; a `db_archive -d`
     // racing in between can only have removed files before a newer
     // checkpoint, so on a vanished start file read the start point again.
@@ -391,6 +433,7 @@ fn full(
         }
     }
     // 1. Databases.
+    let copy_began = log_mark(vfs, src)?;
     for f in src.db_files(vfs)? {
         let dir = if opts.config_dirs {
             let rel = f
@@ -431,6 +474,9 @@ fn full(
         },
     )?;
     report_recovery(&outcome, say);
+    if let Some(&lsn) = outcome.bulk_markers.iter().find(|&&m| m >= copy_began) {
+        return Ok(Full::BulkDuringCopy(lsn));
+    }
     check_complete(vfs, &dst)?;
     let env_id = outcome.env_id.unwrap_or(0);
     // 4. The manifest (listing the log files that stay), then the trim.
@@ -449,9 +495,11 @@ fn full(
     };
     // A full backup that fails even at its last step does not claim to
     // be complete.
-    finish(vfs, &dst, manifest, &trim, bytes, start.file, outcome, say).inspect_err(|_| {
-        let _ = Manifest::remove(vfs, target);
-    })
+    finish(vfs, &dst, manifest, &trim, bytes, start.file, outcome, say)
+        .inspect_err(|_| {
+            let _ = Manifest::remove(vfs, target);
+        })
+        .map(Full::Done)
 }
 
 fn update(
