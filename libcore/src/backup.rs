@@ -115,7 +115,7 @@ pub fn hot_backup(
     let mut attempt = 1;
     loop {
         match full(vfs, &src, target, opts, say)? {
-            Full::Done(report) => return Ok(report),
+            Full::Done(report) => return Ok(*report),
             Full::BulkDuringCopy(lsn) if attempt < FULL_ATTEMPTS => {
                 say(format!(
                     "a bulk-mode transaction committed at {lsn} while the databases were copied; copying again"
@@ -137,7 +137,7 @@ const FULL_ATTEMPTS: u32 = 3;
 
 /// The outcome of one full-backup attempt.
 enum Full {
-    Done(BackupReport),
+    Done(Box<BackupReport>),
     /// A bulk-mode transaction (its pages go to the data files, only a
     /// marker to the log) committed after the database copy began: the
     /// copy may lack its pages and redo cannot bring them back, so the
@@ -499,7 +499,7 @@ fn full(
         .inspect_err(|_| {
             let _ = Manifest::remove(vfs, target);
         })
-        .map(Full::Done)
+        .map(|r| Full::Done(Box::new(r)))
 }
 
 fn update(
