@@ -470,6 +470,8 @@ fn full(
         RecoveryOptions {
             mode: RecoveryMode::From(start),
             write: true,
+            // The copy is offline: fsync written pages behind redo.
+            sync_behind: true,
             ..Default::default()
         },
     )?;
@@ -594,6 +596,8 @@ fn update(
         RecoveryOptions {
             mode: RecoveryMode::From(manifest.end),
             write: true,
+            // The copy is offline: fsync written pages behind redo.
+            sync_behind: true,
             ..Default::default()
         },
     )?;
