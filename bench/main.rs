@@ -109,6 +109,8 @@ struct Bench {
     rows: Vec<Row>,
     /// Full-backup samples, kept for the peak-memory row.
     full_backups: Vec<Sample>,
+    /// Size of the larger environment when it was fully backed up, MiB.
+    large_mib: f64,
     incremental_backups: Vec<Sample>,
 }
 
@@ -253,6 +255,7 @@ impl Bench {
             r.runs = secs(&theirs);
         }
         self.full_backups = ours;
+        self.large_mib = mib(bytes);
         Ok(())
     }
 
@@ -721,7 +724,7 @@ impl Bench {
 
     /// Section 8, from the samples of 1 and 2.
     fn memory(&mut self) {
-        let large = mib(workload::dir_bytes(&self.dir("large")));
+        let large = self.large_mib;
         for (what, samples) in [
             ("full", self.full_backups.clone()),
             ("-u", self.incremental_backups.clone()),
@@ -878,6 +881,7 @@ fn run(size: Size, out: PathBuf, only: Option<Vec<u32>>, use_bdb: bool) -> R<()>
         out: out.clone(),
         rows: Vec::new(),
         full_backups: Vec::new(),
+        large_mib: 0.0,
         incremental_backups: Vec::new(),
     };
     let load_start = sh("cut -d' ' -f1-3 /proc/loadavg");
