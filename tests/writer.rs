@@ -1,107 +1,226 @@
-//! A load generator for the end-to-end tests and `make demo`: it owns an
-//! environment and commits transactions until killed or until `-n` of
-//! them are done, printing `ACK <n>` after each commit returns.
+//! A load generator for the end-to-end tests, `make demo` and the commit
+//! benchmarks: it owns an environment and commits transactions.
 //!
 //! Transaction `j` puts `k<j>` (a value whose bytes depend on j; every 9th
-//! is overflow-sized) into a.db and sets `last` to j in b.db, so any
-//! committed prefix is easy to recognise: a.db holds exactly k1..kL and
-//! b.db says L. Usage:
+//! is overflow-sized) into a.db and sets `last` to j in b.db.
+//!
+//! Counted mode (the default) commits until killed or until `-n` of them
+//! are done, printing `ACK <n>` after each commit returns. Any committed
+//! prefix is easy to recognise: a.db holds exactly k1..kL and b.db says L.
 //!
 //! `writer HOME [-n COUNT] [-i INTERVAL_MS] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]`
 //!
 //! With `--bulk-at J`, transaction J is a bulk-mode one that also loads
 //! 300 records of 1000 bytes into c.db.
+//!
+//! Timed mode, for benchmarks (`bench/bdb_env.c run` is the Berkeley DB
+//! twin):
+//!
+//! `writer HOME --threads T --seconds S [--nosync] [--lg-max BYTES]`
+//!
+//! T threads share one `Env` and commit the same transactions for S
+//! seconds (`--seconds` alone means one thread; `--threads` needs
+//! `--seconds`). j comes from one atomic counter that continues after
+//! b.db's `last`. No ACK lines; after the environment is closed one line
+//! goes to stdout: `RATE <commits/s> <commits> <elapsed s>`, where elapsed
+//! runs from the first begin to the last commit's return (open and close
+//! are not timed: they are a recovery and a checkpoint, not commits).
+//!
+//! With T > 1 the prefix property is not promised: a thread takes j once it
+//! holds the write transaction, so j follows the commit order while every
+//! commit succeeds, but a failed transaction would leave a hole, and b.db's
+//! `last` is only the j of whichever transaction committed last.
 
 use libcore::env::{Env, EnvOptions};
 use std::io::Write;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 #[path = "common/workload.rs"]
 mod workload;
 use workload::{key, value};
 
+const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES]";
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("writer: {msg}");
+    std::process::exit(1);
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("writer: {msg}\n{USAGE}");
+    std::process::exit(2);
+}
+
+/// The value after `flag`, parsed; a flag given with a missing or bad value
+/// is a usage error rather than silently ignored.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let i = args.iter().position(|a| a == name)?;
+    match args.get(i + 1).map(|v| v.parse()) {
+        Some(Ok(v)) => Some(v),
+        _ => usage(&format!("{name} needs a valid number")),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(home) = args.first() else {
-        eprintln!("usage: writer HOME [-n COUNT] [-i INTERVAL_MS] [-c CHECKPOINT_EVERY] [--nosync] [--bulk-at J]");
-        std::process::exit(2);
+        usage("no home directory given");
     };
-    let get = |flag: &str| -> Option<u64> {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
+    let count: u64 = flag(&args, "-n").unwrap_or(u64::MAX);
+    let interval: u64 = flag(&args, "-i").unwrap_or(0);
+    let ckp_every: u64 = flag(&args, "-c").unwrap_or(0);
+    let bulk_at: Option<u64> = flag(&args, "--bulk-at");
+    let threads: Option<usize> = flag(&args, "--threads");
+    let seconds: Option<f64> = flag(&args, "--seconds");
+    let timed = match (threads, seconds) {
+        (None, None) => None,
+        (Some(_), None) => usage("--threads needs --seconds"),
+        (t, Some(s)) => {
+            let t = t.unwrap_or(1);
+            if t == 0 || !(s.is_finite() && s > 0.0) {
+                usage("--threads must be at least 1 and --seconds positive");
+            }
+            Some((t, Duration::from_secs_f64(s)))
+        }
     };
-    let count = get("-n").unwrap_or(u64::MAX);
-    let interval = get("-i").unwrap_or(0);
-    let ckp_every = get("-c").unwrap_or(0);
-    let bulk_at = get("--bulk-at");
     let mut opts = EnvOptions::create();
     opts.nosync = Some(args.iter().any(|a| a == "--nosync"));
-    if let Some(m) = get("--lg-max") {
-        opts.lg_max = Some(m as u32);
+    if let Some(m) = flag::<u32>(&args, "--lg-max") {
+        opts.lg_max = Some(m);
     }
-    let env = match Env::open(std::path::Path::new(home), opts) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("writer: {e}");
-            std::process::exit(1);
+    let env = Env::open(std::path::Path::new(home), opts).unwrap_or_else(|e| die(e));
+    let dbs = open_or_create(&env).unwrap_or_else(|e| die(e));
+    let rate = match timed {
+        Some((t, s)) => Some(timed_run(&env, &dbs, t, s).unwrap_or_else(|e| die(e))),
+        None => {
+            counted_run(&env, &dbs, count, interval, ckp_every, bulk_at).unwrap_or_else(|e| die(e));
+            None
         }
     };
-    let run = || -> libcore::Result<()> {
-        let (a, b) = match (env.open_db("a.db"), env.open_db("b.db")) {
-            (Ok(a), Ok(b)) => (a, b),
-            _ => {
-                let mut t = env.begin()?;
-                let a = t.create_db("a.db", None)?;
-                let b = t.create_db("b.db", None)?;
-                t.commit()?;
-                (a, b)
-            }
-        };
-        let mut j: u64 = env
-            .get(&b, b"last")?
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let stdout = std::io::stdout();
-        for _ in 0..count {
-            j += 1;
-            let mut t = if bulk_at == Some(j) {
-                env.begin_bulk()?
-            } else {
-                env.begin()?
-            };
-            t.put(&a, &key(j), &value(j))?;
-            if bulk_at == Some(j) {
-                // A bulk load: enough new pages that some go straight to
-                // the data file (and only a marker to the log).
-                let c = match env.open_db("c.db") {
-                    Ok(c) => c,
-                    Err(_) => t.create_db("c.db", None)?,
-                };
-                for i in 0..300u32 {
-                    t.put(&c, format!("bulk{i:05}").as_bytes(), &[b'b'; 1000])?;
-                }
-            }
-            t.put(&b, b"last", j.to_string().as_bytes())?;
-            t.commit()?;
-            let _ = writeln!(stdout.lock(), "ACK {j}");
-            if ckp_every > 0 && j.is_multiple_of(ckp_every) {
-                env.checkpoint()?;
-            }
-            if interval > 0 {
-                std::thread::sleep(Duration::from_millis(interval));
-            }
-        }
-        Ok(())
-    };
-    if let Err(e) = run() {
-        eprintln!("writer: {e}");
-        std::process::exit(1);
-    }
     if let Err(e) = env.close() {
-        eprintln!("writer: {e}");
-        std::process::exit(1);
+        die(e);
     }
+    if let Some((n, elapsed)) = rate {
+        let secs = elapsed.as_secs_f64();
+        let per_sec = if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        println!("RATE {} {} {:.3}", per_sec.round() as u64, n, secs);
+    }
+}
+
+struct Dbs {
+    a: libcore::Db,
+    b: libcore::Db,
+}
+
+fn open_or_create(env: &Env) -> libcore::Result<Dbs> {
+    if let (Ok(a), Ok(b)) = (env.open_db("a.db"), env.open_db("b.db")) {
+        return Ok(Dbs { a, b });
+    }
+    let mut t = env.begin()?;
+    let a = t.create_db("a.db", None)?;
+    let b = t.create_db("b.db", None)?;
+    t.commit()?;
+    Ok(Dbs { a, b })
+}
+
+/// b.db's `last`: where this run's j continues.
+fn last_j(env: &Env, dbs: &Dbs) -> libcore::Result<u64> {
+    Ok(env
+        .get(&dbs.b, b"last")?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
+}
+
+fn counted_run(
+    env: &Env,
+    dbs: &Dbs,
+    count: u64,
+    interval: u64,
+    ckp_every: u64,
+    bulk_at: Option<u64>,
+) -> libcore::Result<()> {
+    let mut j = last_j(env, dbs)?;
+    let stdout = std::io::stdout();
+    for _ in 0..count {
+        j += 1;
+        let mut t = if bulk_at == Some(j) {
+            env.begin_bulk()?
+        } else {
+            env.begin()?
+        };
+        t.put(&dbs.a, &key(j), &value(j))?;
+        if bulk_at == Some(j) {
+            // A bulk load: enough new pages that some go straight to
+            // the data file (and only a marker to the log).
+            let c = match env.open_db("c.db") {
+                Ok(c) => c,
+                Err(_) => t.create_db("c.db", None)?,
+            };
+            for i in 0..300u32 {
+                t.put(&c, format!("bulk{i:05}").as_bytes(), &[b'b'; 1000])?;
+            }
+        }
+        t.put(&dbs.b, b"last", j.to_string().as_bytes())?;
+        t.commit()?;
+        let _ = writeln!(stdout.lock(), "ACK {j}");
+        if ckp_every > 0 && j.is_multiple_of(ckp_every) {
+            env.checkpoint()?;
+        }
+        if interval > 0 {
+            std::thread::sleep(Duration::from_millis(interval));
+        }
+    }
+    Ok(())
+}
+
+/// `threads` threads commit until `span` has passed; returns the number of
+/// commits and the time from the start to the last thread's end.
+fn timed_run(
+    env: &Env,
+    dbs: &Dbs,
+    threads: usize,
+    span: Duration,
+) -> libcore::Result<(u64, Duration)> {
+    let next = AtomicU64::new(last_j(env, dbs)?);
+    let commits = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let deadline = start + span;
+    let results: Vec<libcore::Result<()>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                sc.spawn(|| -> libcore::Result<()> {
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        let mut t = env.begin()?;
+                        // Taken under the write transaction: j follows the
+                        // commit order (see the file comment).
+                        let j = next.fetch_add(1, Ordering::Relaxed) + 1;
+                        t.put(&dbs.a, &key(j), &value(j))?;
+                        t.put(&dbs.b, b"last", j.to_string().as_bytes())?;
+                        t.commit()?;
+                        commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let r = h.join().unwrap_or_else(|_| die("a writer thread panicked"));
+                if r.is_err() {
+                    // One failure ends the run for everyone.
+                    stop.store(true, Ordering::Relaxed);
+                }
+                r
+            })
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    for r in results {
+        r?;
+    }
+    Ok((commits.load(Ordering::Relaxed), elapsed))
 }
