@@ -1,22 +1,10 @@
 //! Checkpoints running while many threads commit, under power loss.
 //!
-//! KNOWN FAILURE, hence `#[ignore]` (run with `--ignored`; more cut points
-//! with `POWERLOSS_CUTS=100`): with six committing threads, a 64 KiB cache
-//! and 16 KiB log files, about one run in three ends in a recovery that
-//! fails with "page 0: log sequence error: the log record at [N][~15.5K]
-//! that changed this page is missing": a meta page reached its file with
-//! the LSN of a record near the end of a log file that the power loss then
-//! took. The single-threaded power-loss sweep never hits it. It happens
-//! with the checkpoint holding the writer lock throughout (the code as it
-//! is), so it is older than any change to the checkpoint; suspects are the
-//! interplay of eviction's write-back, group-commit flush and log rotation
-//! when several committers run. A version of the checkpoint that releases
-//! the writer lock during write-back (commit 702ec11, reverted) failed the
-//! same way, more often, and once with a redo point inside a torn log tail.
-//!
-//! What the test is for once that is fixed: a checkpoint that does not hold
-//! the writer lock while writing back could lose data three ways, each of
-//! which this test catches as a missing acknowledged commit, a torn
+//! A checkpoint used to hold the writer lock while it wrote every dirty
+//! page back, so no commit could run beside it. Now it holds the lock only
+//! to pick its redo point R and list the dirty pages, then writes them while
+//! commits go on (writeback.rs). That opens three ways to lose data, each of
+//! which this test would catch as a missing acknowledged commit, a torn
 //! transaction, or a recovery that fails with a log sequence error:
 //! * R passes a change that is not on disk (the page missed the snapshot,
 //!   or was written before the change, or not fsynced before the record);
@@ -204,7 +192,6 @@ fn one_cut(seed: u64, cut: Option<u64>) -> u64 {
 }
 
 #[test]
-#[ignore = "reproduces a known durability bug; see the file comment"]
 fn checkpoints_beside_many_committers_keep_every_acknowledged_commit() {
     let cuts: u64 = std::env::var("POWERLOSS_CUTS")
         .ok()
