@@ -180,6 +180,27 @@ impl Cache {
         v
     }
 
+    /// Keys of every dirty page, sorted (a checkpoint's snapshot).
+    pub fn dirty_keys(&self) -> Vec<PageKey> {
+        let mut v: Vec<PageKey> = self
+            .pages
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, _)| *k)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The image of `key` if it is cached and dirty (without counting a hit:
+    /// write-back is not a use).
+    pub fn dirty_image(&self, key: PageKey) -> Option<PageBuf> {
+        self.pages
+            .get(&key)
+            .filter(|s| s.dirty)
+            .map(|s| s.buf.clone())
+    }
+
     /// Marks a page clean after write-back, unless a newer image was
     /// installed meanwhile (its Arc differs).
     pub fn mark_clean(&mut self, key: PageKey, written: &PageBuf) {

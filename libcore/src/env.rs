@@ -14,7 +14,8 @@
 //! Concurrency inside one process: one write transaction at a time (the
 //! `writer` mutex); readers take `commit_lock` for reading for the span of
 //! one operation, and a commit installs its pages under the write side, so no
-//! reader sees half of a transaction.
+//! reader sees half of a transaction. Write-back and checkpoints live in
+//! writeback.rs; a checkpoint holds `writer` only to pick its redo point.
 
 use crate::btree;
 use crate::cache::{Cache, PageKey};
@@ -22,13 +23,13 @@ use crate::config::Config;
 use crate::dbfile::{Db, DbFile};
 use crate::error::{Error, Location, Result};
 use crate::layout::Layout;
-use crate::log::{Log, Record};
+use crate::log::Log;
 use crate::owner::OwnerLock;
 use crate::page::{self, Meta, PageCheck};
 use crate::pagestore::{PageBuf, PageRead};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::region::Region;
-use crate::types::{FileId, Lsn, PageNo, TxnId};
+use crate::types::{FileId, Lsn, PageNo};
 use crate::vfs::{OpenMode, OsVfs, SharedVfs};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -112,6 +113,12 @@ pub(crate) struct Inner {
     /// Read-only views: the end of the log the overlay reflects.
     pub snapshot_end: Lsn,
     pub writer: Mutex<WriterState>,
+    /// Held by whoever writes dirty pages back (writeback.rs): a page is
+    /// captured and written inside it, so an older image never lands on
+    /// disk after a newer one.
+    pub writeback: Mutex<()>,
+    /// One checkpoint at a time (they no longer hold `writer` throughout).
+    pub checkpointing: Mutex<()>,
     pub commit_lock: RwLock<()>,
     pub generation: AtomicU64,
     /// Pages whose LSN is older than this get a full image when next logged.
@@ -139,7 +146,7 @@ pub struct Env {
     pub(crate) inner: Arc<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread while holding the lock leaves data we still
     // trust (every update is a single assignment), so poisoning is ignored.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -287,6 +294,8 @@ impl Env {
             writer: Mutex::new(WriterState {
                 next_txn: outcome.max_txn.0 + 1,
             }),
+            writeback: Mutex::new(()),
+            checkpointing: Mutex::new(()),
             commit_lock: RwLock::new(()),
             generation: AtomicU64::new(0),
             redo_point: Mutex::new(redo_point),
@@ -718,126 +727,6 @@ impl Inner {
             .map_err(|e| self.fail(e))?;
         lock(&self.unsynced).insert(file.id);
         Ok(())
-    }
-
-    /// Writes back dirty pages, log first (the write-ahead rule).
-    fn write_back(&self, pages: Vec<(PageKey, PageBuf)>) -> Result<()> {
-        if pages.is_empty() {
-            return Ok(());
-        }
-        // Up to the end of what is written, not just the pages' LSNs: redo
-        // applies a page record only with its transaction's commit record,
-        // which comes later and may sit in a newer log file than every
-        // page record of its batch (the older file counts as durable at
-        // rotation, so flushing to the highest page LSN would not sync the
-        // newer one). The
-        // commit of every installed page is written: append precedes
-        // install.
-        let log = self.log()?;
-        log.flush(log.end()).map_err(|e| self.fail(e))?;
-        for (key, buf) in &pages {
-            if let Some(f) = self.file(key.0) {
-                self.write_page(&f, key.1, buf)?;
-            }
-        }
-        let mut c = lock(&self.cache);
-        for (key, buf) in &pages {
-            c.mark_clean(*key, buf);
-        }
-        Ok(())
-    }
-
-    /// Writes the committed pages of newly created files to disk at once,
-    /// so a new database is a database on disk (its meta page readable by
-    /// `db_archive -s` and copies) from its commit on, not from the next
-    /// checkpoint.
-    pub fn write_back_files(&self, ids: &[FileId]) -> Result<()> {
-        let pages: Vec<(PageKey, PageBuf)> = lock(&self.cache)
-            .dirty_pages()
-            .into_iter()
-            .filter(|(k, _)| ids.contains(&k.0))
-            .collect();
-        self.write_back(pages)?;
-        for id in ids {
-            if let Some(f) = self.file(*id) {
-                if let Some(h) = &f.handle {
-                    h.sync().map_err(|e| self.fail(e))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn evict(&self) -> Result<()> {
-        let (dirty, _) = lock(&self.cache).evict();
-        if dirty.is_empty() || self.read_only {
-            return Ok(());
-        }
-        self.write_back(dirty)?;
-        lock(&self.cache).evict();
-        Ok(())
-    }
-
-    pub fn sync_files(&self) -> Result<()> {
-        let ids: Vec<FileId> = lock(&self.unsynced).drain().collect();
-        for id in ids {
-            if let Some(f) = self.file(id) {
-                if let Some(h) = &f.handle {
-                    h.sync().map_err(|e| self.fail(e))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    pub fn checkpoint(&self) -> Result<Lsn> {
-        self.check_failed()?;
-        let log = self.log()?;
-        let _w = lock(&self.writer);
-        let redo = log.end();
-        *lock(&self.redo_point) = redo;
-        // Every page's next change is an image again from here on.
-        lock(&self.bulk_pages).clear();
-        let dirty = lock(&self.cache).dirty_pages();
-        self.write_back(dirty)?;
-        self.sync_files()?;
-        for d in &self.layout.data_dirs {
-            self.vfs.sync_dir(d).map_err(|e| self.fail(e))?;
-        }
-        let mut files: Vec<(FileId, Vec<u8>)> = self
-            .files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|f| (f.id, f.name.as_bytes().to_vec()))
-            .collect();
-        files.sort();
-        let prev = *lock(&self.last_ckp);
-        let now = now_secs();
-        let rec = Record::Checkpoint(crate::log::Checkpoint {
-            redo_lsn: redo,
-            last_ckp: prev,
-            timestamp: now,
-            files,
-        });
-        let lsn = {
-            let mut app = log.lock();
-            let v = app.append(&[(TxnId(0), &rec)]).map_err(|e| self.fail(e))?;
-            v.first().copied().unwrap_or(redo)
-        };
-        log.flush(log.end()).map_err(|e| self.fail(e))?;
-        log.set_last_ckp(lsn);
-        *lock(&self.last_ckp) = lsn;
-        let end = log.end();
-        let commits = self.commits.load(Ordering::Relaxed);
-        self.region.update(true, |s| {
-            s.last_ckp = lsn;
-            s.ckp_redo = redo;
-            s.ckp_time = now;
-            s.log_end = end;
-            s.commits = commits;
-        })?;
-        Ok(lsn)
     }
 }
 

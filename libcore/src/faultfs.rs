@@ -712,11 +712,18 @@ impl VFile for CrashFile {
             return self.inner.sync();
         };
         // The real fsync is not needed: the model records what it promises.
+        // The content is read under the model's lock: two threads syncing
+        // one file at once (a group-commit leader and a log rotation) used
+        // to be able to finish in the other order, so the sync that read
+        // the file first stored its older content last and "un-synced"
+        // records the engine had been promised durable. A real fsync never
+        // makes data less durable; under the lock, the later sync reads
+        // the later content.
+        let mut s = lock(&self.st);
         let len = self.inner.len()?;
         let mut content = vec![0u8; len as usize];
         let n = self.inner.read_at(&mut content, 0)?;
         content.truncate(n);
-        let mut s = lock(&self.st);
         s.syncs += 1;
         if let Some(node) = s.inodes.get_mut(&ino) {
             node.durable = content;

@@ -36,6 +36,7 @@ pub mod txn;
 pub mod types;
 pub mod verify;
 pub mod vfs;
+mod writeback;
 
 pub use dbfile::Db;
 pub use env::{Env, EnvOptions};

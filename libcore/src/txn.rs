@@ -701,10 +701,20 @@ impl Drop for Txn<'_> {
 /// of framing in the log.
 pub fn diff_ranges(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
     const GAP: usize = 8;
+    const SKIP: usize = 64;
     let mut out: Vec<(u32, Vec<u8>)> = Vec::new();
     let n = old.len().min(new.len());
     let mut i = page::LSN_END;
     while i < n {
+        // Most of a page is unchanged: skip equal blocks with one slice
+        // compare (memcmp) each instead of byte by byte, which was a third
+        // of a nosync commit's CPU time.
+        while i + SKIP <= n && old[i..i + SKIP] == new[i..i + SKIP] {
+            i += SKIP;
+        }
+        if i >= n {
+            break;
+        }
         if old[i] == new[i] {
             i += 1;
             continue;
@@ -888,5 +898,57 @@ mod tests {
         let r = diff_ranges(&old, &new);
         assert_eq!(r, vec![(20, vec![1, 0, 0, 2]), (100, vec![3])]);
         assert!(diff_ranges(&old, &old).is_empty());
+    }
+
+    /// The byte-by-byte version the block skip must agree with.
+    fn diff_ranges_bytewise(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
+        const GAP: usize = 8;
+        let mut out: Vec<(u32, Vec<u8>)> = Vec::new();
+        let n = old.len().min(new.len());
+        let mut i = page::LSN_END;
+        while i < n {
+            if old[i] == new[i] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut end = i + 1;
+            let mut j = end;
+            while j < n {
+                if old[j] != new[j] {
+                    end = j + 1;
+                    j += 1;
+                } else if j - end >= GAP {
+                    break;
+                } else {
+                    j += 1;
+                }
+            }
+            out.push((start as u32, new[start..end].to_vec()));
+            i = end;
+        }
+        out
+    }
+
+    #[test]
+    fn block_skipping_diff_equals_the_bytewise_one() {
+        let mut rng = crate::faultfs::Rng::new(7);
+        for round in 0..2000 {
+            let len = [512usize, 4096, 100, 70][round % 4];
+            let old = rng.bytes(len);
+            let mut new = old.clone();
+            for _ in 0..rng.below(12) {
+                let at = rng.below(len as u64) as usize;
+                let run = 1 + rng.below(80) as usize;
+                for b in new.iter_mut().skip(at).take(run) {
+                    *b = b.wrapping_add(1 + rng.below(255) as u8);
+                }
+            }
+            assert_eq!(
+                diff_ranges(&old, &new),
+                diff_ranges_bytewise(&old, &new),
+                "round {round}"
+            );
+        }
     }
 }
