@@ -41,6 +41,9 @@ use std::process::Command;
 use std::time::Duration;
 use workload::{fresh, log_bytes, log_files, remove, Ours};
 
+/// The `db_hotbackup -r` cap of the paced rows of section 6, MiB/s.
+const PACE_MIB: u32 = 32;
+
 /// How big each part of the run is.
 struct Size {
     name: &'static str,
@@ -579,53 +582,44 @@ impl Bench {
         Ok(())
     }
 
-    /// Section 6: the primary's commit rate while backups run.
+    /// Section 6: the primary's commit rate while backups run, unpaced and
+    /// paced with `-r`.
     fn primary_during_backup(&mut self) -> R<()> {
         let secs = self.size.commit_secs;
-        say("6. primary commits/s alone and while db_hotbackup runs in a loop");
+        say(&format!(
+            "6. primary commits/s alone and while db_hotbackup runs in a loop (unpaced, -r {PACE_MIB})"
+        ));
         let env = self.dir("large");
         let bk = self.dir("loop-bk");
-        for threads in [1, 8] {
+        for (pace, threads) in [
+            (None, 1),
+            (None, 8),
+            (Some(PACE_MIB), 1),
+            (Some(PACE_MIB), 8),
+        ] {
             let (mut alone, mut during) = (Vec::new(), Vec::new());
             let mut backups = 0;
-            for _ in 0..self.runs() {
-                measure::sync();
+            let writer = || {
                 let mut w = self.ours.writer();
                 w.arg(&env)
                     .arg("--threads")
                     .arg(threads.to_string())
                     .arg("--seconds")
                     .arg(secs.to_string());
-                alone.push(parse_rate(&measure::run(&mut w, true)?.stdout, "writer")?);
+                w
+            };
+            for _ in 0..self.runs() {
+                measure::sync();
+                alone.push(parse_rate(
+                    &measure::run(&mut writer(), true)?.stdout,
+                    "writer",
+                )?);
                 measure::sync();
                 let stop = std::sync::atomic::AtomicBool::new(false);
                 let (rate, n) = std::thread::scope(|s| -> R<(f64, usize)> {
-                    let looper = s.spawn(|| -> R<usize> {
-                        let mut n = 0;
-                        // Start after the writer has opened the environment.
-                        std::thread::sleep(Duration::from_millis(50));
-                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            remove(&bk);
-                            measure::time(
-                                self.ours
-                                    .tool("db_hotbackup")
-                                    .arg("-h")
-                                    .arg(&env)
-                                    .arg("-b")
-                                    .arg(&bk),
-                            )?;
-                            n += 1;
-                        }
-                        Ok(n)
-                    });
-                    let mut w = self.ours.writer();
-                    w.arg(&env)
-                        .arg("--threads")
-                        .arg(threads.to_string())
-                        .arg("--seconds")
-                        .arg(secs.to_string());
-                    let rate =
-                        measure::run(&mut w, true).and_then(|f| parse_rate(&f.stdout, "writer"));
+                    let looper = s.spawn(|| self.backup_loop(&env, &bk, pace, &stop));
+                    let rate = measure::run(&mut writer(), true)
+                        .and_then(|f| parse_rate(&f.stdout, "writer"));
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     let n = looper
                         .join()
@@ -637,10 +631,11 @@ impl Bench {
                 remove(&bk);
             }
             let (a, d) = (median(&alone), median(&during));
+            let how = pace.map_or("unpaced".to_string(), |r| format!("-r {r}"));
             let r = self.row(
                 "6",
-                format!("primary commits/s during backups, sync, {threads} thread(s)"),
-                format!("{d:.0} commits/s ({backups} backups ran)"),
+                format!("primary commits/s during backups ({how}), sync, {threads} thread(s)"),
+                format!("{d:.0} commits/s ({backups} backups done)"),
                 format!("{a:.0} commits/s alone"),
             );
             r.ratio = Some(d / a);
@@ -649,6 +644,46 @@ impl Bench {
             r.runs = format!("{} vs {}", all(&during, 0), all(&alone, 0));
         }
         Ok(())
+    }
+
+    /// Full backups of `env` one after another until `stop`; the one
+    /// running then is killed (the writer's window is over). Returns how
+    /// many completed.
+    fn backup_loop(
+        &self,
+        env: &Path,
+        bk: &Path,
+        pace: Option<u32>,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> R<usize> {
+        let mut done = 0;
+        // Start once the writer has opened the environment.
+        std::thread::sleep(Duration::from_millis(50));
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            remove(bk);
+            let mut c = self.ours.tool("db_hotbackup");
+            if let Some(r) = pace {
+                c.arg("-r").arg(r.to_string());
+            }
+            c.arg("-h").arg(env).arg("-b").arg(bk);
+            c.stdout(std::process::Stdio::null());
+            let mut child = c.spawn().map_err(|e| format!("db_hotbackup: {e}"))?;
+            loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(done);
+                }
+                match child.try_wait() {
+                    Ok(Some(st)) if st.success() => break,
+                    Ok(Some(st)) => return Err(format!("db_hotbackup in the loop: {st}")),
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => return Err(format!("db_hotbackup in the loop: {e}")),
+                }
+            }
+            done += 1;
+        }
+        Ok(done)
     }
 
     /// Section 7: db_archive latency against the number of log files.

@@ -595,3 +595,58 @@ fn checkpoint_first_is_taken_by_the_live_owner() {
     assert!(check_prefix(&bk) >= 100);
     w.kill();
 }
+
+/// `-r`, our one addition to db_hotbackup's flags: a paced full backup and
+/// a paced update are as complete as unpaced ones, and a rate that is not
+/// a positive whole number of MiB/s is refused before anything is copied.
+/// (How fast the pacing lets a copy go is a benchmark's business, not a
+/// test's: `make bench`, row 6.)
+#[test]
+fn a_paced_backup_and_update_are_complete_and_a_bad_rate_is_refused() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    let bk = t.path().join("bk");
+    std::fs::create_dir(&prim).unwrap();
+    let w = Writer::start(&prim, &["-n", "100", "-c", "30"]);
+    w.wait_for(100);
+    drop(w);
+    std::thread::sleep(Duration::from_millis(50));
+    for bad in ["0", "-5", "1.5", "fast", "99999999999999"] {
+        let out = cmd("db_hotbackup")
+            .args(["-r", bad, "-h"])
+            .arg(&prim)
+            .arg("-b")
+            .arg(&bk)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "-r {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("db_hotbackup: -r: {bad}: ")),
+            "{err}"
+        );
+        assert!(!bk.exists(), "-r {bad}: nothing created");
+    }
+    let paced = |update: bool| {
+        let mut c = cmd("db_hotbackup");
+        c.args(["-r", "1000", "-h"]).arg(&prim).arg("-b").arg(&bk);
+        if update {
+            c.arg("-u");
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    paced(false);
+    assert_eq!(contents(&bk), contents(&prim));
+    let w = Writer::start(&prim, &["-n", "50"]);
+    w.wait_for(150);
+    drop(w);
+    std::thread::sleep(Duration::from_millis(50));
+    paced(true);
+    assert_eq!(check_prefix(&bk), 150);
+    assert_eq!(contents(&bk), contents(&prim));
+}

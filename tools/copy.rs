@@ -67,7 +67,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         None => args.sources.clone(),
     };
-    let opts = CopyOptions { plain: args.plain };
+    let opts = CopyOptions {
+        plain: args.plain,
+        pace: None,
+    };
     let mut shown: anyhow::Result<()> = Ok(());
     copy_into(&vfs, &sources, &args.target, opts, |r| {
         if args.verbose && shown.is_ok() {

@@ -28,6 +28,16 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
     let Some(target) = p.path('b') else {
         return Err(Usage::msg("no target backup directory specified"));
     };
+    let max_rate = match p.value('r') {
+        None => None,
+        Some(r) => match r.to_str().and_then(|r| r.parse::<u64>().ok()) {
+            Some(mb) if mb > 0 && mb < (1 << 40) => Some(mb << 20),
+            _ => return Err(Usage::msg(format!(
+                "-r: {}: the rate must be a whole number of megabytes (MiB) per second, at least 1",
+                r.to_string_lossy()
+            ))),
+        },
+    };
     if p.flag('P') {
         return Err(Usage::msg(
             "-P: encryption is not supported (environments are not encrypted)",
@@ -42,6 +52,7 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
             log_dir: p.path('l'),
             keep_logs: p.flag('g'),
             plain: p.flag('F'),
+            max_rate,
         },
         home,
         target,

@@ -22,7 +22,7 @@
 use crate::archive;
 use crate::checkpoint;
 use crate::config::Config;
-use crate::copy::{copy_file, CopyOptions};
+use crate::copy::{copy_file, CopyOptions, Pacer};
 use crate::error::{Error, Location, Result};
 use crate::layout::{is_env_internal, probe_db, Layout};
 use crate::log::{self, parse_log_name, LogCursor, Record, FILE_HEADER_SIZE};
@@ -57,6 +57,9 @@ pub struct BackupOptions {
     pub keep_logs: bool,
     /// `-F`: plain file reads.
     pub plain: bool,
+    /// `-r`: at most this many bytes a second copied (`None`: as fast as
+    /// the disks go).
+    pub max_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -423,7 +426,11 @@ fn full(
     let created = crate::env::now_secs();
     let mut entries = Vec::new();
     let mut bytes = 0u64;
-    let copy = CopyOptions { plain: opts.plain };
+    let pacer = opts.max_rate.map(Pacer::new);
+    let copy = CopyOptions {
+        plain: opts.plain,
+        pace: pacer.as_ref(),
+    };
     if opts.config_dirs {
         let cfg = src.home.join("DB_CONFIG");
         if vfs.exists(&cfg) {
@@ -557,6 +564,7 @@ fn update(
     refuse_bulk(vfs, src, manifest.end)?;
 
     // Copy: the rest of file b, then every later file.
+    let pacer = opts.max_rate.map(Pacer::new);
     let mut bytes = 0u64;
     let src_h = vfs.open(&from, OpenMode::Read)?;
     let out = vfs.open(&bk_path, OpenMode::ReadWrite)?;
@@ -568,6 +576,9 @@ fn update(
             break;
         }
         out.write_at(&buf[..n], off)?;
+        if let Some(p) = &pacer {
+            p.pace(n as u64);
+        }
         off += n as u64;
         bytes += n as u64;
     }
@@ -581,7 +592,10 @@ fn update(
     }
     let last = src.log_files(vfs)?.last().copied().unwrap_or(b);
     if last > b {
-        let copy = CopyOptions { plain: opts.plain };
+        let copy = CopyOptions {
+            plain: opts.plain,
+            pace: pacer.as_ref(),
+        };
         bytes += copy_logs(vfs, src, &dst, b + 1, last, copy, say)?;
     }
     drop(_lease);
@@ -715,7 +729,7 @@ fn copy_logs(
     dst: &Layout,
     from: u32,
     to: u32,
-    copy: CopyOptions,
+    copy: CopyOptions<'_>,
     say: Say<'_>,
 ) -> Result<u64> {
     let mut bytes = 0;

@@ -37,9 +37,52 @@ pub enum FileKind {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CopyOptions {
+pub struct CopyOptions<'a> {
     /// `-F`: plain reads, no page checks (only where reads are atomic).
     pub plain: bool,
+    /// A bandwidth cap shared by every file of one backup (`-r`).
+    pub pace: Option<&'a Pacer>,
+}
+
+/// Keeps the average rate of a copy (over every file it is used for) at or
+/// under a cap, by sleeping after a chunk that got ahead of it. On a
+/// primary whose disk the backup shares, an unpaced copy fills the device
+/// queue and the primary's log fsyncs wait behind it (bench row 6): the cap
+/// trades backup time for the primary's commit latency.
+#[derive(Debug)]
+pub struct Pacer {
+    bytes_per_sec: u64,
+    /// When the first byte went, and how many have gone since.
+    progress: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Pacer {
+    pub fn new(bytes_per_sec: u64) -> Pacer {
+        Pacer {
+            bytes_per_sec: bytes_per_sec.max(1),
+            progress: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts `n` more bytes copied and sleeps while the copy is ahead of
+    /// the cap.
+    pub fn pace(&self, n: u64) {
+        let wait = {
+            let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            let start = *p.0.get_or_insert_with(std::time::Instant::now);
+            p.1 += n;
+            ahead_by(p.1, self.bytes_per_sec, start.elapsed())
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// How far a copy of `bytes` done after `elapsed` is ahead of `rate`
+/// bytes a second (zero when it is behind).
+fn ahead_by(bytes: u64, rate: u64, elapsed: Duration) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64).saturating_sub(elapsed)
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +123,12 @@ pub fn classify(vfs: &SharedVfs, path: &Path) -> Result<FileKind> {
 }
 
 /// Copies `src` to the file `dst` (not a directory).
-pub fn copy_file(vfs: &SharedVfs, src: &Path, dst: &Path, opts: CopyOptions) -> Result<CopyReport> {
+pub fn copy_file(
+    vfs: &SharedVfs,
+    src: &Path,
+    dst: &Path,
+    opts: CopyOptions<'_>,
+) -> Result<CopyReport> {
     let kind = classify(vfs, src)?;
     let meta = std::fs::metadata(src).map_err(|e| Error::io(src, "stat", e))?;
     let dir = match dst.parent() {
@@ -108,10 +156,14 @@ pub fn copy_file(vfs: &SharedVfs, src: &Path, dst: &Path, opts: CopyOptions) -> 
         let input = vfs.open(src, OpenMode::Read)?;
         let (bytes, rereads, crc) =
             with_background_sync(out.as_ref(), |nudge| match (kind, opts.plain) {
-                (FileKind::Database { page_size }, false) => {
-                    copy_pages(input.as_ref(), out.as_ref(), page_size as usize, nudge)
-                }
-                _ => copy_bytes(input.as_ref(), out.as_ref(), nudge),
+                (FileKind::Database { page_size }, false) => copy_pages(
+                    input.as_ref(),
+                    out.as_ref(),
+                    page_size as usize,
+                    nudge,
+                    opts.pace,
+                ),
+                _ => copy_bytes(input.as_ref(), out.as_ref(), nudge, opts.pace),
             })?;
         out.sync()?;
         let atime = filetime::FileTime::from_last_access_time(&meta);
@@ -167,7 +219,12 @@ fn with_background_sync<T>(
     })
 }
 
-fn copy_bytes(input: &dyn VFile, out: &dyn VFile, nudge: &dyn Fn()) -> Result<(u64, u64, u32)> {
+fn copy_bytes(
+    input: &dyn VFile,
+    out: &dyn VFile,
+    nudge: &dyn Fn(),
+    pace: Option<&Pacer>,
+) -> Result<(u64, u64, u32)> {
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
     let mut h = crc32fast::Hasher::new();
@@ -180,6 +237,9 @@ fn copy_bytes(input: &dyn VFile, out: &dyn VFile, nudge: &dyn Fn()) -> Result<(u
         if off / SYNC_EVERY != (off + n as u64) / SYNC_EVERY {
             nudge();
         }
+        if let Some(p) = pace {
+            p.pace(n as u64);
+        }
         h.update(&buf[..n]);
         off += n as u64;
     }
@@ -191,6 +251,7 @@ fn copy_pages(
     out: &dyn VFile,
     ps: usize,
     nudge: &dyn Fn(),
+    pace: Option<&Pacer>,
 ) -> Result<(u64, u64, u32)> {
     let per = (CHUNK / ps).max(1);
     let mut buf = vec![0u8; per * ps];
@@ -212,6 +273,9 @@ fn copy_pages(
         h.update(&buf[..whole]);
         if off / SYNC_EVERY != (off + whole as u64) / SYNC_EVERY {
             nudge();
+        }
+        if let Some(p) = pace {
+            p.pace(whole as u64);
         }
         off += whole as u64;
         if n < buf.len() {
@@ -304,6 +368,16 @@ fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pacer_waits_exactly_as_long_as_the_copy_is_ahead() {
+        let s = Duration::from_secs;
+        assert_eq!(ahead_by(10 << 20, 10 << 20, s(0)), s(1));
+        assert_eq!(ahead_by(10 << 20, 10 << 20, s(1)), Duration::ZERO);
+        assert_eq!(ahead_by(10 << 20, 10 << 20, s(3)), Duration::ZERO);
+        assert_eq!(ahead_by(30 << 20, 10 << 20, s(1)), s(2));
+        assert_eq!(ahead_by(5, 0, s(0)), s(5), "a zero rate counts as 1 byte/s");
+    }
     use crate::env::{Env, EnvOptions};
     use crate::vfs::OsVfs;
 

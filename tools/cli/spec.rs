@@ -5,7 +5,8 @@
 //! Invariant: every letter a usage text shows is in the getopt string. The
 //! reverse does not hold on purpose: Berkeley DB accepts a few letters its
 //! usage leaves out (`db_hotbackup -F -g`, `db_printlog -D`, `db_stat -Z`
-//! in the first form), and so do we.
+//! in the first form), and so do we; our one addition, `db_hotbackup -r
+//! rate`, stays out of the usage text too, so it reads as Berkeley DB's.
 
 /// One of our utilities. Its canonical name is the one the binary is
 /// installed under; a renamed binary still parses as this tool.
@@ -144,7 +145,7 @@ static SPECS: [Spec; 10] = [
     Spec {
         tool: Tool::Hotbackup,
         name: "db_hotbackup",
-        optstring: "b:cDd:Fgh:l:P:uVv",
+        optstring: "b:cDd:Fgh:l:P:r:uVv",
         usage: "usage: {prog} [-cDuVv]\n\
                 \t[-d data_dir ...] [-h home] [-l log_dir] [-P password] -b backup_dir",
         operands: Operands::NONE,
