@@ -32,10 +32,12 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
         None => None,
         Some(r) => match r.to_str().and_then(|r| r.parse::<u64>().ok()) {
             Some(mb) if mb > 0 && mb < (1 << 40) => Some(mb << 20),
-            _ => return Err(Usage::msg(format!(
+            _ => {
+                return Err(Usage::msg(format!(
                 "-r: {}: the rate must be a whole number of megabytes (MiB) per second, at least 1",
                 r.to_string_lossy()
-            ))),
+            )))
+            }
         },
     };
     if p.flag('P') {
