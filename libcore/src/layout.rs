@@ -97,13 +97,7 @@ impl Layout {
                 std::io::Error::from_raw_os_error(2),
             ));
         }
-        let mut v: Vec<u32> = vfs
-            .list(&self.log_dir)?
-            .iter()
-            .filter_map(|n| n.to_str().and_then(parse_log_name))
-            .collect();
-        v.sort_unstable();
-        Ok(v)
+        crate::log::list_log_files(vfs, &self.log_dir)
     }
 
     pub fn log_path(&self, n: u32) -> PathBuf {
