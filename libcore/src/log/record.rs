@@ -227,28 +227,7 @@ impl Record {
             // One decoder for page records, shared with redo's in-place
             // reading (`PageRecord`), so both accept exactly the same bytes.
             TYPE_PAGE_IMAGE | TYPE_PAGE_DELTA => {
-                return Ok(match PageRecord::decode(ty, payload)? {
-                    PageRecord::Image {
-                        file_id,
-                        pgno,
-                        image,
-                    } => Record::PageImage {
-                        file_id,
-                        pgno,
-                        image: image.to_vec(),
-                    },
-                    PageRecord::Delta {
-                        file_id,
-                        pgno,
-                        prev_lsn,
-                        ranges,
-                    } => Record::PageDelta {
-                        file_id,
-                        pgno,
-                        prev_lsn,
-                        ranges: ranges.map(|(o, b)| (o, b.to_vec())).collect(),
-                    },
-                });
+                return Ok(PageRecord::decode(ty, payload)?.to_record());
             }
             TYPE_COMMIT => Record::Commit {
                 timestamp: r.u64().map_err(&e)?,
@@ -305,6 +284,32 @@ pub enum PageRecord<'a> {
 }
 
 impl<'a> PageRecord<'a> {
+    /// The owned [`Record`] with the same fields (bytes copied).
+    pub fn to_record(&self) -> Record {
+        match *self {
+            PageRecord::Image {
+                file_id,
+                pgno,
+                image,
+            } => Record::PageImage {
+                file_id,
+                pgno,
+                image: image.to_vec(),
+            },
+            PageRecord::Delta {
+                file_id,
+                pgno,
+                prev_lsn,
+                ranges,
+            } => Record::PageDelta {
+                file_id,
+                pgno,
+                prev_lsn,
+                ranges: ranges.map(|(o, b)| (o, b.to_vec())).collect(),
+            },
+        }
+    }
+
     /// Whether records of type `ty` are page records.
     pub fn is_page_type(ty: u8) -> bool {
         ty == TYPE_PAGE_IMAGE || ty == TYPE_PAGE_DELTA

@@ -796,28 +796,7 @@ fn page_records_read_in_place_match_their_decoded_form() {
         let (ty, payload) = r.encode();
         assert!(PageRecord::is_page_type(ty));
         let view = PageRecord::decode(ty, &payload).unwrap();
-        let owned = match view {
-            PageRecord::Image {
-                file_id,
-                pgno,
-                image,
-            } => Record::PageImage {
-                file_id,
-                pgno,
-                image: image.to_vec(),
-            },
-            PageRecord::Delta {
-                file_id,
-                pgno,
-                prev_lsn,
-                ranges,
-            } => Record::PageDelta {
-                file_id,
-                pgno,
-                prev_lsn,
-                ranges: ranges.map(|(o, b)| (o, b.to_vec())).collect(),
-            },
-        };
+        let owned = view.to_record();
         assert_eq!(owned, r);
         for cut in 0..payload.len() {
             assert!(PageRecord::decode(ty, &payload[..cut]).is_err());
