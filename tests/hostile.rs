@@ -745,12 +745,14 @@ fn malformed_dumps_load_nothing() {
 fn two_recoveries_at_once_the_second_is_refused() {
     let root = common::home();
     let home = root.path().join("env");
-    // Big enough (about 7 MB of log) that catastrophic recovery takes a
-    // while.
+    // Big enough (about 45 MB of log) that catastrophic recovery takes a
+    // while even now that it runs at hundreds of MB/s: with 7 MB it could
+    // finish inside the few milliseconds it runs between two SIGSTOPs on a
+    // loaded machine, and the lock was never seen held.
     fs::create_dir_all(&home).unwrap();
     let st = Command::new(writer_exe())
         .arg(&home)
-        .args(["-n", "3000", "--nosync", "--lg-max", "1048576"])
+        .args(["-n", "20000", "--nosync", "--lg-max", "1048576"])
         .stdout(Stdio::null())
         .status()
         .unwrap();
