@@ -34,7 +34,7 @@ mod report;
 mod workload;
 
 use bdb::Bdb;
-use measure::{all, median, median_secs, peak_rss_mib, Sample};
+use measure::{all, all_secs, median, median_secs, peak_rss_mib, Sample};
 use report::{Goal, Row};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -220,7 +220,7 @@ impl Bench {
             settle(&cp);
         }
         let (o, c, cs) = (median_secs(&ours), median_secs(&cps), median_secs(&cpsync));
-        let secs = |v: &[Sample]| all(&v.iter().map(|s| s.secs).collect::<Vec<_>>(), 2);
+        let secs = |v: &[Sample]| all_secs(v, 2);
         let r = self.row(
             "1",
             format!("full db_hotbackup, {:.0} MiB env", mib(bytes)),
@@ -317,7 +317,7 @@ impl Bench {
             let (s, l) = (median_secs(&t[0]), median_secs(&t[1]));
             series[0].push((n, s));
             series[1].push((n, l));
-            let secs = |v: &[Sample]| all(&v.iter().map(|s| s.secs).collect::<Vec<_>>(), 3);
+            let secs = |v: &[Sample]| all_secs(v, 3);
             let r = self.row(
                 "2",
                 format!(
@@ -415,7 +415,7 @@ impl Bench {
             if i + 1 < counts.len() {
                 continue;
             }
-            let secs = |v: &[Sample]| all(&v.iter().map(|s| s.secs).collect::<Vec<_>>(), 3);
+            let secs = |v: &[Sample]| all_secs(v, 3);
             let (anchor, ratio, runs) = match &theirs {
                 Some((t, v)) => (
                     format!("{t:.2} s, {:.0} txn/s", k as f64 / t),

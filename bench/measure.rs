@@ -133,6 +133,14 @@ pub fn all(xs: &[f64], decimals: usize) -> String {
         .join("/")
 }
 
+/// Every run's seconds, for the "runs" column.
+pub fn all_secs(samples: &[Sample], decimals: usize) -> String {
+    all(
+        &samples.iter().map(|s| s.secs).collect::<Vec<_>>(),
+        decimals,
+    )
+}
+
 /// Flushes dirty pages of the whole system, so one run's write-back does
 /// not land in the next run's time.
 pub fn sync() {

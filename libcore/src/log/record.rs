@@ -255,14 +255,17 @@ impl Record {
                 last: PageNo(r.u32().map_err(&e)?),
             },
         };
-        if r.remaining() != 0 {
-            return Err(RecordError(format!(
-                "{} record has {} trailing bytes",
-                name,
-                r.remaining()
-            )));
-        }
+        no_trailing_bytes(name, &r)?;
         Ok(rec)
+    }
+}
+
+/// A payload must be used up by its record's fields: bytes left over mean
+/// the record is not what its type says.
+fn no_trailing_bytes(name: &str, r: &Reader<'_>) -> Result<(), RecordError> {
+    match r.remaining() {
+        0 => Ok(()),
+        n => Err(RecordError(format!("{name} record has {n} trailing bytes"))),
     }
 }
 
@@ -357,13 +360,7 @@ impl<'a> PageRecord<'a> {
             }
             _ => return Err(RecordError(format!("{} is not a page record", name))),
         };
-        if r.remaining() != 0 {
-            return Err(RecordError(format!(
-                "{} record has {} trailing bytes",
-                name,
-                r.remaining()
-            )));
-        }
+        no_trailing_bytes(name, &r)?;
         Ok(rec)
     }
 }
