@@ -7,15 +7,22 @@
 //! machine stops after a chosen number of mutating file operations
 //! (`CrashVfs::crash_after`), so a cut lands anywhere: inside a commit,
 //! between a log write and its fsync, inside a checkpoint's write-back or a
-//! log rotation. Then the power fails (`CrashVfs::power_loss`: unsynced
-//! data and names are lost, the last unsynced write is torn) and the
-//! environment is reopened with the plain `OsVfs` (normal recovery). The
-//! state must equal the model after some prefix of the commit order that
-//! includes every acknowledged commit: every commit that returned `Ok` in
-//! sync mode, and in nosync mode every commit before a checkpoint that
-//! returned `Ok`. The recovered environment must then keep working: a few
-//! more transactions, a process crash (drop without close), and a reopen
-//! must give the model again.
+//! log rotation. Then the power fails (`CrashVfs::power_loss`) and the
+//! environment is recovered. The state must equal the model after some
+//! prefix of the commit order that includes every acknowledged commit:
+//! every commit that returned `Ok` in sync mode, and in nosync mode every
+//! commit before a checkpoint that returned `Ok`.
+//!
+//! The power loss follows `CrashModel::Strong` (faultfs.rs): any subset of
+//! the unsynced writes, creations, removals and renames survives, in any
+//! order, torn anywhere. Recovery itself then runs on the same `CrashVfs`
+//! and the power fails again during it, once or twice, at a random one of
+//! its mutating operations (page write-back, data-file cut, log cut and
+//! truncation, their fsyncs); the recovery after that must give exactly
+//! the state an uninterrupted recovery gives (computed on a copy). The
+//! recovered environment must then keep working: a few more transactions,
+//! a process crash (drop without close), and a reopen must give the model
+//! again.
 //!
 //! *Failed I/O.* With a `FaultyVfs`, a failed log fsync, a failed or short
 //! data-file write (checkpoint, eviction, bulk commit) and ENOSPC or a short
@@ -487,15 +494,23 @@ fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
     // The rest runs in sync mode: its commits are acknowledged durable, and
     // nothing but the log has them when the process crashes below.
     let after = Params { nosync: false, ..p };
+    let (reference, recovery_ops) = recover_copy(home, after, &ctx);
+    let k = match_prefix(&reference, &pl.states, r.range(), &ctx);
+    let mut rng = rng(seed ^ cut.unwrap_or(0) ^ 0x2c2c);
+    let cuts = crash_during_recovery(&crash, home, after, recovery_ops, &mut rng, &ctx);
+    let ctx = format!("{ctx}, then power lost during recovery after {cuts:?} operations");
     let env = Env::open(home, options(after, None))
         .unwrap_or_else(|e| panic!("{ctx}: reopen after power loss: {e}"));
     let got = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: read after recovery: {e}"));
-    let k = match_prefix(&got, &pl.states, r.range(), &ctx);
+    assert!(
+        got == reference,
+        "{ctx}: not the state an uninterrupted recovery gives (prefix {k}): {}",
+        describe_diff(&got, &reference)
+    );
 
     // Keep working on the recovered environment: a few more transactions
     // on top of prefix k, then a process crash and another recovery.
     let mut model = pl.states[k].clone();
-    let mut rng = rng(seed ^ 0xabcd);
     let mut handles: HashMap<String, Db> = env
         .db_names()
         .into_iter()
@@ -533,6 +548,63 @@ fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
     );
     env.close().unwrap();
     mutations
+}
+
+/// Copies the environment at `home` (its data: the lock and the region
+/// stay) into a fresh directory beside it.
+fn copy_env(home: &Path) -> tempfile::TempDir {
+    let to = scratch();
+    for ent in std::fs::read_dir(home).unwrap() {
+        let ent = ent.unwrap();
+        let name = ent.file_name();
+        if !name.to_string_lossy().starts_with("__db") {
+            std::fs::copy(ent.path(), to.path().join(&name)).unwrap();
+        }
+    }
+    to
+}
+
+/// Recovers a copy of `home` without interruption: the state recovery must
+/// give however often the power fails during it, and how many mutating
+/// operations the recovery (the whole open) takes.
+fn recover_copy(home: &Path, p: Params, ctx: &str) -> (State, u64) {
+    let copy = copy_env(home);
+    let counter = CrashVfs::new(copy.path());
+    let env = Env::open(copy.path(), options(p, Some(counter.clone())))
+        .unwrap_or_else(|e| panic!("{ctx}: recovery after the power loss: {e}"));
+    let ops = counter.mutations();
+    let state = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: read after recovery: {e}"));
+    env.close().unwrap();
+    (state, ops)
+}
+
+/// Cuts the power once or twice more, each time during the recovery of
+/// `home` (its page write-back, its log cut and truncation, the fsyncs),
+/// at a point drawn below `ops`. Returns where each recovery was cut (a
+/// cut past its end lets it finish, and the power fails right after).
+fn crash_during_recovery(
+    crash: &Arc<CrashVfs>,
+    home: &Path,
+    p: Params,
+    ops: u64,
+    rng: &mut Rng,
+    ctx: &str,
+) -> Vec<u64> {
+    let mut cuts = Vec::new();
+    for _ in 0..1 + rng.below(2) {
+        let cut = rng.below(ops + 1);
+        cuts.push(cut);
+        crash.crash_after(cut);
+        match Env::open(home, options(p, Some(crash.clone()))) {
+            Ok(env) => drop(env),
+            Err(e) => assert!(
+                crash.is_stopped(),
+                "{ctx}: recovery cut after {cuts:?} operations failed before the cut: {e}"
+            ),
+        }
+        crash.power_loss(rng.next()).unwrap();
+    }
+    cuts
 }
 
 /// Runs `per_seed` cut points for each of `seeds` workloads; returns the
