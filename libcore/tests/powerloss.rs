@@ -20,9 +20,9 @@
 //! its mutating operations (page write-back, data-file cut, log cut and
 //! truncation, their fsyncs); the recovery after that must give exactly
 //! the state an uninterrupted recovery gives (computed on a copy). The
-//! recovered environment must then keep working: a few more transactions,
-//! a process crash (drop without close), and a reopen must give the model
-//! again.
+//! recovered environment must then keep working: a few more transactions
+//! with a checkpoint among them, another power loss, and a reopen must give
+//! the model again (so what recovery wrote must have been made durable).
 //!
 //! *Failed I/O.* With a `FaultyVfs`, a failed log fsync, a failed or short
 //! data-file write (checkpoint, eviction, bulk commit) and ENOSPC or a short
@@ -499,7 +499,9 @@ fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
     let mut rng = rng(seed ^ cut.unwrap_or(0) ^ 0x2c2c);
     let cuts = crash_during_recovery(&crash, home, after, recovery_ops, &mut rng, &ctx);
     let ctx = format!("{ctx}, then power lost during recovery after {cuts:?} operations");
-    let env = Env::open(home, options(after, None))
+    // The final recovery runs on the model too: what it writes must be
+    // durable before a checkpoint moves the redo point past it.
+    let env = Env::open(home, options(after, Some(crash.clone())))
         .unwrap_or_else(|e| panic!("{ctx}: reopen after power loss: {e}"));
     let got = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: read after recovery: {e}"));
     assert!(
@@ -509,7 +511,8 @@ fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
     );
 
     // Keep working on the recovered environment: a few more transactions
-    // on top of prefix k, then a process crash and another recovery.
+    // on top of prefix k with a checkpoint among them, then another power
+    // loss and another recovery.
     let mut model = pl.states[k].clone();
     let mut handles: HashMap<String, Db> = env
         .db_names()
@@ -535,15 +538,20 @@ fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
         }
         t.commit()
             .unwrap_or_else(|e| panic!("{ctx}: commit after recovery: {e}"));
+        if round == 1 {
+            env.checkpoint()
+                .unwrap_or_else(|e| panic!("{ctx}: checkpoint after recovery: {e}"));
+        }
     }
     handles.clear();
     drop(env);
+    crash.power_loss(rng.next()).unwrap();
     let env = Env::open(home, options(after, None))
         .unwrap_or_else(|e| panic!("{ctx}: second reopen: {e}"));
     let got = read_state(&env).unwrap_or_else(|e| panic!("{ctx}: second read: {e}"));
     assert!(
         got == model,
-        "{ctx}: after recovery, more commits and a crash: {}",
+        "{ctx}: after recovery, more commits, a checkpoint and a power loss: {}",
         describe_diff(&got, &model)
     );
     env.close().unwrap();
