@@ -29,8 +29,9 @@
 //! it is ignored until 9.1 is fixed. Two more ignored tests reproduce, one
 //! step at a time, the full backup's defects this test found.
 //!
-//! `POWERLOSS_CUTS` sets the number of cuts of each test (default 12 and
-//! 8); `make torture` runs the ignored `torture_` test with 150 and 100.
+//! `POWERLOSS_CUTS` sets the number of cuts of each test (default 60 and
+//! 40); `make torture` runs the ignored `torture_` test with 1,500 and
+//! 1,000.
 
 use libcore::backup::{hot_backup, BackupOptions};
 use libcore::env::{scan, Env, EnvOptions};
@@ -505,8 +506,9 @@ fn scratch() -> tempfile::TempDir {
 }
 
 /// One run cut after `cut` mutating operations (`None`: a full run).
-/// Returns how many mutating operations the run took.
-fn one_cut(seed: u64, cut: Option<u64>, w: Workload) -> u64 {
+/// Returns how many mutating operations the run took, and how many
+/// completed backups it checked.
+fn one_cut(seed: u64, cut: Option<u64>, w: Workload) -> (u64, usize) {
     let dir = scratch();
     let home = dir.path().join("env");
     std::fs::create_dir(&home).unwrap();
@@ -578,7 +580,7 @@ fn one_cut(seed: u64, cut: Option<u64>, w: Workload) -> u64 {
         check_state(read_all(&env, &bctx), &b.start, None, &bctx);
         env.close().unwrap();
     }
-    used
+    (used, run.backups.len())
 }
 
 /// What runs beside the committers, creations, removals and bulk loads.
@@ -591,12 +593,12 @@ struct Workload {
 }
 
 fn sweep(first_seed: u64, cuts: u64, w: Workload) {
-    let total = one_cut(first_seed, None, w).max(1);
+    let (total, mut backups) = one_cut(first_seed, None, w);
     let mut rng = Rng::new(first_seed);
     for n in 0..cuts {
-        one_cut(first_seed + 1 + n, Some(1 + rng.below(total)), w);
+        backups += one_cut(first_seed + 1 + n, Some(1 + rng.below(total.max(1))), w).1;
     }
-    eprintln!("{cuts} power losses in a run of {total} mutating operations");
+    eprintln!("{cuts} power losses in a run of {total} mutating operations; {backups} completed backups checked");
 }
 
 fn cuts(default: u64) -> u64 {
@@ -612,7 +614,7 @@ fn power_loss_beside_committers_creates_removes_bulk_loads_checkpoints_and_backu
         checkpoints: true,
         slow_unlink: false,
     };
-    sweep(0xc0_0000, cuts(12), w);
+    sweep(0xc0_0000, cuts(60), w);
 }
 
 #[test]
@@ -624,7 +626,7 @@ fn power_loss_beside_slow_removals_bulk_loads_and_backups() {
         checkpoints: false,
         slow_unlink: true,
     };
-    sweep(0xc2_0000, cuts(8), w);
+    sweep(0xc2_0000, cuts(40), w);
 }
 
 #[test]
@@ -652,12 +654,12 @@ fn torture_power_loss_beside_everything() {
         checkpoints: true,
         slow_unlink: false,
     };
-    sweep(0xc1_0000, 150, w);
+    sweep(0xc1_0000, 1500, w);
     let w = Workload {
         checkpoints: false,
         slow_unlink: true,
     };
-    sweep(0xc4_0000, 100, w);
+    sweep(0xc4_0000, 1000, w);
 }
 
 /// The real file system; runs `hook` once, just before the first read-only
