@@ -28,6 +28,7 @@ pub mod pagestore;
 pub mod printlog;
 pub mod recover_env;
 pub mod recovery;
+mod reentry;
 pub mod region;
 pub mod stat;
 pub mod timefmt;
