@@ -158,3 +158,131 @@ fn a_missing_log_in_a_hand_made_copy_is_named() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(std::fs::read(bk.join("a.db")).unwrap(), data_before);
 }
+
+/// Creates an environment at `home` holding one database per name of
+/// `names` (two keys each, the value naming the database), with several
+/// log files and checkpoints so that `db_archive` (no flag) lists some log
+/// files as no longer in use. Returns nothing; read it with `contents`.
+pub fn odd_env(home: &Path, names: &[&str]) {
+    use libcore::env::{Env, EnvOptions};
+    std::fs::create_dir_all(home).unwrap();
+    let mut opts = EnvOptions::create();
+    opts.lg_max = Some(16384);
+    let env = Env::open(home, opts).unwrap();
+    for (i, name) in names.iter().enumerate() {
+        let mut t = env.begin().unwrap();
+        let db = t.create_db(name, Some(512)).unwrap();
+        t.put(&db, b"name", name.as_bytes()).unwrap();
+        t.put(&db, b"pad", &vec![i as u8; 3000]).unwrap();
+        t.commit().unwrap();
+        env.checkpoint().unwrap();
+    }
+    env.close().unwrap();
+}
+
+/// Runs `prog args` in `cwd` with our tools first on PATH, returning its
+/// output whatever the status.
+fn run_in(cwd: &Path, prog: &str, args: &[&str]) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("db_copy");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(prog)
+        .args(args)
+        .current_dir(cwd)
+        .env("PATH", path)
+        .env("LC_ALL", "C")
+        .env_remove("DB_HOME")
+        .output()
+        .unwrap_or_else(|e| panic!("run {prog}: {e}"))
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Regression: `db_copy -t DIR` with a DIR that does not exist either
+/// failed naming a temporary file (`./.tmp.missing.PID: rename: Not a
+/// directory`) or, with one source, silently created a *file* named DIR,
+/// so a mistyped backup directory looked like a successful copy; an
+/// existing regular file given to `-t` was overwritten. Now a target that
+/// must be a directory (`-t`, several sources, a trailing slash) is
+/// checked first, as GNU `cp` checks it: the same failure, the same OS
+/// reason, one line naming the target, and nothing created anywhere.
+#[test]
+fn db_copy_refuses_a_missing_target_directory_as_cp_does() {
+    let t = common::home();
+    let env = t.path().join("env");
+    odd_env(&env, &["a.db", "b.db"]);
+    let work = t.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::write(work.join("afile"), b"keep me").unwrap();
+    let (a, b) = (
+        env.join("a.db").display().to_string(),
+        env.join("b.db").display().to_string(),
+    );
+    let enoent = "No such file or directory";
+    let enotdir = "Not a directory";
+    // (the arguments, both tools take them alike; what is named; the OS
+    // reason db_copy gives; the one GNU cp gives)
+    let cases: Vec<(Vec<&str>, &str, &str, &str)> = vec![
+        (vec!["-t", "missing", &a], "missing", enoent, enoent),
+        (vec!["-t", "missing", &a, &b], "missing", enoent, enoent),
+        (vec!["-t", "missing/", &a], "missing/", enoent, enoent),
+        // cp tries to create the file `missing/` here, and says "Not a
+        // directory"; the directory that is not there is the truer reason.
+        (vec![&a, "missing/"], "missing/", enoent, enotdir),
+        (vec![&a, &b, "missing"], "missing", enoent, enoent),
+        (vec!["-t", "afile", &a], "afile", enotdir, enotdir),
+        (vec![&a, &b, "afile"], "afile", enotdir, enotdir),
+        (vec![&a, "nodir/x.db"], "nodir/x.db", enoent, enoent),
+        (vec![&a, "afile/x.db"], "afile/x.db", enotdir, enotdir),
+    ];
+    for (args, named, ours_why, cp_why) in cases {
+        let cp = run_in(&work, "cp", &args);
+        let cp_err = String::from_utf8_lossy(&cp.stderr);
+        assert_eq!(cp.status.code(), Some(1), "cp {args:?}: {cp_err}");
+        assert!(
+            cp_err.contains(&format!("'{named}'")) && cp_err.trim_end().ends_with(cp_why),
+            "cp {args:?}: {cp_err}"
+        );
+        assert_eq!(listing(&work), ["afile"], "cp {args:?} created something");
+        let out = run_in(&work, "db_copy", &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "db_copy {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "db_copy {args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("db_copy: {named}: ")) && err.trim_end().ends_with(ours_why),
+            "db_copy {args:?}: {err}"
+        );
+        assert_eq!(
+            listing(&work),
+            ["afile"],
+            "db_copy {args:?} created something"
+        );
+        assert_eq!(std::fs::read(work.join("afile")).unwrap(), b"keep me");
+    }
+    // What still works: into an existing directory, and onto a new name.
+    std::fs::create_dir(work.join("dir")).unwrap();
+    for args in [
+        vec!["-t", "dir", &a, &b],
+        vec![&a, "copy.db"],
+        vec![&b, "dir/"],
+    ] {
+        let out = run_in(&work, "db_copy", &args);
+        assert!(out.status.success(), "{args:?}: {:?}", out);
+    }
+    assert_eq!(listing(&work.join("dir")), ["a.db", "b.db"]);
+    assert_eq!(
+        std::fs::read(work.join("copy.db")).unwrap(),
+        std::fs::read(env.join("a.db")).unwrap()
+    );
+}
