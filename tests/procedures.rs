@@ -286,3 +286,70 @@ fn db_copy_refuses_a_missing_target_directory_as_cp_does() {
         std::fs::read(env.join("a.db")).unwrap()
     );
 }
+
+/// Regression: a database could be created with a newline in its name
+/// (`db_load -h env $'new\nline.db'`), and `db_archive -s` then printed it
+/// as two lines, `new` and `line.db`, so every pipe reading one name per
+/// line (and the backup manifest, one file per line) read two wrong names.
+/// A name with a control character (newline, carriage return, tab, ...)
+/// is now refused at create with one line naming it, and nothing is
+/// created; a file with a newline placed by hand is refused by
+/// `db_archive` with one line, instead of a list a pipe would misread.
+#[test]
+fn a_database_name_with_a_control_character_is_refused_at_create() {
+    let t = common::home();
+    let fresh = t.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let env = t.path().join("env");
+    odd_env(&env, &["a.db"]);
+    let before = listing(&env);
+    let log_before = std::fs::read(env.join("log.0000000001")).unwrap();
+    for name in [
+        "new\nline.db",
+        "cr\r.db",
+        "tab\t.db",
+        "bell\u{7}.db",
+        "del\u{7f}.db",
+    ] {
+        for home in [&fresh, &env] {
+            let out = common::cmd("db_load")
+                .args(["-T", "-h"])
+                .arg(home)
+                .arg("--")
+                .arg(name)
+                .write_stdin("k\nv\n")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{name:?}: {err}");
+            assert!(err.contains(&format!("{name:?}")), "{name:?}: {err}");
+            assert!(err.contains("not a valid database file name"), "{err}");
+        }
+        assert!(
+            listing(&fresh).is_empty(),
+            "{name:?}: {:?}",
+            listing(&fresh)
+        );
+        assert_eq!(listing(&env), before, "{name:?}");
+        assert_eq!(
+            std::fs::read(env.join("log.0000000001")).unwrap(),
+            log_before
+        );
+    }
+    // A database file given such a name by hand is not listed as two.
+    std::fs::copy(env.join("a.db"), env.join("x\ny.db")).unwrap();
+    for args in [&["-s"][..], &["-s", "-a"][..]] {
+        let out = common::cmd("db_archive")
+            .args(args)
+            .arg("-h")
+            .arg(&env)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: {:?}", out.stdout);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("x\\ny.db") && err.contains("newline"), "{err}");
+    }
+}
