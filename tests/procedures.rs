@@ -1,5 +1,6 @@
 //! The by-hand procedures of shared/hot-failover.md, typed as an operator
-//! types them (pipes, xargs, cp, mv) while the writer commits with periodic
+//! types them (the pipes of db_hotfailover(7): db_archive -a into
+//! `xargs -d '\n'`, cp, mv) while the writer commits with periodic
 //! checkpoints. Each cycle's copy is recovered with `db_recover -c` and
 //! checked record by record (DESIGN.md invariant 3); after the writer
 //! stops, one more cycle makes the copy equal the primary.
@@ -53,10 +54,12 @@ fn procedure_1_by_hand_under_load() {
     // Step 1, with plain cp: a page torn by a racing write is repaired by
     // the log's full page image during recovery.
     sh(&format!(
-        "cd {p} && db_archive -s | xargs -I{{}} cp {{}} {b}/"
+        "db_archive -h {p} -a -s | xargs -r -d '\\n' cp -t {b}/ --"
     ));
     let steps_2_to_4 = format!(
-        "rm -f {b}/log.*\ncd {p} && db_archive -l | xargs -I{{}} cp {{}} {b}/\ndb_recover -c -h {b}"
+        "rm -f {b}/log.*\n\
+         db_archive -h {p} -a -l | xargs -r -d '\\n' cp -t {b}/ --\n\
+         db_recover -c -h {b}"
     );
     sh(&steps_2_to_4);
     let mut last = check_prefix(&bk);
@@ -95,12 +98,12 @@ fn procedure_2_with_log_archival_under_load() {
     let (p, b, a) = (q(&prim), q(&bk), q(&tape));
     let before = w.acked();
     sh(&format!(
-        "cd {p} && db_archive -s | xargs db_copy -h . -t {b}/"
+        "db_archive -h {p} -a -s | xargs -r -d '\\n' db_copy -t {b}/ --"
     ));
     let steps_2_to_5 = format!(
-        "for f in {b}/log.*; do [ -e \"$f\" ] && mv \"$f\" {a}/; done\n\
-         cd {p} && db_archive | xargs -I{{}} mv {{}} {b}/\n\
-         cd {p} && db_archive -l | xargs -I{{}} cp {{}} {b}/\n\
+        "find {b} -maxdepth 1 -name 'log.*' -exec mv -t {a}/ -- {{}} +\n\
+         db_archive -h {p} -a | xargs -r -d '\\n' mv -t {b}/ --\n\
+         db_archive -h {p} -a -l | xargs -r -d '\\n' cp -t {b}/ --\n\
          db_recover -c -h {b}"
     );
     sh(&steps_2_to_5);
@@ -138,7 +141,8 @@ fn a_missing_log_in_a_hand_made_copy_is_named() {
     drop(w);
     let (p, b) = (q(&prim), q(&bk));
     sh(&format!(
-        "cd {p} && db_archive -s | xargs -I{{}} cp {{}} {b}/ && db_archive -l | xargs -I{{}} cp {{}} {b}/"
+        "db_archive -h {p} -a -s | xargs -r -d '\\n' cp -t {b}/ -- && \
+         db_archive -h {p} -a -l | xargs -r -d '\\n' cp -t {b}/ --"
     ));
     let logs = sh(&format!("cd {p} && db_archive -l"));
     let logs: Vec<&str> = logs.lines().collect();
@@ -158,6 +162,32 @@ fn a_missing_log_in_a_hand_made_copy_is_named() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(std::fs::read(bk.join("a.db")).unwrap(), data_before);
 }
+
+/// Database names an operator may give: spaces (leading, inner, trailing),
+/// quotes, a backslash, a leading dash (`-t.db` even reads as an option
+/// of db_copy), shell and xargs metacharacters, non-ASCII. Every one is
+/// legal; a name with a newline or another control character is not (see
+/// `a_database_name_with_a_control_character_is_refused_at_create`).
+pub const ODD_NAMES: [&str; 14] = [
+    "a.db",
+    "with space.db",
+    " lead.db",
+    "trail .db",
+    "it's.db",
+    "dq\"x.db",
+    "back\\slash.db",
+    "-dash.db",
+    "-t.db",
+    "ünï ☃.db",
+    "*.db",
+    "$(echo x).db",
+    "semi;colon&.db",
+    "{}.db",
+];
+
+/// Directory names as awkward as the database names: the tools must take
+/// any home, target or archive directory (`-h`, `-b`, `-t`, `-a` output).
+pub const ODD_DIRS: [&str; 3] = ["srv env 'q' \"d\" \\b", "back up;$x ü", "-arch ive"];
 
 /// Creates an environment at `home` holding one database per name of
 /// `names` (two keys each, the value naming the database), with several
