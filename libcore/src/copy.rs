@@ -14,6 +14,9 @@
 //!   the source's times, renamed into place, and the directory fsynced. An
 //!   interrupted copy never leaves a half file under the real name, and the
 //!   source is only ever read.
+//! * Where the copies go is decided before anything is written, as `cp`
+//!   decides it: a target that must be a directory (`-t`, several sources,
+//!   a trailing slash) and is not one is refused, never made a file.
 
 use crate::error::{Error, Location, Result};
 use crate::layout::probe_db;

@@ -1,7 +1,8 @@
 //! `db_verify`: checks one database file as it is on disk: every page's
 //! checksum and number, then the B-tree's structure (order, separators,
 //! sibling links, overflow chains, free list, page accounting) through
-//! `btree::verify`. Run it on a closed or recovered environment: a live
+//! `btree::verify`. A file shorter than its meta page says is one problem
+//! naming the missing range, not one per missing page. Run it on a closed or recovered environment: a live
 //! owner's cache may hold newer pages than the file.
 
 use crate::btree;
