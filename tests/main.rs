@@ -6,6 +6,7 @@ mod common;
 mod bench_smoke;
 mod cli_harness;
 mod conformance;
+mod doc_examples;
 mod hostile;
 mod hot_failover;
 mod info_tools;

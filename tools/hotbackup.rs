@@ -62,6 +62,27 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
     })
 }
 
+/// `-u` updates a backup directory that must exist: a missing one (a
+/// mistyped `-b`) is named as missing, not reported as a directory without
+/// a manifest.
+fn update_target_exists(args: &Args) -> libcore::Result<()> {
+    if !args.opts.update || args.target.is_dir() {
+        return Ok(());
+    }
+    const ENOENT: i32 = 2;
+    const ENOTDIR: i32 = 20;
+    let code = if args.target.exists() {
+        ENOTDIR
+    } else {
+        ENOENT
+    };
+    Err(libcore::Error::io(
+        &args.target,
+        "backup directory",
+        std::io::Error::from_raw_os_error(code),
+    ))
+}
+
 pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     let vfs = OsVfs::shared();
     let prog = crate::cli::prog();
@@ -73,7 +94,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     };
-    match hot_backup(&vfs, &args.home, &args.target, &args.opts, &mut say) {
+    let result = update_target_exists(&args)
+        .and_then(|()| hot_backup(&vfs, &args.home, &args.target, &args.opts, &mut say));
+    match result {
         Ok(_) => {}
         Err(e) => {
             crate::cli::warn(&e);

@@ -35,7 +35,7 @@ use crate::cache::PageKey;
 use crate::dbfile::{self, Db, DbFile};
 use crate::env::{now_secs, Env, Pair, WriterState};
 use crate::error::{Error, Result};
-use crate::layout::check_db_name;
+use crate::layout::check_new_db_name;
 use crate::log::Record;
 use crate::page::{self, Meta};
 use crate::pagestore::{PageBuf, PageRead, PageWrite};
@@ -329,7 +329,7 @@ impl<'e> Txn<'e> {
     /// Creates a database file (an error if one of that name exists). The
     /// file appears on disk now, empty; it becomes a database at commit.
     pub fn create_db(&mut self, name: &str, page_size: Option<usize>) -> Result<Db> {
-        check_db_name(name)?;
+        check_new_db_name(name)?;
         let inner = &self.env.inner;
         let exists = inner
             .files
