@@ -39,7 +39,10 @@
 //!   file removed without a directory sync comes back with its durable
 //!   content.
 //! * Directories made with `create_dir` are durable at once (the engine
-//!   creates none while it runs; tests make them first).
+//!   creates none while it runs; tests make them first), and so is the
+//!   removal of an empty directory with `remove_dir`: names under it that
+//!   were removed without a directory sync go with it (a journaling file
+//!   system commits the unlinks before the rmdir that needed them).
 //! * A file the model has not seen yet (it existed before the `CrashVfs`
 //!   was made, or was written outside it) is taken as durable, as found,
 //!   the first time it is opened for writing, removed or renamed through
@@ -408,6 +411,11 @@ impl Vfs for FaultyVfs {
 
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
         self.inner.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        self.fate(Op::Remove, path)?;
+        self.inner.remove_dir(path)
     }
 }
 
@@ -831,6 +839,18 @@ impl Vfs for CrashVfs {
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
         self.gate(path, "mkdir", true)?;
         self.os.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        let d = norm(path);
+        self.gate(&d, "remove directory", true)?;
+        self.os.remove_dir(&d)?;
+        if self.modelled(&d) {
+            let mut s = lock(&self.st);
+            s.durable.retain(|p, _| !p.starts_with(&d));
+            s.live.retain(|p, _| !p.starts_with(&d));
+        }
+        Ok(())
     }
 }
 

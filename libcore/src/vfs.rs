@@ -50,6 +50,8 @@ pub trait Vfs: Send + Sync {
     fn exists(&self, path: &Path) -> bool;
     fn is_dir(&self, path: &Path) -> bool;
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> Result<()>;
 }
 
 pub type SharedVfs = Arc<dyn Vfs>;
@@ -172,6 +174,10 @@ impl Vfs for OsVfs {
         fs::create_dir(path).map_err(|e| Error::io(path, "mkdir", e))?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(path, "chmod", e))
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        fs::remove_dir(path).map_err(|e| Error::io(path, "remove directory", e))
     }
 }
 
