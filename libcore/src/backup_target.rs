@@ -36,13 +36,16 @@
 //!    `db_recover`); any other reads the record as a manifest it cannot
 //!    parse and refuses, so nothing ever opens a half-moved directory;
 //! 3. the old files that the new backup does not have are removed, the new
-//!    ones renamed into place, each directory fsynced;
-//! 4. the staging manifest is renamed over the commit record: done;
+//!    ones put in place (each hard-linked beside its place, then renamed
+//!    over it inside its directory: a rename between two directories may
+//!    lose the file at a power loss), each directory fsynced;
+//! 4. the staging manifest is put over the commit record: done;
 //! 5. the staging directory is removed.
 //!
 //! Steps 3 to 5 only use what the record and the staging manifest say, and
-//! each is idempotent, so the move can be run again from step 3 after a
-//! crash anywhere in it, as often as needed.
+//! each is idempotent (the staging copies stay until step 5), so the move
+//! can be run again from step 3 after a crash anywhere in it, as often as
+//! needed.
 //!
 //! An atomic swap of a sibling directory with the target (`renameat2`
 //! `RENAME_EXCHANGE`) was considered: it needs this same path anyway for a
@@ -502,36 +505,42 @@ fn finish_move(vfs: &SharedVfs, target: &Path) -> Result<()> {
             vfs.sync_dir(&dir)?;
         }
     }
-    // 3b. The new files, into place.
+    // 3b. The new files, into place. The staging copies stay until the
+    // whole backup is in place, so the move can always be run again.
     let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
     for rel in &keep {
-        let from = s.join(rel);
-        if !vfs.exists(&from) {
-            continue; // moved before the interruption
-        }
         let to = target.join(rel);
         if let Some(parent) = to.parent() {
             make_dirs(vfs, target, parent)?;
             touched.insert(parent.to_path_buf());
         }
-        vfs.rename(&from, &to)?;
+        place(vfs, &s.join(rel), &to)?;
     }
     for d in &touched {
         vfs.sync_dir(d)?;
     }
-    for d in &touched {
-        if let Ok(rel) = d.strip_prefix(target) {
-            let sd = s.join(rel);
-            if vfs.is_dir(&sd) {
-                vfs.sync_dir(&sd)?;
-            }
-        }
-    }
     // 4. The manifest over the commit record.
-    vfs.rename(&Manifest::path(&s), &Manifest::path(target))?;
+    place(vfs, &Manifest::path(&s), &Manifest::path(target))?;
     vfs.sync_dir(target)?;
     // 5. What is left of the staging directory.
     discard_staging(vfs, target)
+}
+
+/// Puts the file `from` at `to` (another directory), replacing what is
+/// there in one step: a hard link under a temporary name beside `to`, then
+/// a rename inside that directory. Unlike a rename between directories,
+/// which a power loss may split (the old name gone, the new one never
+/// written), this never loses the file: `from` stays until the caller
+/// removes it after syncing `to`'s directory.
+fn place(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".tmp.{name}.{}", std::process::id()));
+    if vfs.exists(&tmp) {
+        vfs.remove(&tmp)?;
+    }
+    vfs.hard_link(from, &tmp)?;
+    vfs.rename(&tmp, to)
 }
 
 /// A file a backup holds (and a replacement may remove): a database, a log

@@ -125,6 +125,10 @@ impl Vfs for StopVfs {
     fn remove_dir(&self, path: &Path) -> Result<()> {
         self.inner.remove_dir(path)
     }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner.hard_link(from, to)
+    }
 }
 
 #[cfg(test)]

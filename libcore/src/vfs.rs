@@ -52,6 +52,9 @@ pub trait Vfs: Send + Sync {
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()>;
     /// Removes an empty directory.
     fn remove_dir(&self, path: &Path) -> Result<()>;
+    /// Gives the file `from` a second name `to` (which must not exist), in
+    /// the same file system.
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()>;
 }
 
 pub type SharedVfs = Arc<dyn Vfs>;
@@ -178,6 +181,10 @@ impl Vfs for OsVfs {
 
     fn remove_dir(&self, path: &Path) -> Result<()> {
         fs::remove_dir(path).map_err(|e| Error::io(path, "remove directory", e))
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        fs::hard_link(from, to).map_err(|e| Error::io(to, "link", e))
     }
 }
 

@@ -62,6 +62,9 @@ impl Vfs for HookVfs {
     fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
         OsVfs.remove_dir(path)
     }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        OsVfs.hard_link(from, to)
+    }
 }
 
 type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;

@@ -220,6 +220,13 @@ fn cut_everywhere(s: &Setup, opts: &BackupOptions, check_rerun: bool) -> Vec<(u3
         assert!(r.is_err(), "cut {n} of {total} stops the run");
         drop(shared);
         vfs.power_loss(n).unwrap();
+        // Every reader of the log (db_printlog, db_archive, recovery)
+        // refuses a gap: whatever a trim left must be contiguous.
+        let logs = libcore::log::list_log_files(&os(), &bk).unwrap();
+        assert!(
+            logs.windows(2).all(|w| w[1] == w[0] + 1),
+            "cut {n}: log files with a gap: {logs:?}"
+        );
         let moving = matches!(
             backup_target::survey(&os(), &bk, &[]).unwrap().holds,
             backup_target::Holds::Moving
