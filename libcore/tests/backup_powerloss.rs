@@ -16,7 +16,7 @@
 //! for a full backup, a committed prefix between them for an update, never
 //! anything else; and that running the command again afterwards completes
 //! it, leftovers and all. The recovery itself is cut at every point too,
-//! on a sample of the crash states.
+//! on every third crash state and on every one that left a move half done.
 
 use libcore::backup::{hot_backup, BackupOptions};
 use libcore::backup_target;
@@ -231,26 +231,20 @@ fn cut_everywhere(s: &Setup, opts: &BackupOptions, check_rerun: bool) -> Vec<(u3
             backup_target::survey(&os(), &bk, &[]).unwrap().holds,
             backup_target::Holds::Moving
         );
-        if n % 5 == 0 {
+        if moving || n % 3 == 0 {
             // The state as found, for the recovery-under-power-loss check.
             let st = s.root.join("state");
             copy_dir(&bk, &st);
-            if moving || n % 25 == 0 {
-                let want = {
-                    let tmp = s.root.join("tmp");
-                    copy_dir(&st, &tmp);
-                    let w = recovered_prefix(&tmp, &format!("cut {n}"));
-                    std::fs::remove_dir_all(&tmp).unwrap();
-                    w
-                };
-                recovery_survives_power_loss(
-                    &st,
-                    &s.root.join("scratch"),
-                    &s.root,
-                    want,
-                    &format!("cut {n}"),
-                );
-            }
+            let want = {
+                let tmp = s.root.join("tmp");
+                copy_dir(&st, &tmp);
+                let w = recovered_prefix(&tmp, &format!("cut {n}"));
+                std::fs::remove_dir_all(&tmp).unwrap();
+                w
+            };
+            let scratch = s.root.join("scratch");
+            let what = format!("cut {n}");
+            recovery_survives_power_loss(&st, &scratch, &s.root, want, &what);
         }
         let got = recovered_prefix(&bk, &format!("cut {n} of {total}"));
         out.push((got, moving));
