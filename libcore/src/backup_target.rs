@@ -180,7 +180,10 @@ pub fn survey(vfs: &SharedVfs, target: &Path, dirs: &[PathBuf]) -> Result<Survey
                 continue; // the staging directory, a layout directory, or the operator's: never written
             }
             let p = dir.join(&name);
-            match name.to_str() {
+            // A symbolic link, a FIFO or a device is nobody's environment
+            // file, whatever its name.
+            let name = if is_regular(&p) { name.to_str() } else { None };
+            match name {
                 Some(LOCK_FILE | MANIFEST_FILE) => {}
                 Some(n) if n.starts_with(".tmp.") => {}
                 Some(n) if n == crate::region::REGION_FILE => signs.region = true,
@@ -189,7 +192,7 @@ pub fn survey(vfs: &SharedVfs, target: &Path, dirs: &[PathBuf]) -> Result<Survey
                     signs.logs.extend(parse_log_name(n));
                 }
                 Some(n) if is_env_internal(n) => signs.region = true,
-                Some(_) if is_regular(&p) && probe_db(vfs, &p).is_some() => signs.databases += 1,
+                Some(_) if probe_db(vfs, &p).is_some() => signs.databases += 1,
                 _ => {
                     if out.foreign.is_none() {
                         out.foreign = Some(p);
@@ -621,4 +624,93 @@ fn own_dirs(vfs: &SharedVfs, target: &Path) -> Vec<PathBuf> {
 /// A non-empty relative path that stays inside its base.
 fn inside_rel(p: &Path) -> bool {
     !p.as_os_str().is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfs::OsVfs;
+
+    fn holds(dir: &Path) -> (Holds, Option<PathBuf>) {
+        let sv = survey(&OsVfs::shared(), dir, &[]).unwrap();
+        (sv.holds, sv.foreign)
+    }
+
+    /// An environment with one database and a log, closed.
+    fn environment(dir: &Path) -> u64 {
+        let env = crate::Env::open(dir, crate::EnvOptions::create()).unwrap();
+        let mut t = env.begin().unwrap();
+        t.create_db("a.db", None).unwrap();
+        t.commit().unwrap();
+        env.close().unwrap();
+        crate::log::LogCursor::open(OsVfs::shared(), dir)
+            .unwrap()
+            .env_id()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_state_of_a_target_is_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("t");
+        assert!(matches!(holds(&t).0, Holds::Missing));
+        std::fs::create_dir(&t).unwrap();
+        assert!(matches!(holds(&t).0, Holds::Empty));
+        // What an interrupted run leaves is nobody's environment.
+        std::fs::write(t.join(LOCK_FILE), b"123").unwrap();
+        std::fs::write(t.join(".tmp.a.db.99"), b"half").unwrap();
+        std::fs::create_dir(staging(&t)).unwrap();
+        std::fs::write(staging(&t).join("a.db"), b"half").unwrap();
+        let (h, foreign) = holds(&t);
+        assert!(matches!(h, Holds::Empty) && foreign.is_none(), "{h:?}");
+        // An environment without a manifest, live or not.
+        let id = environment(&t);
+        let (h, _) = holds(&t);
+        let Holds::Environment(s) = h else {
+            panic!("{h:?}")
+        };
+        assert_eq!((s.databases, s.logs.len(), s.owner), (1, 1, None));
+        let lock = OwnerLock::acquire(&t, Duration::from_secs(1)).unwrap();
+        match holds(&t).0 {
+            Holds::Environment(s) => {
+                assert_eq!(s.owner, Some(std::process::id()));
+                assert!(s.describe().contains("open by process"));
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(lock);
+        let e = check_full(&survey(&OsVfs::shared(), &t, &[]).unwrap(), &t, &t, id)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a backup") && e.contains("1 database file"),
+            "{e}"
+        );
+        // With a manifest it is a backup, of this environment or another.
+        let m = Manifest {
+            env_id: id,
+            ..Manifest::default()
+        };
+        m.write(&OsVfs::shared(), &t).unwrap();
+        let sv = survey(&OsVfs::shared(), &t, &[]).unwrap();
+        assert!(matches!(sv.holds, Holds::Backup(_)));
+        check_full(&sv, &t, &t, id).unwrap();
+        check_update(&sv, &t, &t, id).unwrap();
+        let e = check_full(&sv, &t, &t, id ^ 1).unwrap_err().to_string();
+        assert!(e.contains("another environment"), "{e}");
+        // A file of no environment is named.
+        std::fs::write(t.join("notes.txt"), b"mine").unwrap();
+        let sv = survey(&OsVfs::shared(), &t, &[]).unwrap();
+        assert_eq!(sv.foreign, Some(t.join("notes.txt")));
+        assert!(check_full(&sv, &t, &t, id).is_err());
+        check_update(&sv, &t, &t, id).unwrap();
+        // A commit record: a move half done.
+        CommitRecord {
+            config: false,
+            clean: Vec::new(),
+        }
+        .write(&OsVfs::shared(), &t)
+        .unwrap();
+        assert!(matches!(holds(&t).0, Holds::Moving));
+    }
 }
