@@ -578,6 +578,10 @@ fn recover_copy(home: &Path, p: Params, ctx: &str) -> (State, u64) {
     (state, ops)
 }
 
+/// Power losses during recovery so far, over all tests of this binary (for
+/// the counts the tests print).
+static RECOVERY_CUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Cuts the power once or twice more, each time during the recovery of
 /// `home` (its page write-back, its log cut and truncation, the fsyncs),
 /// at a point drawn below `ops`. Returns where each recovery was cut (a
@@ -592,6 +596,7 @@ fn crash_during_recovery(
 ) -> Vec<u64> {
     let mut cuts = Vec::new();
     for _ in 0..1 + rng.below(2) {
+        RECOVERY_CUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cut = rng.below(ops + 1);
         cuts.push(cut);
         crash.crash_after(cut);
@@ -625,6 +630,12 @@ fn power_loss_sweep(first_seed: u64, seeds: u64, per_seed: u64, p: Params) -> u6
     n
 }
 
+/// The power losses during recovery so far, for a test's count line.
+fn recovery_cuts() -> String {
+    let n = RECOVERY_CUTS.load(std::sync::atomic::Ordering::Relaxed);
+    format!("{n} power losses during recovery in this test binary so far")
+}
+
 fn scale() -> u64 {
     std::env::var("POWERLOSS_CUTS")
         .ok()
@@ -641,8 +652,8 @@ fn power_loss_page_512() {
         steps: SMALL,
         nosync: false,
     };
-    let n = power_loss_sweep(0x512_0000, 25 * scale(), 10, p);
-    eprintln!("power loss, page 512: {n} cut points");
+    let n = power_loss_sweep(0x512_0000, 40 * scale(), 10, p);
+    eprintln!("power loss, page 512: {n} cut points; {}", recovery_cuts());
 }
 
 #[test]
@@ -652,8 +663,8 @@ fn power_loss_page_4096() {
         steps: SMALL,
         nosync: false,
     };
-    let n = power_loss_sweep(0x4096_0000, 25 * scale(), 10, p);
-    eprintln!("power loss, page 4096: {n} cut points");
+    let n = power_loss_sweep(0x4096_0000, 40 * scale(), 10, p);
+    eprintln!("power loss, page 4096: {n} cut points; {}", recovery_cuts());
 }
 
 #[test]
@@ -664,8 +675,11 @@ fn power_loss_nosync() {
             steps: SMALL,
             nosync: true,
         };
-        let n = power_loss_sweep(0x7777_0000 + ps as u64, 12 * scale(), 10, p);
-        eprintln!("power loss, nosync, page {ps}: {n} cut points");
+        let n = power_loss_sweep(0x7777_0000 + ps as u64, 20 * scale(), 10, p);
+        eprintln!(
+            "power loss, nosync, page {ps}: {n} cut points; {}",
+            recovery_cuts()
+        );
     }
 }
 
@@ -716,7 +730,11 @@ fn power_loss_at_every_operation_of_one_workload() {
     for c in 0..=total {
         cut_point(seed, p, Some(c));
     }
-    eprintln!("power loss at each of {} operations", total + 1);
+    eprintln!(
+        "power loss at each of {} operations; {}",
+        total + 1,
+        recovery_cuts()
+    );
 }
 
 #[test]
@@ -738,7 +756,7 @@ fn torture_power_loss() {
             );
         }
     }
-    eprintln!("torture: {n} power-loss cut points");
+    eprintln!("torture: {n} power-loss cut points; {}", recovery_cuts());
 }
 
 // ---------------------------------------------------------------------------
@@ -1057,56 +1075,56 @@ fn failed_directory_sync_and_remove_are_reported() {
                 .is_some_and(|n| removed.iter().any(|r| r == n))
         }
     };
-    // The first workload from 0xd1_0001 on that removes a database and
-    // makes best-effort removals too.
-    let (seed, removed, db_removes, removes) = (0xd1_0001..0xd1_0100)
+    // The first four workloads from 0xd1_0001 on that remove a database
+    // and make best-effort removals too.
+    let workloads: Vec<_> = (0xd1_0001..0xd1_0200)
         .map(|seed| (seed, committed_removals(&plan(seed, p))))
         .filter(|(_, r)| !r.is_empty())
         .map(|(seed, r)| {
             let db = count(seed, p, Op::Remove, is_removed_db(r.clone()));
             (seed, r, db, count(seed, p, Op::Remove, |_| true))
         })
-        .find(|(_, _, db, all)| *db > 0 && all > db)
-        .expect("no workload removes a database and makes other removals");
-    let dirsyncs = count(seed, p, Op::SyncDir, |_| true);
-    assert!(dirsyncs > 3, "seed {seed:#x}: {dirsyncs} directory fsyncs");
-    let mut hits = 0;
-    for n in 1..=dirsyncs {
-        let ctx = format!("directory fsync {n}/{dirsyncs}");
-        hits += usize::from(fault_case(seed, p, true, Contract::Reported, &ctx, |f| {
-            f.fail_nth(Op::SyncDir, n)
-        }));
-    }
-    for n in 1..=db_removes {
-        let ctx = format!("removal of a removed database's file {n}/{db_removes}");
-        let only = is_removed_db(removed.clone());
-        hits += usize::from(fault_case(
-            seed,
-            p,
-            true,
-            Contract::FailsEnvironment,
-            &ctx,
-            move |f| {
-                f.set_filter(only.clone());
+        .filter(|(_, _, db, all)| *db > 0 && all > db)
+        .take(4)
+        .collect();
+    assert_eq!(workloads.len(), 4, "too few workloads remove databases");
+    let (mut cases, mut hits, mut aimed) = (0, 0, 0);
+    for (seed, removed, db_removes, removes) in workloads {
+        let dirsyncs = count(seed, p, Op::SyncDir, |_| true);
+        assert!(dirsyncs > 3, "seed {seed:#x}: {dirsyncs} directory fsyncs");
+        for n in 1..=dirsyncs {
+            let ctx = format!("seed {seed:#x}: directory fsync {n}/{dirsyncs}");
+            hits += usize::from(fault_case(seed, p, true, Contract::Reported, &ctx, |f| {
+                f.fail_nth(Op::SyncDir, n)
+            }));
+        }
+        for n in 1..=db_removes {
+            let ctx =
+                format!("seed {seed:#x}: removal of a removed database's file {n}/{db_removes}");
+            let only = is_removed_db(removed.clone());
+            hits += usize::from(fault_case(
+                seed,
+                p,
+                true,
+                Contract::FailsEnvironment,
+                &ctx,
+                move |f| {
+                    f.set_filter(only.clone());
+                    f.fail_nth(Op::Remove, n)
+                },
+            ));
+        }
+        for n in 1..=removes {
+            let ctx = format!("seed {seed:#x}: remove {n}/{removes}");
+            fault_case(seed, p, true, Contract::MayPass, &ctx, |f| {
                 f.fail_nth(Op::Remove, n)
-            },
-        ));
+            });
+        }
+        aimed += dirsyncs + db_removes;
+        cases += dirsyncs + db_removes + removes;
     }
-    for n in 1..=removes {
-        let ctx = format!("remove {n}/{removes}");
-        fault_case(seed, p, true, Contract::MayPass, &ctx, |f| {
-            f.fail_nth(Op::Remove, n)
-        });
-    }
-    assert_eq!(
-        hits as u64,
-        dirsyncs + db_removes,
-        "a fault missed its target"
-    );
-    eprintln!(
-        "directory fsync and remove faults: {} cases",
-        dirsyncs + db_removes + removes
-    );
+    assert_eq!(hits as u64, aimed, "a fault missed its target");
+    eprintln!("directory fsync and remove faults: {cases} cases");
 }
 
 // ---------------------------------------------------------------------------
