@@ -270,6 +270,12 @@ impl libcore::vfs::Vfs for SlowUnlink {
     fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
         self.0.create_dir(path, mode)
     }
+    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
+        self.0.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        self.0.hard_link(from, to)
+    }
 }
 
 /// A backup that completed: where, and what was acknowledged when it
@@ -700,6 +706,12 @@ impl libcore::vfs::Vfs for BeforeCopy {
     }
     fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
         libcore::vfs::OsVfs.create_dir(path, mode)
+    }
+    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.hard_link(from, to)
     }
 }
 
