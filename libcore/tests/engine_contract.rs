@@ -92,6 +92,12 @@ impl Vfs for HookVfs {
     fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
         OsVfs.create_dir(path, mode)
     }
+    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
+        OsVfs.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        OsVfs.hard_link(from, to)
+    }
 }
 
 fn eio(path: &Path) -> Error {
