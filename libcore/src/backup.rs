@@ -1,18 +1,25 @@
 //! `db_hotbackup`: a hot backup of a live environment in one call, and its
 //! incremental update. DESIGN.md section 5 and shared/hot-failover.md are
-//! the contract.
+//! the contract; what the backup directory may hold, and how a new full
+//! backup replaces an old one, is `backup_target`'s.
 //!
 //! Full backup:
 //! 1. note the last checkpoint's redo LSN (the start point) and hold a
 //!    lease in the source region so no log file from there on is removed;
-//! 2. clear the environment files of an earlier backup from the target (a
-//!    target holding any other file is refused before anything is deleted);
-//! 3. copy the database files with page-verified reads, then every log file
-//!    from the start point's file to the last one (a file that vanished is
-//!    an error naming it);
+//! 2. refuse a target that holds anything but a backup of this source (or
+//!    nothing), before anything is created;
+//! 3. in a staging directory inside the target, beside the previous backup
+//!    (which stays whole): copy the database files with page-verified
+//!    reads, then every log file from the start point's file to the last
+//!    one (a file that vanished is an error naming it);
 //! 4. run redo on the copy from the start point, cutting at most a torn
 //!    tail: the copy's log stays a byte prefix of the source's;
-//! 5. write the manifest with the exact consistency point.
+//! 5. write the manifest with the exact consistency point, then trim;
+//! 6. replace the previous backup with the new one (`backup_target::replace`).
+//!
+//! A failure or an interruption before step 6 removes the staging
+//! directory and leaves the target as it was; one in step 6 is finished by
+//! the next `db_hotbackup` or `db_recover`.
 //!
 //! Update (`-u`): check the backup's log is a prefix of the source's and no
 //! bulk-mode transaction committed since, append the new log bytes, redo
@@ -20,11 +27,13 @@
 //! moves or deletes the source's logs (Berkeley DB moves them).
 
 use crate::archive;
+use crate::backup_target::{self, Holds};
 use crate::checkpoint;
 use crate::config::Config;
 use crate::copy::{copy_file, CopyOptions, Pacer};
 use crate::error::{Error, Location, Result};
-use crate::layout::{is_env_internal, probe_db, Layout};
+use crate::interrupt::{raised, StopFlag, StopVfs};
+use crate::layout::Layout;
 use crate::log::{self, parse_log_name, LogCursor, Record, FILE_HEADER_SIZE};
 use crate::manifest::{FileEntry, Manifest};
 use crate::owner::OwnerLock;
@@ -60,6 +69,10 @@ pub struct BackupOptions {
     /// `-r`: at most this many bytes a second copied (`None`: as fast as
     /// the disks go).
     pub max_rate: Option<u64>,
+    /// Raised (by a signal handler) to stop: the copy and redo stop at
+    /// their next read or write, what the run made is removed, and the
+    /// error says what the target holds.
+    pub interrupt: Option<StopFlag>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,26 +125,119 @@ pub fn hot_backup(
         say(format!("{}: force checkpoint", home.display()));
         checkpoint::checkpoint(home, Duration::from_secs(60))?;
     }
-    if opts.update {
-        return update(vfs, &src, target, opts, say);
+    let work = match &opts.interrupt {
+        Some(flag) => StopVfs::shared(vfs.clone(), flag.clone()),
+        None => vfs.clone(),
+    };
+    let result = if opts.update {
+        prepare_update(vfs, &src, target, say).and_then(|()| update(&work, &src, target, opts, say))
+    } else {
+        full_backup(vfs, &work, &src, target, opts, say)
+    };
+    match (result, opts.interrupt.as_deref().is_some_and(raised)) {
+        (Err(_), true) => Err(interrupted(vfs, target, opts.update)),
+        (r, _) => r,
     }
+}
+
+/// The error of a run stopped by `interrupt`: what the target holds now.
+fn interrupted(vfs: &SharedVfs, target: &Path, update: bool) -> Error {
+    let holds = backup_target::survey(vfs, target, &[]).map(|s| s.holds);
+    let what = match holds {
+        Ok(Holds::Backup(m)) if update => format!(
+            "it holds a usable backup, recovered to {} (db_hotbackup -u again finishes the update)",
+            m.end
+        ),
+        Ok(Holds::Backup(m)) => format!(
+            "it still holds the previous backup (consistency point {}); the new one was discarded",
+            m.end
+        ),
+        Ok(Holds::Moving) => "the new backup was being moved into place; db_hotbackup or db_recover finishes the move".into(),
+        _ => "it holds no backup; the unfinished one was removed".into(),
+    };
+    Error::invalid(format!("{}: interrupted: {what}", target.display()))
+}
+
+/// The environment id of the source's log.
+fn source_env_id(vfs: &SharedVfs, src: &Layout) -> Result<u64> {
+    Ok(LogCursor::open(vfs.clone(), &src.log_dir)?
+        .env_id()
+        .unwrap_or(0))
+}
+
+/// Before an update: the target must hold a backup of this source; what an
+/// interrupted run left there is finished or removed first.
+fn prepare_update(vfs: &SharedVfs, src: &Layout, target: &Path, say: Say<'_>) -> Result<()> {
+    let sv = backup_target::survey(vfs, target, &[])?;
+    backup_target::check_update(&sv, target, &src.home, source_env_id(vfs, src)?)?;
+    let _lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    backup_target::settle(vfs, target, say)
+}
+
+/// A full backup (module documentation): refuse a target that is not ours
+/// to replace, build the new backup in its staging directory (on `work`,
+/// which stops when interrupted) and move it into place (on `vfs`).
+fn full_backup(
+    vfs: &SharedVfs,
+    work: &SharedVfs,
+    src: &Layout,
+    target: &Path,
+    opts: &BackupOptions,
+    say: Say<'_>,
+) -> Result<BackupReport> {
+    let final_layout = target_layout(src, target, opts.config_dirs);
+    let mut dirs = vec![target.to_path_buf()];
+    for d in final_layout.data_dirs.iter().chain([&final_layout.log_dir]) {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
+    check_apart(src, &dirs)?;
+    let src_env = source_env_id(vfs, src)?;
+    // Refuse before anything is created, then again under the lock.
+    let sv = backup_target::survey(vfs, target, &dirs)?;
+    backup_target::check_full(&sv, target, &src.home, src_env)?;
+    make_dir(vfs, target)?;
+    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    backup_target::settle(vfs, target, say)?;
+    let sv = backup_target::survey(vfs, target, &dirs)?;
+    backup_target::check_full(&sv, target, &src.home, src_env)?;
+    let replacing = matches!(sv.holds, Holds::Backup(_));
     let mut attempt = 1;
-    loop {
-        match full(vfs, &src, target, opts, say)? {
-            Full::Done(report) => return Ok(*report),
-            Full::BulkDuringCopy(lsn) if attempt < FULL_ATTEMPTS => {
+    let (built, manifest) = loop {
+        let staging = backup_target::fresh_staging(vfs, target)?;
+        let built = full(work, src, target, &staging, opts, say);
+        match built {
+            Ok(Full::Done(b)) => break *b,
+            Ok(Full::BulkDuringCopy(lsn)) if attempt < FULL_ATTEMPTS => {
                 say(format!(
                     "a bulk-mode transaction committed at {lsn} while the databases were copied; copying again"
                 ));
                 attempt += 1;
             }
-            Full::BulkDuringCopy(lsn) => {
+            Ok(Full::BulkDuringCopy(lsn)) => {
+                let _ = backup_target::discard_staging(vfs, target);
                 return Err(Error::invalid(format!(
                     "bulk-mode transactions (the last at {lsn}) committed during each of {FULL_ATTEMPTS} copies of the databases; their pages are not in the log, so no copy is consistent: run db_hotbackup again when the bulk loads are done"
-                )))
+                )));
+            }
+            Err(e) => {
+                // The previous backup was never touched; an unfinished
+                // copy that cannot be removed now goes at the next run.
+                let _ = backup_target::discard_staging(vfs, target);
+                return Err(e);
             }
         }
+    };
+    if replacing {
+        say(format!(
+            "{}: replacing the previous backup",
+            target.display()
+        ));
     }
+    let config = opts.config_dirs && vfs.exists(&src.home.join("DB_CONFIG"));
+    backup_target::replace(vfs, target, config)?;
+    Ok(completed(manifest, built, say))
 }
 
 /// How many times a full backup copies the databases when bulk-mode
@@ -140,7 +246,8 @@ const FULL_ATTEMPTS: u32 = 3;
 
 /// The outcome of one full-backup attempt.
 enum Full {
-    Done(Box<BackupReport>),
+    /// Built, sealed in the staging directory, not yet in place.
+    Done(Box<(Built, Manifest)>),
     /// A bulk-mode transaction (its pages go to the data files, only a
     /// marker to the log) committed after the database copy began: the
     /// copy may lack its pages and redo cannot bring them back, so the
@@ -287,83 +394,6 @@ fn relative<'a>(base: &Path, p: &'a Path) -> &'a Path {
     p.strip_prefix(base).unwrap_or(Path::new(""))
 }
 
-/// Files a full backup may delete from its target: only an environment's.
-fn is_env_file(vfs: &SharedVfs, dir: &Path, name: &str) -> bool {
-    is_env_internal(name)
-        || parse_log_name(name).is_some()
-        || probe_db(vfs, &dir.join(name)).is_some()
-}
-
-/// The environment files a full backup will delete from the directories
-/// it writes; an error (nothing deleted) if any of them holds a file that
-/// belongs to no environment.
-fn plan_clean(vfs: &SharedVfs, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut doomed = Vec::new();
-    for dir in dirs {
-        if !vfs.exists(dir) {
-            continue;
-        }
-        let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, "stat", e))?;
-        if !meta.is_dir() {
-            return Err(Error::invalid(format!(
-                "{}: not a directory",
-                dir.display()
-            )));
-        }
-        let mut names: Vec<String> = Vec::new();
-        for n in vfs.list(dir)? {
-            let Some(name) = n.to_str() else {
-                return Err(foreign(dir, &n.to_string_lossy()));
-            };
-            names.push(name.to_string());
-        }
-        names.sort();
-        for name in names {
-            let p = dir.join(&name);
-            let m = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, "stat", e))?;
-            if m.is_dir() {
-                continue; // subdirectories are left alone (as Berkeley DB does)
-            }
-            if !m.is_file() || !is_env_file(vfs, dir, &name) {
-                return Err(foreign(dir, &name));
-            }
-            let keep = name == crate::owner::LOCK_FILE || name == crate::manifest::MANIFEST_FILE;
-            if !keep {
-                doomed.push(p);
-            }
-        }
-    }
-    Ok(doomed)
-}
-
-/// Removes the files `plan_clean` found, manifest first, so an
-/// interrupted clean leaves a directory that says it is incomplete.
-fn clean_target(vfs: &SharedVfs, dirs: &[PathBuf], say: Say<'_>) -> Result<()> {
-    let doomed = plan_clean(vfs, dirs)?;
-    for dir in dirs {
-        if vfs.exists(dir) {
-            Manifest::remove(vfs, dir)?;
-        }
-    }
-    for p in doomed {
-        say(format!("removing {}", p.display()));
-        vfs.remove(&p)?;
-    }
-    for dir in dirs {
-        if vfs.exists(dir) {
-            vfs.sync_dir(dir)?;
-        }
-    }
-    Ok(())
-}
-
-fn foreign(dir: &Path, name: &str) -> Error {
-    Error::invalid(format!(
-        "{}: holds {name}, which belongs to no environment; refusing to clear the backup directory (nothing was deleted)",
-        dir.display()
-    ))
-}
-
 fn make_dir(vfs: &SharedVfs, dir: &Path) -> Result<()> {
     if !vfs.exists(dir) {
         vfs.create_dir(dir, 0o700)?;
@@ -383,10 +413,12 @@ fn start_point(vfs: &SharedVfs, src: &Layout) -> Result<(Lsn, Lsn)> {
     })
 }
 
+/// One attempt of a full backup, built in `staging` (empty) for `target`.
 fn full(
     vfs: &SharedVfs,
     src: &Layout,
     target: &Path,
+    staging: &Path,
     opts: &BackupOptions,
     say: Say<'_>,
 ) -> Result<Full> {
@@ -407,22 +439,12 @@ fn full(
             });
         }
     };
-    let dst = target_layout(src, target, opts.config_dirs);
-    let mut dirs = vec![target.to_path_buf()];
+    let dst = target_layout(src, staging, opts.config_dirs);
     for d in dst.data_dirs.iter().chain([&dst.log_dir]) {
-        if !dirs.contains(d) {
-            dirs.push(d.clone());
-        }
-    }
-    check_apart(src, &dirs)?;
-    // Refuse a directory with foreign files before creating anything in it.
-    plan_clean(vfs, &dirs)?;
-    make_dir(vfs, target)?;
-    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
-    clean_target(vfs, &dirs, say)?;
-    for d in &dirs {
         make_dir(vfs, d)?;
     }
+    // Progress lines name where the files will be, not the staging copy.
+    let shown = |p: &Path| target.join(relative(staging, p));
     let created = crate::env::now_secs();
     let mut entries = Vec::new();
     let mut bytes = 0u64;
@@ -434,9 +456,13 @@ fn full(
     if opts.config_dirs {
         let cfg = src.home.join("DB_CONFIG");
         if vfs.exists(&cfg) {
-            let to = target.join("DB_CONFIG");
-            say(format!("copying {} to {}", cfg.display(), to.display()));
-            std::fs::copy(&cfg, &to).map_err(|e| Error::io(&cfg, "copy", e))?;
+            let to = staging.join("DB_CONFIG");
+            say(format!(
+                "copying {} to {}",
+                cfg.display(),
+                shown(&to).display()
+            ));
+            copy_config(vfs, &cfg, &to)?;
         }
     }
     // 1. Databases.
@@ -448,25 +474,30 @@ fn full(
                 .parent()
                 .map(|p| relative(&src.home, p).to_path_buf())
                 .unwrap_or_default();
-            target.join(rel)
+            staging.join(rel)
         } else {
-            target.to_path_buf()
+            staging.to_path_buf()
         };
         let to = dir.join(&f.name);
         say(format!(
             "copying database {} to {}",
             f.path.display(),
-            to.display()
+            shown(&to).display()
         ));
         let r = copy_file(vfs, &f.path, &to, copy)?;
         bytes += r.bytes;
-        entries.push(entry(target, &to, r.bytes, Some(r.crc)));
+        entries.push(entry(staging, &to, r.bytes, Some(r.crc)));
     }
     refuse_unreadable_dbs(vfs, src, &entries, target)?;
     // 2. Logs, from the start point's file to the last one present now.
     let logs = src.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(start.file);
-    bytes += copy_logs(vfs, src, &dst, start.file, last, copy, say)?;
+    bytes += copy_logs(vfs, src, &dst, start.file, last, copy, &mut |line| {
+        say(line.replace(
+            &staging.display().to_string(),
+            &target.display().to_string(),
+        ))
+    })?;
     say(format!("lowest numbered log file copied: {}", start.file));
     drop(_lease);
     // 3. Redo on the copy.
@@ -488,9 +519,10 @@ fn full(
     }
     check_complete(vfs, &dst)?;
     let env_id = outcome.env_id.unwrap_or(0);
-    // 4. The manifest (listing the log files that stay), then the trim.
+    // 4. The manifest (listing the log files that stay), then the trim,
+    // all still in the staging directory.
     let trim = trim_plan(vfs, &dst, &outcome, opts.keep_logs)?;
-    entries.extend(log_entries(vfs, &dst, target, &trim)?);
+    entries.extend(log_entries(vfs, &dst, staging, &trim)?);
     let now = crate::env::now_secs();
     let manifest = Manifest {
         env_id,
@@ -502,13 +534,34 @@ fn full(
         last_commit: outcome.last_commit_time.unwrap_or(0),
         files: entries,
     };
-    // A full backup that fails even at its last step does not claim to
-    // be complete.
-    finish(vfs, &dst, manifest, &trim, bytes, start.file, outcome, say)
-        .inspect_err(|_| {
-            let _ = Manifest::remove(vfs, target);
-        })
-        .map(|r| Full::Done(Box::new(r)))
+    seal(vfs, &dst, &manifest, &trim, &mut |_| {})?;
+    let built = Built {
+        bytes,
+        lowest_log: start.file,
+        outcome,
+    };
+    Ok(Full::Done(Box::new((built, manifest))))
+}
+
+/// Copies the source's DB_CONFIG into the backup, durably (a backup
+/// whose manifest says complete must not have an empty one after a power
+/// loss: it decides the layout at failover).
+fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
+    let input = vfs.open(from, OpenMode::Read)?;
+    let len = input.len()?;
+    let mut text = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    let n = input.read_at(&mut text, 0)?;
+    text.truncate(n);
+    let mode = std::fs::metadata(from)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0o600);
+    let out = vfs.open(to, OpenMode::CreateNew(mode))?;
+    out.write_at(&text, 0)?;
+    out.sync()?;
+    match to.parent() {
+        Some(dir) => vfs.sync_dir(dir),
+        None => Ok(()),
+    }
 }
 
 fn update(
@@ -651,6 +704,13 @@ fn update(
     finish(vfs, &dst, manifest, &trim, bytes, b, outcome, say)
 }
 
+/// What a run did besides its manifest.
+struct Built {
+    bytes: u64,
+    lowest_log: u32,
+    outcome: RecoveryOutcome,
+}
+
 /// Writes the manifest (the backup is complete from this moment), removes
 /// the log files it no longer lists, and reports.
 #[allow(clippy::too_many_arguments)]
@@ -664,20 +724,42 @@ fn finish(
     outcome: RecoveryOutcome,
     say: Say<'_>,
 ) -> Result<BackupReport> {
+    seal(vfs, dst, &manifest, trim, say)?;
+    let built = Built {
+        bytes,
+        lowest_log,
+        outcome,
+    };
+    Ok(completed(manifest, built, say))
+}
+
+/// Writes the manifest into `dst`, then removes the log files it no
+/// longer lists.
+fn seal(
+    vfs: &SharedVfs,
+    dst: &Layout,
+    manifest: &Manifest,
+    trim: &[u32],
+    say: Say<'_>,
+) -> Result<()> {
     manifest.write(vfs, &dst.home)?;
-    remove_logs(vfs, dst, trim, say)?;
+    remove_logs(vfs, dst, trim, say)
+}
+
+/// The last progress lines and the report of a backup now in place.
+fn completed(manifest: Manifest, built: Built, say: Say<'_>) -> BackupReport {
     say(consistency_line(&manifest));
     say(format!(
         "hot backup completed at {}",
         crate::timefmt::ctime_now()
     ));
-    Ok(BackupReport {
+    BackupReport {
         files_copied: manifest.files.len(),
         manifest,
-        bytes_copied: bytes,
-        lowest_log: Some(lowest_log),
-        recovery: outcome,
-    })
+        bytes_copied: built.bytes,
+        lowest_log: Some(built.lowest_log),
+        recovery: built.outcome,
+    }
 }
 
 /// Copies whole log files `from..=to` of the source into the backup; a
@@ -843,10 +925,17 @@ fn remove_logs(vfs: &SharedVfs, dst: &Layout, plan: &[u32], say: Say<'_>) -> Res
         "{}: remove unnecessary log files",
         dst.home.display()
     ));
-    for &n in plan {
+    // Oldest first, each removal durable before the next: unlinks reach
+    // the disk in any order without a directory fsync between them, and
+    // a power loss in between must leave the old files that remain a
+    // contiguous run just below the ones the manifest lists, never a gap.
+    let mut plan = plan.to_vec();
+    plan.sort_unstable();
+    for n in plan {
         vfs.remove(&dst.log_path(n))?;
+        vfs.sync_dir(&dst.log_dir)?;
     }
-    vfs.sync_dir(&dst.log_dir)
+    Ok(())
 }
 
 /// After recovery every database of the backup must be as long as its

@@ -83,7 +83,12 @@
 //!
 //! More rules:
 //! * Directories made with `create_dir` are durable at once (the engine
-//!   creates none while it runs; tests make them first).
+//!   creates none while it runs; tests make them first), and so is the
+//!   removal of an empty directory with `remove_dir`: names under it that
+//!   were removed without a directory sync go with it (a journaling file
+//!   system commits the unlinks before the rmdir that needed them). A hard
+//!   link is a namespace operation like a creation, binding its new name
+//!   to the linked inode.
 //! * A file the model has not seen yet (it existed before the `CrashVfs`
 //!   was made, or was written outside it) is taken as durable, as found,
 //!   the first time it is opened for writing, removed or renamed through
@@ -457,6 +462,16 @@ impl Vfs for FaultyVfs {
 
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
         self.inner.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        self.fate(Op::Remove, path)?;
+        self.inner.remove_dir(path)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        self.fate(Op::Rename, to)?;
+        self.inner.hard_link(from, to)
     }
 }
 
@@ -983,6 +998,9 @@ fn rewrite(
                     report.revived.push(p.clone());
                 }
                 let c = contents.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
+                // A fresh file per name: writing through a real hard link
+                // would change the other names of the inode too.
+                let _ = std::fs::remove_file(p);
                 std::fs::write(p, c).map_err(|e| Error::io(p, "write", e))?;
             }
             None => {
@@ -1182,6 +1200,34 @@ impl Vfs for CrashVfs {
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
         lock(&self.st).gate(path, "mkdir", true)?;
         self.os.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        let d = norm(path);
+        let mut s = lock(&self.st);
+        s.gate(&d, "remove directory", true)?;
+        self.os.remove_dir(&d)?;
+        if self.modelled(&d) {
+            // Durable at once, and with it the unlinks that emptied it.
+            s.durable.retain(|p, _| !p.starts_with(&d));
+            s.live.retain(|p, _| !p.starts_with(&d));
+            s.names_pending.retain(|(_, dir, _)| !dir.starts_with(&d));
+        }
+        Ok(())
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        let (f, t) = (norm(from), norm(to));
+        let mut s = lock(&self.st);
+        s.gate(&t, "link", true)?;
+        self.os.hard_link(&f, &t)?;
+        if self.modelled(&f) && self.modelled(&t) {
+            if let Some(i) = self.adopt(&mut s, &f) {
+                s.live.insert(t.clone(), i);
+                s.name_op(parent(&t), NameOp::Bind(t, i));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -85,7 +85,19 @@ pub struct Report {
 
 /// Recovers the environment at `home` in place.
 pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
-    let vfs = OsVfs::shared();
+    recover_env_on(&OsVfs::shared(), home, opts)
+}
+
+/// `recover_env` on any file system (tests put a power-losing one under it).
+///
+/// Of a backup (a directory with a backup manifest), catastrophic recovery
+/// starts where the manifest says (`backup_target::recovery_start`), so
+/// log files older than those it lists, left by an interrupted trim, are
+/// never read; and a new backup that an interrupted `db_hotbackup` left
+/// half moved into place is moved the rest of the way first.
+pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
+    let vfs = vfs.clone();
+    crate::backup_target::finish_interrupted(&vfs, home, opts.lock_timeout)?;
     let layout = Layout::resolve(&vfs, home)?;
     if layout.log_files(&vfs)?.is_empty() {
         if layout.db_files(&vfs)?.is_empty() {
@@ -111,15 +123,18 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
     if let (Some(t), false) = (opts.until, opts.catastrophic) {
         check_reachable(&vfs, &layout, t)?;
     }
+    let mode = match opts.catastrophic {
+        true => match crate::backup_target::recovery_start(&vfs, &layout)? {
+            Some(start) => RecoveryMode::From(start),
+            None => RecoveryMode::Catastrophic,
+        },
+        false => RecoveryMode::Normal,
+    };
     let outcome = recovery::recover(
         &vfs,
         &layout,
         RecoveryOptions {
-            mode: if opts.catastrophic {
-                RecoveryMode::Catastrophic
-            } else {
-                RecoveryMode::Normal
-            },
+            mode,
             write: true,
             until: opts.until.map(|t| t.max(0) as u64),
             progress: opts.progress,
