@@ -742,7 +742,6 @@ impl libcore::vfs::Vfs for BeforeCopy {
 }
 
 #[test]
-#[ignore = "backup defect found by the test above, reported to the lead: a database removed while a full backup runs fails the backup"]
 fn a_full_backup_survives_a_database_removed_while_it_copies() {
     // The full backup lists the database files, then copies them one by
     // one; a database removed (committed, unlinked) in between made the
@@ -784,7 +783,6 @@ fn a_full_backup_survives_a_database_removed_while_it_copies() {
 }
 
 #[test]
-#[ignore = "backup defect found by the test above, reported to the lead: a database created empty before a full backup lists the databases, and committed and checkpointed while it copies, is refused as damaged"]
 fn a_full_backup_takes_a_database_created_while_it_copies() {
     // `create_db` makes the file (empty) at once and the database at
     // commit. When the backup lists the databases in between, it skips the
