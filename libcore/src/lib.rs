@@ -32,6 +32,7 @@ pub mod recover_env;
 pub mod recovery;
 mod reentry;
 pub mod region;
+pub mod replica;
 pub mod stat;
 pub mod timefmt;
 pub mod timespec;
@@ -43,6 +44,6 @@ mod writeback;
 
 pub use dbfile::Db;
 pub use env::{Env, EnvOptions};
-pub use error::{Error, Location, Result};
+pub use error::{Error, Location, Result, StoreFault};
 pub use txn::Txn;
 pub use types::{FileId, Lsn, PageNo, TxnId};
