@@ -160,8 +160,8 @@ fn count_mutations(m: Mutation) -> u64 {
     crash.mutations() - before
 }
 
-/// A power loss after each number of mutating operations of `m` (and a
-/// few tears of the last write each): the key holds the old or the new
+/// A power loss after each number of mutating operations of `m`, with
+/// eight draws of what it tears each: the key holds the old or the new
 /// object whole, the new one if the call reported success, no temporary
 /// name is listed, and `sweep_leftovers` clears every one.
 fn power_loss_everywhere(m: Mutation) -> usize {
@@ -170,7 +170,7 @@ fn power_loss_everywhere(m: Mutation) -> usize {
     let (before, after) = outcomes(m);
     let mut cases = 0;
     for cut in 0..=total {
-        for seed in 0..3u64 {
+        for seed in 0..8u64 {
             let d = tempfile::tempdir().unwrap();
             let root = d.path().join("store");
             std::fs::create_dir(&root).unwrap();
@@ -207,6 +207,7 @@ fn power_loss_everywhere(m: Mutation) -> usize {
             cases += 1;
         }
     }
+    eprintln!("{m:?}: {cases} power losses over {total} mutating operations");
     cases
 }
 

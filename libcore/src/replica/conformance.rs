@@ -8,6 +8,7 @@
 //! Every check works under a namespace `ns` (a key prefix) of its own, so
 //! several runs can share one store.
 
+use super::framed::{self, Kind};
 use super::store::{FileSum, ObjectMeta, ReplicaStore, Summer};
 use crate::error::StoreFault;
 use crate::faultfs::Rng;
@@ -41,6 +42,7 @@ pub fn run_all(
     create_only(store, &format!("{ns}/co"));
     compare_and_swap(store, &format!("{ns}/cas"));
     invalid_keys(store);
+    framing(store, &format!("{ns}/fr"));
     big_files(store, &format!("{ns}/big"), scratch, opts.big_bytes);
     create_race(racers, &format!("{ns}/crace"), opts.race_rounds);
     replace_race(racers, &format!("{ns}/rrace"), opts.race_rounds);
@@ -213,6 +215,32 @@ pub fn invalid_keys(store: &dyn ReplicaStore) {
     }
     let e = store.list("a/").unwrap_err();
     assert_eq!(e.store_fault(), Some(StoreFault::Invalid));
+}
+
+/// Framed objects read back whole; a torn one (written short behind the
+/// framing's back, as a cut upload or a hand would) is refused naming the
+/// store and the key.
+pub fn framing(store: &dyn ReplicaStore, ns: &str) {
+    let kind = Kind(*b"TEST");
+    let k = format!("{ns}/seg/1");
+    framed::put_framed(store, &k, kind, b"segment payload").unwrap();
+    let (payload, version) = framed::get_framed(store, &k, kind).unwrap().unwrap();
+    assert_eq!(payload, b"segment payload");
+    assert_eq!(version, store.get(&k).unwrap().unwrap().version);
+    let whole = framed::encode(kind, b"segment payload").unwrap();
+    put(store, &k, &whole[..whole.len() - 3]);
+    let e = framed::get_framed(store, &k, kind).unwrap_err();
+    assert_eq!(e.store_fault(), Some(StoreFault::Corrupt), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("{}/{k}: torn object", store.describe())),
+        "{msg}"
+    );
+    assert!(framed::create_framed(store, &format!("{ns}/lease"), kind, b"l").unwrap());
+    assert_eq!(
+        framed::get_framed(store, &format!("{ns}/missing"), kind).unwrap(),
+        None
+    );
 }
 
 /// Writes `size` deterministic pseudo-random bytes to `path`.
