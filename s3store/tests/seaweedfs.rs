@@ -76,7 +76,7 @@ fn s3store_passes_the_conformance_suite_on_seaweedfs() {
 #[test]
 #[ignore]
 fn torture_s3store_conformance_races() {
-    conformance_with(rounds(500));
+    conformance_with(rounds(200));
 }
 
 /// SeaweedFS issue 8800: before 4.17 or so, concurrent `If-None-Match: *`
@@ -99,7 +99,7 @@ fn seaweedfs_enforces_create_only_and_cas_under_concurrency() {
 #[test]
 #[ignore]
 fn torture_seaweedfs_create_only_under_concurrency() {
-    create_only_under_concurrency(rounds(1000));
+    create_only_under_concurrency(rounds(300));
 }
 
 /// A conditional write whose answer is lost was served all the same: its
