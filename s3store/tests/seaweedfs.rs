@@ -202,19 +202,32 @@ fn server_killed_mid_upload_and_restarted() {
 
     let s = std::sync::Arc::new(via(&srv, &proxy, "kill"));
     let (s2, src2) = (s.clone(), src.clone());
+    // The proxy holds the upload after 12 MiB; the server dies there.
+    proxy.set_mode(Mode::StallAfter(12 << 20));
     let upload = std::thread::spawn(move || s2.put_file("base/a.db", &OsVfs, &src2));
-    let start = proxy.bytes_up();
-    while proxy.bytes_up() < start + (12 << 20) && !upload.is_finished() {
+    while proxy.mode() != Mode::Stall && !upload.is_finished() {
         std::thread::sleep(Duration::from_millis(5));
     }
     srv.kill();
+    proxy.pass();
     let r = upload.join().unwrap();
     let e = r.expect_err("the upload survived the server's death");
     assert_eq!(e.store_fault(), Some(StoreFault::Transient), "{e}");
     srv.restart().unwrap();
 
+    // A caller retries transient errors (a server just back may still be
+    // loading its volumes); anything else is a failure.
     let back = d.path().join("back");
-    let got = s.get_to_file("base/a.db", &OsVfs, &back).unwrap().unwrap();
+    let mut tries = 0;
+    let got = loop {
+        match s.get_to_file("base/a.db", &OsVfs, &back) {
+            Err(e) if e.is_transient() && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            r => break r.unwrap().unwrap(),
+        }
+    };
     assert_eq!(
         got, old_sum,
         "after the restart the object is not the old one"

@@ -28,6 +28,9 @@ pub enum Mode {
     /// Forward this many more request bytes (client to server, over all
     /// connections), then cut every connection that sends more.
     CutUpstreamAfter(u64),
+    /// Forward this many more request bytes, then switch to `Stall` (to
+    /// hold an upload at an exact point while the test acts).
+    StallAfter(u64),
     /// Cut the connection of each of the next this-many answers as its
     /// first byte arrives from the server (the request was served, the
     /// client never hears so); then pass.
@@ -302,6 +305,16 @@ fn fate(sh: &Shared, dir: Dir, n: usize) -> (usize, bool) {
                 (limit.saturating_sub(before).min(n as u64) as usize, true)
             }
         }
+        (Mode::StallAfter(limit), Dir::Up) => {
+            let before = sh.up_since_mode.fetch_add(n as u64, Ordering::SeqCst);
+            if before + n as u64 >= limit {
+                let mut m = lock(&sh.mode);
+                if *m == Mode::StallAfter(limit) {
+                    *m = Mode::Stall;
+                }
+            }
+            (n, false)
+        }
         (Mode::CutResponses(_), Dir::Down) if sh.take_response_cut() => (0, true),
         _ => (n, false),
     }
@@ -354,6 +367,9 @@ mod tests {
         assert_eq!(roundtrip(&p, b"again").unwrap(), b"again");
         p.set_mode(Mode::CutUpstreamAfter(3));
         assert!(roundtrip(&p, b"too long").is_err());
+        p.set_mode(Mode::StallAfter(2));
+        assert!(roundtrip(&p, b"held").is_err());
+        assert_eq!(p.mode(), Mode::Stall);
         p.pass();
         assert_eq!(roundtrip(&p, b"ok").unwrap(), b"ok");
         assert!(p.cuts() >= 3 && p.connections() >= 6);

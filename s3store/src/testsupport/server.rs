@@ -180,7 +180,10 @@ impl SeaweedServer {
                 )));
             }
             let up = TcpStream::connect_timeout(&self.s3_addr(), Duration::from_secs(1)).is_ok();
-            if up && probe.list("").is_ok() {
+            // Listing answers as soon as the filer does; reading data needs
+            // the volume server registered with the master too (after a
+            // restart, GETs fail with InternalError until then).
+            if up && probe.list("").is_ok() && serves_data(&probe) {
                 return Ok(());
             }
             if start.elapsed() > START_WAIT {
@@ -255,6 +258,19 @@ impl SeaweedServer {
             },
             limits,
         }
+    }
+}
+
+/// True when an object can be written and read back, and every object
+/// already in the bucket can be read (the data of a restarted server).
+fn serves_data(probe: &S3Store) -> bool {
+    let key = "testsupport-probe/ready";
+    if probe.put(key, b"ready").is_err() || probe.get(key).ok().flatten().is_none() {
+        return false;
+    }
+    match probe.list("") {
+        Ok(all) => all.iter().all(|m| probe.get(&m.key).is_ok()),
+        Err(_) => false,
     }
 }
 
