@@ -3,6 +3,7 @@
 
 mod common;
 
+mod backup_races;
 mod bench_smoke;
 mod cli_harness;
 mod conformance;

@@ -29,7 +29,7 @@ use crate::log::{self, parse_log_name, LogCursor, Record, FILE_HEADER_SIZE};
 use crate::manifest::{FileEntry, Manifest};
 use crate::owner::OwnerLock;
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
-use crate::region::{BackupLease, Region};
+use crate::region::Region;
 use crate::types::Lsn;
 use crate::vfs::{OpenMode, SharedVfs};
 use std::path::{Path, PathBuf};
@@ -223,54 +223,51 @@ fn check_apart(src: &Layout, target_dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// A lease in the source region: log files from `first_log` on stay.
+/// This backup's own lease in the source region: log files from
+/// `first_log` on stay while it lives. Other backups hold leases of their
+/// own beside it; dropping this one removes only this one (by its id).
 struct Lease {
-    region: Option<Region>,
+    held: Option<(Region, u64)>,
 }
 
 impl Lease {
-    fn take(home: &Path, first_log: u32) -> Lease {
+    fn take(home: &Path, first_log: u32) -> Result<Lease> {
         let region = Region::at(home);
         if !region.path().exists() {
             // No region: no owner has run here since it was removed, and
             // nothing removes logs but db_archive -d, which then has no
             // lease to honour either. Creating one would change the source.
-            return Lease { region: None };
+            return Ok(Lease { held: None });
         }
-        let me = std::process::id();
+        let (me, start) = (std::process::id(), crate::region::own_start_time());
+        let now = crate::env::now_secs();
         let taken = region.update(false, |s| {
-            let other_live = s.lease.pid != 0
-                && s.lease.pid != me
-                && Path::new(&format!("/proc/{}", s.lease.pid)).exists()
-                && s.lease.expires >= crate::env::now_secs();
-            if other_live && s.lease.first_log <= first_log {
-                return false; // the other backup's lease already covers ours
-            }
-            s.lease = BackupLease {
-                pid: me,
-                first_log,
-                expires: crate::env::now_secs() + LEASE_SECS,
-            };
-            true
-        });
-        Lease {
-            region: match taken {
-                Ok(true) => Some(region),
-                _ => None,
-            },
+            s.add_lease(me, start, first_log, now + LEASE_SECS, now)
+                .ok_or_else(|| s.live_leases(now))
+        })?;
+        match taken {
+            Ok(lease) => Ok(Lease {
+                held: Some((region, lease.id)),
+            }),
+            Err(others) => Err(Error::invalid(format!(
+                "{}: every backup lease slot is held by a running backup (pids {}); try again when one is done",
+                region.path().display(),
+                others
+                    .iter()
+                    .map(|l| l.pid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(r) = &self.region {
-            let me = std::process::id();
-            let _ = r.update(false, |s| {
-                if s.lease.pid == me {
-                    s.lease = BackupLease::default();
-                }
-            });
+        if let Some((r, id)) = &self.held {
+            // If this fails (the region locked for too long) the lease
+            // stays until this process is gone or it expires.
+            let _ = r.update(false, |s| s.remove_lease(*id));
         }
     }
 }
@@ -396,7 +393,7 @@ fn full(
     let mut tries = 0;
     let (start, ckp, _lease) = loop {
         let (start, ckp) = start_point(vfs, src)?;
-        let lease = Lease::take(&src.home, start.file);
+        let lease = Lease::take(&src.home, start.file)?;
         if vfs.exists(&src.log_path(start.file)) {
             break (start, ckp, lease);
         }
@@ -557,7 +554,7 @@ fn update(
     if !src_logs.contains(&b) {
         return Err(Error::LogGap { path: from });
     }
-    let _lease = Lease::take(&src.home, b);
+    let _lease = Lease::take(&src.home, b)?;
     let bk_path = dst.log_path(b);
     let bk_len = vfs.open(&bk_path, OpenMode::Read)?.len()?;
     check_prefix(vfs, &from, &bk_path, bk_len)?;

@@ -1,0 +1,142 @@
+//! Processes that meet at one environment or one backup at the same time,
+//! through the binaries: a stopped process holding the source's region
+//! lock, two `db_hotbackup -u` on one backup, a bulk load landing while
+//! `-u` copies the log.
+
+use crate::common::{self, cmd};
+use crate::hot_failover::{check_prefix, Writer};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Longer than anything here takes when it works: a command still running
+/// after it is hung, and is killed so the test fails instead of hanging.
+const HUNG: Duration = Duration::from_secs(120);
+
+/// A process holding an exclusive `flock` on `file`, stopped with SIGSTOP
+/// (as an operator's Ctrl-Z stops a tool); killed when dropped.
+struct StoppedHolder {
+    child: Child,
+}
+
+impl StoppedHolder {
+    fn hold(file: &Path) -> StoppedHolder {
+        // flock(1) takes the lock, and with -o keeps it only in itself
+        // while `sh` says so and waits on its stdin.
+        let mut child = Command::new("flock")
+            .arg("-o")
+            .arg(file)
+            .args(["sh", "-c", "echo locked; exec cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run flock(1) (util-linux)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "locked\n");
+        signal(child.id(), "STOP");
+        StoppedHolder { child }
+    }
+}
+
+impl Drop for StoppedHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Runs one of our tools, failing the test if it hangs.
+fn run(tool: &str, args: &[&str], home: &Path) -> std::process::Output {
+    let out = cmd(tool)
+        .args(args)
+        .arg("-h")
+        .arg(home)
+        .timeout(HUNG)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} {args:?}: {e}"));
+    assert!(
+        out.status.code().is_some(),
+        "{tool} {args:?} hung and was killed"
+    );
+    out
+}
+
+/// Regression (issue 9, defect 5): every access to the region file took
+/// its `flock` with a wait without bound. A tool stopped while holding it
+/// (Ctrl-Z at the wrong microsecond, or a debugger) hung the owner's next
+/// checkpoint, and with it every commit behind the checkpoint, and every
+/// other tool. The owner now never waits for the region (an update that
+/// finds it locked is applied later), and a tool gives up after a few
+/// seconds with one line naming the region file.
+#[test]
+fn a_stopped_process_holding_the_region_lock_hangs_nobody() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    std::fs::create_dir(&prim).unwrap();
+    let w = Writer::start(&prim, &["-i", "1", "-c", "20", "--lg-max", "16384"]);
+    w.wait_for(60);
+    let region = prim.join(libcore::region::REGION_FILE);
+    let holder = StoppedHolder::hold(&region);
+
+    // The owner goes on committing through several checkpoints.
+    let before = w.acked();
+    w.wait_for(before + 100);
+
+    // Tools that need the region fail with one line naming it.
+    let target = t.path().join("unused-target");
+    let target = target.to_str().unwrap();
+    for (tool, args) in [
+        ("db_checkpoint", vec!["-1"]),
+        ("db_archive", vec!["-d"]),
+        ("db_hotbackup", vec!["-b", target]),
+    ] {
+        let out = run(tool, &args, &prim);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{tool}: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.contains(&*region.to_string_lossy()) && first.contains("lock"),
+            "{tool}: {err}"
+        );
+        let extra = if tool == "db_hotbackup" { 1 } else { 0 };
+        assert_eq!(err.lines().count(), 1 + extra, "{tool}: {err}");
+    }
+    assert!(
+        !Path::new(target).exists(),
+        "the refused backup created nothing"
+    );
+    // Tools that only read it fall back to the log.
+    let out = run("db_archive", &["-l"], &prim);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    drop(holder);
+    let out = run("db_checkpoint", &["-1"], &prim);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = w.acked();
+    w.wait_for(n + 20);
+    let last = w.kill();
+    assert!(check_prefix(&prim) >= last);
+}
