@@ -3,7 +3,7 @@
 
 mod common;
 
-mod backup_races;
+mod backup_integrity;
 mod bench_smoke;
 mod cli_harness;
 mod conformance;

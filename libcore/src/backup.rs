@@ -241,10 +241,20 @@ impl Lease {
         }
         let (me, start) = (std::process::id(), crate::region::own_start_time());
         let now = crate::env::now_secs();
-        let taken = region.update(false, |s| {
+        let taken = match region.update(false, |s| {
             s.add_lease(me, start, first_log, now + LEASE_SECS, now)
                 .ok_or_else(|| s.live_leases(now))
-        })?;
+        }) {
+            Ok(t) => t,
+            // A backup run by a user who may read the source but not write
+            // its region goes without a lease, as Berkeley DB's would: a
+            // log file removed under it is then a gap error, never a
+            // silently wrong copy.
+            Err(Error::Io { ref source, .. }) if cannot_write(source) => {
+                return Ok(Lease { held: None })
+            }
+            Err(e) => return Err(e),
+        };
         match taken {
             Ok(lease) => Ok(Lease {
                 held: Some((region, lease.id)),
@@ -260,6 +270,12 @@ impl Lease {
             ))),
         }
     }
+}
+
+/// A region this process may not write (permissions, read-only mount).
+fn cannot_write(e: &std::io::Error) -> bool {
+    const EROFS: i32 = 30;
+    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(EROFS)
 }
 
 impl Drop for Lease {

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod backup;
 pub mod btree;
 pub mod bulk;
+pub mod bulkcheck;
 pub mod cache;
 pub mod checkpoint;
 pub mod codec;

@@ -15,6 +15,10 @@
 //!   checkpoint, so a point before a commit that the checkpoint already
 //!   covers is refused, and `recovery::recover` refuses data pages newer
 //!   than the point;
+//! * a bulk load redo replayed whose pages are missing or older in a
+//!   database file (a copy taken before the load: those pages are not in
+//!   the log) fails the recovery, naming the database
+//!   (`bulkcheck::damaged_bulk_loads`);
 //! * the region file `__db.001` is removed, as Berkeley DB removes stale
 //!   regions, or with `keep_region` rewritten with the recovered facts. The
 //!   lock file `__db.lock` is never removed.
@@ -128,6 +132,13 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
             sync_behind: true,
         },
     )?;
+
+    // Redo cannot restore pages a bulk load wrote straight to a database
+    // file: a copy whose file predates the load must be refused, or it is
+    // a broken database that recovery called good.
+    if let Some(d) = crate::bulkcheck::damaged_bulk_loads(&vfs, &layout, &outcome)?.first() {
+        return Err(d.to_error());
+    }
 
     let last_valid = match (last_valid_before, outcome.last_record) {
         (Some(l), _) | (None, Some(l)) => l,

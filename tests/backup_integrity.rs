@@ -1,10 +1,11 @@
-//! Processes that meet at one environment or one backup at the same time,
-//! through the binaries: a stopped process holding the source's region
-//! lock, two `db_hotbackup -u` on one backup, a bulk load landing while
+//! Backups and copies that must refuse, wait or repair instead of hanging
+//! or being silently wrong, through the binaries: a stopped process
+//! holding the source's region lock, a copy that misses a bulk load's
+//! pages, two `db_hotbackup -u` on one backup, a bulk load landing while
 //! `-u` copies the log.
 
 use crate::common::{self, cmd};
-use crate::hot_failover::{check_prefix, Writer};
+use crate::hot_failover::{check_prefix, contents, Writer};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -139,4 +140,126 @@ fn a_stopped_process_holding_the_region_lock_hangs_nobody() {
     w.wait_for(n + 20);
     let last = w.kill();
     assert!(check_prefix(&prim) >= last);
+}
+
+/// Sorted `key\nvalue` lines for `db_load -T`: enough pages that a load
+/// into a new database writes most of them straight to the file (bulk
+/// mode) and only its meta page and a marker to the log.
+fn bulk_input(n: u32) -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!(
+            "key{i:06}\n{}\n",
+            "v".repeat(150 + (i % 50) as usize)
+        ));
+    }
+    s.into_bytes()
+}
+
+fn load_new_db(home: &Path, db: &str, n: u32) {
+    let out = cmd("db_load")
+        .args(["-T", "-t", "btree", "-h"])
+        .arg(home)
+        .arg(db)
+        .write_stdin(bulk_input(n))
+        .timeout(HUNG)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Copies the files `db_archive` lists (`-s` databases, `-l` logs) from
+/// `home` into `to`, with db_copy.
+fn copy_listed(home: &Path, flag: &str, to: &Path) {
+    let out = run("db_archive", &[flag, "-a"], home);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(!files.is_empty());
+    let out = cmd("db_copy")
+        .args(&files)
+        .arg("-t")
+        .arg(to)
+        .timeout(HUNG)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn remove_logs(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("log.") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+}
+
+/// Regression (issue 10, defect 3): procedure 1 by hand (copy the
+/// databases, then the logs, then `db_recover -c`) with a `db_load` of a
+/// new database between the two copies. The load writes its pages straight
+/// to the database file and logs only a marker, so the copy had a meta
+/// page pointing at pages it never got; `db_recover -c` said nothing and
+/// exited 0, and only `db_verify` found the database broken. Recovery now
+/// checks every bulk load it replays and fails with one line naming the
+/// database and saying a fresh copy of it is needed; once the file is
+/// copied again (after the load) the same recovery succeeds: a marker
+/// whose pages are present is no error.
+#[test]
+fn recovery_of_a_copy_that_misses_a_bulk_load_names_the_database() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    let bk = t.path().join("bk");
+    std::fs::create_dir(&prim).unwrap();
+    std::fs::create_dir(&bk).unwrap();
+    Writer::start(&prim, &["-n", "100", "-c", "40"]).wait_for(100);
+    std::thread::sleep(Duration::from_millis(100));
+    load_new_db(&prim, "old.db", 2000);
+    // Step 1: the databases (old.db bulk-loaded before this copy).
+    copy_listed(&prim, "-s", &bk);
+    load_new_db(&prim, "new.db", 2000);
+    // Steps 2-4: the logs, then catastrophic recovery.
+    copy_listed(&prim, "-l", &bk);
+    let out = run("db_recover", &["-c"], &bk);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&*bk.join("new.db").to_string_lossy()) && err.contains("fresh copy of new.db"),
+        "{err}"
+    );
+    assert!(!err.contains("old.db"), "{err}");
+
+    // Step 1 again for that file, then 2-4: the copy is whole.
+    copy_listed(&prim, "-s", &bk);
+    remove_logs(&bk);
+    copy_listed(&prim, "-l", &bk);
+    let out = run("db_recover", &["-c"], &bk);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("db_verify", &["new.db", "old.db"], &bk);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(contents(&bk), contents(&prim));
 }
