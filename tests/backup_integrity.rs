@@ -142,26 +142,32 @@ fn a_stopped_process_holding_the_region_lock_hangs_nobody() {
     assert!(check_prefix(&prim) >= last);
 }
 
-/// Sorted `key\nvalue` lines for `db_load -T`: enough pages that a load
-/// into a new database writes most of them straight to the file (bulk
-/// mode) and only its meta page and a marker to the log.
-fn bulk_input(n: u32) -> Vec<u8> {
+/// `n` sorted `key\nvalue` lines for `db_load -T`. Loaded into a new
+/// database they are a bulk load (pages straight to the file, only the meta
+/// page and a marker in the log); into one that holds keys, every page
+/// changed is logged.
+fn bulk_input(prefix: &str, n: u32, len: usize) -> Vec<u8> {
     let mut s = String::new();
     for i in 0..n {
         s.push_str(&format!(
-            "key{i:06}\n{}\n",
-            "v".repeat(150 + (i % 50) as usize)
+            "{prefix}{i:06}\n{}\n",
+            "v".repeat(len + (i % 50) as usize)
         ));
     }
     s.into_bytes()
 }
 
+/// `db_load` of `n` sorted pairs into a new database: a bulk load.
 fn load_new_db(home: &Path, db: &str, n: u32) {
+    load(home, db, bulk_input("key", n, 150));
+}
+
+fn load(home: &Path, db: &str, input: Vec<u8>) {
     let out = cmd("db_load")
         .args(["-T", "-t", "btree", "-h"])
         .arg(home)
         .arg(db)
-        .write_stdin(bulk_input(n))
+        .write_stdin(input)
         .timeout(HUNG)
         .output()
         .unwrap();
@@ -262,4 +268,154 @@ fn recovery_of_a_copy_that_misses_a_bulk_load_names_the_database() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(contents(&bk), contents(&prim));
+}
+
+/// Regression (issue 10, defect 5): `db_hotbackup -u` read the backup's
+/// manifest before it took the backup's lock, so of two updates started
+/// together the second ran on the manifest the first was replacing: its
+/// consistency point lay in a log file the first had just trimmed, and it
+/// failed with a false "log file missing: the log has a gap here" (3 of
+/// 20 rounds under a writer). The lock now comes first: the second waits
+/// for the first and then updates from the new manifest, or, after 10
+/// seconds, refuses naming the pid of the run in the way.
+#[test]
+fn two_updates_at_once_on_one_backup_wait_for_each_other() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    let bk = t.path().join("bk");
+    std::fs::create_dir(&prim).unwrap();
+    // Frequent checkpoints and small log files: every update trims the
+    // backup's older log files.
+    let w = Writer::start(&prim, &["-i", "1", "-c", "10", "--lg-max", "8192"]);
+    w.wait_for(100);
+    let out = run("db_hotbackup", &["-b", bk.to_str().unwrap()], &prim);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = assert_cmd::cargo::cargo_bin("db_hotbackup");
+    let mut last = 0;
+    for round in 0..20 {
+        w.wait_for(w.acked() + 40);
+        let runs: Vec<Child> = (0..2)
+            .map(|_| {
+                Command::new(&exe)
+                    .args(["-u", "-h"])
+                    .arg(&prim)
+                    .arg("-b")
+                    .arg(&bk)
+                    .env_remove("DB_HOME")
+                    .env("LC_ALL", "C")
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let pids: Vec<u32> = runs.iter().map(|c| c.id()).collect();
+        for (i, c) in runs.into_iter().enumerate() {
+            let out = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let other = pids[1 - i];
+            let waited_out = err.contains(&format!("in use by pid {other}"));
+            assert!(
+                out.status.success() || waited_out,
+                "round {round}, run {i}: {err}"
+            );
+        }
+        let now = check_prefix(&bk);
+        assert!(now >= last, "round {round}: the backup went back");
+        last = now;
+    }
+    w.kill();
+}
+
+/// Regression (issue 10, defect 2), through the binaries: a paced
+/// `db_hotbackup -u -r 2` copies a large new log while a `db_load` of a
+/// new database commits. The load writes its pages straight to the
+/// database file and logs only a marker, which the update copied and
+/// replayed: it said "hot backup completed" and `db_dump` of the new
+/// database in the backup then failed. Now the update sees the marker in
+/// the log it copied and copies the database again; the backup equals the
+/// primary. (When the load lands too late to be in the copied log, the
+/// round is tried again with another database.)
+#[test]
+fn a_paced_update_beside_a_load_of_a_new_database_copies_it() {
+    let t = common::home();
+    let prim = t.path().join("prim");
+    let bk = t.path().join("bk");
+    std::fs::create_dir(&prim).unwrap();
+    std::fs::write(prim.join("DB_CONFIG"), "set_lg_max 65536\n").unwrap();
+    Writer::start(&prim, &["-n", "50"]).wait_for(50);
+    std::thread::sleep(Duration::from_millis(100));
+    let out = run("db_hotbackup", &["-b", bk.to_str().unwrap()], &prim);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = assert_cmd::cargo::cargo_bin("db_hotbackup");
+    for attempt in 0..3 {
+        // About 6 MiB of new log (a load into a database that holds keys
+        // logs every page): three seconds of copying at 2 MiB/s.
+        load(
+            &prim,
+            "a.db",
+            bulk_input(&format!("x{attempt}-"), 6000, 1000),
+        );
+        let mut upd = Command::new(&exe)
+            .args(["-v", "-u", "-r", "2", "-h"])
+            .arg(&prim)
+            .arg("-b")
+            .arg(&bk)
+            .env_remove("DB_HOME")
+            .env("LC_ALL", "C")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(upd.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        assert!(first.contains("hot backup started"), "{first}");
+        let copying = lines.next().unwrap().unwrap();
+        assert!(copying.contains("copying"), "{copying}");
+        let db = format!("new{attempt}.db");
+        load_new_db(&prim, &db, 2000);
+        let raced = upd.try_wait().unwrap().is_none();
+        let said: Vec<String> = lines.map(|l| l.unwrap()).collect();
+        let out = upd.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{said:#?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Whatever happened, the backup is whole: every database in it
+        // reads, and one the update replayed equals the primary's.
+        let copy = contents(&bk);
+        let prim_now = contents(&prim);
+        if let Some(c) = copy.get(&db) {
+            assert_eq!(c, &prim_now[&db], "{said:#?}");
+            assert!(raced, "the update copied the log after the load ended");
+            assert!(
+                said.iter()
+                    .any(|s| s.contains(&format!("{db}; copying it again"))),
+                "{said:#?}"
+            );
+            let out = run("db_verify", &[db.as_str()], &bk);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = run("db_hotbackup", &["-u", "-b", bk.to_str().unwrap()], &prim);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(contents(&bk), prim_now);
+            return;
+        }
+    }
+    panic!("in 3 tries the load never landed inside the log the update copied");
 }

@@ -471,8 +471,8 @@ impl Env {
 
     /// Begins a bulk-mode transaction: pages it adds to the end of a file
     /// are written straight to the data file at commit and only a marker
-    /// goes to the log (see DESIGN.md section 4). Incremental backups
-    /// refuse to run over it.
+    /// goes to the log (see DESIGN.md section 4). An incremental backup
+    /// copies the database it wrote again.
     pub fn begin_bulk(&self) -> Result<crate::txn::Txn<'_>> {
         crate::txn::Txn::begin(self, true)
     }

@@ -19,6 +19,7 @@ pub mod dumpdb;
 pub mod env;
 pub mod error;
 pub mod faultfs;
+pub mod history;
 pub mod layout;
 pub mod load;
 pub mod log;

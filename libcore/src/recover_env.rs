@@ -19,6 +19,9 @@
 //!   database file (a copy taken before the load: those pages are not in
 //!   the log) fails the recovery, naming the database
 //!   (`bulkcheck::damaged_bulk_loads`);
+//! * a cut of committed records (recovery to a time, or log files after
+//!   the end removed) gives the log a new history id, so hot backups of
+//!   the old history refuse to update from it (`history.rs`);
 //! * the region file `__db.001` is removed, as Berkeley DB removes stale
 //!   regions, or with `keep_region` rewritten with the recovered facts. The
 //!   lock file `__db.lock` is never removed.
@@ -87,6 +90,30 @@ pub struct Report {
     pub finished_at: i64,
 }
 
+/// Every log file and its size.
+fn log_sizes(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<(u32, u64)>> {
+    let mut out = Vec::new();
+    for n in layout.log_files(vfs)? {
+        let h = vfs.open(&layout.log_path(n), crate::vfs::OpenMode::Read)?;
+        out.push((n, h.len()?));
+    }
+    Ok(out)
+}
+
+/// Whether recovery cut committed history off the log: a stop before a
+/// later commit (`until`), or whole log files with records in them after
+/// the end removed (the log ended early, at damage). Then the records that
+/// come next take LSNs an earlier copy of this log holds other records at,
+/// and the log gets a new history id (`history.rs`). A torn tail of the
+/// last file, or an empty file started by the crash, cuts nothing that
+/// was committed.
+fn cut_history(before: &[(u32, u64)], outcome: &crate::recovery::RecoveryOutcome) -> bool {
+    outcome.stopped_at_time
+        || before
+            .iter()
+            .any(|&(n, len)| n > outcome.end.file && len > log::FILE_HEADER_SIZE as u64)
+}
+
 /// Recovers the environment at `home` in place.
 pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
     let vfs = OsVfs::shared();
@@ -115,6 +142,7 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
     if let (Some(t), false) = (opts.until, opts.catastrophic) {
         check_reachable(&vfs, &layout, t)?;
     }
+    let logs_before = log_sizes(&vfs, &layout)?;
     let outcome = recovery::recover(
         &vfs,
         &layout,
@@ -138,6 +166,10 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
     // a broken database that recovery called good.
     if let Some(d) = crate::bulkcheck::damaged_bulk_loads(&vfs, &layout, &outcome)?.first() {
         return Err(d.to_error());
+    }
+
+    if cut_history(&logs_before, &outcome) {
+        crate::history::record_cut(&vfs, home, outcome.end)?;
     }
 
     let last_valid = match (last_valid_before, outcome.last_record) {
