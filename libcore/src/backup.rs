@@ -424,8 +424,10 @@ fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
         vfs.remove(&tmp)?;
     }
     let out = vfs.open(&tmp, OpenMode::CreateNew(mode))?;
-    let done = out
-        .write_at(&text, 0)
+    // Exactly the source's bits, as every other copy keeps them.
+    let done = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(&tmp, "chmod", e))
+        .and_then(|_| out.write_at(&text, 0))
         .and_then(|_| out.sync())
         .and_then(|_| vfs.rename(&tmp, to))
         .and_then(|_| vfs.sync_dir(dir));
@@ -956,7 +958,7 @@ fn stage_copy(
     let to = dst.db_path(vfs, name);
     let dir = to.parent().unwrap_or(Path::new(".")).to_path_buf();
     make_dir(vfs, &dir)?;
-    let tmp = dir.join(format!(".tmp.{name}.{}.bulk", std::process::id()));
+    let tmp = dir.join(format!(".tmp.{name}.{}", std::process::id()));
     if vfs.exists(&tmp) {
         vfs.remove(&tmp)?;
     }
