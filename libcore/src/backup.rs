@@ -600,18 +600,6 @@ fn update(
     dirs.extend(dst.data_dirs.iter().cloned());
     check_apart(src, &dirs)?;
     let src_logs = src.log_files(vfs)?;
-    let src_env = {
-        let cur = LogCursor::open(vfs.clone(), &src.log_dir)?;
-        cur.env_id().unwrap_or(0)
-    };
-    if src_env != manifest.env_id {
-        return Err(Error::invalid(format!(
-            "{}: is a backup of another environment (id {:016x}, source {:016x}); run a full backup",
-            target.display(),
-            manifest.env_id,
-            src_env
-        )));
-    }
     let bk_logs = dst.log_files(vfs)?;
     let Some(&b) = bk_logs.last() else {
         return Err(Error::invalid(format!(
@@ -623,6 +611,18 @@ fn update(
         return Err(Error::LogGap {
             path: src.log_path(b),
         });
+    }
+    // The source's file the backup continues says which environment it
+    // is (not a cursor over every log file: the live log's listing races
+    // with the files its owner creates, and costs a header read per file).
+    let src_env = log_header(vfs, src, b)?.env_id;
+    if src_env != manifest.env_id {
+        return Err(Error::invalid(format!(
+            "{}: is a backup of another environment (id {:016x}, source {:016x}); run a full backup",
+            target.display(),
+            manifest.env_id,
+            src_env
+        )));
     }
     let _lease = Lease::take(&src.home, b)?;
     let bk_path = dst.log_path(b);
@@ -700,6 +700,15 @@ fn update(
         manifest.last_commit = t;
     }
     finish(vfs, &dst, manifest, &trim, bytes, b, outcome, say)
+}
+
+/// The header of log file `n` of `layout`.
+fn log_header(vfs: &SharedVfs, layout: &Layout, n: u32) -> Result<log::FileHeader> {
+    let path = layout.log_path(n);
+    let h = vfs.open(&path, OpenMode::Read)?;
+    let mut b = [0u8; FILE_HEADER_SIZE];
+    let got = h.read_at(&mut b, 0)?;
+    log::FileHeader::decode(&path, &b[..got], n)
 }
 
 /// How long `-u` waits for another process holding the backup.

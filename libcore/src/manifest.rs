@@ -226,7 +226,7 @@ pub fn record_crc(vfs: &SharedVfs, dir: &Path, lsn: Lsn) -> Result<Option<u32>> 
     if !vfs.exists(&crate::log::log_path(dir, lsn.file)) {
         return Ok(None);
     }
-    let mut cur = LogCursor::open_from(vfs.clone(), dir, OnBadRecord::EndOfLog, lsn.file)?;
+    let mut cur = open_live(vfs, dir, lsn.file)?;
     if cur.seek(lsn).is_err() {
         return Ok(None);
     }
@@ -238,6 +238,21 @@ pub fn record_crc(vfs: &SharedVfs, dir: &Path, lsn: Lsn) -> Result<Option<u32>> 
         ])),
         _ => None,
     })
+}
+
+/// A cursor over the log files of `dir` from `first` on, in a log an owner
+/// may be writing. Listing a directory while files are created in it can
+/// return a later new file without an earlier one (the earlier name went
+/// into a part of the directory the listing had passed), which the cursor
+/// takes for a gap: a gap whose file exists is listed again.
+fn open_live(vfs: &SharedVfs, dir: &Path, first: u32) -> Result<LogCursor> {
+    let mut tries = 0;
+    loop {
+        match LogCursor::open_from(vfs.clone(), dir, OnBadRecord::EndOfLog, first) {
+            Err(Error::LogGap { path }) if vfs.exists(&path) && tries < 10 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 /// The LSN and `record_crc` of the last record before `end` in the log of
@@ -257,6 +272,76 @@ pub fn last_record(vfs: &SharedVfs, dir: &Path, end: Lsn) -> Result<Option<(Lsn,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vfs::{OsVfs, VFile, Vfs};
+    use std::ffi::OsString;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The real file system, whose first directory listing leaves out the
+    /// log file before the last, as a listing racing the creation of two
+    /// log files can.
+    struct RacyListing(AtomicBool);
+
+    impl Vfs for RacyListing {
+        fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
+            OsVfs.open(path, mode)
+        }
+        fn remove(&self, path: &Path) -> Result<()> {
+            OsVfs.remove(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+            OsVfs.rename(from, to)
+        }
+        fn sync_dir(&self, dir: &Path) -> Result<()> {
+            OsVfs.sync_dir(dir)
+        }
+        fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
+            let mut names = OsVfs.list(dir)?;
+            if self.0.swap(false, Ordering::SeqCst) {
+                let logs = crate::log::list_log_files(&OsVfs::shared(), dir)?;
+                let skip = OsString::from(crate::log::log_name(logs[logs.len() - 2]));
+                names.retain(|n| *n != skip);
+            }
+            Ok(names)
+        }
+        fn exists(&self, path: &Path) -> bool {
+            OsVfs.exists(path)
+        }
+        fn is_dir(&self, path: &Path) -> bool {
+            OsVfs.is_dir(path)
+        }
+        fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
+            OsVfs.create_dir(path, mode)
+        }
+    }
+
+    /// A listing of a live log that misses a file the owner just created
+    /// (while it lists a later one) is no gap: the record is still found.
+    #[test]
+    fn a_listing_that_races_a_new_log_file_is_taken_again() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = crate::env::EnvOptions::create();
+        o.lg_max = Some(4096);
+        let env = crate::env::Env::open(d.path(), o).unwrap();
+        let mut t = env.begin().unwrap();
+        let a = t.create_db("a.db", None).unwrap();
+        for i in 0..200u32 {
+            t.put(&a, &i.to_be_bytes(), &[1u8; 100]).unwrap();
+        }
+        t.commit().unwrap();
+        let os = OsVfs::shared();
+        let end = crate::log::LogCursor::open(os.clone(), d.path())
+            .unwrap()
+            .end()
+            .unwrap();
+        let (lsn, crc) = last_record(&os, d.path(), end).unwrap().unwrap();
+        let first = crate::log::list_log_files(&os, d.path()).unwrap()[0];
+        assert!(lsn.file > first + 1, "several log files");
+        let racy: SharedVfs = std::sync::Arc::new(RacyListing(AtomicBool::new(true)));
+        let first_rec = Lsn::new(first, crate::log::FIRST_RECORD_OFFSET);
+        assert!(record_crc(&racy, d.path(), first_rec).unwrap().is_some());
+        let racy: SharedVfs = std::sync::Arc::new(RacyListing(AtomicBool::new(true)));
+        assert_eq!(record_crc(&racy, d.path(), lsn).unwrap(), Some(crc));
+    }
 
     #[test]
     fn manifest_round_trips_and_rejects_garbage() {
