@@ -4,9 +4,11 @@
 mod common;
 
 mod backup_integrity;
+mod backup_target;
 mod bench_smoke;
 mod cli_harness;
 mod conformance;
+mod doc_examples;
 mod hostile;
 mod hot_failover;
 mod info_tools;

@@ -61,6 +61,18 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     if list.is_empty() && args.mode == ArchiveMode::AllLogs {
         bail!("{}: no log files", layout.log_dir.display());
     }
+    // One name per line is the format scripts read (`xargs -d '\n'`): a
+    // name holding a newline would be read as two, so refuse before
+    // printing anything rather than hand a pipe a wrong list.
+    if let Some(bad) = list
+        .iter()
+        .find(|p| p.as_os_str().as_bytes().contains(&b'\n'))
+    {
+        bail!(
+            "{:?}: a file name holding a newline cannot be listed one per line; rename it",
+            bad
+        );
+    }
     for p in list {
         out.write_all(p.as_os_str().as_bytes())?;
         out.write_all(b"\n")?;

@@ -21,6 +21,8 @@ pub struct Args {
     home: Option<PathBuf>,
     sources: Vec<PathBuf>,
     target: PathBuf,
+    /// `-t`: the target must be an existing directory, as with `cp -t`.
+    target_is_dir: bool,
     plain: bool,
     verbose: bool,
 }
@@ -40,6 +42,7 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
         home: p.path('h').or_else(|| crate::cli::home_opt(None)),
         sources: ops,
         target,
+        target_is_dir: p.flag('t'),
         plain: p.flag('F'),
         verbose: p.flag('v'),
     })
@@ -72,22 +75,29 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         pace: None,
     };
     let mut shown: anyhow::Result<()> = Ok(());
-    copy_into(&vfs, &sources, &args.target, opts, |r| {
-        if args.verbose && shown.is_ok() {
-            shown = writeln!(
-                out,
-                "copied {} to {} ({} bytes{})",
-                r.source.display(),
-                r.target.display(),
-                r.bytes,
-                if r.rereads > 0 {
-                    format!(", {} page re-reads", r.rereads)
-                } else {
-                    String::new()
-                }
-            )
-            .map_err(Into::into);
-        }
-    })?;
+    copy_into(
+        &vfs,
+        &sources,
+        &args.target,
+        args.target_is_dir,
+        opts,
+        |r| {
+            if args.verbose && shown.is_ok() {
+                shown = writeln!(
+                    out,
+                    "copied {} to {} ({} bytes{})",
+                    r.source.display(),
+                    r.target.display(),
+                    r.bytes,
+                    if r.rereads > 0 {
+                        format!(", {} page re-reads", r.rereads)
+                    } else {
+                        String::new()
+                    }
+                )
+                .map_err(Into::into);
+            }
+        },
+    )?;
     shown
 }

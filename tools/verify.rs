@@ -62,7 +62,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         for p in &problems {
             let line = match p.page {
                 Some(n) => format!("Page {n}: {}", p.what),
-                None => p.what.clone(),
+                None => format!("{name}: {}", p.what),
             };
             if args.quiet {
                 eprintln!("{line}");

@@ -1,18 +1,25 @@
 //! `db_hotbackup`: a hot backup of a live environment in one call, and its
 //! incremental update. DESIGN.md section 5 and shared/hot-failover.md are
-//! the contract.
+//! the contract; what the backup directory may hold, and how a new full
+//! backup replaces an old one, is `backup_target`'s.
 //!
 //! Full backup:
 //! 1. note the last checkpoint's redo LSN (the start point) and hold a
 //!    lease in the source region so no log file from there on is removed;
-//! 2. clear the environment files of an earlier backup from the target (a
-//!    target holding any other file is refused before anything is deleted);
-//! 3. copy the database files with page-verified reads, then every log file
-//!    from the start point's file to the last one (a file that vanished is
-//!    an error naming it);
+//! 2. refuse a target that holds anything but a backup of this source (or
+//!    nothing), before anything is created;
+//! 3. in a staging directory inside the target, beside the previous backup
+//!    (which stays whole): copy the database files with page-verified
+//!    reads, then every log file from the start point's file to the last
+//!    one (a file that vanished is an error naming it);
 //! 4. run redo on the copy from the start point, cutting at most a torn
 //!    tail: the copy's log stays a byte prefix of the source's;
-//! 5. write the manifest with the exact consistency point.
+//! 5. write the manifest with the exact consistency point, then trim;
+//! 6. replace the previous backup with the new one (`backup_target::replace`).
+//!
+//! A failure or an interruption before step 6 removes the staging
+//! directory and leaves the target as it was; one in step 6 is finished by
+//! the next `db_hotbackup` or `db_recover`.
 //!
 //! Update (`-u`): take the backup's lock (then read its manifest); check
 //! the backup's log is a prefix of the source's (log history, last record,
@@ -25,11 +32,13 @@
 //! logs (Berkeley DB moves them).
 
 use crate::archive;
+use crate::backup_target::{self, Holds};
 use crate::checkpoint;
 use crate::config::Config;
 use crate::copy::{copy_file, CopyOptions, Pacer};
 use crate::error::{Error, Location, Result};
-use crate::layout::{is_env_internal, probe_db, Layout};
+use crate::interrupt::{raised, StopFlag, StopVfs};
+use crate::layout::Layout;
 use crate::log::{self, parse_log_name, LogCursor, OnBadRecord, Record, FILE_HEADER_SIZE};
 use crate::manifest::{FileEntry, Manifest};
 use crate::owner::OwnerLock;
@@ -66,6 +75,10 @@ pub struct BackupOptions {
     /// `-r`: at most this many bytes a second copied (`None`: as fast as
     /// the disks go).
     pub max_rate: Option<u64>,
+    /// Raised (by a signal handler) to stop: the copy and redo stop at
+    /// their next read or write, what the run made is removed, and the
+    /// error says what the target holds.
+    pub interrupt: Option<StopFlag>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,26 +131,120 @@ pub fn hot_backup(
         say(format!("{}: force checkpoint", home.display()));
         checkpoint::checkpoint(home, Duration::from_secs(60))?;
     }
-    if opts.update {
-        return update(vfs, &src, target, opts, say);
+    let work = match &opts.interrupt {
+        Some(flag) => StopVfs::shared(vfs.clone(), flag.clone()),
+        None => vfs.clone(),
+    };
+    let result = if opts.update {
+        prepare_update(vfs, &src, target, say).and_then(|()| update(&work, &src, target, opts, say))
+    } else {
+        full_backup(vfs, &work, &src, target, opts, say)
+    };
+    match (result, opts.interrupt.as_deref().is_some_and(raised)) {
+        (Err(_), true) => Err(interrupted(vfs, target, opts.update)),
+        (r, _) => r,
     }
+}
+
+/// The error of a run stopped by `interrupt`: what the target holds now.
+fn interrupted(vfs: &SharedVfs, target: &Path, update: bool) -> Error {
+    let holds = backup_target::survey(vfs, target, &[]).map(|s| s.holds);
+    let what = match holds {
+        Ok(Holds::Backup(m)) if update => format!(
+            "it holds a usable backup, recovered to {} (db_hotbackup -u again finishes the update)",
+            m.end
+        ),
+        Ok(Holds::Backup(m)) => format!(
+            "it still holds the previous backup (consistency point {}); the new one was discarded",
+            m.end
+        ),
+        Ok(Holds::Moving) => "the new backup was being moved into place; db_hotbackup or db_recover finishes the move".into(),
+        _ => "it holds no backup; the unfinished one was removed".into(),
+    };
+    Error::invalid(format!("{}: interrupted: {what}", target.display()))
+}
+
+/// The environment id of the source's log.
+fn source_env_id(vfs: &SharedVfs, src: &Layout) -> Result<u64> {
+    // The owner may be creating log files while they are listed.
+    Ok(crate::manifest::open_live(vfs, &src.log_dir, 0)?
+        .env_id()
+        .unwrap_or(0))
+}
+
+/// Before an update: the target must hold a backup of this source; what an
+/// interrupted run left there is finished or removed first.
+fn prepare_update(vfs: &SharedVfs, src: &Layout, target: &Path, say: Say<'_>) -> Result<()> {
+    let sv = backup_target::survey(vfs, target, &[])?;
+    backup_target::check_update(&sv, target, &src.home, source_env_id(vfs, src)?)?;
+    let _lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    backup_target::settle(vfs, target, say)
+}
+
+/// A full backup (module documentation): refuse a target that is not ours
+/// to replace, build the new backup in its staging directory (on `work`,
+/// which stops when interrupted) and move it into place (on `vfs`).
+fn full_backup(
+    vfs: &SharedVfs,
+    work: &SharedVfs,
+    src: &Layout,
+    target: &Path,
+    opts: &BackupOptions,
+    say: Say<'_>,
+) -> Result<BackupReport> {
+    let final_layout = target_layout(src, target, opts.config_dirs);
+    let mut dirs = vec![target.to_path_buf()];
+    for d in final_layout.data_dirs.iter().chain([&final_layout.log_dir]) {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
+    check_apart(src, &dirs)?;
+    let src_env = source_env_id(vfs, src)?;
+    // Refuse before anything is created, then again under the lock.
+    let sv = backup_target::survey(vfs, target, &dirs)?;
+    backup_target::check_full(&sv, target, &src.home, src_env)?;
+    make_dir(vfs, target)?;
+    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    backup_target::settle(vfs, target, say)?;
+    let sv = backup_target::survey(vfs, target, &dirs)?;
+    backup_target::check_full(&sv, target, &src.home, src_env)?;
+    let replacing = matches!(sv.holds, Holds::Backup(_));
     let mut attempt = 1;
-    loop {
-        match full(vfs, &src, target, opts, say)? {
-            Full::Done(report) => return Ok(*report),
-            Full::BulkDuringCopy(lsn) if attempt < FULL_ATTEMPTS => {
+    let (built, manifest) = loop {
+        let staging = backup_target::fresh_staging(vfs, target)?;
+        let built = full(work, src, target, &staging, opts, say);
+        match built {
+            Ok(Full::Done(b)) => break *b,
+            Ok(Full::BulkDuringCopy(lsn)) if attempt < FULL_ATTEMPTS => {
                 say(format!(
                     "a bulk-mode transaction committed at {lsn} while the databases were copied; copying again"
                 ));
                 attempt += 1;
             }
-            Full::BulkDuringCopy(lsn) => {
+            Ok(Full::BulkDuringCopy(lsn)) => {
+                let _ = backup_target::discard_staging(vfs, target);
                 return Err(Error::invalid(format!(
                     "bulk-mode transactions (the last at {lsn}) committed during each of {FULL_ATTEMPTS} copies of the databases; their pages are not in the log, so no copy is consistent: run db_hotbackup again when the bulk loads are done"
-                )))
+                )));
+            }
+            Err(e) => {
+                // The previous backup was never touched; an unfinished
+                // copy that cannot be removed now goes at the next run.
+                let _ = backup_target::discard_staging(vfs, target);
+                return Err(e);
             }
         }
+    };
+    if replacing {
+        say(format!(
+            "{}: replacing the previous backup",
+            target.display()
+        ));
     }
+    let config = opts.config_dirs && vfs.exists(&src.home.join("DB_CONFIG"));
+    backup_target::replace(vfs, target, config)?;
+    Ok(completed(manifest, built, say))
 }
 
 /// How many times a full backup copies the databases when bulk-mode
@@ -146,7 +253,8 @@ const FULL_ATTEMPTS: u32 = 3;
 
 /// The outcome of one full-backup attempt.
 enum Full {
-    Done(Box<BackupReport>),
+    /// Built, sealed in the staging directory, not yet in place.
+    Done(Box<(Built, Manifest)>),
     /// A bulk-mode transaction (its pages go to the data files, only a
     /// marker to the log) committed after the database copy began: the
     /// copy may lack its pages and redo cannot bring them back, so the
@@ -306,83 +414,6 @@ fn relative<'a>(base: &Path, p: &'a Path) -> &'a Path {
     p.strip_prefix(base).unwrap_or(Path::new(""))
 }
 
-/// Files a full backup may delete from its target: only an environment's.
-fn is_env_file(vfs: &SharedVfs, dir: &Path, name: &str) -> bool {
-    is_env_internal(name)
-        || parse_log_name(name).is_some()
-        || probe_db(vfs, &dir.join(name)).is_some()
-}
-
-/// The environment files a full backup will delete from the directories
-/// it writes; an error (nothing deleted) if any of them holds a file that
-/// belongs to no environment.
-fn plan_clean(vfs: &SharedVfs, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut doomed = Vec::new();
-    for dir in dirs {
-        if !vfs.exists(dir) {
-            continue;
-        }
-        let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, "stat", e))?;
-        if !meta.is_dir() {
-            return Err(Error::invalid(format!(
-                "{}: not a directory",
-                dir.display()
-            )));
-        }
-        let mut names: Vec<String> = Vec::new();
-        for n in vfs.list(dir)? {
-            let Some(name) = n.to_str() else {
-                return Err(foreign(dir, &n.to_string_lossy()));
-            };
-            names.push(name.to_string());
-        }
-        names.sort();
-        for name in names {
-            let p = dir.join(&name);
-            let m = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, "stat", e))?;
-            if m.is_dir() {
-                continue; // subdirectories are left alone (as Berkeley DB does)
-            }
-            if !m.is_file() || !is_env_file(vfs, dir, &name) {
-                return Err(foreign(dir, &name));
-            }
-            let keep = name == crate::owner::LOCK_FILE || name == crate::manifest::MANIFEST_FILE;
-            if !keep {
-                doomed.push(p);
-            }
-        }
-    }
-    Ok(doomed)
-}
-
-/// Removes the files `plan_clean` found, manifest first, so an
-/// interrupted clean leaves a directory that says it is incomplete.
-fn clean_target(vfs: &SharedVfs, dirs: &[PathBuf], say: Say<'_>) -> Result<()> {
-    let doomed = plan_clean(vfs, dirs)?;
-    for dir in dirs {
-        if vfs.exists(dir) {
-            Manifest::remove(vfs, dir)?;
-        }
-    }
-    for p in doomed {
-        say(format!("removing {}", p.display()));
-        vfs.remove(&p)?;
-    }
-    for dir in dirs {
-        if vfs.exists(dir) {
-            vfs.sync_dir(dir)?;
-        }
-    }
-    Ok(())
-}
-
-fn foreign(dir: &Path, name: &str) -> Error {
-    Error::invalid(format!(
-        "{}: holds {name}, which belongs to no environment; refusing to clear the backup directory (nothing was deleted)",
-        dir.display()
-    ))
-}
-
 fn make_dir(vfs: &SharedVfs, dir: &Path) -> Result<()> {
     if !vfs.exists(dir) {
         vfs.create_dir(dir, 0o700)?;
@@ -391,50 +422,6 @@ fn make_dir(vfs: &SharedVfs, dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Copies `DB_CONFIG` through the Vfs: to a temporary name, fsynced,
-/// renamed into place, the directory fsynced, so that a backup whose
-/// manifest (written later) says complete never has an empty or partial
-/// one after a power loss, and a failover never finds the wrong layout.
-fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    const LIMIT: u64 = 1 << 20; // a DB_CONFIG is a few lines
-    let input = vfs.open(from, OpenMode::Read)?;
-    let len = input.len()?;
-    if len > LIMIT {
-        return Err(Error::invalid(format!(
-            "{}: {len} bytes is too large for a DB_CONFIG",
-            from.display()
-        )));
-    }
-    let mut text = vec![0u8; len as usize];
-    if !crate::vfs::read_full(&*input, &mut text, 0)? {
-        return Err(Error::invalid(format!(
-            "{}: shrank while it was copied",
-            from.display()
-        )));
-    }
-    let mode = std::fs::metadata(from)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0o600);
-    let dir = to.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".tmp.DB_CONFIG.{}", std::process::id()));
-    if vfs.exists(&tmp) {
-        vfs.remove(&tmp)?;
-    }
-    let out = vfs.open(&tmp, OpenMode::CreateNew(mode))?;
-    // Exactly the source's bits, as every other copy keeps them.
-    let done = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(&tmp, "chmod", e))
-        .and_then(|_| out.write_at(&text, 0))
-        .and_then(|_| out.sync())
-        .and_then(|_| vfs.rename(&tmp, to))
-        .and_then(|_| vfs.sync_dir(dir));
-    if done.is_err() {
-        let _ = vfs.remove(&tmp);
-    }
-    done
 }
 
 /// Where the source says redo must start for a copy taken now.
@@ -446,10 +433,12 @@ fn start_point(vfs: &SharedVfs, src: &Layout) -> Result<(Lsn, Lsn)> {
     })
 }
 
+/// One attempt of a full backup, built in `staging` (empty) for `target`.
 fn full(
     vfs: &SharedVfs,
     src: &Layout,
     target: &Path,
+    staging: &Path,
     opts: &BackupOptions,
     say: Say<'_>,
 ) -> Result<Full> {
@@ -472,24 +461,14 @@ fn full(
             });
         }
     };
-    let dst = target_layout(src, target, opts.config_dirs);
-    let mut dirs = vec![target.to_path_buf()];
+    let dst = target_layout(src, staging, opts.config_dirs);
     for d in dst.data_dirs.iter().chain([&dst.log_dir]) {
-        if !dirs.contains(d) {
-            dirs.push(d.clone());
-        }
-    }
-    check_apart(src, &dirs)?;
-    // Refuse a directory with foreign files before creating anything in it.
-    plan_clean(vfs, &dirs)?;
-    make_dir(vfs, target)?;
-    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
-    clean_target(vfs, &dirs, say)?;
-    for d in &dirs {
         make_dir(vfs, d)?;
     }
+    // Progress lines name where the files will be, not the staging copy.
+    let shown = |p: &Path| target.join(relative(staging, p));
     let created = crate::env::now_secs();
-    let mut entries = Vec::new();
+    let mut copied_crc: HashMap<PathBuf, u32> = HashMap::new();
     let mut bytes = 0u64;
     let pacer = opts.max_rate.map(Pacer::new);
     let copy = CopyOptions {
@@ -499,8 +478,12 @@ fn full(
     if opts.config_dirs {
         let cfg = src.home.join("DB_CONFIG");
         if vfs.exists(&cfg) {
-            let to = target.join("DB_CONFIG");
-            say(format!("copying {} to {}", cfg.display(), to.display()));
+            let to = staging.join("DB_CONFIG");
+            say(format!(
+                "copying {} to {}",
+                cfg.display(),
+                shown(&to).display()
+            ));
             copy_config(vfs, &cfg, &to)?;
         }
     }
@@ -513,25 +496,40 @@ fn full(
                 .parent()
                 .map(|p| relative(&src.home, p).to_path_buf())
                 .unwrap_or_default();
-            target.join(rel)
+            staging.join(rel)
         } else {
-            target.to_path_buf()
+            staging.to_path_buf()
         };
         let to = dir.join(&f.name);
         say(format!(
             "copying database {} to {}",
             f.path.display(),
-            to.display()
+            shown(&to).display()
         ));
-        let r = copy_file(vfs, &f.path, &to, copy)?;
-        bytes += r.bytes;
-        entries.push(entry(target, &to, r.bytes, Some(r.crc)));
+        match copy_file(vfs, &f.path, &to, copy) {
+            Ok(r) => {
+                bytes += r.bytes;
+                copied_crc.insert(to, r.crc);
+            }
+            // Removed since the listing: only a committed removal (logged
+            // before its unlink, so in the log copied next, and redo
+            // applies it) or an uncommitted creation takes a database file
+            // away.
+            Err(e) if e.is_not_found() && !vfs.exists(&f.path) => {
+                say(format!("{}: removed while it was copied", f.path.display()));
+            }
+            Err(e) => return Err(e),
+        }
     }
-    refuse_unreadable_dbs(vfs, src, &entries, target)?;
     // 2. Logs, from the start point's file to the last one present now.
     let logs = src.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(start.file);
-    bytes += copy_logs(vfs, src, &dst, start.file, last, copy, say)?;
+    bytes += copy_logs(vfs, src, &dst, start.file, last, copy, &mut |line| {
+        say(line.replace(
+            &staging.display().to_string(),
+            &target.display().to_string(),
+        ))
+    })?;
     say(format!("lowest numbered log file copied: {}", start.file));
     drop(_lease);
     // 3. Redo on the copy.
@@ -552,10 +550,23 @@ fn full(
         return Ok(Full::BulkDuringCopy(lsn));
     }
     check_complete(vfs, &dst)?;
+    refuse_missing_dbs(vfs, src, &dst, &outcome, target)?;
     let env_id = outcome.env_id.unwrap_or(0);
-    // 4. The manifest (listing the log files that stay), then the trim.
+    // 4. The manifest (listing the databases as redo left them, and the
+    // log files that stay), then the trim, all still in the staging
+    // directory. A database's checksum from its copy holds only if redo
+    // wrote no page (page checksums cover it either way).
+    let mut entries = Vec::new();
+    for f in dst.db_files(vfs)? {
+        let crc = copied_crc
+            .get(&f.path)
+            .copied()
+            .filter(|_| outcome.pages_applied == 0);
+        let size = vfs.open(&f.path, OpenMode::Read)?.len()?;
+        entries.push(entry(staging, &f.path, size, crc));
+    }
     let trim = trim_plan(vfs, &dst, &outcome, opts.keep_logs)?;
-    entries.extend(log_entries(vfs, &dst, target, &trim)?);
+    entries.extend(log_entries(vfs, &dst, staging, &trim)?);
     let now = crate::env::now_secs();
     let manifest = Manifest {
         env_id,
@@ -569,13 +580,34 @@ fn full(
         last_record: crate::manifest::last_record(vfs, &dst.log_dir, outcome.end)?,
         files: entries,
     };
-    // A full backup that fails even at its last step does not claim to
-    // be complete.
-    finish(vfs, &dst, manifest, &trim, bytes, start.file, outcome, say)
-        .inspect_err(|_| {
-            let _ = Manifest::remove(vfs, target);
-        })
-        .map(|r| Full::Done(Box::new(r)))
+    seal(vfs, &dst, &manifest, &trim, &mut |_| {})?;
+    let built = Built {
+        bytes,
+        lowest_log: start.file,
+        outcome,
+    };
+    Ok(Full::Done(Box::new((built, manifest))))
+}
+
+/// Copies the source's DB_CONFIG into the backup, durably (a backup
+/// whose manifest says complete must not have an empty one after a power
+/// loss: it decides the layout at failover).
+fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
+    let input = vfs.open(from, OpenMode::Read)?;
+    let len = input.len()?;
+    let mut text = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    let n = input.read_at(&mut text, 0)?;
+    text.truncate(n);
+    let mode = std::fs::metadata(from)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0o600);
+    let out = vfs.open(to, OpenMode::CreateNew(mode))?;
+    out.write_at(&text, 0)?;
+    out.sync()?;
+    match to.parent() {
+        Some(dir) => vfs.sync_dir(dir),
+        None => Ok(()),
+    }
 }
 
 fn update(
@@ -1091,6 +1123,13 @@ impl BulkScan {
     }
 }
 
+/// What a run did besides its manifest.
+struct Built {
+    bytes: u64,
+    lowest_log: u32,
+    outcome: RecoveryOutcome,
+}
+
 /// Writes the manifest (the backup is complete from this moment), removes
 /// the log files it no longer lists, and reports.
 #[allow(clippy::too_many_arguments)]
@@ -1104,65 +1143,91 @@ fn finish(
     outcome: RecoveryOutcome,
     say: Say<'_>,
 ) -> Result<BackupReport> {
+    seal(vfs, dst, &manifest, trim, say)?;
+    let built = Built {
+        bytes,
+        lowest_log,
+        outcome,
+    };
+    Ok(completed(manifest, built, say))
+}
+
+/// Writes the manifest into `dst`, then removes the log files it no
+/// longer lists.
+fn seal(
+    vfs: &SharedVfs,
+    dst: &Layout,
+    manifest: &Manifest,
+    trim: &[u32],
+    say: Say<'_>,
+) -> Result<()> {
     manifest.write(vfs, &dst.home)?;
-    remove_logs(vfs, dst, trim, say)?;
+    remove_logs(vfs, dst, trim, say)
+}
+
+/// The last progress lines and the report of a backup now in place.
+fn completed(manifest: Manifest, built: Built, say: Say<'_>) -> BackupReport {
     say(consistency_line(&manifest));
     say(format!(
         "hot backup completed at {}",
         crate::timefmt::ctime_now()
     ));
-    Ok(BackupReport {
+    BackupReport {
         files_copied: manifest.files.len(),
         manifest,
-        bytes_copied: bytes,
-        lowest_log: Some(lowest_log),
-        recovery: outcome,
-    })
+        bytes_copied: built.bytes,
+        lowest_log: Some(built.lowest_log),
+        recovery: built.outcome,
+    }
 }
 
-/// Copies whole log files `from..=to` of the source into the backup; a
-/// file missing on the way is a gap, named.
-/// A database whose meta page we do not read (damaged magic, another
-/// format version) is not listed by `db_files`, so the loop above skipped
-/// it. Every database the last checkpoint names that is present in the
-/// source must have been copied: a backup silently without it would be
-/// discovered only at failover.
-fn refuse_unreadable_dbs(
+/// Every database the log says exists at the backup's consistency point
+/// (redo's file table at its end) must be a database in the copy. One
+/// whose meta page the listing could not read (damaged, or another format
+/// version) was left out of the copy; a backup silently without it would
+/// be found out only at failover. Databases created or removed while the
+/// backup ran are in the log, and redo made or removed them in the copy.
+fn refuse_missing_dbs(
     vfs: &SharedVfs,
     src: &Layout,
-    copied: &[FileEntry],
+    dst: &Layout,
+    outcome: &RecoveryOutcome,
     target: &Path,
 ) -> Result<()> {
-    let Some((_, ckp)) = log::last_checkpoint(vfs, &src.log_dir)? else {
-        return Ok(());
-    };
-    for (_, name) in &ckp.files {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
-        if crate::layout::check_db_name(name).is_err() {
+    let present: Vec<String> = dst.db_files(vfs)?.into_iter().map(|f| f.name).collect();
+    let mut names: Vec<&String> = outcome.files.values().collect();
+    names.sort();
+    for name in names {
+        if present.contains(name) || crate::layout::check_db_name(name).is_err() {
             continue;
         }
         let path = src.db_path(vfs, name);
-        let was_copied = copied
-            .iter()
-            .any(|e| Path::new(&e.name).file_name() == Some(name.as_ref()));
-        if vfs.exists(&path) && !was_copied {
-            // An open that fails says why better than the meta page can.
-            vfs.open(&path, OpenMode::Read)?;
+        if !vfs.exists(&path) {
             return Err(Error::corrupt(
                 &path,
-                Location::Page(crate::types::PageNo::META),
+                Location::Whole,
                 format!(
-                    "the log names it as a database, but its meta page is not one this program reads (damaged, or another format version); not backed up to {}",
+                    "the log says this database exists, but its file is missing from the source; not backed up to {}",
                     target.display()
                 ),
             ));
         }
+        // An open that fails says why better than the meta page can.
+        vfs.open(&path, OpenMode::Read)?;
+        return Err(Error::corrupt(
+            &path,
+            Location::Page(crate::types::PageNo::META),
+            format!(
+                "the log names it as a database, but its meta page is not one this program reads (damaged, or another format version); not backed up to {}",
+                target.display()
+            ),
+        ));
     }
     Ok(())
 }
 
+/// Copies whole log files `from..=to` of the source into the backup; a
+/// file missing on the way is a gap, named.
 fn copy_logs(
     vfs: &SharedVfs,
     src: &Layout,
@@ -1268,10 +1333,17 @@ fn remove_logs(vfs: &SharedVfs, dst: &Layout, plan: &[u32], say: Say<'_>) -> Res
         "{}: remove unnecessary log files",
         dst.home.display()
     ));
-    for &n in plan {
+    // Oldest first, each removal durable before the next: unlinks reach
+    // the disk in any order without a directory fsync between them, and
+    // a power loss in between must leave the old files that remain a
+    // contiguous run just below the ones the manifest lists, never a gap.
+    let mut plan = plan.to_vec();
+    plan.sort_unstable();
+    for n in plan {
         vfs.remove(&dst.log_path(n))?;
+        vfs.sync_dir(&dst.log_dir)?;
     }
-    vfs.sync_dir(&dst.log_dir)
+    Ok(())
 }
 
 /// After recovery every database of the backup must be as long as its

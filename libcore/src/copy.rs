@@ -14,6 +14,9 @@
 //!   the source's times, renamed into place, and the directory fsynced. An
 //!   interrupted copy never leaves a half file under the real name, and the
 //!   source is only ever read.
+//! * Where the copies go is decided before anything is written, as `cp`
+//!   decides it: a target that must be a directory (`-t`, several sources,
+//!   a trailing slash) and is not one is refused, never made a file.
 
 use crate::error::{Error, Location, Result};
 use crate::layout::probe_db;
@@ -21,6 +24,7 @@ use crate::log::parse_log_name;
 use crate::page::{self, PageCheck};
 use crate::types::PageNo;
 use crate::vfs::{OpenMode, SharedVfs, VFile};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -114,6 +118,13 @@ pub fn classify(vfs: &SharedVfs, path: &Path) -> Result<FileKind> {
     vfs.open(path, OpenMode::Read)?;
     match probe_db(vfs, path) {
         Some(ps) => Ok(FileKind::Database { page_size: ps }),
+        // Removed since the open (a database dropped while a backup runs):
+        // not found, not "not a database".
+        None if !vfs.exists(path) => Err(Error::io(
+            path,
+            "open",
+            std::io::Error::from_raw_os_error(2),
+        )),
         None => Err(Error::corrupt(
             path,
             Location::Whole,
@@ -317,23 +328,73 @@ fn settle_page(input: &dyn VFile, buf: &mut [u8], no: PageNo, at: u64) -> Result
     }
 }
 
+/// Where the copies of [`copy_into`] go, decided before anything is
+/// written so that a mistyped target never becomes a file or a temporary
+/// file somewhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    /// Into this existing directory, one file per source, same base name.
+    IntoDir,
+    /// Onto this file name (one source; its directory exists).
+    OntoFile,
+}
+
+/// How `cp` reads its target: it must be an existing directory when the
+/// caller says so (`-t`), when there are several sources, or when it ends
+/// in a slash; otherwise an existing directory is copied into and any other
+/// name is the copy's name, in a directory that must exist. The errors name
+/// `target` with the OS's reason, as `cp` does (`target directory
+/// 'missing': No such file or directory`).
+fn destination(
+    vfs: &SharedVfs,
+    target: &Path,
+    sources: usize,
+    target_is_dir: bool,
+) -> Result<Destination> {
+    let slash = target.as_os_str().as_bytes().ends_with(b"/");
+    if vfs.is_dir(target) {
+        return Ok(Destination::IntoDir);
+    }
+    if target_is_dir || sources != 1 || slash {
+        return Err(Error::io(
+            target,
+            "target directory",
+            not_a_dir(vfs, target),
+        ));
+    }
+    let parent = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !vfs.is_dir(parent) {
+        return Err(Error::io(target, "create", not_a_dir(vfs, parent)));
+    }
+    Ok(Destination::OntoFile)
+}
+
+/// Why `path`, which is not a directory, cannot be used as one: ENOTDIR
+/// when something else is there, ENOENT when nothing is.
+fn not_a_dir(vfs: &SharedVfs, path: &Path) -> std::io::Error {
+    const ENOENT: i32 = 2;
+    const ENOTDIR: i32 = 20;
+    let code = if vfs.exists(path) { ENOTDIR } else { ENOENT };
+    std::io::Error::from_raw_os_error(code)
+}
+
 /// Copies each source into `target`: into it when it is a directory (one
 /// file per source, same base name), or onto it when there is a single
-/// source. Stops at the first failure.
+/// source and `target` is not a directory (see [`destination`]; with
+/// `target_is_dir`, as `cp -t`, it must be one). Stops at the first
+/// failure.
 pub fn copy_into(
     vfs: &SharedVfs,
     sources: &[PathBuf],
     target: &Path,
+    target_is_dir: bool,
     opts: CopyOptions,
     mut each: impl FnMut(&CopyReport),
 ) -> Result<Vec<CopyReport>> {
-    let into_dir = vfs.is_dir(target);
-    if !into_dir && sources.len() != 1 {
-        return Err(Error::invalid(format!(
-            "{}: not a directory (several sources need a target directory)",
-            target.display()
-        )));
-    }
+    let into_dir = destination(vfs, target, sources.len(), target_is_dir)? == Destination::IntoDir;
     let mut out = Vec::new();
     for src in sources {
         let dst = if into_dir {
@@ -405,6 +466,7 @@ mod tests {
             &vfs,
             std::slice::from_ref(&src),
             &bk,
+            false,
             CopyOptions::default(),
             |_| {},
         )
@@ -425,7 +487,7 @@ mod tests {
         std::fs::write(&src, raw).unwrap();
         let bk2 = d.path().join("bk2");
         std::fs::create_dir(&bk2).unwrap();
-        let e = copy_into(&vfs, &[src], &bk2, CopyOptions::default(), |_| {}).unwrap_err();
+        let e = copy_into(&vfs, &[src], &bk2, false, CopyOptions::default(), |_| {}).unwrap_err();
         assert!(e.to_string().contains("a.db: page 2:"), "{e}");
         assert_eq!(std::fs::read_dir(&bk2).unwrap().count(), 0);
     }

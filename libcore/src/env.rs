@@ -16,6 +16,22 @@
 //! one operation, and a commit installs its pages under the write side, so no
 //! reader sees half of a transaction. Write-back and checkpoints live in
 //! writeback.rs; a checkpoint holds `writer` only to pick its redo point.
+//!
+//! What a reader (`Env::read`, `get`, `Cursor`, `scan`) may see: every
+//! commit installed so far, and in the default (sync) mode only once it is
+//! durable. A commit installs its pages before its log fsync (so the next
+//! transaction can build on them while the fsync runs, and commits group),
+//! so a reader first makes sure the log is durable up to the newest
+//! installed commit record, joining that fsync. If the fsync fails the
+//! environment enters the failed state and every later read fails too: no
+//! reader ever sees a commit that did not become durable. In nosync mode a
+//! reader sees a commit as soon as it returns. A write transaction sees
+//! every commit installed before it, durable or not: its own commit comes
+//! later in the log, so it can never become durable without them.
+//!
+//! Calls that would wait for their own thread (a checkpoint or a second
+//! `begin` while this thread's `Txn` is alive, a commit inside a read
+//! closure) fail with `Error::Misuse` at once: see reentry.rs.
 
 use crate::btree;
 use crate::cache::{Cache, PageKey};
@@ -28,13 +44,14 @@ use crate::owner::OwnerLock;
 use crate::page::{self, Meta, PageCheck};
 use crate::pagestore::{PageBuf, PageRead};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
+use crate::reentry::{self, Hold, Mark};
 use crate::region::{OwnerRegion, Region};
 use crate::types::{FileId, Lsn, PageNo};
 use crate::vfs::{OpenMode, OsVfs, SharedVfs};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_LG_MAX: u32 = 10 * 1024 * 1024;
@@ -120,6 +137,13 @@ pub(crate) struct Inner {
     /// One checkpoint at a time (they no longer hold `writer` throughout).
     pub checkpointing: Mutex<()>,
     pub commit_lock: RwLock<()>,
+    /// The commit record of the newest commit installed for readers: in
+    /// sync mode a reader waits until the log is durable past it.
+    pub installed: Mutex<Lsn>,
+    /// Committed database removals whose files are not unlinked yet.
+    pub removals: PendingRemovals,
+    /// Live `Env` handles: the last one to `close` closes.
+    pub handles: Mutex<usize>,
     pub generation: AtomicU64,
     /// Pages whose LSN is older than this get a full image when next logged.
     pub redo_point: Mutex<Lsn>,
@@ -140,10 +164,76 @@ pub(crate) struct Inner {
     _lock: Option<OwnerLock>,
 }
 
-/// An open environment. Cheap to clone; all clones share one state.
-#[derive(Clone)]
+/// An open environment. Cheap to clone; all clones share one state, and
+/// the environment closes when the last clone is closed.
 pub struct Env {
     pub(crate) inner: Arc<Inner>,
+    /// Set by `close`, which has already given up this handle's count.
+    released: bool,
+}
+
+impl Clone for Env {
+    fn clone(&self) -> Env {
+        *lock(&self.inner.handles) += 1;
+        Env {
+            inner: self.inner.clone(),
+            released: false,
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !self.released {
+            let mut n = lock(&self.inner.handles);
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// Committed database removals whose files are not unlinked yet. A
+/// checkpoint waits until there are none before it picks its redo point:
+/// a redo point past a removal's log record with the file still on disk
+/// would let recovery adopt the file again, stale contents and all.
+#[derive(Default)]
+pub(crate) struct PendingRemovals {
+    count: Mutex<usize>,
+    done: Condvar,
+}
+
+impl PendingRemovals {
+    /// Registers one removal; it ends when the ticket is dropped (the file
+    /// is gone, or the environment failed trying).
+    pub(crate) fn start(&self) -> RemovalTicket<'_> {
+        *lock(&self.count) += 1;
+        RemovalTicket(self)
+    }
+
+    /// Waits until no removal is in flight.
+    pub(crate) fn wait_none(&self) {
+        let mut n = lock(&self.count);
+        while *n > 0 {
+            n = self.done.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+pub(crate) struct RemovalTicket<'a>(&'a PendingRemovals);
+
+impl Drop for RemovalTicket<'_> {
+    fn drop(&mut self) {
+        let mut n = lock(&self.0.count);
+        *n = n.saturating_sub(1);
+        self.0.done.notify_all();
+    }
+}
+
+/// The reader lock as `Env::read` holds it: none when this thread already
+/// holds it (a read inside a read), and the mark that makes a commit in
+/// the closure fail instead of waiting for itself.
+pub(crate) struct ReadGuard<'a> {
+    _lock: Option<RwLockReadGuard<'a, ()>>,
+    _mark: Option<Mark>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -297,6 +387,9 @@ impl Env {
             writeback: Mutex::new(()),
             checkpointing: Mutex::new(()),
             commit_lock: RwLock::new(()),
+            installed: Mutex::new(Lsn::ZERO),
+            removals: PendingRemovals::default(),
+            handles: Mutex::new(1),
             generation: AtomicU64::new(0),
             redo_point: Mutex::new(redo_point),
             last_ckp: Mutex::new(last_ckp),
@@ -318,6 +411,7 @@ impl Env {
         };
         let env = Env {
             inner: Arc::new(inner),
+            released: false,
         };
         if !opts.read_only {
             let i = &env.inner;
@@ -441,11 +535,7 @@ impl Env {
     /// Runs a read-only B-tree operation on one consistent state.
     pub fn read<T>(&self, db: &Db, f: impl FnOnce(&ReadStore<'_>) -> Result<T>) -> Result<T> {
         let file = self.file(db)?;
-        let _r = self
-            .inner
-            .commit_lock
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let _r = self.inner.read_lock()?;
         let store = ReadStore {
             inner: &self.inner,
             file: &file,
@@ -464,7 +554,8 @@ impl Env {
         }
     }
 
-    /// Begins the one write transaction (waits for the current one).
+    /// Begins the one write transaction (waits for the current one; fails
+    /// with `Error::Misuse` if this thread holds it or is inside a read).
     pub fn begin(&self) -> Result<crate::txn::Txn<'_>> {
         crate::txn::Txn::begin(self, false)
     }
@@ -480,13 +571,28 @@ impl Env {
     /// Writes back every dirty page and records a checkpoint in the log and
     /// the region. Waits for the current write transaction to finish.
     pub fn checkpoint(&self) -> Result<Lsn> {
+        self.inner.refuse_self_wait("checkpoint")?;
         self.inner.checkpoint()
     }
 
-    /// Checkpoints and marks the shutdown clean. Dropping an `Env` without
-    /// `close` is like a crash of the process: nothing is lost, the next
-    /// open runs recovery.
-    pub fn close(self) -> Result<()> {
+    /// Gives up this handle. The last handle to close checkpoints and
+    /// marks the shutdown clean; closing any other clone leaves the
+    /// environment open for the clones still alive. Dropping the last
+    /// handle without `close` is like a crash of the process: nothing is
+    /// lost, the next open runs recovery.
+    pub fn close(mut self) -> Result<()> {
+        self.inner.refuse_self_wait("close")?;
+        let last = {
+            let mut n = lock(&self.inner.handles);
+            *n = n.saturating_sub(1);
+            self.released = true;
+            *n == 0
+        };
+        // A failed environment says so to every handle that closes.
+        self.inner.check_failed()?;
+        if !last {
+            return Ok(());
+        }
         self.inner.stop.store(true, Ordering::Relaxed);
         if self.inner.read_only {
             return Ok(());
@@ -605,6 +711,69 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
+    }
+
+    /// A key naming this environment in per-thread marks (reentry.rs).
+    pub(crate) fn key(&self) -> usize {
+        self as *const Inner as usize
+    }
+
+    /// Refuses `what` (which takes the writer lock) when this thread holds
+    /// the writer or reader lock: it would wait for itself.
+    pub(crate) fn refuse_self_wait(&self, what: &str) -> Result<()> {
+        let home = self.layout.home.display();
+        if reentry::holds(self.key(), Hold::Writer) {
+            return Err(Error::misuse(format!(
+                "{home}: {what} while this thread's write transaction is open: commit or abort it first"
+            )));
+        }
+        if reentry::holds(self.key(), Hold::Reader) {
+            return Err(Error::misuse(format!(
+                "{home}: {what} inside a read (Env::read, scan): it would wait for the read itself"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes the reader lock once every installed commit may be seen (see
+    /// the module comment): in sync mode the log must be durable past the
+    /// newest installed commit record. Waits for that fsync without the
+    /// lock (commits go on meanwhile) and checks again; after a few rounds
+    /// under a steady stream of commits it waits holding the lock.
+    pub(crate) fn read_lock(&self) -> Result<ReadGuard<'_>> {
+        if reentry::holds(self.key(), Hold::Reader) {
+            return Ok(ReadGuard {
+                _lock: None,
+                _mark: None,
+            });
+        }
+        let mut rounds = 0;
+        loop {
+            self.check_failed()?;
+            let guard = self.commit_lock.read().unwrap_or_else(|p| p.into_inner());
+            let need = *lock(&self.installed);
+            let log = match &self.log {
+                Some(l) if !self.nosync && !need.is_zero() => l,
+                _ => return Ok(self.read_guard(guard)),
+            };
+            if log.durable() > need {
+                return Ok(self.read_guard(guard));
+            }
+            rounds += 1;
+            if rounds >= 3 {
+                log.flush(need).map_err(|e| self.fail(e))?;
+                return Ok(self.read_guard(guard));
+            }
+            drop(guard);
+            log.flush(need).map_err(|e| self.fail(e))?;
+        }
+    }
+
+    fn read_guard<'a>(&self, lock: RwLockReadGuard<'a, ()>) -> ReadGuard<'a> {
+        ReadGuard {
+            _lock: Some(lock),
+            _mark: Some(Mark::new(self.key(), Hold::Reader)),
+        }
     }
 
     pub fn check_failed(&self) -> Result<()> {
@@ -814,11 +983,7 @@ pub fn scan(env: &Env, db: &Db, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -
     let mut last: Option<Vec<u8>> = None;
     let mut kept: Option<(u64, btree::Scan)> = None;
     loop {
-        let _r = env
-            .inner
-            .commit_lock
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let _r = env.inner.read_lock()?;
         let store = ReadStore {
             inner: &env.inner,
             file: &file,

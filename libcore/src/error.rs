@@ -65,6 +65,10 @@ pub enum Error {
     /// A read-only view saw a page newer than its snapshot: the owner
     /// changed the environment under it. Callers refresh and retry.
     SnapshotMoved,
+    /// A call that can never succeed from where it was made (it would wait
+    /// for the calling thread itself, or the environment is already open
+    /// in this process). Nothing was changed.
+    Misuse(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -88,6 +92,10 @@ impl Error {
 
     pub fn invalid(msg: impl Into<String>) -> Error {
         Error::InvalidArgument(msg.into())
+    }
+
+    pub fn misuse(msg: impl Into<String>) -> Error {
+        Error::Misuse(msg.into())
     }
 
     /// True when the error is an ENOENT from the OS.
@@ -151,6 +159,7 @@ impl fmt::Display for Error {
                 why
             ),
             Error::SnapshotMoved => write!(f, "the environment changed during a read; retry"),
+            Error::Misuse(m) => write!(f, "{}", m),
         }
     }
 }

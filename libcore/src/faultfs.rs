@@ -11,54 +11,108 @@
 //!   prefix of it. Counters tell a test how many operations a workload does,
 //!   so it can aim at each of them.
 //! * [`CrashVfs`] wraps `OsVfs` on a real directory and remembers what a
-//!   power loss would keep. [`CrashVfs::power_loss`] then rewrites the
-//!   directory to exactly that, and the environment can be reopened with
-//!   the plain `OsVfs`.
+//!   power loss could keep. [`CrashVfs::power_loss`] then rewrites the
+//!   directory to one such outcome, drawn from a seed, and the environment
+//!   can be reopened with the plain `OsVfs` (or with the same `CrashVfs`,
+//!   to cut the power again during recovery).
 //!
 //! # The power-loss model of `CrashVfs`
 //!
+//! This section is the authority the power-loss tests rely on.
+//!
 //! Files are *inodes* with names, as in POSIX. For every inode the model
-//! keeps its *durable content*; for every directory under the root it keeps
-//! the *durable names* (name -> inode).
+//! keeps its *durable content* and its *pending data operations* (every
+//! write and `set_len` since its last sync, in order); for the directories
+//! under the root it keeps the *durable names* (name -> inode) and the
+//! *pending namespace operations* (every creation, removal and rename since
+//! the last sync of the directory it changes, in order).
 //!
 //! * `VFile::sync` (fdatasync) makes the inode's whole current content
-//!   (size included) durable. The real fsync is not called: nothing real is
-//!   ever lost, the model observes the sync instead.
-//! * `Vfs::sync_dir(dir)` makes the current names of `dir` durable: names
-//!   created or renamed into it since the last sync of `dir` survive, names
-//!   removed or renamed away are gone.
-//! * A write, a `set_len`, a creation, a removal or a rename that was not
-//!   followed by the matching sync is lost at a power loss, with one
-//!   exception: the *last* write that was not synced yet (the highest write
-//!   sequence number over all inodes still reachable through a durable
-//!   name) is *torn*: a prefix of it, of random length from 0 to all of
-//!   it, reaches the disk over the durable content. Page writes are not
-//!   atomic; log appends are cut anywhere.
-//! * An inode no durable name points to disappears. A file created and
-//!   synced but whose name was never made durable is lost with its data; a
-//!   file removed without a directory sync comes back with its durable
-//!   content.
+//!   (size included) durable and empties its pending list. The real fsync
+//!   is not called: nothing real is ever lost, the model observes the sync.
+//! * `Vfs::sync_dir(dir)` makes the pending namespace operations of `dir`
+//!   durable.
+//! * Nothing else makes anything durable: a file sync does not make the
+//!   file's name durable, a directory sync does not make any content
+//!   durable (POSIX promises neither; `fsync(2)` says so).
+//!
+//! At a power loss ([`CrashVfs::power_loss_with`]) every modelled file is
+//! rewritten to what survives, as the [`CrashModel`] chooses:
+//!
+//! * [`CrashModel::Strong`], the default of [`CrashVfs::power_loss`]:
+//!   - *Names*: the durable names, with a random subset of the pending
+//!     namespace operations applied to them in their original order, each
+//!     as it was made: a creation binds its name to its (new) inode, a
+//!     removal unbinds its name, a rename inside one directory unbinds the
+//!     old name and binds the new one to the renamed inode, both halves or
+//!     neither (rename is atomic); a rename between two directories is one
+//!     operation in each. So any unsynced creation, removal or rename may
+//!     be kept or lost independently of the others: of two unlinks in one
+//!     directory either one may survive; a rename or a creation may be
+//!     durable without its directory fsync; a removal may be undone.
+//!   - *Data*: every inode a surviving name reaches gets its durable
+//!     content with a random subset of its pending operations applied in
+//!     their original order: a later write may survive while an earlier one
+//!     is lost. A kept write may be *torn*, any number of them: either a
+//!     random byte prefix of it reaches the disk, or a random subset of its
+//!     512-byte sectors (aligned on file offsets). A write past the end
+//!     extends the file; bytes never written read as zeros. A new file's
+//!     durable content is empty, so a durable name whose data was never
+//!     synced holds 0 bytes, a prefix of its data, or its data with holes
+//!     (a name made durable before its data, as ext4's delayed allocation
+//!     does).
+//!   - *How much*: drawn once per power loss from the seed. The chance to
+//!     keep a pending namespace operation and the chance to keep a pending
+//!     write are each one of 0, 1/4, 1/2, 3/4 and 1; the chance that a kept
+//!     write is torn one of 0, 1/8, 1/2 and 1. So one power loss keeps
+//!     everything (what a process crash leaves), another nothing (as
+//!     `Untorn`), most a mix.
+//! * [`CrashModel::LastWriteTorn`], the narrower model the first tests were
+//!   written against: every pending namespace and data operation is lost,
+//!   except the last write (the highest over all inodes reachable through
+//!   a durable name), of which a random byte prefix, from none to all of
+//!   it, reaches the disk.
+//! * [`CrashModel::Untorn`]: every pending operation is lost whole; what
+//!   survives is exactly what was synced.
+//!
+//! In every model an inode that no surviving name reaches is gone with its
+//! data, and the outcome depends only on the seed and on the sequence of
+//! operations made through the `CrashVfs`: a single-threaded workload
+//! replays exactly from its seed. [`PowerLoss`] reports what was kept,
+//! lost and torn.
+//!
+//! More rules:
 //! * Directories made with `create_dir` are durable at once (the engine
-//!   creates none while it runs; tests make them first).
+//!   creates none while it runs; tests make them first), and so is the
+//!   removal of an empty directory with `remove_dir`: names under it that
+//!   were removed without a directory sync go with it (a journaling file
+//!   system commits the unlinks before the rmdir that needed them). A hard
+//!   link is a namespace operation like a creation, binding its new name
+//!   to the linked inode.
 //! * A file the model has not seen yet (it existed before the `CrashVfs`
 //!   was made, or was written outside it) is taken as durable, as found,
 //!   the first time it is opened for writing, removed or renamed through
 //!   the `CrashVfs`. Files never touched that way are left alone by a power
 //!   loss: this is how the owner lock (`__db.lock`) and the region
-//!   (`__db.001`), which use `std::fs` by design, keep working.
+//!   (`__db.001`), which use `std::fs` by design, keep working. Files
+//!   outside the root pass through, untouched by a power loss.
 //! * [`CrashVfs::crash_after`] stops the machine: after that many
 //!   *mutating* operations (write, set_len, sync, sync_dir, create,
 //!   remove, rename) every further operation fails with `EIO`, so a
-//!   workload stops at an exact point, possibly inside a commit or a
-//!   checkpoint. Then drop the environment and call `power_loss`.
+//!   workload stops at an exact point, possibly inside a commit, a
+//!   checkpoint or a recovery. Then drop the environment and call
+//!   `power_loss`. After a power loss the model starts afresh from what
+//!   survived (everything durable), so the same `CrashVfs` can run the
+//!   recovery and lose power again in the middle of it.
 //!
 //! Handles opened before a power loss must not be used after it: drop the
-//! environment first. Files are read whole at each sync, so keep them
-//! small (tests use small `lg_max` and few pages).
+//! environment first. Files are read whole at each sync and pending writes
+//! are kept in memory, so keep them small (tests use small `lg_max` and few
+//! pages).
 
 use crate::error::{Error, Result};
 use crate::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -409,6 +463,16 @@ impl Vfs for FaultyVfs {
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
         self.inner.create_dir(path, mode)
     }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        self.fate(Op::Remove, path)?;
+        self.inner.remove_dir(path)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        self.fate(Op::Rename, to)?;
+        self.inner.hard_link(from, to)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -417,22 +481,81 @@ impl Vfs for FaultyVfs {
 
 type Ino = u64;
 
+/// What a power loss keeps of what was not made durable; see the module
+/// documentation for the exact rules of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CrashModel {
+    /// Any subset of the unsynced namespace and data operations survives,
+    /// in order, any number of kept writes torn.
+    #[default]
+    Strong,
+    /// Everything unsynced is lost but a prefix of the last write.
+    LastWriteTorn,
+    /// Everything unsynced is lost whole.
+    Untorn,
+}
+
+/// A pending change to an inode's content.
+#[derive(Debug, Clone)]
+enum DataOp {
+    Write { off: u64, data: Vec<u8> },
+    SetLen(u64),
+}
+
 #[derive(Debug, Default)]
 struct Inode {
     durable: Vec<u8>,
-    /// The latest write not covered by a sync: (sequence, offset, bytes).
-    pending: Option<(u64, u64, Vec<u8>)>,
+    /// Changes not covered by a sync yet: (sequence, change), in order.
+    pending: Vec<(u64, DataOp)>,
+}
+
+/// A pending change to the names of one directory.
+#[derive(Debug, Clone)]
+enum NameOp {
+    Bind(PathBuf, Ino),
+    Unbind(PathBuf),
+    /// A rename inside one directory: both halves or neither.
+    Rename(PathBuf, PathBuf, Ino),
+}
+
+impl NameOp {
+    fn apply(&self, names: &mut BTreeMap<PathBuf, Ino>) {
+        match self {
+            NameOp::Bind(p, i) => {
+                names.insert(p.clone(), *i);
+            }
+            NameOp::Unbind(p) => {
+                names.remove(p);
+            }
+            NameOp::Rename(from, to, i) => {
+                names.remove(from);
+                names.insert(to.clone(), *i);
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            NameOp::Bind(p, _) => format!("create {}", p.display()),
+            NameOp::Unbind(p) => format!("remove {}", p.display()),
+            NameOp::Rename(f, t, _) => format!("rename {} -> {}", f.display(), t.display()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct CrashState {
-    inodes: HashMap<Ino, Inode>,
+    inodes: BTreeMap<Ino, Inode>,
     next_ino: Ino,
     /// Names as the running system sees them.
-    live: HashMap<PathBuf, Ino>,
-    /// Names that survive a power loss.
-    durable: HashMap<PathBuf, Ino>,
-    write_seq: u64,
+    live: BTreeMap<PathBuf, Ino>,
+    /// Names that survive a power loss for sure.
+    durable: BTreeMap<PathBuf, Ino>,
+    /// Namespace changes not covered by a directory sync yet:
+    /// (sequence, directory, change), in order.
+    names_pending: Vec<(u64, PathBuf, NameOp)>,
+    /// Sequence number of the last operation (data or namespace).
+    seq: u64,
     mutations: u64,
     syncs: u64,
     crash_after: Option<u64>,
@@ -446,11 +569,44 @@ impl CrashState {
             self.next_ino,
             Inode {
                 durable,
-                pending: None,
+                pending: Vec::new(),
             },
         );
         self.next_ino
     }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Fails once the machine has stopped; counts a mutating operation
+    /// otherwise.
+    fn gate(&mut self, path: &Path, op: &'static str, mutating: bool) -> Result<()> {
+        if self.crash_after.is_some_and(|c| self.mutations >= c) {
+            return Err(injected(path, op, EIO));
+        }
+        if mutating {
+            self.mutations += 1;
+        }
+        Ok(())
+    }
+
+    fn name_op(&mut self, dir: PathBuf, op: NameOp) {
+        let seq = self.next_seq();
+        self.names_pending.push((seq, dir, op));
+    }
+
+    fn data_op(&mut self, ino: Ino, op: DataOp) {
+        let seq = self.next_seq();
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.pending.push((seq, op));
+        }
+    }
+}
+
+fn parent(p: &Path) -> PathBuf {
+    p.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// The power-loss simulating file system; see the module documentation for
@@ -491,20 +647,116 @@ impl Rng {
         self.next() % n.max(1)
     }
 
+    /// True with probability `num / den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A write that reached the disk only in part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornWrite {
+    /// The file (a name it survived under).
+    pub path: PathBuf,
+    /// Offset and length of the write.
+    pub offset: u64,
+    pub len: usize,
+    /// The byte ranges of the write (relative to its start) that reached
+    /// the disk; the rest did not.
+    pub kept: Vec<std::ops::Range<usize>>,
+}
+
+impl TornWrite {
+    /// Bytes of the write that reached the disk.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept.iter().map(|r| r.len()).sum()
     }
 }
 
 /// What `power_loss` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PowerLoss {
-    /// The torn write: file, offset, length of the write, bytes kept.
-    pub torn: Option<(PathBuf, u64, usize, usize)>,
-    /// Files that vanished (never made durable by a directory sync).
+    pub model: CrashModel,
+    /// Writes that reached the disk in part.
+    pub torn: Vec<TornWrite>,
+    /// Pending writes and `set_len`s of surviving files: kept (torn ones
+    /// included) and lost.
+    pub kept_writes: usize,
+    pub lost_writes: usize,
+    /// Pending namespace operations kept and lost (as "create NAME",
+    /// "remove NAME", "rename OLD -> NEW").
+    pub kept_names: Vec<String>,
+    pub lost_names: Vec<String>,
+    /// Names the running system had that are gone.
     pub vanished: Vec<PathBuf>,
-    /// Files that came back (removed without a directory sync).
+    /// Names the running system did not have that are back (a removal
+    /// lost, or the old name of a lost rename).
     pub revived: Vec<PathBuf>,
+}
+
+/// How likely the `Strong` model keeps and tears things in one power loss.
+#[derive(Debug, Clone, Copy)]
+struct Mix {
+    /// Chance (in quarters) to keep a pending namespace operation.
+    names: u64,
+    /// Chance (in quarters) to keep a pending write or `set_len`.
+    writes: u64,
+    /// Chance (in eighths) to tear a kept write.
+    tears: u64,
+}
+
+impl Mix {
+    fn draw(rng: &mut Rng) -> Mix {
+        Mix {
+            names: rng.below(5),
+            writes: rng.below(5),
+            tears: [0, 1, 4, 8][rng.below(4) as usize],
+        }
+    }
+}
+
+/// Sector size for tearing: a disk writes 512-byte sectors, each whole or
+/// not at all.
+const SECTOR: u64 = 512;
+
+/// The first `keep` bytes of a write, as kept ranges.
+fn prefix(keep: usize) -> Vec<std::ops::Range<usize>> {
+    std::iter::once(0..keep).filter(|r| !r.is_empty()).collect()
+}
+
+/// Which parts of a write of `len` bytes at `off` reach the disk when it is
+/// torn: a byte prefix, or a subset of its sectors.
+fn tear(rng: &mut Rng, off: u64, len: usize) -> Vec<std::ops::Range<usize>> {
+    if rng.chance(1, 2) {
+        let keep = rng.below(len as u64 + 1) as usize;
+        return prefix(keep);
+    }
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0usize;
+    while at < len {
+        let abs = off + at as u64;
+        let next = ((abs / SECTOR + 1) * SECTOR - off).min(len as u64) as usize;
+        if rng.chance(1, 2) {
+            match kept.last_mut() {
+                Some(r) if r.end == at => r.end = next,
+                _ => kept.push(at..next),
+            }
+        }
+        at = next;
+    }
+    kept
+}
+
+fn write_into(content: &mut Vec<u8>, off: u64, data: &[u8]) {
+    let off = off as usize;
+    if content.len() < off + data.len() {
+        content.resize(off + data.len(), 0);
+    }
+    content[off..off + data.len()].copy_from_slice(data);
 }
 
 impl CrashVfs {
@@ -536,6 +788,11 @@ impl CrashVfs {
         lock(&self.st).syncs
     }
 
+    /// Power losses so far.
+    pub fn power_losses(&self) -> u64 {
+        lock(&self.st).power_losses
+    }
+
     /// True once `crash_after` stopped the machine.
     pub fn is_stopped(&self) -> bool {
         let s = lock(&self.st);
@@ -544,10 +801,6 @@ impl CrashVfs {
 
     fn modelled(&self, p: &Path) -> bool {
         p.starts_with(&self.root) && p != self.root
-    }
-
-    fn gate(&self, path: &Path, op: &'static str, mutating: bool) -> Result<()> {
-        gate(&self.st, path, op, mutating)
     }
 
     /// The inode behind `p`, adopting a file the model has not seen yet as
@@ -563,61 +816,197 @@ impl CrashVfs {
         Some(ino)
     }
 
-    /// Simulates a power loss: rewrites every modelled file under the root
-    /// to what the model says survives (see the module documentation). The
-    /// environment must have been dropped. `seed` picks how much of the
-    /// torn write survives. The model starts afresh from the result.
+    /// Simulates a power loss with the strong model: rewrites every
+    /// modelled file under the root to an outcome drawn from `seed` (see
+    /// the module documentation). The environment must have been dropped.
+    /// The model starts afresh from the result.
     pub fn power_loss(&self, seed: u64) -> Result<PowerLoss> {
-        self.lose_power(Some(seed))
+        self.power_loss_with(seed, CrashModel::Strong)
     }
 
-    /// A power loss that tears nothing: every write not synced is lost
-    /// whole (a test that needs to know exactly what is durable).
+    /// A power loss that tears nothing and keeps nothing unsynced (a test
+    /// that needs to know exactly what is durable).
     pub fn power_loss_untorn(&self) -> Result<PowerLoss> {
-        self.lose_power(None)
+        self.power_loss_with(0, CrashModel::Untorn)
     }
 
-    fn lose_power(&self, tear: Option<u64>) -> Result<PowerLoss> {
-        let seed = tear.unwrap_or(0);
+    /// A power loss under `model`, its choices drawn from `seed`.
+    pub fn power_loss_with(&self, seed: u64, model: CrashModel) -> Result<PowerLoss> {
         let mut s = lock(&self.st);
         let mut rng = Rng::new(seed);
-        let mut report = PowerLoss::default();
-        let reachable: std::collections::HashSet<Ino> = s.durable.values().copied().collect();
-        let last = s
-            .inodes
-            .iter()
-            .filter(|(i, _)| reachable.contains(i))
-            .filter_map(|(i, n)| n.pending.as_ref().map(|p| (p.0, *i)))
-            .max();
-        let mut contents: HashMap<Ino, Vec<u8>> = reachable
-            .iter()
-            .filter_map(|i| s.inodes.get(i).map(|n| (*i, n.durable.clone())))
-            .collect();
-        if let (Some((_, ino)), true) = (last, tear.is_some()) {
-            if let (Some(c), Some(Some((_, off, data)))) = (
-                contents.get_mut(&ino),
-                s.inodes.get(&ino).map(|n| n.pending.as_ref()),
-            ) {
-                let keep = (rng.next() % (data.len() as u64 + 1)) as usize;
-                let off = *off as usize;
-                if keep > 0 {
-                    if c.len() < off + keep {
-                        c.resize(off + keep, 0);
+        let mut report = PowerLoss {
+            model,
+            ..PowerLoss::default()
+        };
+        let mix = match model {
+            CrashModel::Strong => Some(Mix::draw(&mut rng)),
+            _ => None,
+        };
+        let names = surviving_names(&s, mix, &mut rng, &mut report);
+        let reachable: BTreeSet<Ino> = names.values().copied().collect();
+        let mut contents = match mix {
+            Some(mix) => strong_contents(&s, &names, &reachable, mix, &mut rng, &mut report),
+            None => durable_contents(&s, &reachable),
+        };
+        if model == CrashModel::LastWriteTorn {
+            tear_last_write(&s, &names, &mut contents, &mut rng, &mut report);
+        }
+        rewrite(&s, &names, &contents, &mut report)?;
+        // The surviving state is the new baseline.
+        s.inodes.retain(|i, _| reachable.contains(i));
+        for (i, n) in s.inodes.iter_mut() {
+            n.durable = contents.remove(i).unwrap_or_default();
+            n.pending.clear();
+        }
+        s.live = names.clone();
+        s.durable = names;
+        s.names_pending.clear();
+        s.crash_after = None;
+        s.power_losses += 1;
+        Ok(report)
+    }
+}
+
+/// The names after a power loss: the durable ones, plus the pending
+/// namespace operations the strong model keeps.
+fn surviving_names(
+    s: &CrashState,
+    mix: Option<Mix>,
+    rng: &mut Rng,
+    report: &mut PowerLoss,
+) -> BTreeMap<PathBuf, Ino> {
+    let mut names = s.durable.clone();
+    for (_, _, op) in &s.names_pending {
+        if mix.is_some_and(|m| rng.chance(m.names, 4)) {
+            op.apply(&mut names);
+            report.kept_names.push(op.describe());
+        } else {
+            report.lost_names.push(op.describe());
+        }
+    }
+    names
+}
+
+fn durable_contents(s: &CrashState, reachable: &BTreeSet<Ino>) -> BTreeMap<Ino, Vec<u8>> {
+    reachable
+        .iter()
+        .filter_map(|i| s.inodes.get(i).map(|n| (*i, n.durable.clone())))
+        .collect()
+}
+
+/// A name `ino` survives under, for reports.
+fn name_of(names: &BTreeMap<PathBuf, Ino>, ino: Ino) -> PathBuf {
+    names
+        .iter()
+        .find(|(_, i)| **i == ino)
+        .map(|(p, _)| p.clone())
+        .unwrap_or_default()
+}
+
+/// The strong model's contents: each surviving inode's durable content
+/// with a random subset of its pending operations applied in order, kept
+/// writes torn at random.
+fn strong_contents(
+    s: &CrashState,
+    names: &BTreeMap<PathBuf, Ino>,
+    reachable: &BTreeSet<Ino>,
+    mix: Mix,
+    rng: &mut Rng,
+    report: &mut PowerLoss,
+) -> BTreeMap<Ino, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for &ino in reachable {
+        let Some(n) = s.inodes.get(&ino) else {
+            continue;
+        };
+        let mut c = n.durable.clone();
+        for (_, op) in &n.pending {
+            if !rng.chance(mix.writes, 4) {
+                report.lost_writes += 1;
+                continue;
+            }
+            report.kept_writes += 1;
+            match op {
+                DataOp::SetLen(len) => c.resize(*len as usize, 0),
+                DataOp::Write { off, data } if rng.chance(mix.tears, 8) => {
+                    let kept = tear(rng, *off, data.len());
+                    for r in &kept {
+                        write_into(&mut c, off + r.start as u64, &data[r.clone()]);
                     }
-                    c[off..off + keep].copy_from_slice(&data[..keep]);
+                    report.torn.push(TornWrite {
+                        path: name_of(names, ino),
+                        offset: *off,
+                        len: data.len(),
+                        kept,
+                    });
                 }
-                let name = s
-                    .durable
-                    .iter()
-                    .find(|(_, i)| **i == ino)
-                    .map(|(p, _)| p.clone())
-                    .unwrap_or_default();
-                report.torn = Some((name, off as u64, data.len(), keep));
+                DataOp::Write { off, data } => write_into(&mut c, *off, data),
             }
         }
-        for p in s.live.keys() {
-            if !s.durable.contains_key(p) {
-                report.vanished.push(p.clone());
+        out.insert(ino, c);
+    }
+    out
+}
+
+/// The narrow model's one torn write: a prefix of the last pending write
+/// over all surviving inodes.
+fn tear_last_write(
+    s: &CrashState,
+    names: &BTreeMap<PathBuf, Ino>,
+    contents: &mut BTreeMap<Ino, Vec<u8>>,
+    rng: &mut Rng,
+    report: &mut PowerLoss,
+) {
+    let last = contents
+        .keys()
+        .filter_map(|i| s.inodes.get(i).map(|n| (i, n)))
+        .flat_map(|(i, n)| n.pending.iter().map(move |(seq, op)| (*seq, *i, op)))
+        .filter(|(_, _, op)| matches!(op, DataOp::Write { .. }))
+        .max_by_key(|(seq, _, _)| *seq);
+    let Some((_, ino, DataOp::Write { off, data })) = last else {
+        return;
+    };
+    let keep = (rng.next() % (data.len() as u64 + 1)) as usize;
+    if let Some(c) = contents.get_mut(&ino) {
+        write_into(c, *off, &data[..keep]);
+    }
+    report.torn.push(TornWrite {
+        path: name_of(names, ino),
+        offset: *off,
+        len: data.len(),
+        kept: prefix(keep),
+    });
+}
+
+/// Makes the directory hold exactly `names` with `contents`.
+fn rewrite(
+    s: &CrashState,
+    names: &BTreeMap<PathBuf, Ino>,
+    contents: &BTreeMap<Ino, Vec<u8>>,
+    report: &mut PowerLoss,
+) -> Result<()> {
+    let known: BTreeSet<&PathBuf> = s
+        .live
+        .keys()
+        .chain(s.durable.keys())
+        .chain(names.keys())
+        .collect();
+    for p in known {
+        match names.get(p) {
+            Some(i) => {
+                if !s.live.contains_key(p) {
+                    report.revived.push(p.clone());
+                }
+                let c = contents.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
+                // A fresh file per name: writing through a real hard link
+                // would change the other names of the inode too.
+                let _ = std::fs::remove_file(p);
+                std::fs::write(p, c).map_err(|e| Error::io(p, "write", e))?;
+            }
+            None => {
+                if s.live.contains_key(p) {
+                    report.vanished.push(p.clone());
+                }
                 match std::fs::remove_file(p) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -625,27 +1014,8 @@ impl CrashVfs {
                 }
             }
         }
-        for (p, i) in &s.durable {
-            if !s.live.contains_key(p) {
-                report.revived.push(p.clone());
-            }
-            let c = contents.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
-            std::fs::write(p, c).map_err(|e| Error::io(p, "write", e))?;
-        }
-        report.vanished.sort();
-        report.revived.sort();
-        // The surviving state is the new baseline.
-        let durable = s.durable.clone();
-        s.inodes.retain(|i, _| reachable.contains(i));
-        for (i, n) in s.inodes.iter_mut() {
-            n.durable = contents.remove(i).unwrap_or_default();
-            n.pending = None;
-        }
-        s.live = durable;
-        s.crash_after = None;
-        s.power_losses += 1;
-        Ok(report)
     }
+    Ok(())
 }
 
 struct CrashFile {
@@ -657,23 +1027,8 @@ struct CrashFile {
 
 impl CrashFile {
     fn gate(&self, op: &'static str, mutating: bool) -> Result<()> {
-        gate(&self.st, self.inner.path(), op, mutating)
+        lock(&self.st).gate(self.inner.path(), op, mutating)
     }
-}
-
-/// Fails every operation once the machine has stopped; counts a mutating
-/// one otherwise.
-fn gate(st: &Mutex<CrashState>, path: &Path, op: &'static str, mutating: bool) -> Result<()> {
-    let mut s = lock(st);
-    if let Some(c) = s.crash_after {
-        if s.mutations >= c {
-            return Err(injected(path, op, EIO));
-        }
-    }
-    if mutating {
-        s.mutations += 1;
-    }
-    Ok(())
 }
 
 impl VFile for CrashFile {
@@ -683,15 +1038,14 @@ impl VFile for CrashFile {
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {
-        self.gate("write", true)?;
+        // The real write happens under the model's lock, so the pending
+        // list is in the order the writes reached the file.
+        let mut s = lock(&self.st);
+        s.gate(self.inner.path(), "write", true)?;
         self.inner.write_at(buf, off)?;
         if let Some(ino) = self.ino {
-            let mut s = lock(&self.st);
-            s.write_seq += 1;
-            let seq = s.write_seq;
-            if let Some(n) = s.inodes.get_mut(&ino) {
-                n.pending = Some((seq, off, buf.to_vec()));
-            }
+            let data = buf.to_vec();
+            s.data_op(ino, DataOp::Write { off, data });
         }
         Ok(())
     }
@@ -702,15 +1056,16 @@ impl VFile for CrashFile {
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
-        self.gate("truncate", true)?;
-        self.inner.set_len(len)
+        let mut s = lock(&self.st);
+        s.gate(self.inner.path(), "truncate", true)?;
+        self.inner.set_len(len)?;
+        if let Some(ino) = self.ino {
+            s.data_op(ino, DataOp::SetLen(len));
+        }
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {
-        self.gate("fsync", true)?;
-        let Some(ino) = self.ino else {
-            return self.inner.sync();
-        };
         // The real fsync is not needed: the model records what it promises.
         // The content is read under the model's lock: two threads syncing
         // one file at once (a group-commit leader and a log rotation) used
@@ -720,6 +1075,11 @@ impl VFile for CrashFile {
         // makes data less durable; under the lock, the later sync reads
         // the later content.
         let mut s = lock(&self.st);
+        s.gate(self.inner.path(), "fsync", true)?;
+        let Some(ino) = self.ino else {
+            drop(s);
+            return self.inner.sync();
+        };
         let len = self.inner.len()?;
         let mut content = vec![0u8; len as usize];
         let n = self.inner.read_at(&mut content, 0)?;
@@ -727,7 +1087,7 @@ impl VFile for CrashFile {
         s.syncs += 1;
         if let Some(node) = s.inodes.get_mut(&ino) {
             node.durable = content;
-            node.pending = None;
+            node.pending.clear();
         }
         Ok(())
     }
@@ -741,16 +1101,17 @@ impl Vfs for CrashVfs {
     fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
         let p = norm(path);
         let creating = matches!(mode, OpenMode::Create(_) | OpenMode::CreateNew(_));
+        let mut s = lock(&self.st);
         let existed = self.os.exists(&p);
-        self.gate(&p, "open", creating && !existed)?;
+        s.gate(&p, "open", creating && !existed)?;
         let inner = self.os.open(path, mode)?;
         let ino = if self.modelled(&p) {
-            let mut s = lock(&self.st);
             match s.live.get(&p) {
                 Some(&i) => Some(i),
                 None if !existed => {
                     let i = s.new_inode(Vec::new());
                     s.live.insert(p.clone(), i);
+                    s.name_op(parent(&p), NameOp::Bind(p.clone(), i));
                     Some(i)
                 }
                 None if mode != OpenMode::Read => self.adopt(&mut s, &p),
@@ -768,12 +1129,14 @@ impl Vfs for CrashVfs {
 
     fn remove(&self, path: &Path) -> Result<()> {
         let p = norm(path);
-        self.gate(&p, "remove", true)?;
+        let mut s = lock(&self.st);
+        s.gate(&p, "remove", true)?;
         if self.modelled(&p) {
-            let mut s = lock(&self.st);
             self.adopt(&mut s, &p);
             self.os.remove(&p)?;
-            s.live.remove(&p);
+            if s.live.remove(&p).is_some() {
+                s.name_op(parent(&p), NameOp::Unbind(p.clone()));
+            }
             return Ok(());
         }
         self.os.remove(&p)
@@ -781,14 +1144,21 @@ impl Vfs for CrashVfs {
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         let (f, t) = (norm(from), norm(to));
-        self.gate(&f, "rename", true)?;
+        let mut s = lock(&self.st);
+        s.gate(&f, "rename", true)?;
         if self.modelled(&f) && self.modelled(&t) {
-            let mut s = lock(&self.st);
             self.adopt(&mut s, &f);
             self.adopt(&mut s, &t);
             self.os.rename(&f, &t)?;
             if let Some(i) = s.live.remove(&f) {
-                s.live.insert(t, i);
+                s.live.insert(t.clone(), i);
+                let (fd, td) = (parent(&f), parent(&t));
+                if fd == td {
+                    s.name_op(fd, NameOp::Rename(f, t, i));
+                } else {
+                    s.name_op(fd, NameOp::Unbind(f));
+                    s.name_op(td, NameOp::Bind(t, i));
+                }
             }
             return Ok(());
         }
@@ -797,26 +1167,25 @@ impl Vfs for CrashVfs {
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         let d = norm(dir);
-        self.gate(&d, "fsync directory", true)?;
+        let mut s = lock(&self.st);
+        s.gate(&d, "fsync directory", true)?;
         if !(self.modelled(&d) || d == self.root) {
+            drop(s);
             return self.os.sync_dir(&d);
         }
-        let mut s = lock(&self.st);
         s.syncs += 1;
-        let in_dir = |p: &Path| p.parent() == Some(d.as_path());
-        let live: Vec<(PathBuf, Ino)> = s
-            .live
-            .iter()
-            .filter(|(p, _)| in_dir(p))
-            .map(|(p, i)| (p.clone(), *i))
-            .collect();
-        s.durable.retain(|p, _| !in_dir(p));
-        s.durable.extend(live);
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut s.names_pending)
+            .into_iter()
+            .partition(|(_, in_dir, _)| *in_dir == d);
+        for (_, _, op) in now {
+            op.apply(&mut s.durable);
+        }
+        s.names_pending = later;
         Ok(())
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
-        self.gate(dir, "read directory", false)?;
+        lock(&self.st).gate(dir, "read directory", false)?;
         self.os.list(dir)
     }
 
@@ -829,8 +1198,36 @@ impl Vfs for CrashVfs {
     }
 
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
-        self.gate(path, "mkdir", true)?;
+        lock(&self.st).gate(path, "mkdir", true)?;
         self.os.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        let d = norm(path);
+        let mut s = lock(&self.st);
+        s.gate(&d, "remove directory", true)?;
+        self.os.remove_dir(&d)?;
+        if self.modelled(&d) {
+            // Durable at once, and with it the unlinks that emptied it.
+            s.durable.retain(|p, _| !p.starts_with(&d));
+            s.live.retain(|p, _| !p.starts_with(&d));
+            s.names_pending.retain(|(_, dir, _)| !dir.starts_with(&d));
+        }
+        Ok(())
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        let (f, t) = (norm(from), norm(to));
+        let mut s = lock(&self.st);
+        s.gate(&t, "link", true)?;
+        self.os.hard_link(&f, &t)?;
+        if self.modelled(&f) && self.modelled(&t) {
+            if let Some(i) = self.adopt(&mut s, &f) {
+                s.live.insert(t.clone(), i);
+                s.name_op(parent(&t), NameOp::Bind(t, i));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -858,12 +1255,13 @@ mod tests {
         g.write_at(b"x", 0).unwrap();
         g.sync().unwrap(); // synced, but its name never was
         drop((f, g));
-        let r = vfs.power_loss(7).unwrap();
+        let r = vfs.power_loss_with(7, CrashModel::LastWriteTorn).unwrap();
         assert_eq!(r.vanished, vec![b.clone()]);
         assert!(read(&b).is_none());
         let got = read(&a).unwrap();
-        let (_, off, len, keep) = r.torn.clone().unwrap();
-        assert_eq!((off, len), (0, 11));
+        let t = &r.torn[0];
+        assert_eq!((t.offset, t.len), (0, 11));
+        let keep = t.kept_bytes();
         let mut want = b"HELLO world"[..keep].to_vec();
         if keep < 5 {
             want.extend_from_slice(&b"hello"[keep..]);
@@ -873,12 +1271,12 @@ mod tests {
         // A removal without a directory sync comes back; with one it stays.
         vfs.remove(&a).unwrap();
         assert!(read(&a).is_none());
-        let r = vfs.power_loss(1).unwrap();
+        let r = vfs.power_loss_with(1, CrashModel::LastWriteTorn).unwrap();
         assert_eq!(r.revived, vec![a.clone()]);
         assert_eq!(read(&a).unwrap(), got);
         vfs.remove(&a).unwrap();
         vfs.sync_dir(root).unwrap();
-        vfs.power_loss(2).unwrap();
+        vfs.power_loss_with(2, CrashModel::LastWriteTorn).unwrap();
         assert!(read(&a).is_none());
     }
 
@@ -893,10 +1291,10 @@ mod tests {
         f.write_at(b"cd", 4).unwrap(); // last: torn
         drop(f);
         vfs.rename(&root.join("old"), &root.join("new")).unwrap();
-        let r = vfs.power_loss(3).unwrap();
+        let r = vfs.power_loss_with(3, CrashModel::LastWriteTorn).unwrap();
         assert!(read(&root.join("new")).is_none(), "rename not durable");
         let got = read(&root.join("old")).unwrap();
-        let keep = r.torn.unwrap().3;
+        let keep = r.torn[0].kept_bytes();
         let mut want = b"0123456789".to_vec();
         want[4..4 + keep].copy_from_slice(&b"cd"[..keep]);
         assert_eq!(got, want);
@@ -918,9 +1316,218 @@ mod tests {
         assert!(is_errno(&e, EIO));
         assert!(f.read_at(&mut [0u8; 1], 0).is_err());
         drop(f);
-        vfs.power_loss(0).unwrap();
+        vfs.power_loss_untorn().unwrap();
         // The name was never made durable.
         assert!(read(&root.join("a")).is_none());
+    }
+
+    /// What the directory holds: name -> content.
+    type Listing = BTreeMap<String, Vec<u8>>;
+
+    fn listing(root: &Path) -> Listing {
+        std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect()
+    }
+
+    /// Runs `scenario` on a fresh directory, loses power under the strong
+    /// model with `seed`, and returns what survived.
+    fn strong_outcome(seed: u64, scenario: &dyn Fn(&CrashVfs, &Path)) -> (Listing, PowerLoss) {
+        let d = tempfile::tempdir().unwrap();
+        let vfs = CrashVfs::new(d.path());
+        scenario(&vfs, d.path());
+        let r = vfs.power_loss(seed).unwrap();
+        (listing(d.path()), r)
+    }
+
+    /// Every distinct outcome of `scenario` over many seeds.
+    fn outcomes(scenario: &dyn Fn(&CrashVfs, &Path)) -> BTreeSet<Listing> {
+        (0..400).map(|s| strong_outcome(s, scenario).0).collect()
+    }
+
+    fn create(vfs: &CrashVfs, p: &Path, data: &[u8], sync: bool) {
+        let f = vfs.open(p, OpenMode::CreateNew(0o600)).unwrap();
+        f.write_at(data, 0).unwrap();
+        if sync {
+            f.sync().unwrap();
+        }
+    }
+
+    fn with(files: &[(&str, &[u8])]) -> Listing {
+        files
+            .iter()
+            .map(|(n, c)| (n.to_string(), c.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn strong_a_durable_name_may_hold_none_or_part_of_its_unsynced_data() {
+        let data: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8 + 1).collect();
+        let got = outcomes(&|vfs, root| {
+            let f = vfs
+                .open(&root.join("log"), OpenMode::CreateNew(0o600))
+                .unwrap();
+            vfs.sync_dir(root).unwrap(); // the name is durable, the data not
+            for (i, chunk) in data.chunks(500).enumerate() {
+                f.write_at(chunk, i as u64 * 500).unwrap();
+            }
+        });
+        let mut empty = false;
+        let mut prefix = false;
+        let mut holes = false;
+        for l in &got {
+            let c = &l["log"]; // the name always survives
+            assert!(c.len() <= data.len());
+            for (i, b) in c.iter().enumerate() {
+                assert!(*b == 0 || *b == data[i], "byte {i}: never written");
+            }
+            empty |= c.is_empty();
+            let kept = c.iter().take_while(|b| **b != 0).count();
+            prefix |= kept > 0 && kept < data.len() && c.len() == kept;
+            holes |= c.contains(&0) && c.last().is_some_and(|b| *b != 0);
+        }
+        assert!(empty && prefix && holes, "{empty} {prefix} {holes}");
+        assert!(got.contains(&with(&[("log", &data)])), "all of it");
+    }
+
+    #[test]
+    fn strong_creations_renames_and_removals_survive_without_a_dir_sync_in_any_combination() {
+        // The atomic-replace pattern without its directory fsync: the
+        // rename may survive or not, the new name may point at the data.
+        let got = outcomes(&|vfs, root| {
+            create(vfs, &root.join("tmp"), b"new", true);
+            vfs.rename(&root.join("tmp"), &root.join("final")).unwrap();
+        });
+        let want = [
+            with(&[]),
+            with(&[("tmp", b"new")]),
+            with(&[("final", b"new")]),
+        ];
+        assert_eq!(got, want.into_iter().collect());
+
+        // Two unlinks in one directory: either one may survive.
+        let got = outcomes(&|vfs, root| {
+            create(vfs, &root.join("a"), b"A", true);
+            create(vfs, &root.join("b"), b"B", true);
+            vfs.sync_dir(root).unwrap();
+            vfs.remove(&root.join("a")).unwrap();
+            vfs.remove(&root.join("b")).unwrap();
+        });
+        let want = [
+            with(&[]),
+            with(&[("a", b"A")]),
+            with(&[("b", b"B")]),
+            with(&[("a", b"A"), ("b", b"B")]),
+        ];
+        assert_eq!(got, want.into_iter().collect());
+
+        // A rename over an existing name: the old file or the new, never
+        // a mix, and a synced, durable file never loses its data.
+        let got = outcomes(&|vfs, root| {
+            create(vfs, &root.join("x"), b"old", true);
+            vfs.sync_dir(root).unwrap();
+            create(vfs, &root.join("x.tmp"), b"new", true);
+            vfs.rename(&root.join("x.tmp"), &root.join("x")).unwrap();
+        });
+        let want = [
+            with(&[("x", b"old")]),
+            with(&[("x", b"new")]),
+            with(&[("x", b"old"), ("x.tmp", b"new")]),
+        ];
+        assert_eq!(got, want.into_iter().collect());
+    }
+
+    #[test]
+    fn strong_a_later_write_may_survive_an_earlier_lost_one() {
+        let got = outcomes(&|vfs, root| {
+            create(vfs, &root.join("f"), b"..........", true);
+            vfs.sync_dir(root).unwrap();
+            let f = vfs.open(&root.join("f"), OpenMode::ReadWrite).unwrap();
+            f.write_at(b"1", 1).unwrap();
+            f.write_at(b"2", 2).unwrap();
+        });
+        assert!(got.contains(&with(&[("f", b"..2.......")])), "{got:?}");
+        assert!(got.contains(&with(&[("f", b".1........")])));
+        assert!(got.contains(&with(&[("f", b".12.......")])));
+        assert!(got.contains(&with(&[("f", b"..........")])));
+        assert_eq!(got.len(), 4, "{got:?}");
+    }
+
+    #[test]
+    fn strong_tears_more_than_one_page_and_replays_from_its_seed() {
+        let pages = |vfs: &CrashVfs, root: &Path| {
+            create(vfs, &root.join("db"), &[0u8; 8192], true);
+            vfs.sync_dir(root).unwrap();
+            let f = vfs.open(&root.join("db"), OpenMode::ReadWrite).unwrap();
+            for p in 0..8u8 {
+                f.write_at(&[p + 1; 1024], u64::from(p) * 1024).unwrap();
+            }
+            f.set_len(9000).unwrap();
+        };
+        let mut most = 0;
+        let mut sectors = false;
+        for seed in 0..200 {
+            let (l, r) = strong_outcome(seed, &pages);
+            let (l2, r2) = strong_outcome(seed, &pages);
+            let torn = |r: &PowerLoss| -> Vec<_> {
+                r.torn.iter().map(|t| (t.offset, t.kept.clone())).collect()
+            };
+            assert!(
+                l == l2 && torn(&r) == torn(&r2),
+                "seed {seed} replays differently"
+            );
+            most = most.max(r.torn.len());
+            // A prefix tear always starts at the write's first byte.
+            sectors |= r
+                .torn
+                .iter()
+                .any(|t| t.kept.first().is_some_and(|k| k.start > 0));
+            assert_eq!(r.kept_writes + r.lost_writes, 9);
+        }
+        assert!(most >= 2, "at most {most} torn writes at once");
+        assert!(sectors, "no write torn at sector boundaries");
+    }
+
+    #[test]
+    fn strong_never_loses_what_was_synced() {
+        for seed in 0..300 {
+            let (l, _) = strong_outcome(seed, &|vfs, root| {
+                create(vfs, &root.join("kept"), b"durable", true);
+                vfs.sync_dir(root).unwrap();
+                create(vfs, &root.join("other"), b"x", false);
+                let f = vfs.open(&root.join("kept"), OpenMode::ReadWrite).unwrap();
+                f.write_at(b"DURABLE!", 0).unwrap();
+                f.sync().unwrap();
+                f.write_at(b"later", 20).unwrap();
+                vfs.remove(&root.join("other")).unwrap();
+            });
+            let c = &l["kept"];
+            assert_eq!(&c[..8], b"DURABLE!", "seed {seed}");
+            assert!(c.len() == 8 || c.len() <= 25, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn the_same_crash_vfs_recovers_and_loses_power_again() {
+        // After a power loss the survivors are durable: a second power loss
+        // right away changes nothing.
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let vfs = CrashVfs::new(root);
+        create(&vfs, &root.join("a"), b"aaaa", false);
+        create(&vfs, &root.join("b"), b"bbbb", false);
+        vfs.power_loss(11).unwrap();
+        let first = listing(root);
+        let r = vfs.power_loss(12).unwrap();
+        assert_eq!(listing(root), first);
+        assert_eq!((r.kept_writes, r.lost_writes), (0, 0));
+        assert!(r.kept_names.is_empty() && r.lost_names.is_empty());
+        assert_eq!(vfs.power_losses(), 2);
     }
 
     #[test]

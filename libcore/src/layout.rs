@@ -182,3 +182,20 @@ pub fn check_db_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks the name of a database about to be created: [`check_db_name`],
+/// and no control character (a newline, a carriage return, a tab...).
+/// `db_archive -s` lists database names one per line for pipes
+/// (`xargs -d '\n'`) and the backup manifest keeps one per line, so a
+/// newline would split a name in two there and a carriage return would be
+/// dropped by line readers. Names already in a log are only held to
+/// [`check_db_name`], so recovery still reads what older versions wrote.
+pub fn check_new_db_name(name: &str) -> Result<()> {
+    check_db_name(name)?;
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "{name:?}: not a valid database file name (control characters such as a newline are not allowed: names are listed one per line)"
+        )));
+    }
+    Ok(())
+}

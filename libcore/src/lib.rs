@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod backup_target;
 pub mod btree;
 pub mod bulk;
 pub mod bulkcheck;
@@ -20,6 +21,7 @@ pub mod env;
 pub mod error;
 pub mod faultfs;
 pub mod history;
+pub mod interrupt;
 pub mod layout;
 pub mod load;
 pub mod log;
@@ -30,6 +32,7 @@ pub mod pagestore;
 pub mod printlog;
 pub mod recover_env;
 pub mod recovery;
+mod reentry;
 pub mod region;
 pub mod stat;
 pub mod timefmt;

@@ -31,7 +31,7 @@ use crate::btree::MAX_ITEM;
 use crate::dump::{DumpHeader, DumpReader, PairSource, TextReader};
 use crate::env::{Env, EnvOptions};
 use crate::error::{Error, Result};
-use crate::layout::{check_db_name, is_env_internal, Layout};
+use crate::layout::{check_new_db_name, is_env_internal, Layout};
 use crate::log::parse_log_name;
 use crate::vfs::{OsVfs, SharedVfs};
 use std::cell::Cell;
@@ -87,7 +87,7 @@ pub fn load(
     source: &mut dyn PairSource,
     mut opts: LoadOptions<'_>,
 ) -> Result<LoadReport> {
-    check_db_name(db_name)?;
+    check_new_db_name(db_name)?;
     if let Some(ps) = opts.page_size {
         if !crate::page::valid_page_size(ps as usize) {
             return Err(Error::invalid(format!(

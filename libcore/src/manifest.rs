@@ -245,7 +245,7 @@ pub fn record_crc(vfs: &SharedVfs, dir: &Path, lsn: Lsn) -> Result<Option<u32>> 
 /// return a later new file without an earlier one (the earlier name went
 /// into a part of the directory the listing had passed), which the cursor
 /// takes for a gap: a gap whose file exists is listed again.
-fn open_live(vfs: &SharedVfs, dir: &Path, first: u32) -> Result<LogCursor> {
+pub(crate) fn open_live(vfs: &SharedVfs, dir: &Path, first: u32) -> Result<LogCursor> {
     let mut tries = 0;
     loop {
         match LogCursor::open_from(vfs.clone(), dir, OnBadRecord::EndOfLog, first) {
@@ -311,6 +311,12 @@ mod tests {
         }
         fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
             OsVfs.create_dir(path, mode)
+        }
+        fn remove_dir(&self, path: &Path) -> Result<()> {
+            OsVfs.remove_dir(path)
+        }
+        fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+            OsVfs.hard_link(from, to)
         }
     }
 

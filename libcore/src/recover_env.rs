@@ -116,7 +116,19 @@ fn cut_history(before: &[(u32, u64)], outcome: &crate::recovery::RecoveryOutcome
 
 /// Recovers the environment at `home` in place.
 pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
-    let vfs = OsVfs::shared();
+    recover_env_on(&OsVfs::shared(), home, opts)
+}
+
+/// `recover_env` on any file system (tests put a power-losing one under it).
+///
+/// Of a backup (a directory with a backup manifest), catastrophic recovery
+/// starts where the manifest says (`backup_target::recovery_start`), so
+/// log files older than those it lists, left by an interrupted trim, are
+/// never read; and a new backup that an interrupted `db_hotbackup` left
+/// half moved into place is moved the rest of the way first.
+pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
+    let vfs = vfs.clone();
+    crate::backup_target::finish_interrupted(&vfs, home, opts.lock_timeout)?;
     let layout = Layout::resolve(&vfs, home)?;
     if layout.log_files(&vfs)?.is_empty() {
         if layout.db_files(&vfs)?.is_empty() {
@@ -143,15 +155,18 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
         check_reachable(&vfs, &layout, t)?;
     }
     let logs_before = log_sizes(&vfs, &layout)?;
+    let mode = match opts.catastrophic {
+        true => match crate::backup_target::recovery_start(&vfs, &layout)? {
+            Some(start) => RecoveryMode::From(start),
+            None => RecoveryMode::Catastrophic,
+        },
+        false => RecoveryMode::Normal,
+    };
     let outcome = recovery::recover(
         &vfs,
         &layout,
         RecoveryOptions {
-            mode: if opts.catastrophic {
-                RecoveryMode::Catastrophic
-            } else {
-                RecoveryMode::Normal
-            },
+            mode,
             write: true,
             until: opts.until.map(|t| t.max(0) as u64),
             progress: opts.progress,
@@ -161,15 +176,15 @@ pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
         },
     )?;
 
+    // Recorded whatever follows: the log is cut already.
+    if cut_history(&logs_before, &outcome) {
+        crate::history::record_cut(&vfs, home, outcome.end)?;
+    }
     // Redo cannot restore pages a bulk load wrote straight to a database
     // file: a copy whose file predates the load must be refused, or it is
     // a broken database that recovery called good.
     if let Some(d) = crate::bulkcheck::damaged_bulk_loads(&vfs, &layout, &outcome)?.first() {
         return Err(d.to_error());
-    }
-
-    if cut_history(&logs_before, &outcome) {
-        crate::history::record_cut(&vfs, home, outcome.end)?;
     }
 
     let last_valid = match (last_valid_before, outcome.last_record) {

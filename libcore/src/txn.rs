@@ -35,10 +35,11 @@ use crate::cache::PageKey;
 use crate::dbfile::{self, Db, DbFile};
 use crate::env::{now_secs, Env, Pair, WriterState};
 use crate::error::{Error, Result};
-use crate::layout::check_db_name;
+use crate::layout::check_new_db_name;
 use crate::log::Record;
 use crate::page::{self, Meta};
 use crate::pagestore::{PageBuf, PageRead, PageWrite};
+use crate::reentry::{self, Hold, Mark};
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::vfs::OpenMode;
 use std::collections::btree_map::Entry;
@@ -58,6 +59,8 @@ const SPILL_SHARE: usize = 2;
 pub struct Txn<'e> {
     env: &'e Env,
     _writer: MutexGuard<'e, WriterState>,
+    /// This thread holds the writer lock (reentry.rs).
+    _mark: Mark,
     id: TxnId,
     pages: BTreeMap<PageKey, PageBuf>,
     created: HashMap<FileId, Arc<DbFile>>,
@@ -82,12 +85,15 @@ impl<'e> Txn<'e> {
     pub(crate) fn begin(env: &'e Env, bulk: bool) -> Result<Txn<'e>> {
         env.inner.check_failed()?;
         env.inner.log()?;
+        env.inner.refuse_self_wait("begin")?;
         let mut w = env.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mark = Mark::new(env.inner.key(), Hold::Writer);
         let id = TxnId(w.next_txn);
         w.next_txn += 1;
         Ok(Txn {
             env,
             _writer: w,
+            _mark: mark,
             id,
             pages: BTreeMap::new(),
             created: HashMap::new(),
@@ -323,7 +329,7 @@ impl<'e> Txn<'e> {
     /// Creates a database file (an error if one of that name exists). The
     /// file appears on disk now, empty; it becomes a database at commit.
     pub fn create_db(&mut self, name: &str, page_size: Option<usize>) -> Result<Db> {
-        check_db_name(name)?;
+        check_new_db_name(name)?;
         let inner = &self.env.inner;
         let exists = inner
             .files
@@ -447,8 +453,16 @@ impl<'e> Txn<'e> {
                 "transaction aborted, not committed: a change in it failed ({why})"
             )));
         }
-        self.finished = true;
         let inner = self.env.inner.clone();
+        if reentry::holds(inner.key(), Hold::Reader) {
+            // Installing needs the reader lock this thread holds.
+            self.rollback();
+            return Err(Error::misuse(format!(
+                "{}: commit inside a read (Env::read, scan) would wait for the read itself; transaction aborted",
+                inner.layout.home.display()
+            )));
+        }
+        self.finished = true;
         inner.check_failed()?;
         let log = inner.log()?;
         let spilled_any = self.spilled.values().any(|s| s.span().is_some());
@@ -613,9 +627,14 @@ impl<'e> Txn<'e> {
         }
 
         let created_ids: Vec<FileId> = self.created.keys().copied().collect();
+        // Until its files are unlinked, no checkpoint may pick a redo
+        // point past this removal (env.rs, PendingRemovals). Taken while
+        // the writer lock still keeps every checkpoint out.
+        let _removing = (!self.removed.is_empty()).then(|| inner.removals.start());
         // 3. Install.
         {
             let _w = inner.commit_lock.write().unwrap_or_else(|p| p.into_inner());
+            *inner.installed.lock().unwrap_or_else(|p| p.into_inner()) = commit_lsn;
             let mut files = inner.files.write().unwrap_or_else(|p| p.into_inner());
             for (id, f) in self.created.drain() {
                 files.insert(id, f);

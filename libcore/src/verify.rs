@@ -1,7 +1,8 @@
 //! `db_verify`: checks one database file as it is on disk: every page's
 //! checksum and number, then the B-tree's structure (order, separators,
 //! sibling links, overflow chains, free list, page accounting) through
-//! `btree::verify`. Run it on a closed or recovered environment: a live
+//! `btree::verify`. A file shorter than its meta page says is one problem
+//! naming the missing range, not one per missing page. Run it on a closed or recovered environment: a live
 //! owner's cache may hold newer pages than the file.
 
 use crate::btree;
@@ -118,6 +119,11 @@ pub fn verify_file(vfs: &SharedVfs, path: &Path, opts: VerifyOptions) -> Result<
     if problems.iter().any(|p| p.page == Some(PageNo(0))) {
         return Ok(problems); // no trustworthy meta page: stop here
     }
+    if let Some(short) = truncation(&file, len)? {
+        // Every page past the end would fail on its own (unreachable,
+        // neither in use nor free): one line says it all.
+        return Ok(vec![short]);
+    }
     match btree::verify(&file) {
         Ok(v) => {
             for p in v {
@@ -141,6 +147,37 @@ pub fn verify_file(vfs: &SharedVfs, path: &Path, opts: VerifyOptions) -> Result<
         Err(e) => return Err(e),
     }
     Ok(problems)
+}
+
+/// The one problem of a file shorter than its (sound) meta page says: the
+/// range of pages missing at its end, or `None` when none is.
+fn truncation(file: &RawFile, len: u64) -> Result<Option<Problem>> {
+    let meta = match Meta::decode(&file.page(PageNo::META)?) {
+        Ok(m) => m,
+        Err(_) => return Ok(None),
+    };
+    let page_size = file.page_size as u64;
+    let expected = u64::from(meta.last_pgno.0) + 1;
+    let whole = len / page_size;
+    if whole >= expected {
+        return Ok(None);
+    }
+    let missing = if whole + 1 == expected {
+        format!("page {whole} is missing")
+    } else {
+        format!("pages {whole} to {} are missing", expected - 1)
+    };
+    let partial = if !len.is_multiple_of(page_size) {
+        format!(", not a multiple of the page size {page_size}")
+    } else {
+        String::new()
+    };
+    Ok(Some(Problem {
+        page: None,
+        what: format!(
+            "file is truncated: {len} bytes{partial}, the meta page counts {expected} pages; {missing}"
+        ),
+    }))
 }
 
 #[cfg(test)]

@@ -50,6 +50,11 @@ pub trait Vfs: Send + Sync {
     fn exists(&self, path: &Path) -> bool;
     fn is_dir(&self, path: &Path) -> bool;
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> Result<()>;
+    /// Gives the file `from` a second name `to` (which must not exist), in
+    /// the same file system.
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()>;
 }
 
 pub type SharedVfs = Arc<dyn Vfs>;
@@ -172,6 +177,14 @@ impl Vfs for OsVfs {
         fs::create_dir(path).map_err(|e| Error::io(path, "mkdir", e))?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(path, "chmod", e))
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        fs::remove_dir(path).map_err(|e| Error::io(path, "remove directory", e))
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        fs::hard_link(from, to).map_err(|e| Error::io(to, "link", e))
     }
 }
 

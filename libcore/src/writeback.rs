@@ -126,6 +126,11 @@ impl Inner {
         // 1. The cut, under the writer lock (see the module comment).
         let (redo, keys, files) = {
             let _w = lock(&self.writer);
+            // A removal committed but not yet unlinked would be behind the
+            // redo point with its file still on disk (env.rs,
+            // PendingRemovals).
+            self.removals.wait_none();
+            self.check_failed()?;
             let redo = log.end();
             *lock(&self.redo_point) = redo;
             // Every page's next change is an image again from here on.

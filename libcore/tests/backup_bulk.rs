@@ -59,6 +59,12 @@ impl Vfs for HookVfs {
     fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
         OsVfs.create_dir(path, mode)
     }
+    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
+        OsVfs.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        OsVfs.hard_link(from, to)
+    }
 }
 
 type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -131,7 +137,7 @@ fn a_bulk_commit_between_the_database_copy_and_the_log_copy_makes_the_backup_cop
     let fired = Arc::new(Mutex::new(0u32));
     let (f, mut load) = (fired.clone(), bulk_loader(env.clone()));
     let vfs: SharedVfs = Arc::new(HookVfs {
-        watch: target.join("c.db"),
+        watch: libcore::backup_target::staging(&target).join("c.db"),
         hook: Mutex::new((
             1,
             Box::new(move || {
@@ -164,7 +170,7 @@ fn a_source_that_bulk_loads_during_every_copy_fails_the_backup_without_a_manifes
     std::fs::create_dir(&home).unwrap();
     let env = source(&home);
     let vfs: SharedVfs = Arc::new(HookVfs {
-        watch: target.join("c.db"),
+        watch: libcore::backup_target::staging(&target).join("c.db"),
         hook: Mutex::new((u32::MAX, bulk_loader(env.clone()))),
     });
     let (r, said) = backup(&vfs, &home, &target);

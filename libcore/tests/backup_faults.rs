@@ -2,11 +2,12 @@
 //! copy (the reliability issue): every write, fsync and directory fsync the
 //! operation makes is failed in turn (and the disk "fills" at several
 //! points). Each time the command fails with an error, the source is left
-//! byte for byte as it was, the target is either still the previous usable
-//! backup or clearly marked unusable (no manifest), and running the command
-//! again on a sound disk completes it: the backup then equals the source.
+//! byte for byte as it was, the target is still the previous usable backup
+//! (or, for a first backup, holds none), and running the command again on
+//! a sound disk completes it: the backup then equals the source.
 
 use libcore::backup::{hot_backup, BackupOptions};
+use libcore::backup_target::{self, Holds};
 use libcore::env::{scan, Env, EnvOptions};
 use libcore::faultfs::{FaultyVfs, Op};
 use libcore::layout::Layout;
@@ -145,8 +146,42 @@ fn each_fault(
     (failed, must_fail)
 }
 
+/// Equal contents, or a panic saying how they differ in a few words
+/// (never the values).
+fn assert_contents(got: &Contents, want: &Contents, ctx: &str) {
+    let shape = |c: &Contents| -> Vec<(String, usize)> {
+        c.iter().map(|(n, m)| (n.clone(), m.len())).collect()
+    };
+    assert!(
+        got == want,
+        "{ctx}: got {:?}, want {:?}",
+        shape(got),
+        shape(want)
+    );
+}
+
+/// What a backup directory holds after a failed run, as `db_hotbackup`
+/// sees it.
+fn holds(bk: &Path) -> Holds {
+    backup_target::survey(&os(), bk, &[]).unwrap().holds
+}
+
+/// A copy of the backup in `from` (files and manifest) at `to`.
+fn copy_backup(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir(to).unwrap();
+    for (n, b) in files(from) {
+        std::fs::write(to.join(n), b).unwrap();
+    }
+    std::fs::write(
+        Manifest::path(to),
+        std::fs::read(Manifest::path(from)).unwrap(),
+    )
+    .unwrap();
+}
+
 #[test]
-fn a_full_backup_that_fails_is_marked_unusable_and_a_rerun_completes() {
+fn a_first_full_backup_that_fails_leaves_no_backup_and_a_rerun_completes() {
     let d = tempfile::tempdir().unwrap();
     let src = d.path().join("src");
     let bk = d.path().join("bk");
@@ -159,12 +194,72 @@ fn a_full_backup_that_fails_is_marked_unusable_and_a_rerun_completes() {
         |vfs| hot_backup(vfs, &src, &bk, &opts, &mut |_| {}).map(|_| ()),
         |ok| {
             assert_eq!(files(&src), src_files, "the source never changes");
-            let marked = Manifest::read(&os(), &bk).unwrap().is_some();
-            assert_eq!(marked, ok, "a manifest exactly when the backup completed");
+            match holds(&bk) {
+                // A fault after the new backup is in place (a directory
+                // fsync of the last cleanup) fails the run over a whole
+                // new backup.
+                Holds::Backup(_) => assert_contents(&contents(&bk), &want, "a manifest"),
+                Holds::Moving => assert!(!ok),
+                Holds::Missing | Holds::Empty => assert!(!ok),
+                Holds::Environment(s) => panic!("a failed backup left {s:?}"),
+            }
             if !ok {
                 hot_backup(&os(), &src, &bk, &opts, &mut |_| {}).unwrap();
             }
-            assert_eq!(contents(&bk), want);
+            assert_contents(&contents(&bk), &want, "after a rerun");
+            std::fs::remove_dir_all(&bk).unwrap();
+        },
+    );
+    assert!(
+        failed.0 >= failed.1,
+        "{} of {} injected faults made the backup fail",
+        failed.0,
+        failed.1
+    );
+}
+
+/// A full backup over a complete one builds the new backup beside the old
+/// one and swaps it in only when complete: a failure at any write, fsync or
+/// directory fsync leaves the previous backup, whole and usable (or, inside
+/// the final move, a move that the next run finishes).
+#[test]
+fn a_full_backup_that_fails_leaves_the_previous_backup_and_a_rerun_completes() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let base = d.path().join("base");
+    let bk = d.path().join("bk");
+    std::fs::create_dir(&src).unwrap();
+    make_source(&src, 0, 200);
+    hot_backup(&os(), &src, &base, &BackupOptions::default(), &mut |_| {}).unwrap();
+    let old = contents(&base);
+    make_source(&src, 200, 300);
+    let want = contents(&src);
+    let src_files = files(&src);
+    let opts = BackupOptions::default();
+    copy_backup(&base, &bk);
+    let failed = each_fault(
+        |vfs| hot_backup(vfs, &src, &bk, &opts, &mut |_| {}).map(|_| ()),
+        |ok| {
+            assert_eq!(files(&src), src_files, "the source never changes");
+            if !ok {
+                match holds(&bk) {
+                    Holds::Backup(_) => {
+                        let now = contents(&bk);
+                        if now != want {
+                            assert_contents(&now, &old, "the previous backup or the new one");
+                        }
+                    }
+                    Holds::Moving => {
+                        // Nothing opens a half-moved backup.
+                        assert!(Env::open(&bk, EnvOptions::read_only()).is_err());
+                    }
+                    other => panic!("a failed backup left {other:?}"),
+                }
+                hot_backup(&os(), &src, &bk, &opts, &mut |_| {}).unwrap();
+            }
+            assert_contents(&contents(&bk), &want, "after a rerun");
+            assert!(!backup_target::staging(&bk).exists(), "no leftovers");
+            copy_backup(&base, &bk);
         },
     );
     assert!(
@@ -192,18 +287,7 @@ fn a_failed_update_leaves_a_usable_backup_and_a_rerun_completes() {
         update: true,
         ..Default::default()
     };
-    let fresh_copy = |to: &Path| {
-        let _ = std::fs::remove_dir_all(to);
-        std::fs::create_dir(to).unwrap();
-        for (n, b) in files(&base) {
-            std::fs::write(to.join(n), b).unwrap();
-        }
-        std::fs::write(
-            Manifest::path(to),
-            std::fs::read(Manifest::path(&base)).unwrap(),
-        )
-        .unwrap();
-    };
+    let fresh_copy = |to: &Path| copy_backup(&base, to);
     fresh_copy(&bk);
     let failed = each_fault(
         |vfs| hot_backup(vfs, &src, &bk, &opts, &mut |_| {}).map(|_| ()),

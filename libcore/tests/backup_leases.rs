@@ -61,6 +61,12 @@ impl Vfs for HookVfs {
     fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
         OsVfs.create_dir(path, mode)
     }
+    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
+        OsVfs.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        OsVfs.hard_link(from, to)
+    }
 }
 
 fn now() -> u64 {
@@ -153,7 +159,10 @@ fn two_backups_at_once_keep_their_own_leases() {
         })
     };
     let vfs: SharedVfs = Arc::new(HookVfs {
-        watch: first_bk.join(libcore::log::log_name(first_needs)),
+        // The copy goes to the backup's staging directory first.
+        watch: first_bk
+            .join(libcore::backup_target::STAGING_DIR)
+            .join(libcore::log::log_name(first_needs)),
         hook: Mutex::new(Some(hook)),
     });
     let mut said = Vec::new();

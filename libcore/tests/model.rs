@@ -1,8 +1,14 @@
 //! Model-based test of the engine: random sequences of put, delete, commit,
-//! abort, checkpoint, close and reopen, checked after every step against a
-//! `BTreeMap` of what was committed. Several page sizes; values from empty
-//! to overflow size. A deterministic PRNG makes failures reproducible (the
-//! seed is in the assertion message).
+//! abort, checkpoint, close and reopen, checked against a `BTreeMap` of
+//! what was committed. After every step `get` (present and absent keys),
+//! `seek` with the pairs next to it, and the first and last pairs are
+//! compared with the model; inside every transaction, after each change,
+//! its own `get`, `next_after` and `first` are compared with the staged
+//! model and a reader outside it with the committed one. Every 25th step
+//! and at the end a full scan forwards and a cursor backwards must equal
+//! the model. Several page sizes; values from empty to overflow size. A
+//! deterministic PRNG makes failures reproducible (the seed and the step
+//! are in the assertion message).
 
 use libcore::env::{scan, Env, EnvOptions};
 use libcore::faultfs::Rng;
@@ -29,7 +35,12 @@ fn open(home: &Path, page_size: usize) -> Env {
     Env::open(home, o).unwrap()
 }
 
-fn check(env: &Env, model: &BTreeMap<Vec<u8>, Vec<u8>>, seed: u64, step: usize) {
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+type Pair = (Vec<u8>, Vec<u8>);
+
+/// The whole comparison: a scan forwards and a cursor backwards must give
+/// exactly the model (every 25th step and at the end: it reads every page).
+fn check(env: &Env, model: &Model, seed: u64, step: usize) {
     let db = env.open_db("m.db").unwrap();
     let mut got = Vec::new();
     scan(env, &db, |k, v| {
@@ -54,18 +65,125 @@ fn check(env: &Env, model: &BTreeMap<Vec<u8>, Vec<u8>>, seed: u64, step: usize) 
     assert_eq!(back, keys, "seed {seed} step {step}: backward cursor");
 }
 
+fn key(rng: &mut Rng) -> Vec<u8> {
+    format!("key{:05}", rng.below(2000)).into_bytes()
+}
+
+/// The first pair of `model` at or after `k` (what a seek gives), and the
+/// one after it.
+fn seek_in(model: &Model, k: &[u8]) -> (Option<Pair>, Option<Pair>) {
+    let mut it = model
+        .range(k.to_vec()..)
+        .map(|(k, v)| (k.clone(), v.clone()));
+    (it.next(), it.next())
+}
+
+/// The cheap comparison, after every step: `get` of a few keys (present
+/// and absent ones), a `seek` with the next and previous pairs after it,
+/// and the first and last pairs, all against the model.
+fn probe(env: &Env, model: &Model, rng: &mut Rng, ctx: &str) {
+    let db = env.open_db("m.db").unwrap();
+    for _ in 0..4 {
+        // Half the probes at a key the model has (when it has any).
+        let k = match model.len() {
+            n if n > 0 && rng.below(2) == 0 => model
+                .keys()
+                .nth(rng.below(n as u64) as usize)
+                .unwrap()
+                .clone(),
+            _ => key(rng),
+        };
+        assert_eq!(
+            env.get(&db, &k).unwrap().as_ref(),
+            model.get(&k),
+            "{ctx}: get {}",
+            String::from_utf8_lossy(&k)
+        );
+    }
+    let k = key(rng);
+    let (at, after) = seek_in(model, &k);
+    let mut c = env.cursor(&db);
+    assert_eq!(
+        c.seek(&k).unwrap(),
+        at,
+        "{ctx}: seek {}",
+        String::from_utf8_lossy(&k)
+    );
+    if at.is_some() {
+        assert_eq!(c.next().unwrap(), after, "{ctx}: next after the seek");
+        let mut c = env.cursor(&db);
+        c.seek(&k).unwrap();
+        let before = model
+            .range(..k.clone())
+            .next_back()
+            .map(|(k, v)| (k.clone(), v.clone()));
+        assert_eq!(c.prev().unwrap(), before, "{ctx}: prev after the seek");
+    }
+    let first = model.iter().next().map(|(k, v)| (k.clone(), v.clone()));
+    let last = model
+        .iter()
+        .next_back()
+        .map(|(k, v)| (k.clone(), v.clone()));
+    assert_eq!(env.cursor(&db).first().unwrap(), first, "{ctx}: first");
+    assert_eq!(env.cursor(&db).last().unwrap(), last, "{ctx}: last");
+}
+
+/// Reads inside a transaction see its own changes (`staged`); readers
+/// outside it still see the committed state (`model`).
+fn probe_txn(
+    env: &Env,
+    t: &mut libcore::txn::Txn<'_>,
+    db: &libcore::Db,
+    (staged, model): (&Model, &Model),
+    k: &[u8],
+    rng: &mut Rng,
+    ctx: &str,
+) {
+    let name = String::from_utf8_lossy(k);
+    assert_eq!(
+        t.get(db, k).unwrap().as_ref(),
+        staged.get(k),
+        "{ctx}: txn get {name}"
+    );
+    assert_eq!(
+        env.get(db, k).unwrap().as_ref(),
+        model.get(k),
+        "{ctx}: a reader outside the open transaction, get {name}"
+    );
+    let after = staged
+        .range((
+            std::ops::Bound::Excluded(k.to_vec()),
+            std::ops::Bound::Unbounded,
+        ))
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()));
+    assert_eq!(
+        t.next_after(db, k).unwrap(),
+        after,
+        "{ctx}: txn next after {name}"
+    );
+    if rng.below(8) == 0 {
+        let first = staged.iter().next().map(|(k, v)| (k.clone(), v.clone()));
+        assert_eq!(t.first(db).unwrap(), first, "{ctx}: txn first");
+    }
+}
+
 fn run(seed: u64, page_size: usize, steps: usize) {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let mut rng = Rng(seed);
+    // Probes draw from their own generator, so the workload of a seed
+    // stays what it was.
+    let mut prng = Rng::new(seed);
     let mut env = open(home, page_size);
     {
         let mut t = env.begin().unwrap();
         t.create_db("m.db", None).unwrap();
         t.commit().unwrap();
     }
-    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut model: Model = BTreeMap::new();
     for step in 0..steps {
+        let ctx = format!("seed {seed} step {step}");
         match rng.below(20) {
             0 => {
                 env.checkpoint().unwrap();
@@ -84,15 +202,16 @@ fn run(seed: u64, page_size: usize, steps: usize) {
                 let mut t = env.begin().unwrap();
                 let mut staged = model.clone();
                 for _ in 0..1 + rng.below(30) {
-                    let k = format!("key{:05}", rng.below(2000)).into_bytes();
+                    let k = key(&mut rng);
                     if rng.below(4) == 0 {
                         let had = t.delete(&db, &k).unwrap();
-                        assert_eq!(had, staged.remove(&k).is_some(), "seed {seed} step {step}");
+                        assert_eq!(had, staged.remove(&k).is_some(), "{ctx}");
                     } else {
                         let v = value(&mut rng, page_size);
                         t.put(&db, &k, &v).unwrap();
-                        staged.insert(k, v);
+                        staged.insert(k.clone(), v);
                     }
+                    probe_txn(&env, &mut t, &db, (&staged, &model), &k, &mut prng, &ctx);
                 }
                 if rng.below(5) == 0 {
                     t.abort();
@@ -102,6 +221,7 @@ fn run(seed: u64, page_size: usize, steps: usize) {
                 }
             }
         }
+        probe(&env, &model, &mut prng, &ctx);
         if step % 25 == 0 {
             check(&env, &model, seed, step);
         }

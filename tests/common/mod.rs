@@ -50,18 +50,37 @@ pub fn bdb_name(tool: &str) -> String {
     format!("db5.3_{}", tool.strip_prefix("db_").unwrap_or(tool))
 }
 
-/// Whether the Berkeley DB 5.3 tools are installed (Debian's db5.3-util).
-/// When they are not, the calling test should return early: this prints a
-/// note naming it so a skipped comparison is never mistaken for a pass.
+/// The variable a developer sets to `1` to run the suite on a machine
+/// without the external tools the tests compare with or check with
+/// (db5.3-util, libdb5.3-dev, a C compiler, mandoc, man, setpriv,
+/// chattr): a test that needs a missing one then skips with a note. Never
+/// set in CI, where a missing tool fails the test, so a comparison that
+/// did not run is never mistaken for a pass.
+pub const ALLOW_MISSING: &str = "BDBTOOLS_ALLOW_MISSING";
+
+/// `true` when `what` (an external tool a test needs) is `available`.
+/// Otherwise the calling test fails, naming what to install; only with
+/// `BDBTOOLS_ALLOW_MISSING=1` does it print a note and return `false`,
+/// and the caller returns early.
+pub fn require(available: bool, what: &str, install: &str) -> bool {
+    if available {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    if std::env::var_os(ALLOW_MISSING).is_some_and(|v| v == "1") {
+        eprintln!("note: {what} is missing ({install}); {ALLOW_MISSING}=1: skipping {test}");
+        return false;
+    }
+    panic!("{test} needs {what}, which is missing: {install} (or set {ALLOW_MISSING}=1 to skip the tests that need it)");
+}
+
+/// Whether the Berkeley DB 5.3 tools are installed (Debian's db5.3-util);
+/// see [`require`]: without them the calling test fails.
 pub fn have_bdb() -> bool {
     let found = std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| dir.join("db5.3_archive").is_file())
     });
-    if !found {
-        let test = std::thread::current().name().unwrap_or("?").to_owned();
-        eprintln!("note: db5.3_archive not found (apt-get install db5.3-util); skipping {test}");
-    }
-    found
+    require(found, "db5.3_archive", "apt-get install db5.3-util")
 }
 
 /// The checked-in golden file `tests/golden/<name>`.

@@ -92,6 +92,12 @@ impl Vfs for TestVfs {
     fn create_dir(&self, path: &Path, mode: u32) -> crate::Result<()> {
         OsVfs.create_dir(path, mode)
     }
+    fn remove_dir(&self, path: &Path) -> crate::Result<()> {
+        OsVfs.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> crate::Result<()> {
+        OsVfs.hard_link(from, to)
+    }
 }
 
 fn test_vfs(sync_delay_ms: u64) -> (SharedVfs, Arc<Faults>) {

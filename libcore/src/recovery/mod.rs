@@ -194,7 +194,6 @@ pub fn recover(
         from_file,
     )?;
     let first = from_file;
-    let last_file = cur.files().last().copied().unwrap_or(first);
     out.first_file = all[0];
     out.env_id = cur.env_id();
     let log_start = Lsn::new(first, log::FIRST_RECORD_OFFSET);
@@ -366,7 +365,7 @@ pub fn recover(
             s.wait()?;
         }
         redo.sync()?;
-        cut_log(vfs, layout, end, last_file)?;
+        cut_log(vfs, layout, end)?;
     } else {
         out.overlay = redo
             .pages
@@ -378,16 +377,21 @@ pub fn recover(
     Ok(out)
 }
 
-/// Removes everything after `end`: the torn tail of the last file, a
-/// batch that never got its commit, and log files past `end`'s file.
-fn cut_log(vfs: &SharedVfs, layout: &Layout, end: Lsn, last_file: u32) -> Result<()> {
-    let mut changed = false;
-    for n in (end.file + 1)..=last_file {
-        let p = layout.log_path(n);
-        if vfs.exists(&p) {
-            vfs.remove(&p)?;
-            changed = true;
-        }
+/// Removes everything after `end`: every log file after `end`'s file (a
+/// batch that never got its commit, a torn creation), then the torn tail
+/// of `end`'s file. The files go from the last one down, each removal
+/// durable before the next: a power loss may keep any of several unsynced
+/// removals, and one that kept the removal of a file but not of a later
+/// one would leave a gap no recovery gets past.
+fn cut_log(vfs: &SharedVfs, layout: &Layout, end: Lsn) -> Result<()> {
+    let later: Vec<u32> = layout
+        .log_files(vfs)?
+        .into_iter()
+        .filter(|&n| n > end.file)
+        .collect();
+    for n in later.into_iter().rev() {
+        vfs.remove(&layout.log_path(n))?;
+        vfs.sync_dir(&layout.log_dir)?;
     }
     let p = layout.log_path(end.file);
     if vfs.exists(&p) {
@@ -396,9 +400,6 @@ fn cut_log(vfs: &SharedVfs, layout: &Layout, end: Lsn, last_file: u32) -> Result
             h.set_len(u64::from(end.offset))?;
             h.sync()?;
         }
-    }
-    if changed {
-        vfs.sync_dir(&layout.log_dir)?;
     }
     Ok(())
 }
