@@ -222,16 +222,18 @@ pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
     }
     let floor = lowest_live_lease(&layout.home)?.map(|l| l.first_log);
     let mut removed = Vec::new();
+    // Oldest first, each removal durable before the next: a power loss
+    // keeps any subset of unsynced unlinks, and a gap among the files left
+    // would make catastrophic recovery of this directory (or of a copy of
+    // it) refuse.
     for n in unused {
         if floor.is_some_and(|f| n >= f) {
             continue;
         }
         let p = layout.log_path(n);
         vfs.remove(&p)?;
-        removed.push(p);
-    }
-    if !removed.is_empty() {
         vfs.sync_dir(&layout.log_dir)?;
+        removed.push(p);
     }
     Ok(removed)
 }

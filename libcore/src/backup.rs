@@ -342,6 +342,63 @@ fn check_apart(src: &Layout, target_dirs: &[PathBuf]) -> Result<()> {
 /// own beside it; dropping this one removes only this one (by its id).
 struct Lease {
     held: Option<(Region, u64)>,
+    /// Keeps the lease from expiring while this process runs (a backup of
+    /// a large environment may take longer than `LEASE_SECS`); a stopped or
+    /// hung process stops renewing, and its lease then expires.
+    renewer: Option<Renewer>,
+}
+
+/// How often a held lease is renewed.
+const RENEW_EVERY: Duration = Duration::from_secs(300);
+
+struct Renewer {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Renewer {
+    fn start(region: Region, id: u64) -> Renewer {
+        Renewer::every(region, id, RENEW_EVERY, LEASE_SECS)
+    }
+
+    fn every(region: Region, id: u64, every: Duration, lease_secs: u64) -> Renewer {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (m, cv) = &*flag;
+            let mut stopped = m.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let (g, timeout) = cv
+                    .wait_timeout(stopped, every)
+                    .unwrap_or_else(|p| p.into_inner());
+                stopped = g;
+                if *stopped {
+                    return;
+                }
+                if timeout.timed_out() {
+                    let expires = crate::env::now_secs() + lease_secs;
+                    // A failure (region locked for too long) is retried at
+                    // the next round; the lease is good for hours.
+                    let _ = region.update(false, |s| s.renew_lease(id, expires));
+                }
+            }
+        });
+        Renewer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.stop;
+        *m.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Lease {
@@ -351,7 +408,10 @@ impl Lease {
             // No region: no owner has run here since it was removed, and
             // nothing removes logs but db_archive -d, which then has no
             // lease to honour either. Creating one would change the source.
-            return Ok(Lease { held: None });
+            return Ok(Lease {
+                held: None,
+                renewer: None,
+            });
         }
         let (me, start) = (std::process::id(), crate::region::own_start_time());
         let now = crate::env::now_secs();
@@ -365,12 +425,16 @@ impl Lease {
             // log file removed under it is then a gap error, never a
             // silently wrong copy.
             Err(Error::Io { ref source, .. }) if cannot_write(source) => {
-                return Ok(Lease { held: None })
+                return Ok(Lease {
+                    held: None,
+                    renewer: None,
+                })
             }
             Err(e) => return Err(e),
         };
         match taken {
             Ok(lease) => Ok(Lease {
+                renewer: Some(Renewer::start(region.clone(), lease.id)),
                 held: Some((region, lease.id)),
             }),
             Err(others) => Err(Error::invalid(format!(
@@ -394,6 +458,7 @@ fn cannot_write(e: &std::io::Error) -> bool {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.renewer.take();
         if let Some((r, id)) = &self.held {
             // If this fails (the region locked for too long) the lease
             // stays until this process is gone or it expires.
@@ -1463,4 +1528,35 @@ pub fn check_manifest(vfs: &SharedVfs, target: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lease was taken for `LEASE_SECS` (6 h) and never renewed, so a
+    /// backup running longer lost its protection and `db_archive -d` could
+    /// remove a log file it still needed. A running backup renews it.
+    #[test]
+    fn a_held_lease_is_renewed_while_the_backup_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let region = Region::at(d.path());
+        let now = crate::env::now_secs();
+        let lease = region
+            .update(true, |s| {
+                s.add_lease(std::process::id(), 0, 1, now + 1, now)
+            })
+            .unwrap()
+            .unwrap();
+        let renewer = Renewer::every(region.clone(), lease.id, Duration::from_millis(20), 3600);
+        std::thread::sleep(Duration::from_millis(300));
+        drop(renewer);
+        let st = region.read().unwrap();
+        let l = st.leases.iter().find(|l| l.id == lease.id).unwrap();
+        assert!(
+            l.expires >= now + 3000,
+            "not renewed: expires {}",
+            l.expires
+        );
+    }
 }

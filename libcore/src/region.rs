@@ -198,6 +198,18 @@ impl RegionState {
         Some(lease)
     }
 
+    /// Moves the expiry of lease `id` to `expires`; false when the lease
+    /// is gone (void and dropped by someone else).
+    pub fn renew_lease(&mut self, id: u64, expires: u64) -> bool {
+        match self.leases.iter_mut().find(|l| l.id == id) {
+            Some(l) => {
+                l.expires = l.expires.max(expires);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes the lease `id` (and only it).
     pub fn remove_lease(&mut self, id: u64) {
         self.leases.retain(|l| l.id != id);
