@@ -365,6 +365,17 @@ impl Env {
         let files = open_files(&vfs, &layout, &outcome, opts.read_only)?;
         let max_file = files.keys().map(|f| f.0).max().unwrap_or(0);
         let max_file = max_file.max(outcome.max_file_id.0);
+        // A log can name the largest id there is (it is only bytes): an
+        // owner could give no new one, so it refuses to open rather than
+        // wrap around onto ids in use. A read-only view gives none.
+        let next_txn = outcome.max_txn.0.checked_add(1);
+        let next_file_id = max_file.checked_add(1);
+        if !opts.read_only && (next_txn.is_none() || next_file_id.is_none()) {
+            return Err(Error::invalid(format!(
+                "{}: the log uses the largest transaction or database file id there is; no new one can be given",
+                home.display()
+            )));
+        }
         let redo_point = outcome
             .last_ckp
             .as_ref()
@@ -382,7 +393,7 @@ impl Env {
             overlay: outcome.overlay.clone(),
             snapshot_end: outcome.end,
             writer: Mutex::new(WriterState {
-                next_txn: outcome.max_txn.0 + 1,
+                next_txn: next_txn.unwrap_or(u64::MAX),
             }),
             writeback: Mutex::new(()),
             checkpointing: Mutex::new(()),
@@ -393,7 +404,7 @@ impl Env {
             generation: AtomicU64::new(0),
             redo_point: Mutex::new(redo_point),
             last_ckp: Mutex::new(last_ckp),
-            next_file_id: AtomicU32::new(max_file + 1),
+            next_file_id: AtomicU32::new(next_file_id.unwrap_or(u32::MAX)),
             unsynced: Mutex::new(HashSet::new()),
             bulk_pages: Mutex::new(crate::bulk::BulkPages::default()),
             failed: Mutex::new(None),
