@@ -399,7 +399,7 @@ pub fn recover(
 /// one would leave a gap no recovery gets past.
 fn cut_log(vfs: &SharedVfs, layout: &Layout, end: Lsn) -> Result<()> {
     let later: Vec<u32> = layout
-        .log_files(vfs)?
+        .all_log_files(vfs)?
         .into_iter()
         .filter(|&n| n > end.file)
         .collect();
