@@ -126,7 +126,11 @@ fn an_update_of_no_backup_says_what_is_there() {
     clean_env(&prim);
     let missing = root.path().join("missing");
     let r = hotbackup(&prim, &missing, &["-u"]);
-    assert_refused("db_hotbackup", &r, &["missing", "no such directory"]);
+    assert_refused(
+        "db_hotbackup",
+        &r,
+        &["missing", "backup directory: No such file or directory"],
+    );
     assert!(!missing.exists());
     let empty = root.path().join("empty");
     fs::create_dir(&empty).unwrap();

@@ -41,6 +41,7 @@ use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::region::{BackupLease, Region};
 use crate::types::Lsn;
 use crate::vfs::{OpenMode, SharedVfs};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -447,7 +448,7 @@ fn full(
     // Progress lines name where the files will be, not the staging copy.
     let shown = |p: &Path| target.join(relative(staging, p));
     let created = crate::env::now_secs();
-    let mut entries = Vec::new();
+    let mut copied_crc: HashMap<PathBuf, u32> = HashMap::new();
     let mut bytes = 0u64;
     let pacer = opts.max_rate.map(Pacer::new);
     let copy = CopyOptions {
@@ -485,11 +486,21 @@ fn full(
             f.path.display(),
             shown(&to).display()
         ));
-        let r = copy_file(vfs, &f.path, &to, copy)?;
-        bytes += r.bytes;
-        entries.push(entry(staging, &to, r.bytes, Some(r.crc)));
+        match copy_file(vfs, &f.path, &to, copy) {
+            Ok(r) => {
+                bytes += r.bytes;
+                copied_crc.insert(to, r.crc);
+            }
+            // Removed since the listing: only a committed removal (logged
+            // before its unlink, so in the log copied next, and redo
+            // applies it) or an uncommitted creation takes a database file
+            // away.
+            Err(e) if e.is_not_found() && !vfs.exists(&f.path) => {
+                say(format!("{}: removed while it was copied", f.path.display()));
+            }
+            Err(e) => return Err(e),
+        }
     }
-    refuse_unreadable_dbs(vfs, src, &entries, target)?;
     // 2. Logs, from the start point's file to the last one present now.
     let logs = src.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(start.file);
@@ -519,9 +530,21 @@ fn full(
         return Ok(Full::BulkDuringCopy(lsn));
     }
     check_complete(vfs, &dst)?;
+    refuse_missing_dbs(vfs, src, &dst, &outcome, target)?;
     let env_id = outcome.env_id.unwrap_or(0);
-    // 4. The manifest (listing the log files that stay), then the trim,
-    // all still in the staging directory.
+    // 4. The manifest (listing the databases as redo left them, and the
+    // log files that stay), then the trim, all still in the staging
+    // directory. A database's checksum from its copy holds only if redo
+    // wrote no page (page checksums cover it either way).
+    let mut entries = Vec::new();
+    for f in dst.db_files(vfs)? {
+        let crc = copied_crc
+            .get(&f.path)
+            .copied()
+            .filter(|_| outcome.pages_applied == 0);
+        let size = vfs.open(&f.path, OpenMode::Read)?.len()?;
+        entries.push(entry(staging, &f.path, size, crc));
+    }
     let trim = trim_plan(vfs, &dst, &outcome, opts.keep_logs)?;
     entries.extend(log_entries(vfs, &dst, staging, &trim)?);
     let now = crate::env::now_secs();
@@ -763,49 +786,53 @@ fn completed(manifest: Manifest, built: Built, say: Say<'_>) -> BackupReport {
     }
 }
 
-/// Copies whole log files `from..=to` of the source into the backup; a
-/// file missing on the way is a gap, named.
-/// A database whose meta page we do not read (damaged magic, another
-/// format version) is not listed by `db_files`, so the loop above skipped
-/// it. Every database the last checkpoint names that is present in the
-/// source must have been copied: a backup silently without it would be
-/// discovered only at failover.
-fn refuse_unreadable_dbs(
+/// Every database the log says exists at the backup's consistency point
+/// (redo's file table at its end) must be a database in the copy. One
+/// whose meta page the listing could not read (damaged, or another format
+/// version) was left out of the copy; a backup silently without it would
+/// be found out only at failover. Databases created or removed while the
+/// backup ran are in the log, and redo made or removed them in the copy.
+fn refuse_missing_dbs(
     vfs: &SharedVfs,
     src: &Layout,
-    copied: &[FileEntry],
+    dst: &Layout,
+    outcome: &RecoveryOutcome,
     target: &Path,
 ) -> Result<()> {
-    let Some((_, ckp)) = log::last_checkpoint(vfs, &src.log_dir)? else {
-        return Ok(());
-    };
-    for (_, name) in &ckp.files {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
-        if crate::layout::check_db_name(name).is_err() {
+    let present: Vec<String> = dst.db_files(vfs)?.into_iter().map(|f| f.name).collect();
+    let mut names: Vec<&String> = outcome.files.values().collect();
+    names.sort();
+    for name in names {
+        if present.contains(name) || crate::layout::check_db_name(name).is_err() {
             continue;
         }
         let path = src.db_path(vfs, name);
-        let was_copied = copied
-            .iter()
-            .any(|e| Path::new(&e.name).file_name() == Some(name.as_ref()));
-        if vfs.exists(&path) && !was_copied {
-            // An open that fails says why better than the meta page can.
-            vfs.open(&path, OpenMode::Read)?;
+        if !vfs.exists(&path) {
             return Err(Error::corrupt(
                 &path,
-                Location::Page(crate::types::PageNo::META),
+                Location::Whole,
                 format!(
-                    "the log names it as a database, but its meta page is not one this program reads (damaged, or another format version); not backed up to {}",
+                    "the log says this database exists, but its file is missing from the source; not backed up to {}",
                     target.display()
                 ),
             ));
         }
+        // An open that fails says why better than the meta page can.
+        vfs.open(&path, OpenMode::Read)?;
+        return Err(Error::corrupt(
+            &path,
+            Location::Page(crate::types::PageNo::META),
+            format!(
+                "the log names it as a database, but its meta page is not one this program reads (damaged, or another format version); not backed up to {}",
+                target.display()
+            ),
+        ));
     }
     Ok(())
 }
 
+/// Copies whole log files `from..=to` of the source into the backup; a
+/// file missing on the way is a gap, named.
 fn copy_logs(
     vfs: &SharedVfs,
     src: &Layout,

@@ -118,6 +118,13 @@ pub fn classify(vfs: &SharedVfs, path: &Path) -> Result<FileKind> {
     vfs.open(path, OpenMode::Read)?;
     match probe_db(vfs, path) {
         Some(ps) => Ok(FileKind::Database { page_size: ps }),
+        // Removed since the open (a database dropped while a backup runs):
+        // not found, not "not a database".
+        None if !vfs.exists(path) => Err(Error::io(
+            path,
+            "open",
+            std::io::Error::from_raw_os_error(2),
+        )),
         None => Err(Error::corrupt(
             path,
             Location::Whole,

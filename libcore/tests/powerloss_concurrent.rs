@@ -26,8 +26,8 @@
 //! Two more tests make the removals slow to unlink (a descheduled
 //! thread), so backups and power losses land between a removal's commit
 //! and its unlink, without and with checkpoints beside them (the window
-//! of issue 9.1). Three ignored tests reproduce, one step at a time, the
-//! full backup's defects these tests found.
+//! of issue 9.1). Three more tests reproduce, one step at a time, the
+//! full backup's defects these tests found (fixed since).
 //!
 //! `POWERLOSS_CUTS` sets the number of cuts of each test (default 60, 40
 //! and 60); `make torture` runs the ignored `torture_` test with 1,500,
@@ -209,38 +209,6 @@ fn bulk_load(env: &Env, db: &Db, b: u64) -> libcore::Result<()> {
     Ok(())
 }
 
-/// The full backup's known defects (reported, not ours to fix here), all
-/// about a database of the create/remove thread:
-/// * one that vanished between the listing and its copy (`Io` not found,
-///   or `Corrupt` for the whole file when it vanished between the copy's
-///   open and its probe of the meta page);
-/// * one created empty before the listing, and committed and checkpointed
-///   after it (taken for a damaged database: `Corrupt` at its meta page);
-/// * one removed after its copy, while the backup copies the log: redo
-///   removes it from the staged copy, the manifest still lists it, and
-///   moving it into place fails (`Io` not found on its temporary name,
-///   `.tmp.cNN.db.PID`).
-///
-/// See the ignored tests at the end.
-fn concurrent_db_defect(e: &Error) -> bool {
-    let created_or_removed = |path: &Path| {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let name = name.strip_prefix(".tmp.").unwrap_or(name);
-        let db = name.split_once(".db").map_or("", |(stem, _)| stem);
-        db.len() == 3 && db.starts_with('c') && db[1..].bytes().all(|b| b.is_ascii_digit())
-    };
-    match e {
-        Error::Io { path, .. } => e.is_not_found() && created_or_removed(path),
-        Error::Corrupt { path, at, .. } => {
-            use libcore::error::Location;
-            let meta_or_whole =
-                matches!(at, Location::Page(p) if p.0 == 0) || *at == Location::Whole;
-            meta_or_whole && created_or_removed(path)
-        }
-        _ => false,
-    }
-}
-
 /// The `CrashVfs`, with the unlink of a removed database delayed a little:
 /// a thread descheduled between a removal's commit and its unlink, so the
 /// checkpoints running beside it often land in between (the window of
@@ -396,9 +364,6 @@ fn run(env: &Env, crash: &Arc<CrashVfs>, backup_root: &Path, w: Workload) -> Run
                     // backup refuses (loudly) rather than copy an
                     // inconsistent state; not a failure of the run.
                     Err(Error::InvalidArgument(_)) if !crash.is_stopped() => {}
-                    // Known defects of the full backup beside database
-                    // creation and removal: only those errors pass.
-                    Err(e) if concurrent_db_defect(&e) && !crash.is_stopped() => {}
                     Err(e) => {
                         if !crash.is_stopped() {
                             errors.lock().unwrap().push(format!("backup: {e}"));
@@ -742,10 +707,10 @@ impl libcore::vfs::Vfs for BeforeCopy {
 }
 
 #[test]
-#[ignore = "backup defect found by the test above, reported to the lead: a database removed while a full backup runs fails the backup"]
 fn a_full_backup_survives_a_database_removed_while_it_copies() {
-    // The full backup lists the database files, then copies them one by
-    // one; a database removed (committed, unlinked) in between made the
+    // Regression (found by the concurrent tests above): the full backup
+    // lists the database files, then copies them one by one; a database
+    // removed (committed, unlinked) in between made the
     // copy fail with "gone.db: open: No such file or directory", and the
     // whole backup with it, although the removal is in the log the backup
     // copies next and its redo applies. A hot backup must work beside
@@ -784,10 +749,9 @@ fn a_full_backup_survives_a_database_removed_while_it_copies() {
 }
 
 #[test]
-#[ignore = "backup defect found by the test above, reported to the lead: a database created empty before a full backup lists the databases, and committed and checkpointed while it copies, is refused as damaged"]
 fn a_full_backup_takes_a_database_created_while_it_copies() {
-    // `create_db` makes the file (empty) at once and the database at
-    // commit. When the backup lists the databases in between, it skips the
+    // Regression (found by the concurrent tests above): `create_db` makes
+    // the file (empty) at once and the database at commit. When the backup lists the databases in between, it skips the
     // empty file; when the commit and a checkpoint follow before it checks
     // that every database the last checkpoint names was copied, it fails
     // with "the log names it as a database, but its meta page is not one
@@ -831,9 +795,9 @@ fn a_full_backup_takes_a_database_created_while_it_copies() {
 }
 
 #[test]
-#[ignore = "backup defect found by power_loss_beside_slow_removals_and_checkpoints, reported to the lead: a database removed after the staged full backup copied it fails the move into place"]
 fn a_full_backup_survives_a_database_removed_after_its_copy() {
-    // The staged full backup copies the databases, then the log, runs redo
+    // Regression (found by the concurrent tests above): the staged full
+    // backup copies the databases, then the log, runs redo
     // on the staged copy and moves the files its manifest lists into
     // place. A database removed after its copy (its removal in the log the
     // backup copies) is removed from the staged copy by redo, but the
@@ -871,4 +835,77 @@ fn a_full_backup_survives_a_database_removed_after_its_copy() {
     let env = Env::open(&target, EnvOptions::default()).unwrap();
     assert_eq!(env.db_names(), vec!["a.db".to_string(), "z.db".to_string()]);
     env.close().unwrap();
+}
+
+/// The real file system, where a read-only open of `path` removes the
+/// file right after opening it (as a concurrent removal would).
+struct VanishAfterOpen(PathBuf);
+
+impl libcore::vfs::Vfs for VanishAfterOpen {
+    fn open(
+        &self,
+        path: &Path,
+        mode: libcore::vfs::OpenMode,
+    ) -> libcore::Result<Box<dyn libcore::vfs::VFile>> {
+        let f = libcore::vfs::OsVfs.open(path, mode)?;
+        if path == self.0 && mode == libcore::vfs::OpenMode::Read {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(f)
+    }
+    fn remove(&self, path: &Path) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.sync_dir(dir)
+    }
+    fn list(&self, dir: &Path) -> libcore::Result<Vec<std::ffi::OsString>> {
+        libcore::vfs::OsVfs.list(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        libcore::vfs::OsVfs.exists(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        libcore::vfs::OsVfs.is_dir(path)
+    }
+    fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.create_dir(path, mode)
+    }
+    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        libcore::vfs::OsVfs.hard_link(from, to)
+    }
+}
+
+#[test]
+fn a_database_removed_while_a_copy_classifies_it_is_not_found() {
+    // Regression (found by torture_power_loss_beside_everything, seed
+    // 0xc50372): a copy first opens the source, then probes its meta page.
+    // A database removed in between (a concurrent remove_db) failed the
+    // probe, and the copy said "c03.db: not a database or log file of an
+    // environment": the full backup, which skips a database that vanished
+    // (its removal is in the log it copies), took that for damage and
+    // failed. A file that is gone is reported not found.
+    let dir = scratch();
+    let home = dir.path().join("env");
+    std::fs::create_dir(&home).unwrap();
+    let env = Env::open(&home, options(None)).unwrap();
+    {
+        let mut t = env.begin().unwrap();
+        let db = t.create_db("gone.db", None).unwrap();
+        t.put(&db, b"k", b"v").unwrap();
+        t.commit().unwrap();
+    }
+    env.close().unwrap();
+    let path = home.join("gone.db");
+    let vfs: SharedVfs = Arc::new(VanishAfterOpen(path.clone()));
+    match libcore::copy::classify(&vfs, &path) {
+        Err(e) => assert!(e.is_not_found(), "{e}"),
+        Ok(k) => panic!("a removed file classified as {k:?}"),
+    }
 }
