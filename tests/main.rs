@@ -3,6 +3,7 @@
 
 mod common;
 
+mod backup_integrity;
 mod backup_target;
 mod bench_smoke;
 mod cli_harness;

@@ -8,8 +8,10 @@
 //! goes down from that file and stops at the first missing one, as
 //! Berkeley DB does.
 //!
-//! Removal honours a running hot backup's lease in the region: a file the
-//! backup still needs is kept even if no longer in use.
+//! Removal honours the leases running hot backups hold in the region: a
+//! file from the lowest live lease's file on is kept even if no longer in
+//! use, and a region whose leases cannot be read (its lock held by a
+//! stopped process) stops the removal with an error rather than a guess.
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -206,25 +208,25 @@ pub fn list(
     Ok(out)
 }
 
-/// The live lease of a running hot backup, if any.
-pub fn live_lease(home: &Path) -> Option<BackupLease> {
-    let st = Region::at(home).read()?;
-    let l = st.lease;
-    if l.pid == 0 || l.expires < crate::env::now_secs() {
-        return None;
-    }
-    if !Path::new(&format!("/proc/{}", l.pid)).exists() {
-        return None;
-    }
-    Some(l)
+/// The live lease with the lowest first log file among those of the
+/// running hot backups, if any. An error (naming the region file) when the
+/// leases cannot be read: removing logs without knowing them could take
+/// a running backup's files.
+pub fn lowest_live_lease(home: &Path) -> Result<Option<BackupLease>> {
+    let st = Region::at(home).read_checked()?;
+    Ok(st.and_then(|s| s.lowest_live_lease(crate::env::now_secs())))
 }
 
-/// Removes the log files no longer in use, except those a running hot
-/// backup still needs. Returns what was removed.
+/// Removes the log files no longer in use, except those from the lowest
+/// live backup lease's file on. Returns what was removed.
 pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
-    let floor = live_lease(&layout.home).map(|l| l.first_log);
+    let unused = unused_logs(vfs, layout)?;
+    if unused.is_empty() {
+        return Ok(Vec::new());
+    }
+    let floor = lowest_live_lease(&layout.home)?.map(|l| l.first_log);
     let mut removed = Vec::new();
-    for n in unused_logs(vfs, layout)? {
+    for n in unused {
         if floor.is_some_and(|f| n >= f) {
             continue;
         }
@@ -280,14 +282,14 @@ mod tests {
         assert_eq!(unused.len(), all.len() - 1, "all but the last file");
         let names = list(&vfs, &layout, ArchiveMode::Databases, false).unwrap();
         assert_eq!(names, vec![PathBuf::from("a.db")]);
-        // A lease keeps what a backup needs.
+        // Leases keep what the backups need: the lowest one counts.
+        let now = crate::env::now_secs();
+        let me = std::process::id();
+        let start = crate::region::own_start_time();
         Region::at(d.path())
             .update(false, |s| {
-                s.lease = BackupLease {
-                    pid: std::process::id(),
-                    first_log: 2,
-                    expires: crate::env::now_secs() + 60,
-                }
+                s.add_lease(me, start, 3, now + 60, now);
+                s.add_lease(me, start, 2, now + 60, now);
             })
             .unwrap();
         let removed = remove_unused(&vfs, &layout).unwrap();

@@ -21,10 +21,15 @@
 //! directory and leaves the target as it was; one in step 6 is finished by
 //! the next `db_hotbackup` or `db_recover`.
 //!
-//! Update (`-u`): check the backup's log is a prefix of the source's and no
-//! bulk-mode transaction committed since, append the new log bytes, redo
-//! from the manifest's end. Its cost grows with the new log only. It never
-//! moves or deletes the source's logs (Berkeley DB moves them).
+//! Update (`-u`): take the backup's lock (then read its manifest); check
+//! the backup's log is a prefix of the source's (log history, last record,
+//! last file); append the new log bytes; copy again every database a
+//! bulk-mode transaction in the new log wrote (its pages are not in the
+//! log: `recopy_bulk_loaded`); redo from the manifest's end (or the
+//! source's checkpoint before such a copy); check every replayed bulk
+//! load's pages are there. Its cost grows with the new log (and the
+//! databases bulk loads wrote) only. It never moves or deletes the source's
+//! logs (Berkeley DB moves them).
 
 use crate::archive;
 use crate::backup_target::{self, Holds};
@@ -34,12 +39,12 @@ use crate::copy::{copy_file, CopyOptions, Pacer};
 use crate::error::{Error, Location, Result};
 use crate::interrupt::{raised, StopFlag, StopVfs};
 use crate::layout::Layout;
-use crate::log::{self, parse_log_name, LogCursor, Record, FILE_HEADER_SIZE};
+use crate::log::{self, parse_log_name, LogCursor, OnBadRecord, Record, FILE_HEADER_SIZE};
 use crate::manifest::{FileEntry, Manifest};
 use crate::owner::OwnerLock;
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
-use crate::region::{BackupLease, Region};
-use crate::types::Lsn;
+use crate::region::Region;
+use crate::types::{FileId, Lsn, TxnId};
 use crate::vfs::{OpenMode, SharedVfs};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -162,7 +167,8 @@ fn interrupted(vfs: &SharedVfs, target: &Path, update: bool) -> Error {
 
 /// The environment id of the source's log.
 fn source_env_id(vfs: &SharedVfs, src: &Layout) -> Result<u64> {
-    Ok(LogCursor::open(vfs.clone(), &src.log_dir)?
+    // The owner may be creating log files while they are listed.
+    Ok(crate::manifest::open_live(vfs, &src.log_dir, 0)?
         .env_id()
         .unwrap_or(0))
 }
@@ -332,54 +338,67 @@ fn check_apart(src: &Layout, target_dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// A lease in the source region: log files from `first_log` on stay.
+/// This backup's own lease in the source region: log files from
+/// `first_log` on stay while it lives. Other backups hold leases of their
+/// own beside it; dropping this one removes only this one (by its id).
 struct Lease {
-    region: Option<Region>,
+    held: Option<(Region, u64)>,
 }
 
 impl Lease {
-    fn take(home: &Path, first_log: u32) -> Lease {
+    fn take(home: &Path, first_log: u32) -> Result<Lease> {
         let region = Region::at(home);
         if !region.path().exists() {
             // No region: no owner has run here since it was removed, and
             // nothing removes logs but db_archive -d, which then has no
             // lease to honour either. Creating one would change the source.
-            return Lease { region: None };
+            return Ok(Lease { held: None });
         }
-        let me = std::process::id();
-        let taken = region.update(false, |s| {
-            let other_live = s.lease.pid != 0
-                && s.lease.pid != me
-                && Path::new(&format!("/proc/{}", s.lease.pid)).exists()
-                && s.lease.expires >= crate::env::now_secs();
-            if other_live && s.lease.first_log <= first_log {
-                return false; // the other backup's lease already covers ours
+        let (me, start) = (std::process::id(), crate::region::own_start_time());
+        let now = crate::env::now_secs();
+        let taken = match region.update(false, |s| {
+            s.add_lease(me, start, first_log, now + LEASE_SECS, now)
+                .ok_or_else(|| s.live_leases(now))
+        }) {
+            Ok(t) => t,
+            // A backup run by a user who may read the source but not write
+            // its region goes without a lease, as Berkeley DB's would: a
+            // log file removed under it is then a gap error, never a
+            // silently wrong copy.
+            Err(Error::Io { ref source, .. }) if cannot_write(source) => {
+                return Ok(Lease { held: None })
             }
-            s.lease = BackupLease {
-                pid: me,
-                first_log,
-                expires: crate::env::now_secs() + LEASE_SECS,
-            };
-            true
-        });
-        Lease {
-            region: match taken {
-                Ok(true) => Some(region),
-                _ => None,
-            },
+            Err(e) => return Err(e),
+        };
+        match taken {
+            Ok(lease) => Ok(Lease {
+                held: Some((region, lease.id)),
+            }),
+            Err(others) => Err(Error::invalid(format!(
+                "{}: every backup lease slot is held by a running backup (pids {}); try again when one is done",
+                region.path().display(),
+                others
+                    .iter()
+                    .map(|l| l.pid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
     }
 }
 
+/// A region this process may not write (permissions, read-only mount).
+fn cannot_write(e: &std::io::Error) -> bool {
+    const EROFS: i32 = 30;
+    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(EROFS)
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(r) = &self.region {
-            let me = std::process::id();
-            let _ = r.update(false, |s| {
-                if s.lease.pid == me {
-                    s.lease = BackupLease::default();
-                }
-            });
+        if let Some((r, id)) = &self.held {
+            // If this fails (the region locked for too long) the lease
+            // stays until this process is gone or it expires.
+            let _ = r.update(false, |s| s.remove_lease(*id));
         }
     }
 }
@@ -428,9 +447,11 @@ fn full(
     // racing in between can only have removed files before a newer
     // checkpoint, so on a vanished start file read the start point again.
     let mut tries = 0;
+    // The log's history as the copy begins (see history.rs).
+    let history = crate::history::read(vfs, &src.home)?;
     let (start, ckp, _lease) = loop {
         let (start, ckp) = start_point(vfs, src)?;
-        let lease = Lease::take(&src.home, start.file);
+        let lease = Lease::take(&src.home, start.file)?;
         if vfs.exists(&src.log_path(start.file)) {
             break (start, ckp, lease);
         }
@@ -556,6 +577,8 @@ fn full(
         start,
         end: outcome.end,
         last_commit: outcome.last_commit_time.unwrap_or(0),
+        history: Some(history.id()),
+        last_record: crate::manifest::last_record(vfs, &dst.log_dir, outcome.end)?,
         files: entries,
     };
     seal(vfs, &dst, &manifest, &trim, &mut |_| {})?;
@@ -595,13 +618,12 @@ fn update(
     opts: &BackupOptions,
     say: Say<'_>,
 ) -> Result<BackupReport> {
+    // The lock first: a manifest read before it could be one that another
+    // update is about to replace (and whose log files it trims).
+    let _target_lock = lock_backup(vfs, target)?;
     let Some(mut manifest) = Manifest::read(vfs, target)? else {
-        return Err(Error::invalid(format!(
-            "{}: not a complete backup (no manifest); run a full db_hotbackup first",
-            target.display()
-        )));
+        return Err(no_manifest(target));
     };
-    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
     let dst = if opts.config_dirs {
         Layout::resolve(vfs, target)?
     } else {
@@ -611,10 +633,22 @@ fn update(
     dirs.extend(dst.data_dirs.iter().cloned());
     check_apart(src, &dirs)?;
     let src_logs = src.log_files(vfs)?;
-    let src_env = {
-        let cur = LogCursor::open(vfs.clone(), &src.log_dir)?;
-        cur.env_id().unwrap_or(0)
+    let bk_logs = dst.log_files(vfs)?;
+    let Some(&b) = bk_logs.last() else {
+        return Err(Error::invalid(format!(
+            "{}: backup holds no log files; run a full backup",
+            target.display()
+        )));
     };
+    if !src_logs.contains(&b) {
+        return Err(Error::LogGap {
+            path: src.log_path(b),
+        });
+    }
+    // The source's file the backup continues says which environment it
+    // is (not a cursor over every log file: the live log's listing races
+    // with the files its owner creates, and costs a header read per file).
+    let src_env = log_header(vfs, src, b)?.env_id;
     if src_env != manifest.env_id {
         return Err(Error::invalid(format!(
             "{}: is a backup of another environment (id {:016x}, source {:016x}); run a full backup",
@@ -623,37 +657,215 @@ fn update(
             src_env
         )));
     }
-    let bk_logs = dst.log_files(vfs)?;
-    let Some(&b) = bk_logs.last() else {
+    let _lease = Lease::take(&src.home, b)?;
+    let bk_path = dst.log_path(b);
+    let bk_len = vfs.open(&bk_path, OpenMode::Read)?.len()?;
+    let history = crate::history::read(vfs, &src.home)?;
+    let bk_end = Lsn::new(b, u32::try_from(bk_len).unwrap_or(u32::MAX));
+    check_history(vfs, src, &manifest, &history, bk_end)?;
+    check_prefix(vfs, &src.log_path(b), &bk_path, bk_len)?;
+
+    let pacer = opts.max_rate.map(Pacer::new);
+    let copy = CopyOptions {
+        plain: opts.plain,
+        pace: pacer.as_ref(),
+    };
+    let mut bytes = append_log(vfs, src, &dst, copy, say)?;
+    let (from, recopied) = recopy_bulk_loaded(vfs, src, &dst, &mut manifest, copy, say)?;
+    bytes += recopied.iter().map(|r| r.bytes).sum::<u64>();
+    say(format!("{}: run recovery from {}", target.display(), from));
+    let outcome = recovery::recover(
+        vfs,
+        &dst,
+        RecoveryOptions {
+            mode: RecoveryMode::From(from),
+            write: true,
+            // The copy is offline: fsync written pages behind redo.
+            sync_behind: true,
+            ..Default::default()
+        },
+    )?;
+    report_recovery(&outcome, say);
+    // Every bulk load replayed must have its pages in the backup now; one
+    // that does not means the source's own file lacked them.
+    if let Some(d) = crate::bulkcheck::damaged_bulk_loads(vfs, &dst, &outcome)?.first() {
+        return Err(Error::corrupt(
+            &d.path,
+            Location::Page(d.page),
+            format!(
+                "{} ({} of pages {}-{} wrong), though the bulk load committed at {} wrote them to the source's file before this update copied it; check the source with db_verify, then run db_hotbackup -u again",
+                d.problem, d.bad_pages, d.first, d.last, d.marker
+            ),
+        ));
+    }
+    // The new manifest goes in before any log file leaves: a failure in
+    // between leaves a backup whose manifest matches its files.
+    let trim = trim_plan(vfs, &dst, &outcome, opts.keep_logs)?;
+    // Data files redo may have changed (or that were copied again) lose
+    // their whole-file checksum; log entries are rewritten.
+    let mut entries: Vec<FileEntry> = Vec::new();
+    for mut e in manifest.files.drain(..) {
+        if parse_log_name(
+            Path::new(&e.name)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(""),
+        )
+        .is_some()
+        {
+            continue;
+        }
+        if outcome.pages_applied > 0 || !recopied.is_empty() {
+            e.crc = None;
+            if let Ok(m) = std::fs::metadata(target.join(&e.name)) {
+                e.size = m.len();
+            }
+        }
+        entries.push(e);
+    }
+    entries.extend(log_entries(vfs, &dst, target, &trim)?);
+    manifest.files = entries;
+    manifest.end = outcome.end;
+    manifest.updated = crate::env::now_secs();
+    manifest.history = Some(history.id());
+    manifest.last_record = crate::manifest::last_record(vfs, &dst.log_dir, manifest.end)?;
+    if let Some(t) = outcome.last_commit_time {
+        manifest.last_commit = t;
+    }
+    finish(vfs, &dst, manifest, &trim, bytes, b, outcome, say)
+}
+
+/// The header of log file `n` of `layout`.
+fn log_header(vfs: &SharedVfs, layout: &Layout, n: u32) -> Result<log::FileHeader> {
+    let path = layout.log_path(n);
+    let h = vfs.open(&path, OpenMode::Read)?;
+    let mut b = [0u8; FILE_HEADER_SIZE];
+    let got = h.read_at(&mut b, 0)?;
+    log::FileHeader::decode(&path, &b[..got], n)
+}
+
+/// How long `-u` waits for another process holding the backup.
+const TARGET_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes the backup's lock (`__db.lock`), waiting up to [`TARGET_WAIT`] for
+/// another `db_hotbackup` writing it; an error naming the holder's pid
+/// after that. A directory that does not exist, or holds no manifest, is
+/// refused first, without creating anything in it.
+fn lock_backup(vfs: &SharedVfs, target: &Path) -> Result<OwnerLock> {
+    if !vfs.exists(target) {
+        return Err(Error::invalid(format!(
+            "{}: no such directory; make the backup with a full db_hotbackup first",
+            target.display()
+        )));
+    }
+    if !vfs.is_dir(target) {
+        return Err(Error::invalid(format!(
+            "{}: not a directory",
+            target.display()
+        )));
+    }
+    if !vfs.exists(&Manifest::path(target)) {
+        return Err(no_manifest(target));
+    }
+    match OwnerLock::acquire(target, TARGET_WAIT) {
+        Err(Error::Locked { pid, .. }) => Err(Error::invalid(format!(
+            "{}: in use by pid {pid} (another db_hotbackup writing this backup, or an application that opened it) for more than {} s; nothing was changed",
+            target.display(),
+            TARGET_WAIT.as_secs()
+        ))),
+        r => r,
+    }
+}
+
+fn no_manifest(target: &Path) -> Error {
+    Error::invalid(format!(
+        "{}: not a complete backup (no manifest); run a full db_hotbackup first",
+        target.display()
+    ))
+}
+
+/// The backup's log, which ends at `bk_end`, must continue the source's:
+/// no recovery cut the source's log before that point since the history
+/// the backup recorded (a cut after it changes nothing the backup holds),
+/// and the source holds, where the backup's last record is, the same
+/// record.
+fn check_history(
+    vfs: &SharedVfs,
+    src: &Layout,
+    m: &Manifest,
+    history: &crate::history::History,
+    bk_end: Lsn,
+) -> Result<()> {
+    // A version 1 manifest knows no history: every recorded cut counts.
+    let since = m.history.unwrap_or(0);
+    let cut = match history.cuts_since(since) {
+        Some(cuts) => cuts.iter().find(|c| c.at < bk_end).map(|c| c.at),
+        None => Some(Lsn::ZERO),
+    };
+    if let Some(at) = cut {
+        let when = if at.is_zero() {
+            String::from("more often than the history file remembers")
+        } else {
+            format!("at {at}")
+        };
+        return Err(Error::invalid(format!(
+            "{}: the source's log was cut since this backup was made ({when}, by a point-in-time or catastrophic recovery), before the end of the backup's log {bk_end}; the backup's log is not a prefix of the source's: run a full db_hotbackup",
+            src.home.display()
+        )));
+    }
+    let Some((lsn, crc)) = m.last_record else {
+        return Ok(());
+    };
+    let path = src.log_path(lsn.file);
+    if !vfs.exists(&path) {
+        return Ok(()); // archived: the prefix check of the last file remains
+    }
+    if crate::manifest::record_crc(vfs, &src.log_dir, lsn)? != Some(crc) {
+        return Err(Error::invalid(format!(
+            "{}: the source's record at {lsn} is not the last record this backup copied there: the source's log diverged from the backup's (was it recovered to an earlier point, or restored?); run a full db_hotbackup",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Appends the source's new log to the backup's: the rest of the backup's
+/// last file (as long as the source's file is now), then every later file.
+/// Returns the bytes copied.
+fn append_log(
+    vfs: &SharedVfs,
+    src: &Layout,
+    dst: &Layout,
+    copy: CopyOptions<'_>,
+    say: Say<'_>,
+) -> Result<u64> {
+    let Some(&b) = dst.log_files(vfs)?.last() else {
         return Err(Error::invalid(format!(
             "{}: backup holds no log files; run a full backup",
-            target.display()
+            dst.home.display()
         )));
     };
     let from = src.log_path(b);
-    if !src_logs.contains(&b) {
-        return Err(Error::LogGap { path: from });
-    }
-    let _lease = Lease::take(&src.home, b);
     let bk_path = dst.log_path(b);
-    let bk_len = vfs.open(&bk_path, OpenMode::Read)?.len()?;
-    check_prefix(vfs, &from, &bk_path, bk_len)?;
-    refuse_bulk(vfs, src, manifest.end)?;
-
-    // Copy: the rest of file b, then every later file.
-    let pacer = opts.max_rate.map(Pacer::new);
-    let mut bytes = 0u64;
-    let src_h = vfs.open(&from, OpenMode::Read)?;
+    let src_h = match vfs.open(&from, OpenMode::Read) {
+        Ok(h) => h,
+        Err(e) if e.is_not_found() => return Err(Error::LogGap { path: from }),
+        Err(e) => return Err(e),
+    };
     let out = vfs.open(&bk_path, OpenMode::ReadWrite)?;
+    let bk_len = out.len()?;
+    let until = src_h.len()?;
     let mut off = bk_len;
+    let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = src_h.read_at(&mut buf, off)?;
+    while off < until {
+        let want = buf.len().min((until - off) as usize);
+        let n = src_h.read_at(&mut buf[..want], off)?;
         if n == 0 {
             break;
         }
         out.write_at(&buf[..n], off)?;
-        if let Some(p) = &pacer {
+        if let Some(p) = copy.pace {
             p.pace(n as u64);
         }
         off += n as u64;
@@ -669,63 +881,247 @@ fn update(
     }
     let last = src.log_files(vfs)?.last().copied().unwrap_or(b);
     if last > b {
-        let copy = CopyOptions {
-            plain: opts.plain,
-            pace: pacer.as_ref(),
-        };
-        bytes += copy_logs(vfs, src, &dst, b + 1, last, copy, say)?;
+        bytes += copy_logs(vfs, src, dst, b + 1, last, copy, say)?;
     }
-    drop(_lease);
-    say(format!(
-        "{}: run recovery from {}",
-        target.display(),
-        manifest.end
-    ));
-    let outcome = recovery::recover(
-        vfs,
-        &dst,
-        RecoveryOptions {
-            mode: RecoveryMode::From(manifest.end),
-            write: true,
-            // The copy is offline: fsync written pages behind redo.
-            sync_behind: true,
-            ..Default::default()
-        },
-    )?;
-    report_recovery(&outcome, say);
-    // The new manifest goes in before any log file leaves: a failure in
-    // between leaves a backup whose manifest matches its files.
-    let trim = trim_plan(vfs, &dst, &outcome, opts.keep_logs)?;
-    // Data files redo may have changed lose their whole-file checksum;
-    // log entries are rewritten.
-    let mut entries: Vec<FileEntry> = Vec::new();
-    for mut e in manifest.files.drain(..) {
-        if parse_log_name(
-            Path::new(&e.name)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or(""),
-        )
-        .is_some()
-        {
-            continue;
+    Ok(bytes)
+}
+
+/// How many rounds of copying bulk-loaded databases again an update makes
+/// while bulk loads keep committing under it.
+const UPDATE_ATTEMPTS: u32 = 3;
+
+/// A database copied again by an update because a bulk load wrote pages
+/// straight to it.
+struct Recopied {
+    file_id: FileId,
+    /// Where the source's log ended before the copy began: a bulk load
+    /// whose marker comes later may have been caught half written.
+    mark: Lsn,
+    bytes: u64,
+}
+
+/// Bulk loads in the new log wrote pages straight to database files, so
+/// the log cannot bring them to the backup: copies each such database
+/// from the source again, then the log written meanwhile, until the
+/// backup's log holds no bulk load whose pages the backup lacks. Returns
+/// where redo must start, and what was copied.
+///
+/// A consistent result needs: (1) a file copied after its bulk load's
+/// marker (whose pages were on disk before the marker was logged), and
+/// before any later one; (2) the log copied after the file, so that it
+/// reaches every change the copy holds; (3) redo from no later than the
+/// source's last checkpoint's redo point when the file was copied (changes
+/// after it may not be in the file yet). So redo starts at the lower of
+/// the manifest's end and that point, and the manifest says so before the
+/// first file is replaced (redo from an earlier point changes nothing
+/// already applied); each copy goes to a temporary name and is renamed
+/// into place only after the log that covers it is in the backup.
+fn recopy_bulk_loaded(
+    vfs: &SharedVfs,
+    src: &Layout,
+    dst: &Layout,
+    manifest: &mut Manifest,
+    copy: CopyOptions<'_>,
+    say: Say<'_>,
+) -> Result<(Lsn, Vec<Recopied>)> {
+    let mut from = manifest.end;
+    let mut scan = BulkScan::new(vfs, dst, from)?;
+    let mut done: Vec<Recopied> = Vec::new();
+    for attempt in 1.. {
+        scan.read_on(vfs, dst)?;
+        let need = scan.lacking(&done);
+        if need.is_empty() {
+            break;
         }
-        if outcome.pages_applied > 0 {
-            e.crc = None;
-            if let Ok(m) = std::fs::metadata(target.join(&e.name)) {
-                e.size = m.len();
+        if attempt > UPDATE_ATTEMPTS {
+            let (lsn, _, name) = &need[0];
+            return Err(Error::invalid(format!(
+                "{}: bulk loads kept writing pages straight to {name} (the last at {lsn}) during each of {UPDATE_ATTEMPTS} copies of it; their pages are not in the log: run db_hotbackup -u again when the bulk loads are done",
+                dst.home.display()
+            )));
+        }
+        let (redo, _) = start_point(vfs, src)?;
+        if redo < from {
+            if !dst.log_files(vfs)?.contains(&redo.file) {
+                return Err(Error::LogGap {
+                    path: dst.log_path(redo.file),
+                });
+            }
+            from = redo;
+            let restart = Manifest {
+                end: from,
+                ..manifest.clone()
+            };
+            restart.write(vfs, &dst.home)?;
+        }
+        let mark = log_mark(vfs, src)?;
+        let mut staged = Vec::new();
+        for (lsn, id, name) in &need {
+            say(format!(
+                "a bulk load at {lsn} wrote pages straight to {name}; copying it again"
+            ));
+            if let Some(s) = stage_copy(vfs, src, dst, *id, name, copy)? {
+                staged.push((s, *id));
             }
         }
-        entries.push(e);
+        append_log(vfs, src, dst, copy, say)?;
+        for ((tmp, to, bytes), id) in staged {
+            vfs.rename(&tmp, &to)?;
+            if let Some(dir) = to.parent() {
+                vfs.sync_dir(dir)?;
+            }
+            done.retain(|r| r.file_id != id);
+            done.push(Recopied {
+                file_id: id,
+                mark,
+                bytes,
+            });
+        }
     }
-    entries.extend(log_entries(vfs, &dst, target, &trim)?);
-    manifest.files = entries;
-    manifest.end = outcome.end;
-    manifest.updated = crate::env::now_secs();
-    if let Some(t) = outcome.last_commit_time {
-        manifest.last_commit = t;
+    Ok((from, done))
+}
+
+/// Copies the source's database `name` (file id `id`) to a temporary name
+/// beside where the backup keeps it. Returns (temporary path, final path,
+/// bytes), or `None` when the source no longer has it (a later removal
+/// the log copied next will show).
+fn stage_copy(
+    vfs: &SharedVfs,
+    src: &Layout,
+    dst: &Layout,
+    id: FileId,
+    name: &str,
+    copy: CopyOptions<'_>,
+) -> Result<Option<(PathBuf, PathBuf, u64)>> {
+    let from = src.db_path(vfs, name);
+    if !vfs.exists(&from) {
+        return Ok(None);
     }
-    finish(vfs, &dst, manifest, &trim, bytes, b, outcome, say)
+    let to = dst.db_path(vfs, name);
+    let dir = to.parent().unwrap_or(Path::new(".")).to_path_buf();
+    make_dir(vfs, &dir)?;
+    let tmp = dir.join(format!(".tmp.{name}.{}", std::process::id()));
+    if vfs.exists(&tmp) {
+        vfs.remove(&tmp)?;
+    }
+    let r = copy_file(vfs, &from, &tmp, copy)?;
+    if db_file_id(vfs, &tmp)? != Some(id) {
+        let _ = vfs.remove(&tmp);
+        return Err(Error::invalid(format!(
+            "{}: is no longer the database the log names {name} (file id {id}): renamed or replaced since; run db_hotbackup -u again",
+            from.display()
+        )));
+    }
+    Ok(Some((tmp, to, r.bytes)))
+}
+
+/// The file id in a database file's meta page (`None`: not readable).
+fn db_file_id(vfs: &SharedVfs, path: &Path) -> Result<Option<FileId>> {
+    let Some(ps) = crate::layout::probe_db(vfs, path) else {
+        return Ok(None);
+    };
+    let h = vfs.open(path, OpenMode::Read)?;
+    let mut meta = vec![0u8; ps as usize];
+    let n = h.read_at(&mut meta, 0)?;
+    Ok(crate::page::Meta::decode(&meta[..n])
+        .ok()
+        .map(|m| m.file_id))
+}
+
+/// The bulk markers of the transactions committed in the backup's log
+/// from a point on, with the name each one's database has at the end of
+/// what was read. A transaction counts only once its commit record is
+/// read: the tail of a copied log may hold part of one that never commits
+/// there.
+struct BulkScan {
+    /// Where reading goes on.
+    pos: Lsn,
+    names: HashMap<FileId, String>,
+    markers: Vec<(Lsn, FileId)>,
+    /// Records of transactions whose commit is not read yet.
+    open: HashMap<TxnId, Vec<(Lsn, Record)>>,
+}
+
+impl BulkScan {
+    /// Names from the backup's database files (their meta pages).
+    fn new(vfs: &SharedVfs, dst: &Layout, from: Lsn) -> Result<BulkScan> {
+        let mut names = HashMap::new();
+        for f in dst.db_files(vfs)? {
+            if let Some(id) = db_file_id(vfs, &f.path)? {
+                names.insert(id, f.name);
+            }
+        }
+        Ok(BulkScan {
+            pos: from,
+            names,
+            markers: Vec::new(),
+            open: HashMap::new(),
+        })
+    }
+
+    /// Reads the backup's log from where it stopped to its end.
+    fn read_on(&mut self, vfs: &SharedVfs, dst: &Layout) -> Result<()> {
+        let mut cur = LogCursor::open_from(
+            vfs.clone(),
+            &dst.log_dir,
+            OnBadRecord::EndOfLog,
+            self.pos.file,
+        )?;
+        cur.seek(self.pos)?;
+        while let Some(r) = cur.next_raw()? {
+            if crate::log::PageRecord::is_page_type(r.ty) {
+                continue;
+            }
+            let (lsn, txn) = (r.lsn, r.txn);
+            let rec = Record::decode(r.ty, r.payload).map_err(|e| cur.corrupt_at(lsn, e.0))?;
+            match rec {
+                Record::Commit { .. } => {
+                    for (at, rec) in self.open.remove(&txn).unwrap_or_default() {
+                        self.apply(at, rec);
+                    }
+                }
+                Record::Checkpoint(_) => {}
+                other => self.open.entry(txn).or_default().push((lsn, other)),
+            }
+        }
+        self.pos = cur.position();
+        Ok(())
+    }
+
+    /// A record of a committed transaction.
+    fn apply(&mut self, lsn: Lsn, rec: Record) {
+        match rec {
+            Record::BulkMarker { file_id, .. } => self.markers.push((lsn, file_id)),
+            Record::FileCreate { file_id, name, .. }
+            | Record::FileRename {
+                file_id, new: name, ..
+            } => {
+                self.names
+                    .insert(file_id, String::from_utf8_lossy(&name).into_owned());
+            }
+            Record::FileRemove { file_id, .. } => {
+                self.names.remove(&file_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// One marker per database whose pages the backup lacks: a bulk load
+    /// on a database not copied again since (or copied before the marker
+    /// could have been complete), which still exists.
+    fn lacking(&self, done: &[Recopied]) -> Vec<(Lsn, FileId, String)> {
+        let mut out: Vec<(Lsn, FileId, String)> = Vec::new();
+        for &(lsn, id) in &self.markers {
+            let covered = done.iter().any(|r| r.file_id == id && lsn < r.mark);
+            if covered || out.iter().any(|o| o.1 == id) {
+                continue;
+            }
+            if let Some(name) = self.names.get(&id) {
+                out.push((lsn, id, name.clone()));
+            }
+        }
+        out
+    }
 }
 
 /// What a run did besides its manifest.
@@ -905,21 +1301,6 @@ fn check_prefix(vfs: &SharedVfs, src: &Path, bk: &Path, bk_len: u64) -> Result<(
     };
     check(0, (FILE_HEADER_SIZE as u64).min(bk_len))?;
     check(bk_len.saturating_sub(PREFIX_CHECK), bk_len)
-}
-
-/// Refuses an update when a bulk-mode transaction committed since the
-/// backup's consistency point: its pages are not in the log.
-fn refuse_bulk(vfs: &SharedVfs, src: &Layout, since: Lsn) -> Result<()> {
-    let mut cur = LogCursor::open(vfs.clone(), &src.log_dir)?;
-    cur.seek(since)?;
-    while let Some((lsn, _, rec)) = cur.next()? {
-        if let Record::BulkMarker { file_id, .. } = rec {
-            return Err(Error::invalid(format!(
-                "a bulk-mode transaction was committed at {lsn} (database file id {file_id}) since the backup's consistency point {since}; its pages are not in the log, so an update cannot bring the backup up to date: run a full db_hotbackup"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Backup log files wholly before the file holding the redo LSN of the

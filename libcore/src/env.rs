@@ -45,7 +45,7 @@ use crate::page::{self, Meta, PageCheck};
 use crate::pagestore::{PageBuf, PageRead};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::reentry::{self, Hold, Mark};
-use crate::region::Region;
+use crate::region::{OwnerRegion, Region};
 use crate::types::{FileId, Lsn, PageNo};
 use crate::vfs::{OpenMode, OsVfs, SharedVfs};
 use std::collections::{HashMap, HashSet};
@@ -156,7 +156,7 @@ pub(crate) struct Inner {
     /// Files written since their last fsync (checkpoint fsyncs them).
     pub unsynced: Mutex<HashSet<FileId>>,
     pub failed: Mutex<Option<String>>,
-    pub region: Region,
+    pub region: OwnerRegion,
     pub env_id: u64,
     pub commits: AtomicU64,
     pub stop: AtomicBool,
@@ -379,7 +379,7 @@ impl Env {
             .map(|c| c.1.redo_lsn)
             .unwrap_or(Lsn::ZERO);
         let last_ckp = outcome.last_ckp.as_ref().map(|c| c.0).unwrap_or(Lsn::ZERO);
-        let region = Region::at(home);
+        let region = OwnerRegion::new(Region::at(home));
         let inner = Inner {
             log,
             read_only: opts.read_only,
@@ -424,7 +424,7 @@ impl Env {
         if !opts.read_only {
             let i = &env.inner;
             let end = i.log.as_ref().map(|l| l.end()).unwrap_or(Lsn::ZERO);
-            i.region.update(true, |s| {
+            i.region.publish(move |s| {
                 s.owner_pid = std::process::id();
                 s.clean_shutdown = false;
                 s.env_id = env_id;
@@ -570,8 +570,8 @@ impl Env {
 
     /// Begins a bulk-mode transaction: pages it adds to the end of a file
     /// are written straight to the data file at commit and only a marker
-    /// goes to the log (see DESIGN.md section 4). Incremental backups
-    /// refuse to run over it.
+    /// goes to the log (see DESIGN.md section 4). An incremental backup
+    /// copies the database it wrote again.
     pub fn begin_bulk(&self) -> Result<crate::txn::Txn<'_>> {
         crate::txn::Txn::begin(self, true)
     }
@@ -606,7 +606,7 @@ impl Env {
             return Ok(());
         }
         self.inner.checkpoint()?;
-        self.inner.region.update(false, |s| {
+        self.inner.region.publish(|s| {
             s.owner_pid = 0;
             s.clean_shutdown = true;
         })
@@ -642,14 +642,17 @@ fn spawn_request_server(weak: Weak<Inner>) {
         if inner.stop.load(Ordering::Relaxed) {
             return;
         }
-        let Some(st) = inner.region.read() else {
+        // Never waits for the region's lock: a tool stopped while holding
+        // it delays the answer, not the owner.
+        let _ = inner.region.flush();
+        let Some(st) = inner.region.try_read() else {
             continue;
         };
         if st.ckp_requested > st.ckp_done && inner.checkpoint().is_ok() {
             let want = st.ckp_requested;
             let _ = inner
                 .region
-                .update(false, |s| s.ckp_done = s.ckp_done.max(want));
+                .publish(move |s| s.ckp_done = s.ckp_done.max(want));
         }
     });
 }

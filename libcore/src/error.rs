@@ -69,6 +69,36 @@ pub enum Error {
     /// for the calling thread itself, or the environment is already open
     /// in this process). Nothing was changed.
     Misuse(String),
+    /// A replica store (a directory or an object store; `replica::store`)
+    /// refused or failed an operation on `key` ("" for the store itself).
+    /// `location` names the store without credentials. `fault` says
+    /// whether trying again later can help.
+    Store {
+        location: String,
+        key: String,
+        fault: StoreFault,
+        what: String,
+    },
+}
+
+/// What kind of failure a replica store reported, so a caller knows
+/// whether to back off and retry (`Transient`) or to stop and say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFault {
+    /// The network, a timeout, a server error (HTTP 5xx, 429), a full or
+    /// briefly failing disk: the same call may succeed later.
+    Transient,
+    /// Credentials refused or permission denied.
+    Denied,
+    /// The store itself does not exist (no such bucket or directory).
+    Missing,
+    /// An object is there but is not what was written: short, torn, a
+    /// checksum that does not match, a foreign format.
+    Corrupt,
+    /// A caller mistake: a bad key, a bad store address or configuration.
+    Invalid,
+    /// Any other permanent failure.
+    Failed,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -96,6 +126,33 @@ impl Error {
 
     pub fn misuse(msg: impl Into<String>) -> Error {
         Error::Misuse(msg.into())
+    }
+
+    pub fn store(
+        location: impl Into<String>,
+        key: impl Into<String>,
+        fault: StoreFault,
+        what: impl Into<String>,
+    ) -> Error {
+        Error::Store {
+            location: location.into(),
+            key: key.into(),
+            fault,
+            what: what.into(),
+        }
+    }
+
+    /// The kind of a replica store failure (`None` for other errors).
+    pub fn store_fault(&self) -> Option<StoreFault> {
+        match self {
+            Error::Store { fault, .. } => Some(*fault),
+            _ => None,
+        }
+    }
+
+    /// True when retrying the same store operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.store_fault() == Some(StoreFault::Transient)
     }
 
     /// True when the error is an ENOENT from the OS.
@@ -160,13 +217,25 @@ impl fmt::Display for Error {
             ),
             Error::SnapshotMoved => write!(f, "the environment changed during a read; retry"),
             Error::Misuse(m) => write!(f, "{}", m),
+            Error::Store {
+                location,
+                key,
+                what,
+                ..
+            } => {
+                if key.is_empty() {
+                    write!(f, "{}: {}", location, what)
+                } else {
+                    write!(f, "{}/{}: {}", location.trim_end_matches('/'), key, what)
+                }
+            }
         }
     }
 }
 
 /// `io::Error`'s Display appends " (os error 2)"; Berkeley DB prints the
 /// bare strerror text, and so do we.
-fn strip_os_suffix(e: &io::Error) -> String {
+pub(crate) fn strip_os_suffix(e: &io::Error) -> String {
     let s = e.to_string();
     match s.rfind(" (os error ") {
         Some(i) => s[..i].to_string(),

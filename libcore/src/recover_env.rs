@@ -19,6 +19,13 @@
 //!   checkpoint, so a point before a commit that the checkpoint already
 //!   covers is refused, and `recovery::recover` refuses data pages newer
 //!   than the point;
+//! * a bulk load redo replayed whose pages are missing or older in a
+//!   database file (a copy taken before the load: those pages are not in
+//!   the log) fails the recovery, naming the database
+//!   (`bulkcheck::damaged_bulk_loads`);
+//! * a cut of committed records (recovery to a time, or log files after
+//!   the end removed) gives the log a new history id, so hot backups of
+//!   the old history refuse to update from it (`history.rs`);
 //! * the region file `__db.001` is removed, as Berkeley DB removes stale
 //!   regions, or with `keep_region` rewritten with the recovered facts. The
 //!   lock file `__db.lock` is never removed.
@@ -90,6 +97,30 @@ pub struct Report {
     pub nothing_committed: bool,
 }
 
+/// Every log file and its size.
+fn log_sizes(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<(u32, u64)>> {
+    let mut out = Vec::new();
+    for n in layout.log_files(vfs)? {
+        let h = vfs.open(&layout.log_path(n), crate::vfs::OpenMode::Read)?;
+        out.push((n, h.len()?));
+    }
+    Ok(out)
+}
+
+/// Whether recovery cut committed history off the log: a stop before a
+/// later commit (`until`), or whole log files with records in them after
+/// the end removed (the log ended early, at damage). Then the records that
+/// come next take LSNs an earlier copy of this log holds other records at,
+/// and the log gets a new history id (`history.rs`). A torn tail of the
+/// last file, or an empty file started by the crash, cuts nothing that
+/// was committed.
+fn cut_history(before: &[(u32, u64)], outcome: &crate::recovery::RecoveryOutcome) -> bool {
+    outcome.stopped_at_time
+        || before
+            .iter()
+            .any(|&(n, len)| n > outcome.end.file && len > log::FILE_HEADER_SIZE as u64)
+}
+
 /// Recovers the environment at `home` in place.
 pub fn recover_env(home: &Path, opts: RecoverEnvOptions<'_>) -> Result<Report> {
     recover_env_on(&OsVfs::shared(), home, opts)
@@ -135,6 +166,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
     if let (Some(t), false) = (opts.until, opts.catastrophic) {
         check_reachable(&vfs, &layout, t)?;
     }
+    let logs_before = log_sizes(&vfs, &layout)?;
     let mode = match opts.catastrophic {
         true => match crate::backup_target::recovery_start(&vfs, &layout)? {
             Some(start) => RecoveryMode::From(start),
@@ -155,6 +187,17 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
             sync_behind: true,
         },
     )?;
+
+    // Recorded whatever follows: the log is cut already.
+    if cut_history(&logs_before, &outcome) {
+        crate::history::record_cut(&vfs, home, outcome.end)?;
+    }
+    // Redo cannot restore pages a bulk load wrote straight to a database
+    // file: a copy whose file predates the load must be refused, or it is
+    // a broken database that recovery called good.
+    if let Some(d) = crate::bulkcheck::damaged_bulk_loads(&vfs, &layout, &outcome)?.first() {
+        return Err(d.to_error());
+    }
 
     let last_valid = match (last_valid_before, outcome.last_record) {
         (Some(l), _) | (None, Some(l)) => l,

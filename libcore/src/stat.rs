@@ -210,7 +210,7 @@ pub fn txn(home: &Path) -> Result<TxnStat> {
             max_txn: o.max_txn,
             commits_since_ckp: o.commits,
             last_commit_time: o.last_commit_time,
-            region_commits: region.map(|r| r.commits),
+            region_commits: region.as_ref().map(|r| r.commits),
         })
     })
 }

@@ -53,7 +53,10 @@ pub trait Vfs: Send + Sync {
     /// Removes an empty directory.
     fn remove_dir(&self, path: &Path) -> Result<()>;
     /// Gives the file `from` a second name `to` (which must not exist), in
-    /// the same file system.
+    /// the same file system: `EEXIST` if `to` names another file, even one
+    /// another host creates at the same moment on a shared file system
+    /// (the create-only primitive of `replica::DirStore`). Durable once
+    /// `to`'s directory is synced.
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()>;
 }
 
@@ -184,7 +187,25 @@ impl Vfs for OsVfs {
     }
 
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
-        fs::hard_link(from, to).map_err(|e| Error::io(to, "link", e))
+        match fs::hard_link(from, to) {
+            Ok(()) => Ok(()),
+            // NFS: a LINK whose reply was lost is sent again and then
+            // fails with EEXIST although the first one made the link. The
+            // two names being one file tells (open(2) on O_EXCL over NFS).
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && same_file(from, to) => {
+                Ok(())
+            }
+            Err(e) => Err(Error::io(to, "link", e)),
+        }
+    }
+}
+
+/// True when both paths name the same inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
     }
 }
 

@@ -184,7 +184,8 @@ impl Inner {
         *lock(&self.last_ckp) = lsn;
         let end = log.end();
         let commits = self.commits.load(Ordering::Relaxed);
-        self.region.update(true, |s| {
+        // Never waits: see `OwnerRegion`.
+        self.region.publish(move |s| {
             s.last_ckp = lsn;
             s.ckp_redo = redo;
             s.ckp_time = now;

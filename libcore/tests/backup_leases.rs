@@ -1,0 +1,217 @@
+//! Two hot backups of one source at once, through libcore.
+//!
+//! Regression (issue 9, defect 5): the region had one lease slot. A second
+//! backup overwrote the first one's lease with its own (or, from the same
+//! process, took it over), and when it finished it cleared the slot: the
+//! first backup, still copying, was left without protection, and a
+//! `db_archive -d` in between removed log files it still had to copy, so
+//! it failed with a log gap (or, worse, a backup started later could have
+//! missed them). Every backup now holds a lease of its own; removing one
+//! never removes another's, and `db_archive -d` honours the lowest one.
+
+use libcore::archive;
+use libcore::backup::{hot_backup, BackupOptions};
+use libcore::env::{scan, Env, EnvOptions};
+use libcore::layout::Layout;
+use libcore::region::Region;
+use libcore::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+type Hook = Box<dyn FnMut() + Send>;
+
+/// The real file system, plus a hook run once when a file is renamed to
+/// `watch` (a copy put into place).
+struct HookVfs {
+    watch: PathBuf,
+    hook: Mutex<Option<Hook>>,
+}
+
+impl Vfs for HookVfs {
+    fn open(&self, path: &Path, mode: OpenMode) -> libcore::Result<Box<dyn VFile>> {
+        OsVfs.open(path, mode)
+    }
+    fn remove(&self, path: &Path) -> libcore::Result<()> {
+        OsVfs.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        OsVfs.rename(from, to)?;
+        if to == self.watch {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(mut h) = hook {
+                h();
+            }
+        }
+        Ok(())
+    }
+    fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
+        OsVfs.sync_dir(dir)
+    }
+    fn list(&self, dir: &Path) -> libcore::Result<Vec<OsString>> {
+        OsVfs.list(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        OsVfs.exists(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        OsVfs.is_dir(path)
+    }
+    fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
+        OsVfs.create_dir(path, mode)
+    }
+    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
+        OsVfs.remove_dir(path)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
+        OsVfs.hard_link(from, to)
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+fn contents(env: &Env) -> Contents {
+    let mut out = Contents::new();
+    for name in env.db_names() {
+        let db = env.open_db(&name).unwrap();
+        let mut m = BTreeMap::new();
+        scan(env, &db, |k, v| {
+            m.insert(k.to_vec(), v.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        out.insert(name, m);
+    }
+    out
+}
+
+/// Commits `n` transactions of about 300 bytes each into a.db.
+fn commit(env: &Env, from: u32, n: u32) {
+    let a = match env.open_db("a.db") {
+        Ok(a) => a,
+        Err(_) => {
+            let mut t = env.begin().unwrap();
+            let a = t.create_db("a.db", None).unwrap();
+            t.commit().unwrap();
+            a
+        }
+    };
+    for i in from..from + n {
+        let mut t = env.begin().unwrap();
+        t.put(&a, format!("k{i:06}").as_bytes(), &[i as u8; 300])
+            .unwrap();
+        t.commit().unwrap();
+    }
+}
+
+#[test]
+fn two_backups_at_once_keep_their_own_leases() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("src");
+    let (first_bk, second_bk) = (d.path().join("bk1"), d.path().join("bk2"));
+    std::fs::create_dir(&home).unwrap();
+    let mut o = EnvOptions::create();
+    o.lg_max = Some(16 * 1024);
+    let env = Arc::new(Env::open(&home, o).unwrap());
+    commit(&env, 0, 100);
+    env.checkpoint().unwrap();
+    let os = OsVfs::shared();
+    let layout = Layout::resolve(&os, &home).unwrap();
+    let first_needs = archive::log_state(&os, &layout)
+        .unwrap()
+        .ckp_redo
+        .unwrap()
+        .file;
+    commit(&env, 100, 200);
+
+    // While the first backup copies its first log file: the log moves on
+    // and is checkpointed (so the files the first backup still has to copy
+    // are no longer in use), a second backup runs from start to end, and
+    // then `db_archive -d` removes what no lease protects.
+    let seen = Arc::new(Mutex::new(None));
+    let hook: Hook = {
+        let (env, seen) = (env.clone(), seen.clone());
+        let (home, second_bk, layout) = (home.clone(), second_bk.clone(), layout.clone());
+        Box::new(move || {
+            let os = OsVfs::shared();
+            let during = Region::at(&home).read().unwrap().live_leases(now()).len();
+            commit(&env, 300, 200);
+            env.checkpoint().unwrap();
+            hot_backup(
+                &os,
+                &home,
+                &second_bk,
+                &BackupOptions::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+            let after = Region::at(&home).read().unwrap().live_leases(now());
+            let removed = archive::remove_unused(&os, &layout).unwrap();
+            *seen.lock().unwrap() = Some((during, after, removed));
+        })
+    };
+    let vfs: SharedVfs = Arc::new(HookVfs {
+        // The copy goes to the backup's staging directory first.
+        watch: first_bk
+            .join(libcore::backup_target::STAGING_DIR)
+            .join(libcore::log::log_name(first_needs)),
+        hook: Mutex::new(Some(hook)),
+    });
+    let mut said = Vec::new();
+    let r = hot_backup(
+        &vfs,
+        &home,
+        &first_bk,
+        &BackupOptions::default(),
+        &mut |s| said.push(s),
+    );
+    let (during, after, removed) = seen
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the hook ran inside the first backup");
+    r.unwrap_or_else(|e| panic!("the first backup lost its log files: {e}\n{said:#?}"));
+    assert_eq!(during, 1, "the first backup holds a lease while it copies");
+    assert_eq!(
+        after.iter().map(|l| l.first_log).collect::<Vec<_>>(),
+        vec![first_needs],
+        "the second backup removed its own lease and only it"
+    );
+    assert!(
+        removed.iter().all(|p| libcore::log::parse_log_name(
+            &p.file_name().unwrap().to_string_lossy()
+        )
+        .unwrap()
+            < first_needs),
+        "db_archive -d kept every file from the lowest lease on: {removed:?}"
+    );
+    // The second backup ran at rest and equals the source; the first one
+    // copied the log only as far as it had listed it, so it holds the
+    // source at a commit point after its start: the first L keys.
+    let want = contents(&env);
+    assert_eq!(want["a.db"].len(), 500);
+    let second = contents(&Env::open(&second_bk, EnvOptions::read_only()).unwrap());
+    assert_eq!(second, want);
+    let first = contents(&Env::open(&first_bk, EnvOptions::read_only()).unwrap());
+    let n = first["a.db"].len();
+    assert!(
+        n >= 300,
+        "the first backup holds {n} commits, 300 came before it"
+    );
+    let prefix: BTreeMap<_, _> = want["a.db"].clone().into_iter().take(n).collect();
+    assert_eq!(first["a.db"], prefix, "one commit point of the source");
+    let left = Region::at(&home).read().unwrap();
+    assert!(
+        left.live_leases(now()).is_empty(),
+        "both leases are gone once both backups are: {:?}",
+        left.leases
+    );
+}
