@@ -392,6 +392,26 @@ fn a_garbage_file_named_like_a_log_is_refused() {
     every_log_reader_refuses(&home, &["log.0000000009", "not a log file"]);
 }
 
+/// A newest log file with a torn header is a creation a power loss
+/// interrupted (tests/interrupted_creation.rs); the same header in a file
+/// that is not the newest is damage: every reader names that file.
+#[test]
+fn a_torn_header_in_a_log_file_before_the_newest_is_named() {
+    let root = common::home();
+    for (what, cut) in [("short", true), ("checksum", false)] {
+        let home = root.path().join(what);
+        crashed_env(&home);
+        let two = home.join(log_file(2));
+        if cut {
+            let f = fs::OpenOptions::new().write(true).open(&two).unwrap();
+            f.set_len(20).unwrap();
+        } else {
+            flip(&two, 38);
+        }
+        every_log_reader_refuses(&home, &[&log_file(2), "header"]);
+    }
+}
+
 #[test]
 fn a_log_header_with_a_wrong_magic_or_version_is_refused() {
     let root = common::home();

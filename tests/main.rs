@@ -12,6 +12,7 @@ mod doc_examples;
 mod hostile;
 mod hot_failover;
 mod info_tools;
+mod interrupted_creation;
 mod load_dump;
 mod man_pages;
 mod procedures;

@@ -92,6 +92,12 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     for w in &report.warnings {
         cli::warn(w);
     }
+    if report.nothing_committed {
+        cli::warn(format_args!(
+            "{}: nothing to recover: the environment has no log yet, so nothing was ever committed (its creation did not finish; the next open with create completes it)",
+            args.home.display()
+        ));
+    }
     if args.verbose {
         let last = report.last_valid;
         writeln!(

@@ -1,9 +1,10 @@
 //! The bodies of the fuzz targets, shared by the cargo-fuzz binaries
 //! (`fuzz_targets/*.rs`, nightly) and a plain `cargo test` smoke run over
 //! seeded random inputs (any toolchain). Each body feeds arbitrary bytes to
-//! one parser of libcore and only requires that it returns, with a value
-//! or an error: a panic, an endless loop or an unbounded allocation is the
-//! bug (CONVENTIONS.md: nothing read from disk is trusted).
+//! one parser of libcore (`redo`: turns them into a CRC-valid log and
+//! recovers it, see `redo.rs`) and only requires that it returns, with a
+//! value or an error: a panic, an endless loop or an unbounded allocation
+//! is the bug (CONVENTIONS.md: nothing read from disk is trusted).
 
 use libcore::btree;
 use libcore::dump::{DumpReader, TextReader};
@@ -13,6 +14,9 @@ use libcore::vfs::OsVfs;
 use libcore::FileId;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+mod redo;
+pub use redo::redo;
 
 /// Upper bound on items pulled from one input, so a parser that never
 /// ends is caught as a hang rather than by the fuzzer's timeout alone.
@@ -254,6 +258,22 @@ mod smoke {
                 input[at] = rng.next() as u8;
             }
             super::page(&input);
+        }
+    }
+
+    /// Inputs of the redo target: each is a whole environment recovered
+    /// five ways, so fewer of them.
+    const REDO_RUNS: usize = 1000;
+
+    /// The redo target reads its input as a stream of choices, so plain
+    /// random bytes are as good as any: every one of them is a valid log.
+    #[test]
+    fn redo_smoke() {
+        let mut rng = Rng(0x5eed_0004);
+        for _ in 0..REDO_RUNS {
+            let n = rng.below(700);
+            let input = rng.bytes(n);
+            super::redo(&input);
         }
     }
 

@@ -118,10 +118,11 @@ pub fn hot_backup(
         }
     }
     check_apart(&src, &[target.to_path_buf()])?;
-    if src.log_files(vfs)?.is_empty() {
-        return Err(Error::NotEnvironment {
-            path: home.to_path_buf(),
-        });
+    if src.env_log(vfs)?.is_none() {
+        return Err(Error::invalid(format!(
+            "{}: nothing was ever committed in this environment (its creation did not finish): nothing to back up",
+            home.display()
+        )));
     }
     say(format!(
         "hot backup started at {}",

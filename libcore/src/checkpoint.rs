@@ -19,6 +19,10 @@ pub enum Taken {
     ByOwner(u32),
     /// By this process, with no owner running.
     Here,
+    /// Not at all: the environment has no log (its creation was
+    /// interrupted before anything was committed), so there is nothing to
+    /// checkpoint, and nothing is written.
+    NothingCommitted,
 }
 
 /// Takes a checkpoint of the environment at `home` and returns its LSN.
@@ -26,6 +30,13 @@ pub enum Taken {
 pub fn checkpoint(home: &Path, timeout: Duration) -> Result<(Lsn, Taken)> {
     if let Some(pid) = live_owner(home) {
         return request_from_owner(home, pid, timeout).map(|l| (l, Taken::ByOwner(pid)));
+    }
+    let vfs = crate::vfs::OsVfs::shared();
+    if crate::layout::Layout::resolve(&vfs, home)?
+        .env_log(&vfs)?
+        .is_none()
+    {
+        return Ok((Lsn::ZERO, Taken::NothingCommitted));
     }
     let opts = EnvOptions {
         serve_requests: false,

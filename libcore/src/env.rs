@@ -38,7 +38,7 @@ use crate::cache::{Cache, PageKey};
 use crate::config::Config;
 use crate::dbfile::{Db, DbFile};
 use crate::error::{Error, Location, Result};
-use crate::layout::Layout;
+use crate::layout::{Holds, Layout};
 use crate::log::Log;
 use crate::owner::OwnerLock;
 use crate::page::{self, Meta, PageCheck};
@@ -273,32 +273,28 @@ impl Env {
             }
         }
         let mut logs = layout.log_files(&vfs)?;
-        if logs.is_empty() && (!opts.create || opts.read_only) {
-            return Err(Error::NotEnvironment {
-                path: home.to_path_buf(),
-            });
+        if logs.is_empty() && (opts.read_only || !opts.create) {
+            // No log: nothing was ever committed here. A read-only view of
+            // an environment whose creation was interrupted is an empty
+            // one; an owner needs `create` to finish creating it, and
+            // without it writes nothing.
+            let empty = opts.read_only && layout.holds(&vfs)? == Holds::NothingCommitted;
+            if !empty {
+                return Err(Error::NotEnvironment {
+                    path: home.to_path_buf(),
+                });
+            }
         }
         let owner_lock = if opts.read_only {
             None
         } else {
             let l = OwnerLock::acquire(home, opts.lock_timeout)?;
+            // Looked at again under the lock (the log may have changed).
             logs = layout.log_files(&vfs)?;
-            // A crash while the first log file was being created leaves it
-            // torn (shorter than its header, or a header of zeroes): the
-            // environment was never created. Start over rather than refuse
-            // to open forever.
-            if logs == [1] {
-                let path = layout.log_path(1);
-                if crate::log::is_torn_creation(&*vfs.open(&path, OpenMode::Read)?)? {
-                    vfs.remove(&path)?;
-                    vfs.sync_dir(&layout.log_dir)?;
-                    logs.clear();
-                    if !opts.create {
-                        return Err(Error::NotEnvironment {
-                            path: home.to_path_buf(),
-                        });
-                    }
-                }
+            if logs.is_empty() && !opts.create {
+                return Err(Error::NotEnvironment {
+                    path: home.to_path_buf(),
+                });
             }
             Some(l)
         };
@@ -319,13 +315,14 @@ impl Env {
             .unwrap_or(DEFAULT_CACHE_SIZE);
         let nosync = opts.nosync.unwrap_or(cfg.nosync);
 
-        let (log, outcome, env_id) = if logs.is_empty() {
+        let (log, outcome, env_id) = if logs.is_empty() && !opts.read_only {
             if !layout.db_files(&vfs)?.is_empty() {
                 return Err(Error::invalid(format!(
                     "{}: holds database files but no log files; refusing to start a new log over them",
                     home.display()
                 )));
             }
+            remove_unfinished_log(&vfs, &layout)?;
             let env_id = new_env_id();
             let log = Log::create(vfs.clone(), &layout.log_dir, env_id, lg_max)?;
             (Some(log), RecoveryOutcome::default(), env_id)
@@ -365,6 +362,17 @@ impl Env {
         let files = open_files(&vfs, &layout, &outcome, opts.read_only)?;
         let max_file = files.keys().map(|f| f.0).max().unwrap_or(0);
         let max_file = max_file.max(outcome.max_file_id.0);
+        // A log can name the largest id there is (it is only bytes): an
+        // owner could give no new one, so it refuses to open rather than
+        // wrap around onto ids in use. A read-only view gives none.
+        let next_txn = outcome.max_txn.0.checked_add(1);
+        let next_file_id = max_file.checked_add(1);
+        if !opts.read_only && (next_txn.is_none() || next_file_id.is_none()) {
+            return Err(Error::invalid(format!(
+                "{}: the log uses the largest transaction or database file id there is; no new one can be given",
+                home.display()
+            )));
+        }
         let redo_point = outcome
             .last_ckp
             .as_ref()
@@ -382,7 +390,7 @@ impl Env {
             overlay: outcome.overlay.clone(),
             snapshot_end: outcome.end,
             writer: Mutex::new(WriterState {
-                next_txn: outcome.max_txn.0 + 1,
+                next_txn: next_txn.unwrap_or(u64::MAX),
             }),
             writeback: Mutex::new(()),
             checkpointing: Mutex::new(()),
@@ -393,7 +401,7 @@ impl Env {
             generation: AtomicU64::new(0),
             redo_point: Mutex::new(redo_point),
             last_ckp: Mutex::new(last_ckp),
-            next_file_id: AtomicU32::new(max_file + 1),
+            next_file_id: AtomicU32::new(next_file_id.unwrap_or(u32::MAX)),
             unsynced: Mutex::new(HashSet::new()),
             bulk_pages: Mutex::new(crate::bulk::BulkPages::default()),
             failed: Mutex::new(None),
@@ -609,6 +617,20 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Removes a first log file whose creation a crash interrupted (it holds
+/// nothing: see `log::live_log_files`), so the environment's creation can
+/// start over.
+fn remove_unfinished_log(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
+    let unfinished = layout.all_log_files(vfs)?;
+    for &n in &unfinished {
+        vfs.remove(&layout.log_path(n))?;
+    }
+    if !unfinished.is_empty() {
+        vfs.sync_dir(&layout.log_dir)?;
+    }
+    Ok(())
 }
 
 /// The owner polls the region for checkpoint requests from other processes

@@ -2,6 +2,15 @@
 //! log directory named by DB_CONFIG, and which files in them are databases
 //! or logs. Every tool resolves paths through here so that `db_archive`,
 //! `db_hotbackup` and recovery agree on what belongs to the environment.
+//!
+//! What is an environment (`Layout::holds`, the man pages' "deliberate
+//! difference 3"): a directory holding a `DB_CONFIG` or any file of ours (a
+//! log file, even one a crash left empty while it was being created, a
+//! database, a `__db.*` file). One without a log is an environment in which
+//! nothing was ever committed: its creation was interrupted before its
+//! first log file held a header. Tools answer for it as for an empty
+//! environment and change nothing; only an owner open with `create`
+//! completes it. A directory with nothing of ours is not an environment.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -21,6 +30,19 @@ pub struct Layout {
     /// Where new databases are created.
     pub create_dir: PathBuf,
     pub log_dir: PathBuf,
+}
+
+/// What a directory holds, as far as environments go (`Layout::holds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holds {
+    /// A log: its file numbers as `Layout::log_files` gives them.
+    Log(Vec<u32>),
+    /// Files of ours (`DB_CONFIG`, `__db.*`, a log file a crash left
+    /// without its header) but no log and no database: an environment
+    /// whose creation was interrupted, in which nothing was committed.
+    NothingCommitted,
+    /// Database files without a log (copied without their log files).
+    DatabasesWithoutLog,
 }
 
 /// One database file found in a data directory.
@@ -88,8 +110,22 @@ impl Layout {
         }
     }
 
-    /// Numbers of the log files present, ascending.
+    /// Numbers of the log files that make up the log, ascending: every
+    /// one present but a newest one whose creation was interrupted, which
+    /// holds nothing (`log::live_log_files`).
     pub fn log_files(&self, vfs: &SharedVfs) -> Result<Vec<u32>> {
+        self.check_log_dir(vfs)?;
+        crate::log::live_log_files(vfs, &self.log_dir)
+    }
+
+    /// Numbers of every file named like a log file, ascending, an
+    /// unfinished newest one included (what recovery cuts away).
+    pub fn all_log_files(&self, vfs: &SharedVfs) -> Result<Vec<u32>> {
+        self.check_log_dir(vfs)?;
+        crate::log::list_log_files(vfs, &self.log_dir)
+    }
+
+    fn check_log_dir(&self, vfs: &SharedVfs) -> Result<()> {
         if !vfs.is_dir(&self.log_dir) {
             return Err(Error::io(
                 &self.log_dir,
@@ -97,7 +133,49 @@ impl Layout {
                 std::io::Error::from_raw_os_error(2),
             ));
         }
-        crate::log::list_log_files(vfs, &self.log_dir)
+        Ok(())
+    }
+
+    /// What the directories hold (see the module documentation);
+    /// `Error::NotEnvironment` when nothing of ours.
+    pub fn holds(&self, vfs: &SharedVfs) -> Result<Holds> {
+        if vfs.is_dir(&self.log_dir) {
+            let logs = self.log_files(vfs)?;
+            if !logs.is_empty() {
+                return Ok(Holds::Log(logs));
+            }
+        }
+        if !self.db_files(vfs)?.is_empty() {
+            return Ok(Holds::DatabasesWithoutLog);
+        }
+        let ours = |dir: &Path| -> Result<bool> {
+            if !vfs.is_dir(dir) {
+                return Ok(false);
+            }
+            Ok(vfs.list(dir)?.iter().any(|n| {
+                n.to_str()
+                    .is_some_and(|n| is_env_internal(n) || parse_log_name(n).is_some())
+            }))
+        };
+        if ours(&self.home)? || ours(&self.log_dir)? {
+            return Ok(Holds::NothingCommitted);
+        }
+        Err(Error::NotEnvironment {
+            path: self.home.clone(),
+        })
+    }
+
+    /// The log files of an environment (`Some`), or `None` for one in
+    /// which nothing was ever committed; `Error::NotEnvironment` for a
+    /// directory with nothing of ours or database files without a log.
+    pub fn env_log(&self, vfs: &SharedVfs) -> Result<Option<Vec<u32>>> {
+        match self.holds(vfs)? {
+            Holds::Log(files) => Ok(Some(files)),
+            Holds::NothingCommitted => Ok(None),
+            Holds::DatabasesWithoutLog => Err(Error::NotEnvironment {
+                path: self.home.clone(),
+            }),
+        }
     }
 
     pub fn log_path(&self, n: u32) -> PathBuf {

@@ -18,9 +18,10 @@
 //! `[0][0]`, as Berkeley DB prints for a transaction's first record.
 //!
 //! The walk never writes: it resolves the layout, lists log files and reads
-//! them. An empty or mistyped home is `Error::NotEnvironment`.
+//! them. An empty or mistyped home is `Error::NotEnvironment`; an
+//! environment whose creation was interrupted has no records.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::Layout;
 use crate::log::{LogCursor, OnBadRecord, Record};
 use crate::types::{Lsn, TxnId};
@@ -255,11 +256,8 @@ impl Entries {
     pub fn open(home: &Path, range: Range) -> Result<Entries> {
         let vfs = OsVfs::shared();
         let layout = Layout::resolve(&vfs, home)?;
-        if !vfs.is_dir(&layout.log_dir) || layout.log_files(&vfs)?.is_empty() {
-            return Err(Error::NotEnvironment {
-                path: home.to_path_buf(),
-            });
-        }
+        // An environment with nothing committed has no log: no entries.
+        layout.env_log(&vfs)?;
         let mut cur = LogCursor::open_with(vfs, &layout.log_dir, OnBadRecord::EndOfLog)?;
         let env_id = cur.env_id().unwrap_or(0);
         let log_end = cur.end()?;

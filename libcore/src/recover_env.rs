@@ -6,8 +6,12 @@
 //!   holds the owner lock itself while it runs, so no owner can start and no
 //!   second `db_recover` can run at the same time (Berkeley DB checks
 //!   neither);
-//! * a directory without log files is not an environment: nothing is
-//!   created in it, not even the lock file (Berkeley DB creates a log there);
+//! * a directory with nothing of ours is not an environment: nothing is
+//!   created in it, not even the lock file (Berkeley DB creates a log
+//!   there); one whose creation a crash interrupted (a `DB_CONFIG` or a file
+//!   of ours, but no log: `Holds::NothingCommitted`) had nothing committed,
+//!   so its recovery succeeds at once, says so (`Report::nothing_committed`)
+//!   and changes nothing;
 //! * nothing is appended to the log (DESIGN.md section 5): at most a torn
 //!   tail, or with `until` everything after the recovery point, is cut, so
 //!   the log of a recovered copy stays a byte prefix of its source's;
@@ -27,7 +31,7 @@
 //!   lock file `__db.lock` is never removed.
 
 use crate::error::{Error, Result};
-use crate::layout::Layout;
+use crate::layout::{Holds, Layout};
 use crate::log::{self, LogCursor, OnBadRecord, Record};
 use crate::owner::OwnerLock;
 use crate::recovery::{self, RecoveryMode, RecoveryOptions};
@@ -88,6 +92,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// When recovery finished (seconds since the epoch).
     pub finished_at: i64,
+    /// The environment has no log: its creation was interrupted before
+    /// anything could be committed, and there was nothing to do.
+    pub nothing_committed: bool,
 }
 
 /// Every log file and its size.
@@ -130,18 +137,23 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
     let vfs = vfs.clone();
     crate::backup_target::finish_interrupted(&vfs, home, opts.lock_timeout)?;
     let layout = Layout::resolve(&vfs, home)?;
-    if layout.log_files(&vfs)?.is_empty() {
-        if layout.db_files(&vfs)?.is_empty() {
-            return Err(Error::NotEnvironment {
-                path: home.to_path_buf(),
-            });
-        }
-        return Err(Error::invalid(format!(
+    match layout.holds(&vfs)? {
+        Holds::Log(_) => {}
+        Holds::NothingCommitted => return nothing_committed(home),
+        Holds::DatabasesWithoutLog => {
+            return Err(Error::invalid(format!(
             "{}: database files but no log files: nothing to recover from (copy the log files too)",
             layout.log_dir.display()
-        )));
+        )))
+        }
     }
     let _lock = OwnerLock::acquire(home, opts.lock_timeout)?;
+    // Looked at again under the lock: an owner may have been creating
+    // the log meanwhile (its first commit cannot have happened before the
+    // header was durable, so an unfinished log is still nothing).
+    if layout.log_files(&vfs)?.is_empty() {
+        return nothing_committed(home);
+    }
 
     // Recovery to a time cuts the log before it could see its end, so
     // that one looks first; otherwise redo reads the whole log anyway and
@@ -232,6 +244,26 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
         stopped_at_time: outcome.stopped_at_time,
         warnings: outcome.warnings,
         finished_at: timespec::now(),
+        nothing_committed: false,
+    })
+}
+
+/// The report for an environment without a log: nothing to recover,
+/// nothing touched. An owner creating it right now is still in the way,
+/// as for any recovery.
+fn nothing_committed(home: &Path) -> Result<Report> {
+    if let Some(pid) = crate::owner::live_owner(home) {
+        if pid != std::process::id() {
+            return Err(Error::Locked {
+                path: home.to_path_buf(),
+                pid,
+            });
+        }
+    }
+    Ok(Report {
+        nothing_committed: true,
+        finished_at: timespec::now(),
+        ..Report::default()
     })
 }
 

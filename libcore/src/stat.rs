@@ -92,25 +92,37 @@ pub struct LogStat {
     pub bytes_since_ckp: u64,
 }
 
+/// The layout and log files of the environment at `home` (none for an
+/// environment in which nothing was ever committed).
 fn open_log(home: &Path) -> Result<(SharedVfs, Layout, Vec<u32>)> {
     let vfs = OsVfs::shared();
     let layout = Layout::resolve(&vfs, home)?;
-    let files = if vfs.is_dir(&layout.log_dir) {
-        layout.log_files(&vfs)?
-    } else {
-        Vec::new()
-    };
-    if files.is_empty() {
-        return Err(Error::NotEnvironment {
-            path: home.to_path_buf(),
-        });
-    }
+    let files = layout.env_log(&vfs)?.unwrap_or_default();
     Ok((vfs, layout, files))
+}
+
+/// The figures of a log that has no file yet.
+fn no_log(layout: &Layout) -> LogStat {
+    LogStat {
+        magic: log::LOG_MAGIC,
+        version: log::LOG_VERSION,
+        lg_max: layout.config.lg_max.unwrap_or(log::DEFAULT_LG_MAX),
+        file_mode: 0,
+        first_file: 0,
+        files: 0,
+        total_bytes: 0,
+        end: Lsn::ZERO,
+        last_ckp: None,
+        bytes_since_ckp: 0,
+    }
 }
 
 /// Statistics of the log of the environment at `home`.
 pub fn log(home: &Path) -> Result<LogStat> {
     let (vfs, layout, files) = open_log(home)?;
+    if files.is_empty() {
+        return Ok(no_log(&layout));
+    }
     let mut cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
     let end = cur.end()?;
     let ckp = log::last_checkpoint(&vfs, &layout.log_dir)?;
@@ -223,14 +235,19 @@ pub struct EnvStat {
 pub fn env(home: &Path) -> Result<EnvStat> {
     let log = log(home)?;
     let txn = txn(home)?;
-    let (vfs, layout, _) = open_log(home)?;
-    let cur = LogCursor::open(vfs.clone(), &layout.log_dir)?;
+    let (vfs, layout, files) = open_log(home)?;
+    let env_id = match files.is_empty() {
+        true => 0,
+        false => LogCursor::open(vfs.clone(), &layout.log_dir)?
+            .env_id()
+            .unwrap_or(0),
+    };
     let databases = layout.db_files(&vfs)?.into_iter().map(|f| f.name).collect();
     Ok(EnvStat {
         region: Region::at(home).read(),
         region_size: REGION_SIZE,
         owner: live_owner(home),
-        env_id: cur.env_id().unwrap_or(0),
+        env_id,
         databases,
         log,
         txn,

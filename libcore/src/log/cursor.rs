@@ -188,12 +188,18 @@ fn decode_at(
 }
 
 /// True for a file that a crash left while it was being created: shorter
-/// than a header, or a header of zeroes (the header is fsynced before any
-/// record is written, so such a file holds nothing).
+/// than a header, a header of zeroes, or a file of exactly a header whose
+/// checksum fails (the write of the header was torn). The header is
+/// fsynced before any record is written into the file, so such a file
+/// holds nothing; a file with records after a bad header is damage, not
+/// an interrupted creation.
 pub(crate) fn is_torn_creation(f: &dyn VFile) -> Result<bool> {
     let mut b = [0u8; FILE_HEADER_SIZE];
     let n = f.read_at(&mut b, 0)?;
-    Ok(n < FILE_HEADER_SIZE || b.iter().all(|&x| x == 0))
+    if n < FILE_HEADER_SIZE || b.iter().all(|&x| x == 0) {
+        return Ok(true);
+    }
+    Ok(!FileHeader::checksum_holds(&b) && f.len()? == FILE_HEADER_SIZE as u64)
 }
 
 /// The length of the record that ends at `end` in `f` (0 if `end` is the

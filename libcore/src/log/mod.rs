@@ -170,6 +170,23 @@ pub fn list_log_files(vfs: &crate::vfs::SharedVfs, dir: &Path) -> Result<Vec<u32
     Ok(nums)
 }
 
+/// The log files of `dir` that make up its log: every present one but a
+/// newest one whose creation a crash interrupted (or that an owner is
+/// creating right now), which holds nothing yet (`is_torn_creation`). A
+/// damaged file anywhere else is kept, for its reader to name.
+pub fn live_log_files(vfs: &crate::vfs::SharedVfs, dir: &Path) -> Result<Vec<u32>> {
+    let mut nums = list_log_files(vfs, dir)?;
+    if let Some(&last) = nums.last() {
+        // A file that cannot be opened is not judged here.
+        if let Ok(f) = vfs.open(&log_path(dir, last), crate::vfs::OpenMode::Read) {
+            if is_torn_creation(&*f)? {
+                nums.pop();
+            }
+        }
+    }
+    Ok(nums)
+}
+
 /// The decoded header of one log file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
@@ -192,6 +209,12 @@ impl FileHeader {
         let crc = crc32(&b[..HDR_CRC]);
         put_u32(&mut b, HDR_CRC, crc);
         b
+    }
+
+    /// Whether the checksum of a header's bytes holds (a torn write of
+    /// the header fails it).
+    pub fn checksum_holds(b: &[u8; FILE_HEADER_SIZE]) -> bool {
+        crc32(&b[..HDR_CRC]) == get_u32(b, HDR_CRC)
     }
 
     /// Checks magic, version, checksum and file number of the header of

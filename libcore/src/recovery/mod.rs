@@ -12,7 +12,16 @@
 //!   still waiting when the log ends is a log sequence error naming the
 //!   file, the page and the missing LSN;
 //! * recovery never touches a file outside the data directory, whatever
-//!   name a log record carries (`layout::check_db_name`).
+//!   name a log record carries (`layout::check_db_name`);
+//! * a file create that gives an id another name or another page size
+//!   starts the id afresh: nothing redo held for its old binding (replayed
+//!   pages, pages waiting for a record) carries over, so every page redo
+//!   holds has its file's page size;
+//! * a CRC-valid record may still say anything: one no log of ours holds (a
+//!   change to a page that was never written, an image of another size
+//!   than its file's pages, a change outside the page) is `Error::Corrupt`
+//!   naming the log file and the record's offset, never a panic; and redo
+//!   holds no page that a record did not carry or a data file did not hold.
 //!
 //! The same code runs with `write: false` for read-only views: the
 //! replayed pages stay in memory (`RecoveryOutcome::overlay`) and nothing
@@ -115,6 +124,10 @@ struct RFile {
     /// Length of the file on disk (kept up to date by write-back): pages
     /// at or past it need no read.
     disk_len: u64,
+    /// Length of the file when redo bound it: the pages recovery to a
+    /// time checks (`check_not_newer_than`); write-back only adds pages
+    /// older than the recovery point.
+    len_before: u64,
 }
 
 impl RFile {
@@ -135,6 +148,7 @@ impl RFile {
             page_size,
             handle,
             disk_len,
+            len_before: disk_len,
         })
     }
 }
@@ -385,7 +399,7 @@ pub fn recover(
 /// one would leave a gap no recovery gets past.
 fn cut_log(vfs: &SharedVfs, layout: &Layout, end: Lsn) -> Result<()> {
     let later: Vec<u32> = layout
-        .log_files(vfs)?
+        .all_log_files(vfs)?
         .into_iter()
         .filter(|&n| n > end.file)
         .collect();
@@ -545,38 +559,96 @@ impl Redo<'_> {
                 format!("file create record with page size {page_size}"),
             ));
         }
-        let path = self.layout.db_path(self.vfs, &name);
-        // A file of that name already bound to another id is an earlier
-        // incarnation; this record's id takes the name over.
-        self.files.retain(|fid, f| *fid == id || f.name != name);
-        if let Some(f) = self.files.get(&id) {
-            if f.handle.is_some() && f.name == name {
-                return Ok(());
-            }
+        let page_size = page_size as usize;
+        // A file of that name bound to another id is an earlier
+        // incarnation; this record's id takes the name over, and what redo
+        // held for the old id goes with it.
+        let earlier: Vec<FileId> = self
+            .files
+            .iter()
+            .filter(|(fid, f)| **fid != id && f.name == name)
+            .map(|(fid, _)| *fid)
+            .collect();
+        for old in earlier {
+            self.files.remove(&old);
+            self.forget(old);
         }
+        let same = self
+            .files
+            .get(&id)
+            .is_some_and(|f| f.name == name && (f.page_size == page_size || f.page_size == 0));
+        if same {
+            return self.recreate(id, page_size);
+        }
+        // The id now names another file, or the same name with another
+        // page size: nothing redo knew of the id's pages (their bytes, their
+        // size, the records they wait for) says anything about this one's.
+        self.forget(id);
+        let path = self.layout.db_path(self.vfs, &name);
         let handle = if self.write {
-            // Never truncate: bulk-mode pages may already be in the file.
-            let h = self.vfs.open(&path, OpenMode::Create(DB_FILE_MODE))?;
-            if let Some(dir) = path.parent() {
-                self.vfs.sync_dir(dir)?;
-            }
-            Some(h)
+            Some(self.create_file(&path)?)
         } else if self.vfs.exists(&path) {
             Some(self.vfs.open(&path, OpenMode::Read)?)
         } else {
             None
         };
-        // The id now names another file: what the table knew of the old
-        // one's disk pages says nothing about this one's.
-        self.pages.forget_disk_pages(id);
         self.files
-            .insert(id, RFile::new(name, path, page_size as usize, handle)?);
+            .insert(id, RFile::new(name, path, page_size, handle)?);
         Ok(())
     }
 
-    fn remove(&mut self, id: FileId) -> Result<()> {
+    /// The file bound to `id` is created again under the same name (redo
+    /// started before its create, and a checkpoint or its meta page
+    /// already named it): keep what redo knows of it, learn its page size
+    /// if that was unknown, and create it on disk if it is missing there.
+    fn recreate(&mut self, id: FileId, page_size: usize) -> Result<()> {
+        let Some(f) = self.files.get(&id) else {
+            return Ok(());
+        };
+        let learned = f.page_size == 0;
+        let missing = f.handle.is_none() && self.write;
+        let path = f.path.clone();
+        let handle = if missing {
+            Some(self.create_file(&path)?)
+        } else {
+            None
+        };
+        if let Some(f) = self.files.get_mut(&id) {
+            f.page_size = page_size;
+            if let Some(h) = handle {
+                let h: Arc<dyn VFile> = Arc::from(h);
+                f.disk_len = h.len()?;
+                f.len_before = f.disk_len;
+                f.handle = Some(h);
+            }
+        }
+        if learned || missing {
+            // Pages looked up while the size was unknown or the file was
+            // missing read as never written; the disk may say otherwise.
+            self.pages.forget_disk_pages(id);
+        }
+        Ok(())
+    }
+
+    /// Creates (never truncates: bulk-mode pages may already be in it) a
+    /// data file and makes its name durable.
+    fn create_file(&self, path: &std::path::Path) -> Result<Box<dyn VFile>> {
+        let h = self.vfs.open(path, OpenMode::Create(DB_FILE_MODE))?;
+        if let Some(dir) = path.parent() {
+            self.vfs.sync_dir(dir)?;
+        }
+        Ok(h)
+    }
+
+    /// Drops every page of file `id` redo holds and every page of it
+    /// waiting for a record.
+    fn forget(&mut self, id: FileId) {
         self.pages.forget_file(id);
         self.waiting.retain(|k, _| k.0 != id);
+    }
+
+    fn remove(&mut self, id: FileId) -> Result<()> {
+        self.forget(id);
         if let Some(f) = self.files.remove(&id) {
             if self.write && self.vfs.exists(&f.path) {
                 self.vfs.remove(&f.path)?;
@@ -620,8 +692,14 @@ impl Redo<'_> {
         // size yet: the image tells it. Its later FileRemove drops it.
         if f.page_size == 0 && page::valid_page_size(image.len()) {
             f.page_size = image.len();
+            // Its pages looked up so far could not be read: they can now.
+            self.pages.forget_disk_pages(id);
         }
-        if image.len() != f.page_size {
+        let Some(f) = self.files.get(&id) else {
+            return Ok(());
+        };
+        // (A size still unknown is 0, which no image may have either.)
+        if image.len() != f.page_size || f.page_size == 0 {
             return Err(self.bad_record(lsn, "page image of the wrong size"));
         }
         // Only the LSN matters here: a newer page stays as it is.
@@ -645,6 +723,12 @@ impl Redo<'_> {
         ranges: impl Iterator<Item = (u32, &'r [u8])> + Clone,
     ) -> Result<()> {
         let key = (id, pgno);
+        // Our writer logs a change only against a page that has an LSN
+        // (a new page goes out whole): a delta from nothing would make up
+        // a whole page out of a few bytes of log.
+        if prev.is_zero() {
+            return Err(self.bad_record(lsn, "page change to a page that was never written"));
+        }
         let Some(f) = self.files.get(&id) else {
             self.unknown.entry(id).or_insert(lsn);
             return Ok(());
@@ -666,6 +750,11 @@ impl Redo<'_> {
             }
         }
         let buf = self.pages.bytes_mut(key, f)?;
+        // Every held page of a file has its page size (a new binding
+        // forgets the old one's pages); checked so a slip is an error.
+        if buf.len() != len {
+            return Err(self.bad_record(lsn, "page change to a page of another size"));
+        }
         for (off, bytes) in ranges {
             let off = off as usize;
             buf[off..off + bytes.len()].copy_from_slice(bytes);
@@ -739,7 +828,10 @@ impl Redo<'_> {
     }
 
     /// After recovery to a time: no page may be newer than the point it
-    /// stopped at, or the result would mix two states.
+    /// stopped at, or the result would mix two states. Only the pages the
+    /// files had before redo are read: what write-back added is older than
+    /// the point, and a log naming a far page number can make a file
+    /// sparse and huge.
     fn check_not_newer_than(&self, end: Lsn) -> Result<()> {
         for f in self.files.values() {
             let Some(h) = &f.handle else { continue };
@@ -747,7 +839,7 @@ impl Redo<'_> {
             if ps == 0 {
                 continue;
             }
-            let n = h.len()? / ps as u64;
+            let n = h.len()?.min(f.len_before) / ps as u64;
             let mut buf = vec![0u8; ps];
             for p in 0..n {
                 h.read_at(&mut buf, p * ps as u64)?;
