@@ -89,7 +89,12 @@ impl<'e> Txn<'e> {
         let mut w = env.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mark = Mark::new(env.inner.key(), Hold::Writer);
         let id = TxnId(w.next_txn);
-        w.next_txn += 1;
+        w.next_txn = w.next_txn.checked_add(1).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: transaction ids are used up; dump and reload the databases into a new environment",
+                env.inner.layout.home.display()
+            ))
+        })?;
         Ok(Txn {
             env,
             _writer: w,
@@ -380,7 +385,16 @@ impl<'e> Txn<'e> {
         }
         // Both names durable before any page of ours reaches the file.
         inner.vfs.sync_dir(&inner.layout.create_dir)?;
-        let id = FileId(inner.next_file_id.fetch_add(1, Ordering::Relaxed));
+        let id = inner
+            .next_file_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+            .map(FileId)
+            .map_err(|_| {
+                Error::invalid(format!(
+                    "{}: database file ids are used up; dump and reload the databases into a new environment",
+                    inner.layout.home.display()
+                ))
+            })?;
         let file = Arc::new(DbFile {
             id,
             name: name.to_string(),

@@ -159,8 +159,32 @@ pub fn log_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(log_name(n))
 }
 
-/// The present log file numbers in `dir`, sorted (gaps not checked).
+/// The present log file numbers in `dir`, sorted (gaps not checked by the
+/// caller's lights, but never made up by the listing itself).
+///
+/// A directory listing is not atomic: read while an owner creates log
+/// files N+1 and N+2 in quick succession it can return N+2 without N+1,
+/// and read while `db_archive -d` removes N and then N+1 it can return N
+/// without N+1. Either looks like a gap, which every reader reports as a
+/// missing log file. A listing with a gap is therefore taken again until
+/// two in a row agree: a real gap stays, a race does not.
 pub fn list_log_files(vfs: &crate::vfs::SharedVfs, dir: &Path) -> Result<Vec<u32>> {
+    const MAX_LISTINGS: usize = 16;
+    let mut nums = list_once(vfs, dir)?;
+    for _ in 1..MAX_LISTINGS {
+        if nums.windows(2).all(|w| w[1] == w[0] + 1) {
+            break;
+        }
+        let again = list_once(vfs, dir)?;
+        if again == nums {
+            break;
+        }
+        nums = again;
+    }
+    Ok(nums)
+}
+
+fn list_once(vfs: &crate::vfs::SharedVfs, dir: &Path) -> Result<Vec<u32>> {
     let mut nums: Vec<u32> = vfs
         .list(dir)?
         .iter()

@@ -359,6 +359,26 @@ fn an_owner_refuses_a_log_that_used_up_the_transaction_or_file_ids() {
 }
 
 #[test]
+fn the_last_transaction_id_is_refused_not_wrapped() {
+    // Regression: a log whose largest transaction id is 2^64-2 opens (the
+    // next id, 2^64-1, exists), but `begin` then added one to it unchecked:
+    // an overflow panic in a debug build, a wrap to 0 in release. It is
+    // one line now, and the environment stays readable.
+    let dir = tempfile::tempdir().unwrap();
+    let log = HostileLog::new(dir.path());
+    log.create(u64::MAX - 1, 1, 512, "a.db");
+    log.commit(u64::MAX - 1);
+    drop(log);
+    let env = Env::open(dir.path(), EnvOptions::default()).unwrap();
+    match env.begin() {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("used up"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a transaction got the id that has no successor"),
+    }
+    env.close().unwrap();
+}
+
+#[test]
 fn catastrophic_recovery_replays_a_file_id_reused_with_another_page_size() {
     // Regression (issue 9 defect 3, found while fixing the rebinding of
     // ids): file ids are reused. After the database with the largest id
