@@ -368,15 +368,13 @@ impl Renewer {
         let thread = std::thread::spawn(move || {
             let (m, cv) = &*flag;
             let mut stopped = m.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
+            // The stop may come before this thread first waits.
+            while !*stopped {
                 let (g, timeout) = cv
                     .wait_timeout(stopped, every)
                     .unwrap_or_else(|p| p.into_inner());
                 stopped = g;
-                if *stopped {
-                    return;
-                }
-                if timeout.timed_out() {
+                if !*stopped && timeout.timed_out() {
                     let expires = crate::env::now_secs() + lease_secs;
                     // A failure (region locked for too long) is retried at
                     // the next round; the lease is good for hours.
@@ -1559,5 +1557,28 @@ mod tests {
             "not renewed: expires {}",
             l.expires
         );
+    }
+
+    /// Regression: a renewer stopped before its thread first waited missed
+    /// the wake-up and slept its whole period (5 minutes) inside the drop
+    /// of the lease, so a short backup hung at its end.
+    #[test]
+    fn a_renewer_stopped_at_once_ends_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let region = Region::at(d.path());
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                drop(Renewer::every(
+                    region.clone(),
+                    1,
+                    Duration::from_secs(3600),
+                    1,
+                ));
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("dropping a renewer waited for its period");
     }
 }
