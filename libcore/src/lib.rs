@@ -19,7 +19,6 @@ pub mod dump;
 pub mod dumpdb;
 pub mod env;
 pub mod error;
-pub mod faultfs;
 pub mod history;
 pub mod interrupt;
 pub mod layout;
@@ -45,7 +44,17 @@ pub mod vfs;
 mod writeback;
 
 pub use dbfile::Db;
+pub use env::{scan, Cursor};
 pub use env::{Env, EnvOptions};
 pub use error::{Error, Location, Result, StoreFault};
 pub use txn::Txn;
 pub use types::{FileId, Lsn, PageNo, TxnId};
+pub use vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
+
+#[cfg(any(test, feature = "testing"))]
+mod test_support;
+
+// Lets the test support files of `testkit` that libcore's own unit tests
+// compile (test_support.rs) name this crate `libcore`, as they do there.
+#[cfg(test)]
+extern crate self as libcore;

@@ -965,7 +965,7 @@ mod tests {
 
     #[test]
     fn block_skipping_diff_equals_the_bytewise_one() {
-        let mut rng = crate::faultfs::Rng::new(7);
+        let mut rng = crate::test_support::Rng::new(7);
         for round in 0..2000 {
             let len = [512usize, 4096, 100, 70][round % 4];
             let old = rng.bytes(len);

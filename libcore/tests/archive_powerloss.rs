@@ -12,12 +12,12 @@
 
 use libcore::archive;
 use libcore::env::{Env, EnvOptions};
-use libcore::faultfs::CrashVfs;
 use libcore::layout::Layout;
 use libcore::log::list_log_files;
 use libcore::recover_env::{recover_env, RecoverEnvOptions};
 use libcore::vfs::{OsVfs, SharedVfs};
 use std::path::Path;
+use testkit::CrashVfs;
 
 /// An environment with many small log files, all but the last few unused.
 fn build(home: &Path) {

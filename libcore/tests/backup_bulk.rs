@@ -9,79 +9,31 @@
 //! instead of writing a manifest.
 
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{scan, Env, EnvOptions};
+use libcore::env::{Env, EnvOptions};
 use libcore::manifest::Manifest;
-use libcore::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
-use std::collections::BTreeMap;
-use std::ffi::OsString;
+use libcore::vfs::{OsVfs, SharedVfs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use testkit::{contents, Event, HookVfs, When};
 
 type Hook = Box<dyn FnMut() + Send>;
 
-/// The real file system, plus a hook run each time a file is renamed to
-/// `watch`, at most `times` times.
-struct HookVfs {
-    watch: PathBuf,
-    hook: Mutex<(u32, Hook)>,
-}
-
-impl Vfs for HookVfs {
-    fn open(&self, path: &Path, mode: OpenMode) -> libcore::Result<Box<dyn VFile>> {
-        OsVfs.open(path, mode)
-    }
-    fn remove(&self, path: &Path) -> libcore::Result<()> {
-        OsVfs.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        OsVfs.rename(from, to)?;
-        if to == self.watch {
-            let mut h = self.hook.lock().unwrap();
-            if h.0 > 0 {
+/// The real file system, plus `hook` run each time a file has been renamed
+/// to `watch`, at most `times` times.
+fn on_rename_to(watch: PathBuf, times: u32, hook: Hook) -> SharedVfs {
+    let vfs = HookVfs::os();
+    let hook = Mutex::new((times, hook));
+    vfs.set_hook(move |when, ev| {
+        if let (When::After, Event::Rename { to, .. }) = (when, ev) {
+            let mut h = hook.lock().unwrap();
+            if *to == watch && h.0 > 0 {
                 h.0 -= 1;
                 (h.1)();
             }
         }
         Ok(())
-    }
-    fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
-        OsVfs.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> libcore::Result<Vec<OsString>> {
-        OsVfs.list(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        OsVfs.exists(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        OsVfs.is_dir(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
-        OsVfs.create_dir(path, mode)
-    }
-    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
-        OsVfs.remove_dir(path)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        OsVfs.hard_link(from, to)
-    }
-}
-
-type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-
-fn contents(env: &Env) -> Contents {
-    let mut out = Contents::new();
-    for name in env.db_names() {
-        let db = env.open_db(&name).unwrap();
-        let mut m = BTreeMap::new();
-        scan(env, &db, |k, v| {
-            m.insert(k.to_vec(), v.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        out.insert(name, m);
-    }
-    out
+    });
+    vfs
 }
 
 /// An open source environment with a.db and a small c.db, checkpointed.
@@ -136,16 +88,14 @@ fn a_bulk_commit_between_the_database_copy_and_the_log_copy_makes_the_backup_cop
     let env = source(&home);
     let fired = Arc::new(Mutex::new(0u32));
     let (f, mut load) = (fired.clone(), bulk_loader(env.clone()));
-    let vfs: SharedVfs = Arc::new(HookVfs {
-        watch: libcore::backup_target::staging(&target).join("c.db"),
-        hook: Mutex::new((
-            1,
-            Box::new(move || {
-                load();
-                *f.lock().unwrap() += 1;
-            }),
-        )),
-    });
+    let vfs = on_rename_to(
+        libcore::backup_target::staging(&target).join("c.db"),
+        1,
+        Box::new(move || {
+            load();
+            *f.lock().unwrap() += 1;
+        }),
+    );
     let (r, said) = backup(&vfs, &home, &target);
     r.unwrap_or_else(|e| panic!("{e}\n{said:#?}"));
     assert_eq!(
@@ -169,10 +119,11 @@ fn a_source_that_bulk_loads_during_every_copy_fails_the_backup_without_a_manifes
     let (home, target) = (d.path().join("src"), d.path().join("bk"));
     std::fs::create_dir(&home).unwrap();
     let env = source(&home);
-    let vfs: SharedVfs = Arc::new(HookVfs {
-        watch: libcore::backup_target::staging(&target).join("c.db"),
-        hook: Mutex::new((u32::MAX, bulk_loader(env.clone()))),
-    });
+    let vfs = on_rename_to(
+        libcore::backup_target::staging(&target).join("c.db"),
+        u32::MAX,
+        bulk_loader(env.clone()),
+    );
     let (r, said) = backup(&vfs, &home, &target);
     let e = r.expect_err("no consistent copy was possible").to_string();
     assert!(e.contains("bulk-mode transactions"), "{e}");

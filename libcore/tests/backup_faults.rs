@@ -9,13 +9,13 @@
 use libcore::backup::{hot_backup, BackupOptions};
 use libcore::backup_target::{self, Holds};
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::{FaultyVfs, Op};
 use libcore::layout::Layout;
 use libcore::manifest::Manifest;
 use libcore::recovery::{self, RecoveryMode, RecoveryOptions};
 use libcore::vfs::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
 use std::path::Path;
+use testkit::{FaultyVfs, Op};
 
 type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 /// One way to break the file system for a run.

@@ -11,86 +11,21 @@
 
 use libcore::archive;
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{scan, Env, EnvOptions};
+use libcore::env::{Env, EnvOptions};
 use libcore::layout::Layout;
 use libcore::region::Region;
-use libcore::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
+use libcore::vfs::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use testkit::{contents, Event, HookVfs, When};
 
 type Hook = Box<dyn FnMut() + Send>;
-
-/// The real file system, plus a hook run once when a file is renamed to
-/// `watch` (a copy put into place).
-struct HookVfs {
-    watch: PathBuf,
-    hook: Mutex<Option<Hook>>,
-}
-
-impl Vfs for HookVfs {
-    fn open(&self, path: &Path, mode: OpenMode) -> libcore::Result<Box<dyn VFile>> {
-        OsVfs.open(path, mode)
-    }
-    fn remove(&self, path: &Path) -> libcore::Result<()> {
-        OsVfs.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        OsVfs.rename(from, to)?;
-        if to == self.watch {
-            let hook = self.hook.lock().unwrap().take();
-            if let Some(mut h) = hook {
-                h();
-            }
-        }
-        Ok(())
-    }
-    fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
-        OsVfs.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> libcore::Result<Vec<OsString>> {
-        OsVfs.list(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        OsVfs.exists(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        OsVfs.is_dir(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
-        OsVfs.create_dir(path, mode)
-    }
-    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
-        OsVfs.remove_dir(path)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        OsVfs.hard_link(from, to)
-    }
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-
-fn contents(env: &Env) -> Contents {
-    let mut out = Contents::new();
-    for name in env.db_names() {
-        let db = env.open_db(&name).unwrap();
-        let mut m = BTreeMap::new();
-        scan(env, &db, |k, v| {
-            m.insert(k.to_vec(), v.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        out.insert(name, m);
-    }
-    out
 }
 
 /// Commits `n` transactions of about 300 bytes each into a.db.
@@ -158,13 +93,24 @@ fn two_backups_at_once_keep_their_own_leases() {
             *seen.lock().unwrap() = Some((during, after, removed));
         })
     };
-    let vfs: SharedVfs = Arc::new(HookVfs {
-        // The copy goes to the backup's staging directory first.
-        watch: first_bk
-            .join(libcore::backup_target::STAGING_DIR)
-            .join(libcore::log::log_name(first_needs)),
-        hook: Mutex::new(Some(hook)),
+    // The copy goes to the backup's staging directory first.
+    let watch = first_bk
+        .join(libcore::backup_target::STAGING_DIR)
+        .join(libcore::log::log_name(first_needs));
+    let once = Mutex::new(Some(hook));
+    let hooked = HookVfs::os();
+    hooked.set_hook(move |when, ev| {
+        if let (When::After, Event::Rename { to, .. }) = (when, ev) {
+            if *to == watch {
+                let hook = once.lock().unwrap().take();
+                if let Some(mut h) = hook {
+                    h();
+                }
+            }
+        }
+        Ok(())
     });
+    let vfs: SharedVfs = hooked;
     let mut said = Vec::new();
     let r = hot_backup(
         &vfs,

@@ -21,11 +21,11 @@
 use libcore::backup::{hot_backup, BackupOptions};
 use libcore::backup_target;
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::CrashVfs;
 use libcore::recover_env::{recover_env_on, RecoverEnvOptions};
 use libcore::vfs::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
 use std::path::Path;
+use testkit::CrashVfs;
 
 type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 

@@ -3,15 +3,14 @@
 //! every point of it (`CrashVfs`).
 
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::CrashVfs;
+use libcore::env::{Env, EnvOptions};
 use libcore::manifest::Manifest;
 use libcore::recover_env::{recover_env, RecoverEnvOptions};
-use libcore::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
-use std::collections::BTreeMap;
-use std::ffi::OsString;
+use libcore::vfs::{OpenMode, OsVfs, SharedVfs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use testkit::CrashVfs;
+use testkit::{contents, Event, HookVfs, When};
 
 type Hook = Box<dyn FnMut() + Send>;
 
@@ -25,147 +24,42 @@ enum On {
 }
 
 /// A file system (the real one, or another) plus a hook run each time the
-/// watched event happens, at most `times` times.
-struct HookVfs {
+/// watched event happens, at most `times` times. Returns the file system
+/// and the count of runs left.
+fn hooked(
     inner: SharedVfs,
     on: On,
     watch: PathBuf,
-    hook: Mutex<(u32, Hook)>,
-    /// What went through, in order: ("sync", path), ("rename", to).
-    seen: Mutex<Vec<(&'static str, PathBuf)>>,
-}
-
-impl HookVfs {
-    fn new(inner: SharedVfs, on: On, watch: PathBuf, times: u32, hook: Hook) -> Arc<HookVfs> {
-        Arc::new(HookVfs {
-            inner,
-            on,
-            watch,
-            hook: Mutex::new((times, hook)),
-            seen: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn fire(&self) {
-        let mut h = self.hook.lock().unwrap();
-        if h.0 > 0 {
-            h.0 -= 1;
-            (h.1)();
-        }
-    }
-
-    fn seen(&self) -> Vec<(&'static str, PathBuf)> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// A file of a `HookVfs`: records its syncs.
-struct SeenFile {
-    inner: Box<dyn VFile>,
-    seen: Arc<HookVfs>,
-}
-
-impl VFile for SeenFile {
-    fn read_at(&self, buf: &mut [u8], off: u64) -> libcore::Result<usize> {
-        self.inner.read_at(buf, off)
-    }
-    fn write_at(&self, buf: &[u8], off: u64) -> libcore::Result<()> {
-        self.inner.write_at(buf, off)
-    }
-    fn len(&self) -> libcore::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> libcore::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync(&self) -> libcore::Result<()> {
-        self.inner.sync()?;
-        self.seen
-            .seen
-            .lock()
-            .unwrap()
-            .push(("sync", self.inner.path().to_path_buf()));
-        Ok(())
-    }
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-}
-
-/// The `HookVfs` as a `Vfs` (through an `Arc`, so its files can point
-/// back at it).
-struct Hooked(Arc<HookVfs>);
-
-impl Vfs for Hooked {
-    fn open(&self, path: &Path, mode: OpenMode) -> libcore::Result<Box<dyn VFile>> {
-        let f = self.0.inner.open(path, mode)?;
-        if self.0.on == On::OpenForWrite && mode != OpenMode::Read && path == self.0.watch {
-            self.0.fire();
-        }
-        Ok(Box::new(SeenFile {
-            inner: f,
-            seen: self.0.clone(),
-        }))
-    }
-    fn remove(&self, path: &Path) -> libcore::Result<()> {
-        self.0.inner.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        self.0.inner.rename(from, to)?;
-        self.0
-            .seen
-            .lock()
-            .unwrap()
-            .push(("rename", to.to_path_buf()));
-        let prefix = self.0.watch.to_string_lossy().into_owned();
-        if self.0.on == On::RenameTo && to.to_string_lossy().starts_with(&prefix) {
-            self.0.fire();
+    times: u32,
+    hook: Hook,
+) -> (Arc<HookVfs>, Arc<Mutex<(u32, Hook)>>) {
+    let vfs = HookVfs::new(inner);
+    let left = Arc::new(Mutex::new((times, hook)));
+    let fire = left.clone();
+    let prefix = watch.to_string_lossy().into_owned();
+    vfs.set_hook(move |when, ev| {
+        let hit = match (when, ev) {
+            (When::After, Event::Open { path, mode }) => {
+                on == On::OpenForWrite && *mode != OpenMode::Read && *path == watch
+            }
+            (When::After, Event::Rename { to, .. }) => {
+                on == On::RenameTo && to.to_string_lossy().starts_with(&prefix)
+            }
+            _ => false,
+        };
+        if hit {
+            let mut h = fire.lock().unwrap();
+            if h.0 > 0 {
+                h.0 -= 1;
+                (h.1)();
+            }
         }
         Ok(())
-    }
-    fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
-        self.0.inner.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> libcore::Result<Vec<OsString>> {
-        self.0.inner.list(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.0.inner.exists(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.0.inner.is_dir(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
-        self.0.inner.create_dir(path, mode)
-    }
-    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
-        self.0.inner.remove_dir(path)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        self.0.inner.hard_link(from, to)?;
-        self.0.seen.lock().unwrap().push(("link", to.to_path_buf()));
-        Ok(())
-    }
+    });
+    (vfs, left)
 }
 
-type Contents = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-
-fn contents(env: &Env) -> Contents {
-    let mut out = Contents::new();
-    for name in env.db_names() {
-        let db = env.open_db(&name).unwrap();
-        let mut m = BTreeMap::new();
-        scan(env, &db, |k, v| {
-            m.insert(k.to_vec(), v.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        out.insert(name, m);
-    }
-    out
-}
-
-fn contents_at(home: &Path) -> Contents {
+fn contents_at(home: &Path) -> testkit::Contents {
     contents(&Env::open(home, EnvOptions::read_only()).unwrap())
 }
 
@@ -261,21 +155,17 @@ fn a_bulk_load_landing_while_update_copies_the_log_is_copied_again() {
     let d = tempfile::tempdir().unwrap();
     let (home, bk) = (d.path().join("src"), d.path().join("bk"));
     let env = source_and_backup(&home, &bk);
-    let hook = HookVfs::new(
+    let (hook, left) = hooked(
         os(),
         On::OpenForWrite,
         last_log(&bk),
         1,
         bulk_loader(env.clone(), 0),
     );
-    let vfs: SharedVfs = Arc::new(Hooked(hook.clone()));
+    let vfs: SharedVfs = hook;
     let (r, said) = update(&vfs, &home, &bk);
     r.unwrap_or_else(|e| panic!("{e}\n{said:#?}"));
-    assert_eq!(
-        hook.hook.lock().unwrap().0,
-        0,
-        "the load ran inside the update"
-    );
+    assert_eq!(left.lock().unwrap().0, 0, "the load ran inside the update");
     assert!(
         said.iter().any(|s| s.contains("c.db; copying it again")),
         "{said:#?}"
@@ -295,14 +185,14 @@ fn bulk_loads_during_every_copy_fail_the_update_and_a_rerun_completes() {
     let env = source_and_backup(&home, &bk);
     bulk_loader(env.clone(), 0)();
     // Each time a copy of c.db is put in place under its temporary name.
-    let hook = HookVfs::new(
+    let (hook, _) = hooked(
         os(),
         On::RenameTo,
         bk.join(".tmp.c.db."),
         u32::MAX,
         bulk_loader(env.clone(), 1),
     );
-    let vfs: SharedVfs = Arc::new(Hooked(hook));
+    let vfs: SharedVfs = hook;
     let (r, said) = update(&vfs, &home, &bk);
     let e = r
         .map(|_| said.clone())
@@ -546,14 +436,14 @@ fn db_config_of_a_complete_backup_survives_a_power_loss() {
         if let Some(n) = crash_at {
             crash.crash_after(n);
         }
-        let hook = HookVfs::new(
+        let (hook, _) = hooked(
             crash.clone(),
             On::RenameTo,
             PathBuf::from("/nothing"),
             0,
             Box::new(|| {}),
         );
-        let vfs: SharedVfs = Arc::new(Hooked(hook.clone()));
+        let vfs: SharedVfs = hook.clone();
         let r = hot_backup(&vfs, &home, &bk, &opts, &mut |_| {});
         (r.map(|_| ()), crash, hook)
     };
@@ -561,7 +451,7 @@ fn db_config_of_a_complete_backup_survives_a_power_loss() {
     let (r, crash, hook) = run(None);
     r.unwrap();
     let total = crash.mutations();
-    let seen = hook.seen();
+    let seen = hook.journal();
     let cfg_at = seen
         .iter()
         .position(|(op, p)| p == &bk.join("DB_CONFIG") && (*op == "rename" || *op == "link"))

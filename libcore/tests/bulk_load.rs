@@ -12,12 +12,12 @@
 use libcore::btree;
 use libcore::dump::PairSource;
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::{CrashVfs, Rng};
 use libcore::load::{load_into_env, LoadOptions};
 use libcore::vfs::SharedVfs;
 use libcore::{Db, Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
+use testkit::{CrashVfs, Rng};
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 type State = BTreeMap<String, Table>;

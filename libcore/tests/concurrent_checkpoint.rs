@@ -25,11 +25,11 @@
 //! sequence, and the counter equal to the number of keys.
 
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::{CrashVfs, Rng};
 use libcore::vfs::SharedVfs;
 use libcore::Db;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use testkit::{CrashVfs, Rng};
 
 const THREADS: u64 = 6;
 const PER_THREAD: u64 = 60;

@@ -27,12 +27,12 @@
 //! test failure that names the offset.
 
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::Rng;
 use libcore::{Error, Lsn};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
+use testkit::Rng;
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 

@@ -5,55 +5,25 @@
 //! clone of an `Env` must not close the environment under the others.
 
 use libcore::env::{Env, EnvOptions};
-use libcore::faultfs::{FaultyVfs, Op};
 use libcore::region::Region;
-use libcore::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
+use libcore::vfs::{OsVfs, SharedVfs};
 use libcore::Error;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use testkit::{Event, HookVfs, When};
+use testkit::{FaultyVfs, Op};
 
 type Hook = Box<dyn Fn(&Path) -> libcore::Result<()> + Send + Sync>;
 
-/// The real file system, with hooks run before a file is removed and
-/// before a log file is fsynced; a hook's error is the operation's.
+/// Hooks run before a file is removed and before a log file is fsynced
+/// (through a `HookVfs` over the real file system); a hook's error is the
+/// operation's.
 #[derive(Default)]
-struct HookVfs {
+struct Hooks {
     on_remove: Mutex<Option<Hook>>,
-    on_log_sync: Arc<Mutex<Option<Hook>>>,
-}
-
-struct HookFile {
-    inner: Box<dyn VFile>,
-    on_sync: Option<Arc<Mutex<Option<Hook>>>>,
-}
-
-impl VFile for HookFile {
-    fn read_at(&self, buf: &mut [u8], off: u64) -> libcore::Result<usize> {
-        self.inner.read_at(buf, off)
-    }
-    fn write_at(&self, buf: &[u8], off: u64) -> libcore::Result<()> {
-        self.inner.write_at(buf, off)
-    }
-    fn len(&self) -> libcore::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> libcore::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync(&self) -> libcore::Result<()> {
-        if let Some(h) = &self.on_sync {
-            if let Some(f) = h.lock().unwrap().as_ref() {
-                f(self.inner.path())?;
-            }
-        }
-        self.inner.sync()
-    }
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
+    on_log_sync: Mutex<Option<Hook>>,
 }
 
 fn is_log(p: &Path) -> bool {
@@ -62,42 +32,24 @@ fn is_log(p: &Path) -> bool {
         .is_some_and(|n| n.starts_with("log."))
 }
 
-impl Vfs for HookVfs {
-    fn open(&self, path: &Path, mode: OpenMode) -> libcore::Result<Box<dyn VFile>> {
-        let inner = OsVfs.open(path, mode)?;
-        let on_sync = is_log(path).then(|| self.on_log_sync.clone());
-        Ok(Box::new(HookFile { inner, on_sync }))
+fn run(slot: &Mutex<Option<Hook>>, p: &Path) -> libcore::Result<()> {
+    match slot.lock().unwrap().as_ref() {
+        Some(f) => f(p),
+        None => Ok(()),
     }
-    fn remove(&self, path: &Path) -> libcore::Result<()> {
-        if let Some(f) = self.on_remove.lock().unwrap().as_ref() {
-            f(path)?;
-        }
-        OsVfs.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        OsVfs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
-        OsVfs.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> libcore::Result<Vec<OsString>> {
-        OsVfs.list(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        OsVfs.exists(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        OsVfs.is_dir(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
-        OsVfs.create_dir(path, mode)
-    }
-    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
-        OsVfs.remove_dir(path)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        OsVfs.hard_link(from, to)
-    }
+}
+
+/// The file system the environment runs on, and its hooks.
+fn hook_vfs() -> (Arc<HookVfs>, Arc<Hooks>) {
+    let hooks = Arc::new(Hooks::default());
+    let vfs = HookVfs::os();
+    let h = hooks.clone();
+    vfs.set_hook(move |when, ev| match (when, ev) {
+        (When::Before, Event::Remove(p)) => run(&h.on_remove, p),
+        (When::Before, Event::Sync(p)) if is_log(p) => run(&h.on_log_sync, p),
+        _ => Ok(()),
+    });
+    (vfs, hooks)
 }
 
 fn eio(path: &Path) -> Error {
@@ -137,8 +89,8 @@ fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send
 fn a_checkpoint_during_a_removal_never_brings_the_database_back() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let vfs = Arc::new(HookVfs::default());
-    let env = open_with(home, vfs.clone());
+    let (hooked, vfs) = hook_vfs();
+    let env = open_with(home, hooked);
     let mut t = env.begin().unwrap();
     let db = t.create_db("a.db", None).unwrap();
     t.put(&db, b"k", b"stale").unwrap();
@@ -268,8 +220,8 @@ fn a_commit_whose_fsync_failed_is_never_visible() {
 fn a_reader_never_sees_a_commit_before_its_fsync() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let vfs = Arc::new(HookVfs::default());
-    let env = open_with(home, vfs.clone());
+    let (hooked, vfs) = hook_vfs();
+    let env = open_with(home, hooked);
     let mut t = env.begin().unwrap();
     let db = t.create_db("a.db", None).unwrap();
     t.put(&db, b"k", b"old").unwrap();

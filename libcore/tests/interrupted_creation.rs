@@ -22,7 +22,6 @@
 use libcore::archive::{self, ArchiveMode};
 use libcore::backup::{hot_backup, BackupOptions};
 use libcore::env::{Env, EnvOptions};
-use libcore::faultfs::CrashVfs;
 use libcore::layout::Layout;
 use libcore::printlog::{Entries, Range};
 use libcore::recover_env::{recover_env, RecoverEnvOptions};
@@ -30,6 +29,7 @@ use libcore::vfs::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use testkit::CrashVfs;
 
 /// Power-loss outcomes tried at each cut of the first open (enough for
 /// the strong model to produce every state: no file, 0 bytes, a torn or

@@ -11,9 +11,9 @@
 //! are in the assertion message).
 
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::Rng;
 use std::collections::BTreeMap;
 use std::path::Path;
+use testkit::Rng;
 
 fn value(rng: &mut Rng, page_size: usize) -> Vec<u8> {
     let len = match rng.below(10) {

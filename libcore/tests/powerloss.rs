@@ -13,7 +13,7 @@
 //! every commit that returned `Ok` in sync mode, and in nosync mode every
 //! commit before a checkpoint that returned `Ok`.
 //!
-//! The power loss follows `CrashModel::Strong` (faultfs.rs): any subset of
+//! The power loss follows `CrashModel::Strong` (testkit, crash.rs): any subset of
 //! the unsynced writes, creations, removals and renames survives, in any
 //! order, torn anywhere. Recovery itself then runs on the same `CrashVfs`
 //! and the power fails again during it, once or twice, at a random one of
@@ -36,13 +36,13 @@
 //! print the count.
 
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::Rng;
-use libcore::faultfs::{CrashVfs, FaultyVfs, Op};
 use libcore::vfs::{OsVfs, SharedVfs};
 use libcore::{Db, Error, Lsn};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
+use testkit::Rng;
+use testkit::{CrashVfs, FaultyVfs, Op};
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 /// Database name -> contents.

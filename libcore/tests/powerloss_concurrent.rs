@@ -1,7 +1,7 @@
 //! Power loss while everything runs at once.
 //!
 //! Beside each other on one environment, on a `CrashVfs` (the strong model
-//! of faultfs.rs): committer threads (each puts its own keys into `a.db`
+//! of testkit's crash.rs): committer threads (each puts its own keys into `a.db`
 //! and bumps a shared counter, so a partial or reordered transaction
 //! shows), a thread that creates and removes databases, a thread that
 //! bulk-loads (`begin_bulk`: new pages go straight to the file), a thread
@@ -35,13 +35,13 @@
 
 use libcore::backup::{hot_backup, BackupOptions};
 use libcore::env::{scan, Env, EnvOptions};
-use libcore::faultfs::{CrashVfs, Rng};
 use libcore::vfs::SharedVfs;
 use libcore::{Db, Error};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use testkit::{CrashVfs, Event, HookVfs, Rng, When};
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -213,46 +213,17 @@ fn bulk_load(env: &Env, db: &Db, b: u64) -> libcore::Result<()> {
 /// a thread descheduled between a removal's commit and its unlink, so the
 /// checkpoints running beside it often land in between (the window of
 /// issue 9.1: a checkpoint there must not let the database come back).
-struct SlowUnlink(Arc<CrashVfs>);
-
-impl libcore::vfs::Vfs for SlowUnlink {
-    fn open(
-        &self,
-        path: &Path,
-        mode: libcore::vfs::OpenMode,
-    ) -> libcore::Result<Box<dyn libcore::vfs::VFile>> {
-        self.0.open(path, mode)
-    }
-    fn remove(&self, path: &Path) -> libcore::Result<()> {
-        if path.extension().is_some_and(|e| e == "db") {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+fn slow_unlink(crash: Arc<CrashVfs>) -> Arc<HookVfs> {
+    let vfs = HookVfs::new(crash);
+    vfs.set_hook(|when, ev| {
+        if let (When::Before, Event::Remove(path)) = (when, ev) {
+            if path.extension().is_some_and(|e| e == "db") {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
-        self.0.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        self.0.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
-        self.0.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> libcore::Result<Vec<std::ffi::OsString>> {
-        self.0.list(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.0.exists(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.0.is_dir(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
-        self.0.create_dir(path, mode)
-    }
-    fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
-        self.0.remove_dir(path)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        self.0.hard_link(from, to)
-    }
+        Ok(())
+    });
+    vfs
 }
 
 /// A backup that completed: where, and what was acknowledged when it
@@ -496,7 +467,7 @@ fn one_cut(seed: u64, cut: Option<u64>, w: Workload) -> (u64, usize) {
     let ctx = format!("seed {seed:#x} cut {cut:?}");
     let crash = CrashVfs::new(&home);
     let vfs: SharedVfs = if w.slow_unlink {
-        Arc::new(SlowUnlink(crash.clone()))
+        slow_unlink(crash.clone())
     } else {
         crash.clone()
     };
@@ -567,7 +538,7 @@ fn one_cut(seed: u64, cut: Option<u64>, w: Workload) -> (u64, usize) {
 struct Workload {
     /// A thread checkpointing in a loop.
     checkpoints: bool,
-    /// Removals wait a little before their unlink (`SlowUnlink`).
+    /// Removals wait a little before their unlink (`slow_unlink`).
     slow_unlink: bool,
 }
 

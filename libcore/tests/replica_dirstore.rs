@@ -11,7 +11,6 @@
 //! `REPLICA_RACE_ROUNDS` scales the races; the ignored `torture_*` tests
 //! (`make torture`) run many more rounds.
 
-use libcore::faultfs::{CrashVfs, FaultyVfs, Op};
 use libcore::replica::conformance::{self, Options};
 use libcore::replica::{DirStore, ReplicaStore};
 use libcore::vfs::{OsVfs, SharedVfs, Vfs};
@@ -19,6 +18,7 @@ use libcore::StoreFault;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::{CrashVfs, FaultyVfs, Op};
 
 fn rounds(default: usize) -> usize {
     std::env::var("REPLICA_RACE_ROUNDS")

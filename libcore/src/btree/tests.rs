@@ -7,7 +7,7 @@ use crate::pagestore::MemStore;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::faultfs::Rng;
+use crate::test_support::Rng;
 
 /// Random bytes, of a random length below `n`.
 fn bytes_upto(r: &mut Rng, n: u64) -> Vec<u8> {

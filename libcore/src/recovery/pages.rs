@@ -282,8 +282,8 @@ mod tests {
     //! not read, and write-back writes adjacent pages in one write.
 
     use super::*;
-    use crate::faultfs::{FaultyVfs, Op};
     use crate::page::PageType;
+    use crate::test_support::faulty::{FaultyVfs, Op};
     use crate::types::PageNo;
     use crate::vfs::{OpenMode, Vfs};
 

@@ -69,7 +69,7 @@ impl Drop for Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::faultfs::{is_errno, FaultyVfs, Op, EIO};
+    use crate::test_support::faulty::{is_errno, FaultyVfs, Op, EIO};
     use crate::vfs::{OpenMode, Vfs};
 
     fn handles(vfs: &FaultyVfs, dir: &std::path::Path, n: usize) -> Vec<Arc<dyn VFile>> {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::env::{Env, EnvOptions};
-use crate::faultfs::{FaultyVfs, Op};
+use crate::test_support::faulty::{FaultyVfs, Op};
 
 /// An environment of `n` transactions, each putting one key into a.db and
 /// overwriting `last` in b.db (the writer's shape), closed cleanly.
@@ -166,7 +166,10 @@ fn sync_behind_fsyncs_while_redo_runs_and_a_failed_background_sync_fails_recover
     let vfs = data_file_counter();
     vfs.fail_nth(Op::Sync, 1);
     let e = recover_on(&vfs, copy.path(), true).unwrap_err();
-    assert!(crate::faultfs::is_errno(&e, crate::faultfs::EIO), "{e}");
+    assert!(
+        crate::test_support::faulty::is_errno(&e, crate::test_support::faulty::EIO),
+        "{e}"
+    );
 }
 
 /// Writes a log record by record with the real appender, so every record

@@ -1,7 +1,8 @@
 //! The conformance suite of `ReplicaStore`: one generic set of checks that
 //! every implementation must pass, run by libcore's tests on `DirStore`
 //! (also under the fault models) and by the `s3store` tests on a real
-//! S3-compatible server. Test infrastructure, like `faultfs`: nothing in
+//! S3-compatible server. Test infrastructure, like the `testkit` crate, so
+//! compiled only with the `testing` feature: nothing in
 //! the engine uses it, and a check panics with a message saying which
 //! promise was broken.
 //!
@@ -11,7 +12,7 @@
 use super::framed::{self, Kind};
 use super::store::{FileSum, ObjectMeta, ReplicaStore, Summer};
 use crate::error::StoreFault;
-use crate::faultfs::Rng;
+use crate::test_support::Rng;
 use crate::vfs::{OsVfs, Vfs};
 use std::path::Path;
 use std::sync::Barrier;

@@ -2,8 +2,10 @@
 //! the framing every replication object is stored in (`framed`), the
 //! directory implementation (`dirstore`; the S3 one is the `s3store`
 //! crate), and the conformance suite every implementation must pass
-//! (`conformance`, public so the `s3store` tests run it too).
+//! (`conformance`, public under the `testing` feature so the `s3store`
+//! tests run it too).
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 pub mod dirstore;
 pub mod framed;

@@ -1,0 +1,212 @@
+//! [`HookVfs`]: another file system (the real one, a `CrashVfs`, ...) with a
+//! test's hook run around its operations, and a journal of what went
+//! through. Tests use it to act at an exact point of a workload: commit a
+//! bulk load the moment a backup puts a copy into place, hold a log fsync
+//! while a reader runs, fail an unlink.
+//!
+//! The hook is called with [`When::Before`] and [`When::After`] each
+//! operation of [`Event`]: an error from it before is the operation's error
+//! (the operation does not run), an error after is returned in place of
+//! the operation's success. No lock is held while the hook runs, so it may
+//! block, or use the same file system (its own operations call it again).
+
+use libcore::{OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Whether the hook runs before or after the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Before,
+    After,
+}
+
+/// The operations a hook is told about.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// Opening a file (after: it is open).
+    Open { path: &'a Path, mode: OpenMode },
+    /// Removing a file.
+    Remove(&'a Path),
+    /// Renaming a file.
+    Rename { from: &'a Path, to: &'a Path },
+    /// Giving a file a second name.
+    HardLink { from: &'a Path, to: &'a Path },
+    /// `VFile::sync` of an open file.
+    Sync(&'a Path),
+    /// `Vfs::sync_dir`.
+    SyncDir(&'a Path),
+}
+
+type Hook = Arc<dyn Fn(When, &Event<'_>) -> Result<()> + Send + Sync>;
+
+struct State {
+    inner: SharedVfs,
+    hook: RwLock<Option<Hook>>,
+    /// ("sync", file), ("rename", new name), ("link", new name), in order,
+    /// each once it succeeded.
+    journal: Mutex<Vec<(&'static str, PathBuf)>>,
+}
+
+impl State {
+    fn call(&self, when: When, ev: &Event<'_>) -> Result<()> {
+        let hook = self.hook.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match hook {
+            Some(h) => h(when, ev),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `op` between the hook's two calls.
+    fn around<T>(&self, ev: Event<'_>, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.call(When::Before, &ev)?;
+        let out = op()?;
+        self.call(When::After, &ev)?;
+        Ok(out)
+    }
+
+    fn note(&self, what: &'static str, path: &Path) {
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((what, path.to_path_buf()));
+    }
+}
+
+/// A file system with a hook; share it as `Arc<HookVfs>` (it is a `Vfs`).
+pub struct HookVfs {
+    st: Arc<State>,
+}
+
+impl HookVfs {
+    /// Over `inner`, with no hook yet.
+    pub fn new(inner: SharedVfs) -> Arc<HookVfs> {
+        Arc::new(HookVfs {
+            st: Arc::new(State {
+                inner,
+                hook: RwLock::new(None),
+                journal: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Over the real file system.
+    pub fn os() -> Arc<HookVfs> {
+        HookVfs::new(OsVfs::shared())
+    }
+
+    /// Sets the hook (replacing any earlier one).
+    pub fn set_hook(&self, f: impl Fn(When, &Event<'_>) -> Result<()> + Send + Sync + 'static) {
+        *self.st.hook.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(f));
+    }
+
+    /// Removes the hook.
+    pub fn clear_hook(&self) {
+        *self.st.hook.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// What went through so far: ("sync", file), ("rename", new name) and
+    /// ("link", new name), in order.
+    pub fn journal(&self) -> Vec<(&'static str, PathBuf)> {
+        self.st
+            .journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+struct HookFile {
+    inner: Box<dyn VFile>,
+    st: Arc<State>,
+}
+
+impl VFile for HookFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.inner.read_at(buf, off)
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {
+        self.inner.write_at(buf, off)
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.inner.len()
+    }
+
+    fn set_len(&self, len: u64) -> Result<()> {
+        self.inner.set_len(len)
+    }
+
+    fn sync(&self) -> Result<()> {
+        let path = self.inner.path();
+        self.st.around(Event::Sync(path), || {
+            self.inner.sync()?;
+            self.st.note("sync", path);
+            Ok(())
+        })
+    }
+
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+}
+
+impl Vfs for HookVfs {
+    fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
+        let inner = self.st.around(Event::Open { path, mode }, || {
+            self.st.inner.open(path, mode)
+        })?;
+        Ok(Box::new(HookFile {
+            inner,
+            st: self.st.clone(),
+        }))
+    }
+
+    fn remove(&self, path: &Path) -> Result<()> {
+        self.st
+            .around(Event::Remove(path), || self.st.inner.remove(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.st.around(Event::Rename { from, to }, || {
+            self.st.inner.rename(from, to)?;
+            self.st.note("rename", to);
+            Ok(())
+        })
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        self.st
+            .around(Event::SyncDir(dir), || self.st.inner.sync_dir(dir))
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
+        self.st.inner.list(dir)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.st.inner.exists(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        self.st.inner.is_dir(path)
+    }
+
+    fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
+        self.st.inner.create_dir(path, mode)
+    }
+
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        self.st.inner.remove_dir(path)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        self.st.around(Event::HardLink { from, to }, || {
+            self.st.inner.hard_link(from, to)?;
+            self.st.note("link", to);
+            Ok(())
+        })
+    }
+}
