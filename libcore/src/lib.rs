@@ -3,45 +3,28 @@
 //! text format) and all page, log, B-tree, transaction and recovery logic.
 //! It never prints and never exits: tools do that.
 
-pub mod archive;
-pub mod backup;
-pub mod backup_target;
+pub mod bdbtext;
 pub mod btree;
-pub mod bulk;
-pub mod bulkcheck;
-pub mod cache;
-pub mod checkpoint;
-pub mod codec;
-pub mod config;
-pub mod copy;
-pub mod dbfile;
-pub mod dump;
-pub mod dumpdb;
-pub mod env;
+pub mod engine;
 pub mod error;
-pub mod history;
-pub mod interrupt;
-pub mod layout;
-pub mod load;
-pub mod log;
-pub mod manifest;
-pub mod owner;
-pub mod page;
-pub mod pagestore;
-pub mod printlog;
-pub mod recover_env;
+pub mod ops;
 pub mod recovery;
-mod reentry;
-pub mod region;
-pub mod replica;
-pub mod stat;
-pub mod timefmt;
-pub mod timespec;
-pub mod txn;
+pub mod storage;
 pub mod types;
-pub mod verify;
-pub mod vfs;
-mod writeback;
+pub mod wal;
+
+// The paths of the flat layout, until the public API is settled.
+pub use bdbtext::{dump, printlog, timefmt, timespec};
+pub use engine::{bulk, cache, env, owner, region, txn};
+pub use ops::request_checkpoint as checkpoint;
+pub use ops::{
+    archive, backup, backup_target, copy, dumpdb, interrupt, load, recover_env, replica, stat,
+    verify,
+};
+pub use recovery::bulkcheck;
+pub use storage::{codec, config, dbfile, layout, page, pagestore, vfs};
+pub use wal as log;
+pub use wal::{history, manifest};
 
 pub use dbfile::Db;
 pub use env::{scan, Cursor};

@@ -96,6 +96,15 @@ impl fmt::Display for FileId {
     }
 }
 
+/// Now, in unix seconds: the timestamps log records, the region and the
+/// manifest store (0 if the clock is before 1970).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

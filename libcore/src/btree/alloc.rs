@@ -8,8 +8,8 @@
 use super::node;
 use super::read::{self, corrupt, in_range};
 use crate::error::Result;
-use crate::page::{self, Meta, PageType};
-use crate::pagestore::PageWrite;
+use crate::storage::page::{self, Meta, PageType};
+use crate::storage::pagestore::PageWrite;
 use crate::types::PageNo;
 
 pub(crate) struct Writer<'s, S: PageWrite> {

@@ -22,8 +22,8 @@ use super::read;
 use super::write::{overflow_choice, separator};
 use super::FIRST_ROOT;
 use crate::error::{Error, Location, Result};
-use crate::page::{Meta, PageType};
-use crate::pagestore::PageRead;
+use crate::storage::page::{Meta, PageType};
+use crate::storage::pagestore::PageRead;
 use crate::types::PageNo;
 use std::path::PathBuf;
 

@@ -5,8 +5,8 @@
 
 use super::read::{self, descend, leaf_kv, leaf_search, sibling, NodeRef, Target};
 use crate::error::Result;
-use crate::page::Meta;
-use crate::pagestore::PageRead;
+use crate::storage::page::Meta;
+use crate::storage::pagestore::PageRead;
 use crate::types::PageNo;
 
 type Kv = (Vec<u8>, Vec<u8>);

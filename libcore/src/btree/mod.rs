@@ -38,8 +38,8 @@ pub use stats::Stats;
 pub use verify::Problem;
 
 use crate::error::{Error, Result};
-use crate::page::{self, Meta, PageType};
-use crate::pagestore::{PageRead, PageWrite};
+use crate::storage::page::{self, Meta, PageType};
+use crate::storage::pagestore::{PageRead, PageWrite};
 use crate::types::{FileId, PageNo};
 
 /// Largest key or value, in bytes.

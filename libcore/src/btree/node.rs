@@ -42,8 +42,8 @@
 //! Everything here takes untrusted bytes: functions that read entries return
 //! `Err(&'static str)` describing the damage; the caller adds file and page.
 
-use crate::codec::{get_u16, get_u32, put_u16, put_u32};
-use crate::page::{self, PageType, LSN_END};
+use crate::storage::codec::{get_u16, get_u32, put_u16, put_u32};
+use crate::storage::page::{self, PageType, LSN_END};
 use crate::types::PageNo;
 
 /// First byte of the access-method header (page.rs owns 0..17).
@@ -420,7 +420,7 @@ pub fn lower_bound<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::page::PAGE_HEADER_SIZE;
+    use crate::storage::page::PAGE_HEADER_SIZE;
 
     #[test]
     fn layout_is_pinned() {
@@ -436,8 +436,8 @@ mod tests {
         assert_eq!(p[AM_HEADER - 1], PageType::Overflow as u8);
         assert!(p[AM_HEADER..].iter().all(|&x| x == 0));
         // A 64 KiB page's largest heap offset still fits a u16 slot.
-        assert!(crate::page::MAX_PAGE_SIZE - 1 <= u16::MAX as usize);
-        assert!(max_entry(crate::page::MAX_PAGE_SIZE) <= u16::MAX as usize);
+        assert!(crate::storage::page::MAX_PAGE_SIZE - 1 <= u16::MAX as usize);
+        assert!(max_entry(crate::storage::page::MAX_PAGE_SIZE) <= u16::MAX as usize);
     }
 
     #[test]

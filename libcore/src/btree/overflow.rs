@@ -14,8 +14,8 @@ use super::node;
 use super::read::{corrupt, load};
 use super::MAX_ITEM;
 use crate::error::Result;
-use crate::page::{Meta, PageType};
-use crate::pagestore::{PageRead, PageWrite};
+use crate::storage::page::{Meta, PageType};
+use crate::storage::pagestore::{PageRead, PageWrite};
 use crate::types::PageNo;
 use std::cmp::Ordering;
 
@@ -40,7 +40,7 @@ pub(crate) fn walk<S: PageRead + ?Sized>(
     let mut left = len;
     while left > 0 {
         let b = load(s, m, pg)?;
-        if crate::page::page_type(&b) != Some(PageType::Overflow) {
+        if crate::storage::page::page_type(&b) != Some(PageType::Overflow) {
             return Err(corrupt(s, pg, "expected an overflow page"));
         }
         let here = node::hi(&b);

@@ -5,8 +5,8 @@
 
 use super::node::{self, NResult};
 use crate::error::{Error, Location, Result};
-use crate::page::{self, Meta, MetaError, PageType};
-use crate::pagestore::{PageBuf, PageRead};
+use crate::storage::page::{self, Meta, MetaError, PageType};
+use crate::storage::pagestore::{PageBuf, PageRead};
 use crate::types::PageNo;
 
 pub(crate) fn corrupt<S: PageRead + ?Sized>(s: &S, pg: PageNo, what: impl Into<String>) -> Error {

@@ -6,8 +6,8 @@ use super::node;
 use super::overflow;
 use super::read::{self, corrupt};
 use crate::error::Result;
-use crate::page::{self, PageType};
-use crate::pagestore::PageRead;
+use crate::storage::page::{self, PageType};
+use crate::storage::pagestore::PageRead;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! factor of sorted loads, page reuse, size limits, and damaged pages.
 
 use super::*;
-use crate::page;
-use crate::pagestore::MemStore;
+use crate::storage::page;
+use crate::storage::pagestore::MemStore;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 

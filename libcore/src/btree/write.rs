@@ -20,8 +20,8 @@ use super::node::{self, Item};
 use super::overflow;
 use super::read::{self, corrupt, descend, leaf_search, Step, Target};
 use crate::error::Result;
-use crate::page::PageType;
-use crate::pagestore::PageWrite;
+use crate::storage::page::PageType;
+use crate::storage::pagestore::PageWrite;
 use crate::types::PageNo;
 
 pub(crate) fn put<S: PageWrite>(s: &mut S, key: &[u8], val: &[u8]) -> Result<bool> {

@@ -8,8 +8,8 @@
 //! applies it. The payloads were checked (`PageRecord::decode`) when read,
 //! so a damaged record is reported where it is, committed or not.
 
-use crate::log::{PageRecord, Record, RecordError};
 use crate::types::{Lsn, TxnId};
+use crate::wal::{PageRecord, Record, RecordError};
 use std::ops::Range;
 
 enum Held {

@@ -28,17 +28,18 @@
 //! on disk changes.
 
 mod batch;
+pub mod bulkcheck;
 mod pages;
 mod syncer;
 
-use crate::cache::PageKey;
+use crate::engine::cache::PageKey;
 use crate::error::{Error, Location, Result};
-use crate::layout::{check_db_name, Layout};
-use crate::log::{self, Checkpoint, LogCursor, OnBadRecord, PageRecord, Record};
-use crate::page::{self, Meta, PageCheck};
-use crate::pagestore::PageBuf;
+use crate::storage::layout::{check_db_name, Layout};
+use crate::storage::page::{self, Meta, PageCheck};
+use crate::storage::pagestore::PageBuf;
+use crate::storage::vfs::{OpenMode, SharedVfs, VFile};
 use crate::types::{FileId, Lsn, PageNo, TxnId};
-use crate::vfs::{OpenMode, SharedVfs, VFile};
+use crate::wal::{self, Checkpoint, LogCursor, OnBadRecord, PageRecord, Record};
 use batch::{Batch, Pending};
 use pages::PageTable;
 use std::collections::{BTreeMap, HashMap};
@@ -179,12 +180,12 @@ pub fn recover(
     let Some(&first) = all.first() else {
         return Ok(out);
     };
-    let ckp = log::last_checkpoint(vfs, &layout.log_dir)?;
+    let ckp = wal::last_checkpoint(vfs, &layout.log_dir)?;
     // A backup's data files are as far as its manifest says, which may be
     // behind its log's last checkpoint (an update that copied log and then
     // failed): normal recovery of a backup starts at the manifest's end.
     if opts.mode == RecoveryMode::Normal {
-        if let Some(m) = crate::manifest::Manifest::read(vfs, &layout.home)? {
+        if let Some(m) = crate::wal::manifest::Manifest::read(vfs, &layout.home)? {
             opts.mode = RecoveryMode::From(m.end);
         }
     }
@@ -210,7 +211,7 @@ pub fn recover(
     let first = from_file;
     out.first_file = all[0];
     out.env_id = cur.env_id();
-    let log_start = Lsn::new(first, log::FIRST_RECORD_OFFSET);
+    let log_start = Lsn::new(first, wal::FIRST_RECORD_OFFSET);
     let start = match opts.mode {
         RecoveryMode::Catastrophic => log_start,
         RecoveryMode::From(l) => l.max(log_start),
@@ -471,7 +472,7 @@ impl Redo<'_> {
         };
         let page_size = match page_size {
             Some(p) => p,
-            None => crate::layout::probe_db(self.vfs, &path)
+            None => crate::storage::layout::probe_db(self.vfs, &path)
                 .map(|p| p as usize)
                 .unwrap_or(0),
         };

@@ -18,9 +18,9 @@
 //!   write, and each page is sealed (checksummed) once per write.
 
 use super::RFile;
-use crate::cache::PageKey;
+use crate::engine::cache::PageKey;
 use crate::error::Result;
-use crate::page::{self, PageCheck};
+use crate::storage::page::{self, PageCheck};
 use crate::types::{FileId, Lsn};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -282,10 +282,10 @@ mod tests {
     //! not read, and write-back writes adjacent pages in one write.
 
     use super::*;
-    use crate::page::PageType;
+    use crate::storage::page::PageType;
+    use crate::storage::vfs::{OpenMode, Vfs};
     use crate::test_support::faulty::{FaultyVfs, Op};
     use crate::types::PageNo;
-    use crate::vfs::{OpenMode, Vfs};
 
     const PS: usize = 4096;
     const ID: FileId = FileId(7);

@@ -15,7 +15,7 @@
 //! at its end.
 
 use crate::error::{Error, Result};
-use crate::vfs::VFile;
+use crate::storage::vfs::VFile;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -69,8 +69,8 @@ impl Drop for Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::vfs::{OpenMode, Vfs};
     use crate::test_support::faulty::{is_errno, FaultyVfs, Op, EIO};
-    use crate::vfs::{OpenMode, Vfs};
 
     fn handles(vfs: &FaultyVfs, dir: &std::path::Path, n: usize) -> Vec<Arc<dyn VFile>> {
         (0..n)

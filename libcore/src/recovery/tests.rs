@@ -3,7 +3,7 @@
 //! is the committed state.
 
 use super::*;
-use crate::env::{Env, EnvOptions};
+use crate::engine::env::{Env, EnvOptions};
 use crate::test_support::faulty::{FaultyVfs, Op};
 
 /// An environment of `n` transactions, each putting one key into a.db and
@@ -175,14 +175,14 @@ fn sync_behind_fsyncs_while_redo_runs_and_a_failed_background_sync_fails_recover
 /// Writes a log record by record with the real appender, so every record
 /// frames, checksums and decodes: what is hostile is only what it says.
 struct HostileLog {
-    log: crate::log::Log,
+    log: crate::wal::Log,
 }
 
 impl HostileLog {
     fn new(home: &std::path::Path) -> HostileLog {
-        let vfs: SharedVfs = crate::vfs::OsVfs::shared();
+        let vfs: SharedVfs = crate::storage::vfs::OsVfs::shared();
         HostileLog {
-            log: crate::log::Log::create(vfs, home, 7, 1 << 20).unwrap(),
+            log: crate::wal::Log::create(vfs, home, 7, 1 << 20).unwrap(),
         }
     }
 
@@ -212,7 +212,7 @@ fn recover_every_way(home: &std::path::Path) -> Vec<Result<RecoveryOutcome>> {
     let mut out = Vec::new();
     for write in [false, true] {
         for mode in [RecoveryMode::Normal, RecoveryMode::Catastrophic] {
-            let vfs: SharedVfs = crate::vfs::OsVfs::shared();
+            let vfs: SharedVfs = crate::storage::vfs::OsVfs::shared();
             let layout = Layout::resolve(&vfs, home).unwrap();
             out.push(recover(
                 &vfs,
@@ -230,7 +230,7 @@ fn recover_every_way(home: &std::path::Path) -> Vec<Result<RecoveryOutcome>> {
 
 fn image_of(ps: usize, no: u32) -> Vec<u8> {
     let mut p = vec![0u8; ps];
-    page::init(&mut p, PageNo(no), crate::page::PageType::Leaf);
+    page::init(&mut p, PageNo(no), crate::storage::page::PageType::Leaf);
     p
 }
 
@@ -295,8 +295,8 @@ fn an_empty_delta_or_image_on_a_file_of_unknown_page_size_is_an_error() {
         let log = HostileLog::new(dir.path());
         let ckp = log.push(
             0,
-            Record::Checkpoint(crate::log::Checkpoint {
-                redo_lsn: Lsn::new(1, crate::log::FIRST_RECORD_OFFSET),
+            Record::Checkpoint(crate::wal::Checkpoint {
+                redo_lsn: Lsn::new(1, crate::wal::FIRST_RECORD_OFFSET),
                 last_ckp: Lsn::ZERO,
                 timestamp: 1,
                 files: vec![(FileId(5), b"gone.db".to_vec())],
@@ -411,7 +411,7 @@ fn catastrophic_recovery_replays_a_file_id_reused_with_another_page_size() {
     t.commit().unwrap();
     env.close().unwrap();
 
-    let vfs: SharedVfs = crate::vfs::OsVfs::shared();
+    let vfs: SharedVfs = crate::storage::vfs::OsVfs::shared();
     let layout = Layout::resolve(&vfs, home).unwrap();
     let opts = RecoveryOptions {
         mode: RecoveryMode::Catastrophic,

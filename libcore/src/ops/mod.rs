@@ -1,0 +1,17 @@
+//! The operations the tools run, over the engine and recovery: hot backup
+//! and its target directory, archive listings, page-atomic copies,
+//! verification, loads and dumps, statistics, checkpoint requests, the
+//! `db_recover` procedure, and the replica store layer.
+
+pub mod archive;
+pub mod backup;
+pub mod backup_target;
+pub mod copy;
+pub mod dumpdb;
+pub mod interrupt;
+pub mod load;
+pub mod recover_env;
+pub mod replica;
+pub mod request_checkpoint;
+pub mod stat;
+pub mod verify;
