@@ -91,7 +91,7 @@ fn a_stopped_process_holding_the_region_lock_hangs_nobody() {
     std::fs::create_dir(&prim).unwrap();
     let w = Writer::start(&prim, &["-i", "1", "-c", "20", "--lg-max", "16384"]);
     w.wait_for(60);
-    let region = prim.join(libcore::region::REGION_FILE);
+    let region = prim.join(libcore::testing::region::REGION_FILE);
     let holder = StoppedHolder::hold(&region);
 
     // The owner goes on committing through several checkpoints.

@@ -172,7 +172,7 @@ fn an_interrupted_full_backup_leaves_the_previous_one_whole() {
             .spawn()
             .unwrap();
         // Wait until the new backup is being written beside the old one.
-        let staging = libcore::backup_target::staging(&bk);
+        let staging = libcore::testing::backup_target::staging(&bk);
         let start = Instant::now();
         while !fs::read_dir(&staging).is_ok_and(|mut d| d.next().is_some()) {
             assert!(start.elapsed() < Duration::from_secs(60), "no staging copy");
@@ -218,12 +218,12 @@ fn catastrophic_recovery_of_a_backup_ignores_stale_logs_below_its_manifest() {
     let bk = root.path().join("bk");
     clean_env(&prim);
     assert_eq!(hotbackup(&prim, &bk, &[]).code, Some(0));
-    let vfs = libcore::vfs::OsVfs::shared();
-    let kept = libcore::log::list_log_files(&vfs, &bk).unwrap();
+    let vfs = libcore::OsVfs::shared();
+    let kept = libcore::testing::log::list_log_files(&vfs, &bk).unwrap();
     assert!(kept[0] >= 4, "the backup trimmed its log: {kept:?}");
     // Stale files from before the trim, with a gap between them.
     for n in [1, 3] {
-        let name = libcore::log::log_name(n);
+        let name = libcore::testing::log::log_name(n);
         fs::copy(prim.join(&name), bk.join(&name)).unwrap();
     }
     let r = run("db_recover", &[os("-c"), os("-h"), bk.as_os_str()]);

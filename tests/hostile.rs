@@ -172,7 +172,7 @@ pub fn crashed_env(home: &Path) {
 }
 
 fn log_file(n: u32) -> String {
-    libcore::log::log_name(n)
+    libcore::testing::log::log_name(n)
 }
 
 fn flip(path: &Path, at: u64) {
@@ -304,7 +304,7 @@ fn a_torn_log_tail_is_the_end_of_the_log() {
     let home = root.path().join("env");
     crashed_env(&home);
     let logs: Vec<u32> =
-        libcore::log::list_log_files(&libcore::vfs::OsVfs::shared(), &home).unwrap();
+        libcore::testing::log::list_log_files(&libcore::OsVfs::shared(), &home).unwrap();
     let last = home.join(log_file(*logs.last().unwrap()));
     let len = fs::metadata(&last).unwrap().len();
     assert!(len > 100, "{len}");
@@ -367,7 +367,7 @@ fn log_files_of_another_environment_are_refused() {
     // another number.
     let home2 = root.path().join("env2");
     crashed_env(&home2);
-    let n = libcore::log::list_log_files(&libcore::vfs::OsVfs::shared(), &home2)
+    let n = libcore::testing::log::list_log_files(&libcore::OsVfs::shared(), &home2)
         .unwrap()
         .len() as u32;
     fs::copy(other.join(log_file(2)), home2.join(log_file(n + 1))).unwrap();

@@ -6,8 +6,8 @@
 //! backup began, and a last update at rest must equal the primary.
 
 use crate::common::{self, cmd, workload, writer_exe};
-use libcore::env::{scan, Env, EnvOptions};
 use libcore::Error;
+use libcore::{scan, Env, EnvOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -196,7 +196,7 @@ fn hotbackup_and_updates_under_load_match_the_primary() {
         "Verification of a.db succeeded.\nVerification of b.db succeeded.\n"
     );
     // The backup's manifest names every file with its checksum.
-    let m = libcore::manifest::Manifest::read(&libcore::vfs::OsVfs::shared(), &bk)
+    let m = libcore::testing::manifest::Manifest::read(&libcore::OsVfs::shared(), &bk)
         .unwrap()
         .unwrap();
     assert!(m.end > m.start);
@@ -322,7 +322,7 @@ fn a_log_removed_by_hand_gives_a_named_gap_error() {
 
 /// How many log files `dir` holds.
 fn log_count(dir: &Path) -> usize {
-    libcore::log::list_log_files(&libcore::vfs::OsVfs::shared(), dir)
+    libcore::testing::log::list_log_files(&libcore::OsVfs::shared(), dir)
         .unwrap()
         .len()
 }
@@ -582,7 +582,7 @@ fn checkpoint_first_is_taken_by_the_live_owner() {
     // No periodic checkpoints: only -c makes one.
     let w = Writer::start(&prim, &["-i", "1"]);
     w.wait_for(100);
-    let before = libcore::log::last_checkpoint(&libcore::vfs::OsVfs::shared(), &prim).unwrap();
+    let before = libcore::testing::log::last_checkpoint(&libcore::OsVfs::shared(), &prim).unwrap();
     assert!(before.is_none());
     let bk = t.path().join("bk");
     let out = cmd("db_hotbackup")
@@ -598,10 +598,10 @@ fn checkpoint_first_is_taken_by_the_live_owner() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(": force checkpoint"));
-    let after = libcore::log::last_checkpoint(&libcore::vfs::OsVfs::shared(), &prim)
+    let after = libcore::testing::log::last_checkpoint(&libcore::OsVfs::shared(), &prim)
         .unwrap()
         .expect("the owner took a checkpoint");
-    let m = libcore::manifest::Manifest::read(&libcore::vfs::OsVfs::shared(), &bk)
+    let m = libcore::testing::manifest::Manifest::read(&libcore::OsVfs::shared(), &bk)
         .unwrap()
         .unwrap();
     assert_eq!(

@@ -25,9 +25,9 @@ use crate::hostile::{assert_same, crashed_env, run, snapshot, Run};
 fn real_header(n: u32) -> Vec<u8> {
     let dir = common::home();
     drop(Env::open(dir.path(), EnvOptions::create()).unwrap());
-    let path = dir.path().join(libcore::log::log_name(1));
+    let path = dir.path().join(libcore::testing::log::log_name(1));
     let b = fs::read(&path).unwrap();
-    let mut hdr = libcore::log::FileHeader::decode(&path, &b, 1).unwrap();
+    let mut hdr = libcore::testing::log::FileHeader::decode(&path, &b, 1).unwrap();
     hdr.file_no = n;
     hdr.encode().to_vec()
 }
@@ -179,7 +179,7 @@ fn every_tool_answers_for_an_environment_whose_creation_was_interrupted() {
 /// `db_recover -t` to a minute from now, in its `[[CC]YY]MMDDhhmm` form
 /// (the tests run with `TZ=UTC`).
 fn chrono_stamp() -> String {
-    libcore::timefmt::recover_stamp(libcore::timespec::now() as u64 + 60)
+    libcore::testing::timefmt::recover_stamp(libcore::testing::timespec::now() as u64 + 60)
         .split('.')
         .next()
         .unwrap()
@@ -199,12 +199,12 @@ fn every_tool_reads_past_a_newest_log_file_left_empty_or_torn_by_a_rotation() {
     let root = common::home();
     let reference = root.path().join("ref");
     crashed_env(&reference);
-    let last = libcore::log::list_log_files(&libcore::vfs::OsVfs::shared(), &reference)
+    let last = libcore::testing::log::list_log_files(&libcore::OsVfs::shared(), &reference)
         .unwrap()
         .last()
         .copied()
         .unwrap();
-    let next = libcore::log::log_name(last + 1);
+    let next = libcore::testing::log::log_name(last + 1);
     let answers = |home: &Path| -> Vec<String> {
         [
             ("db_printlog", vec![]),

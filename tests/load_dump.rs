@@ -597,7 +597,10 @@ fn an_oversized_value_names_its_line() {
     let root = common::home();
     let home = env_dir(root.path(), "big");
     let mut input = b"a\n1\nb\n".to_vec();
-    input.extend(std::iter::repeat_n(b'x', libcore::btree::MAX_ITEM + 1));
+    input.extend(std::iter::repeat_n(
+        b'x',
+        libcore::testing::btree::MAX_ITEM + 1,
+    ));
     input.extend_from_slice(b"\nc\n3\n");
     let mut c = cmd("db_load");
     c.arg("-h")
@@ -609,8 +612,8 @@ fn an_oversized_value_names_its_line() {
         err,
         format!(
             "db_load: stdin: line 4: value of {} bytes is larger than the limit of {} bytes\n",
-            libcore::btree::MAX_ITEM + 1,
-            libcore::btree::MAX_ITEM
+            libcore::testing::btree::MAX_ITEM + 1,
+            libcore::testing::btree::MAX_ITEM
         )
     );
     assert!(listing(&home).is_empty(), "{:?}", listing(&home));

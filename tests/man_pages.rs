@@ -552,7 +552,7 @@ fn db_verify_names_a_truncated_file_in_one_line() {
     let t = crate::common::home();
     let env = t.path().join("env");
     {
-        use libcore::env::{Env, EnvOptions};
+        use libcore::{Env, EnvOptions};
         std::fs::create_dir(&env).unwrap();
         let e = Env::open(&env, EnvOptions::create()).unwrap();
         let mut txn = e.begin().unwrap();

@@ -194,7 +194,7 @@ pub const ODD_DIRS: [&str; 3] = ["srv env 'q' \"d\" \\b", "back up;$x ü", "-arc
 /// log files and checkpoints so that `db_archive` (no flag) lists some log
 /// files as no longer in use. Returns nothing; read it with `contents`.
 pub fn odd_env(home: &Path, names: &[&str]) {
-    use libcore::env::{Env, EnvOptions};
+    use libcore::{Env, EnvOptions};
     std::fs::create_dir_all(home).unwrap();
     let mut opts = EnvOptions::create();
     opts.lg_max = Some(16384);

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use libcore::log::LogCursor;
-use libcore::region::Region;
-use libcore::timespec::CivilTime;
-use libcore::vfs::OsVfs;
+use libcore::testing::log::LogCursor;
+use libcore::testing::region::Region;
+use libcore::testing::timespec::CivilTime;
+use libcore::OsVfs;
 use libcore::{Env, EnvOptions, Lsn};
 
 use crate::common;
@@ -87,7 +87,7 @@ fn contents_of(env: &Env) -> Contents {
     for name in env.db_names() {
         let db = env.open_db(&name).unwrap();
         let mut m = BTreeMap::new();
-        libcore::env::scan(env, &db, |k, v| {
+        libcore::scan(env, &db, |k, v| {
             m.insert(k.to_vec(), v.to_vec());
             Ok(())
         })
@@ -168,7 +168,7 @@ fn stamp(secs: i64, offset: i64) -> String {
 }
 
 fn now() -> i64 {
-    libcore::timespec::now()
+    libcore::testing::timespec::now()
 }
 
 /// Sleeps until the clock is past `secs`, so later commits carry a later
@@ -485,7 +485,7 @@ fn verbose_output() {
     // After a clean close the checkpoint is the last record: nothing to redo.
     let env = Env::open(home.path(), EnvOptions::default()).unwrap();
     env.close().unwrap();
-    let ckp = libcore::log::last_checkpoint(&OsVfs::shared(), home.path())
+    let ckp = libcore::testing::log::last_checkpoint(&OsVfs::shared(), home.path())
         .unwrap()
         .unwrap()
         .0;

@@ -7,8 +7,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use libcore::log::{Log, LogCursor, Record};
-use libcore::vfs::OsVfs;
+use libcore::testing::log::{Log, LogCursor, Record};
+use libcore::OsVfs;
 use libcore::{FileId, Lsn, TxnId};
 
 use crate::common;
@@ -38,8 +38,10 @@ fn append(home: &Path, recs: &[Record]) -> Lsn {
 /// The file id a.db carries in its meta page (what rename records name).
 fn a_db_id(home: &Path) -> FileId {
     let bytes = fs::read(home.join("a.db")).unwrap();
-    let ps = libcore::page::Meta::probe(&bytes).unwrap() as usize;
-    libcore::page::Meta::decode(&bytes[..ps]).unwrap().file_id
+    let ps = libcore::testing::page::Meta::probe(&bytes).unwrap() as usize;
+    libcore::testing::page::Meta::decode(&bytes[..ps])
+        .unwrap()
+        .file_id
 }
 
 /// Each hostile name, in a create and in a rename record: db_recover and
@@ -88,7 +90,7 @@ fn recovery_never_touches_a_file_outside_the_environment() {
                     "db_recover",
                     &r,
                     &[
-                        &libcore::log::log_name(at.file),
+                        &libcore::testing::log::log_name(at.file),
                         &format!("offset {}", at.offset),
                         "not a plain name",
                     ],

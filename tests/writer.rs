@@ -31,7 +31,7 @@
 //! commit succeeds, but a failed transaction would leave a hole, and b.db's
 //! `last` is only the j of whichever transaction committed last.
 
-use libcore::env::{Env, EnvOptions};
+use libcore::{Env, EnvOptions};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -4,8 +4,8 @@
 use crate::cli::{Parsed, Usage};
 use anyhow::bail;
 use libcore::archive::{self, ArchiveMode};
-use libcore::layout::Layout;
-use libcore::vfs::OsVfs;
+use libcore::Layout;
+use libcore::OsVfs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;

@@ -11,9 +11,8 @@
 
 use crate::cli::{Parsed, Usage};
 use libcore::copy::{copy_into, CopyOptions};
-use libcore::layout::Layout;
-use libcore::log::parse_log_name;
-use libcore::vfs::OsVfs;
+use libcore::Layout;
+use libcore::OsVfs;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -59,12 +58,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
                     if s.is_absolute() || s.components().count() > 1 {
                         return s.clone();
                     }
-                    let name = s.to_string_lossy();
-                    if parse_log_name(&name).is_some() {
-                        layout.log_dir.join(s)
-                    } else {
-                        layout.db_path(&vfs, &name)
-                    }
+                    layout.file_path(&vfs, &s.to_string_lossy())
                 })
                 .collect()
         }

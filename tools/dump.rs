@@ -9,8 +9,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use libcore::dump::DumpFormat;
-use libcore::dumpdb::{self, DumpOptions};
+use libcore::dump::{self, DumpFormat, DumpOptions};
 
 use crate::cli::{self, Parsed, Usage};
 
@@ -62,9 +61,9 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(why) = args.refused {
         anyhow::bail!(why);
     }
-    let (home, name) = dumpdb::locate(args.home.as_deref(), &args.file)?;
+    let (home, name) = dump::locate(args.home.as_deref(), &args.file)?;
     if args.list {
-        dumpdb::list(&home, &name)?;
+        dump::list(&home, &name)?;
         return Ok(());
     }
     if let Some(s) = &args.subdb {
@@ -80,7 +79,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     match &args.output {
         None => {
-            dumpdb::dump(&home, &name, out, "stdout", args.opts)?;
+            dump::dump(&home, &name, out, "stdout", args.opts)?;
         }
         Some(path) => {
             let mut file = LazyFile {
@@ -88,7 +87,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
                 file: None,
             };
             let shown = path.display().to_string();
-            dumpdb::dump(&home, &name, &mut file, &shown, args.opts)?;
+            dump::dump(&home, &name, &mut file, &shown, args.opts)?;
             if let Some(f) = file.file {
                 f.get_ref().sync_all().with_context(|| shown.clone())?;
             }

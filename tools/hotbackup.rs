@@ -3,9 +3,8 @@
 //! man/db_hotbackup.1 for where it differs from Berkeley DB.
 
 use crate::cli::{Parsed, Usage};
-use libcore::backup::{hot_backup, BackupOptions};
-use libcore::interrupt::StopFlag;
-use libcore::vfs::OsVfs;
+use libcore::backup::{hot_backup, BackupOptions, StopFlag};
+use libcore::OsVfs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -74,7 +74,7 @@ pub fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<()> {
     if let Some(why) = args.refused {
         anyhow::bail!(why);
     }
-    let (home, db_name) = libcore::dumpdb::locate(args.home.as_deref(), &args.file)?;
+    let (home, db_name) = libcore::dump::locate(args.home.as_deref(), &args.file)?;
     let (input, name): (Box<dyn BufRead>, String) = match &args.input {
         Some(path) => {
             let f = File::open(path).with_context(|| path.display().to_string())?;

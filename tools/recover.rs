@@ -11,8 +11,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
-use libcore::recover_env::{recover_env, RecoverEnvOptions};
-use libcore::timespec;
+use libcore::recover::{self, recover_env, RecoverEnvOptions};
 use libcore::Lsn;
 
 use crate::cli::{self, Parsed, Usage};
@@ -45,8 +44,8 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     let until = match &args.time {
         Some(t) => Some(
             t.to_str()
-                .ok_or(timespec::BadTime)
-                .and_then(timespec::parse_local)?,
+                .ok_or(recover::BadTime)
+                .and_then(recover::parse_local)?,
         ),
         None => None,
     };
@@ -111,7 +110,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(
             out,
             "Recovery complete at {}",
-            timespec::ctime(report.finished_at)
+            recover::ctime(report.finished_at)
         )?;
         writeln!(
             out,

@@ -105,7 +105,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
             let e = stat::env(&args.home)?;
             line(&mut lines, ctime(now()), "Local time");
             line(&mut lines, env!("CARGO_PKG_VERSION"), "Environment version");
-            line(&mut lines, libcore::page::DB_VERSION, "Btree version");
+            line(&mut lines, stat::DB_VERSION, "Btree version");
             line(&mut lines, e.log.version, "Log version");
             line(&mut lines, format!("{:#x}", e.env_id), "Environment ID");
             line(&mut lines, e.owner.unwrap_or(0), "Owner process ID");

@@ -1,9 +1,9 @@
 //! db_verify: check database files page by page and as B-trees.
 
 use crate::cli::{Exit, Parsed, Usage};
-use libcore::layout::Layout;
 use libcore::verify::{verify_file, VerifyOptions};
-use libcore::vfs::OsVfs;
+use libcore::Layout;
+use libcore::OsVfs;
 use std::io::Write;
 use std::path::PathBuf;
 

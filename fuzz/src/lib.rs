@@ -6,11 +6,11 @@
 //! value or an error: a panic, an endless loop or an unbounded allocation
 //! is the bug (CONVENTIONS.md: nothing read from disk is trusted).
 
-use libcore::btree;
-use libcore::dump::{DumpReader, TextReader};
-use libcore::log::{LogCursor, OnBadRecord, Record};
-use libcore::pagestore::{MemStore, PageWrite};
-use libcore::vfs::OsVfs;
+use libcore::testing::btree;
+use libcore::testing::dump::{DumpReader, TextReader};
+use libcore::testing::log::{LogCursor, OnBadRecord, Record};
+use libcore::testing::pagestore::{MemStore, PageWrite};
+use libcore::OsVfs;
 use libcore::FileId;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +43,7 @@ pub fn log_record(data: &[u8]) {
     std::fs::create_dir_all(&dir).unwrap();
     let mut file = Vec::new();
     if data.first().is_some_and(|b| b % 2 == 0) {
-        let h = libcore::log::FileHeader {
+        let h = libcore::testing::log::FileHeader {
             file_no: 1,
             lg_max: 1 << 20,
             env_id: 42,
@@ -192,7 +192,7 @@ mod smoke {
     const RUNS: usize = 3000;
 
     fn seeds_log() -> Vec<Vec<u8>> {
-        use libcore::log::{Checkpoint, Record};
+        use libcore::testing::log::{Checkpoint, Record};
         use libcore::{FileId, Lsn, PageNo};
         let recs = [
             Record::FileCreate {

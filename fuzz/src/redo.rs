@@ -28,12 +28,12 @@
 //! to the log is the bug), and the read-only consumers leave the directory
 //! byte for byte as it was.
 
-use libcore::env::scan;
-use libcore::log::{Checkpoint, Log, Record};
-use libcore::page::{self, Meta, PageType};
+use libcore::scan;
+use libcore::testing::log::{Checkpoint, Log, Record};
+use libcore::testing::page::{self, Meta, PageType};
 use libcore::printlog::{Entries, Range};
-use libcore::recover_env::{recover_env, RecoverEnvOptions};
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::recover::{recover_env, RecoverEnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use libcore::{Env, EnvOptions, FileId, Lsn, PageNo, TxnId};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -524,7 +524,7 @@ fn write_log(w: &mut Writer<'_>, home: &Path) -> Vec<u64> {
     }
     let end = w.log.take().map(|l| l.end()).unwrap_or_default();
     if w.c.u8().is_multiple_of(4) {
-        let path = home.join(libcore::log::log_name(end.file));
+        let path = home.join(libcore::testing::log::log_name(end.file));
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let cut = len.saturating_sub(u64::from(w.c.u8()));
         if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
@@ -602,7 +602,7 @@ fn read_everything(home: &Path) {
             Ok(())
         });
         let _ = env.get(&db, b"k007");
-        let _ = env.read(&db, |s| libcore::btree::stats(s));
+        let _ = env.read(&db, |s| libcore::testing::btree::stats(s));
     }
 }
 

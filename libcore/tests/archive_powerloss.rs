@@ -10,12 +10,12 @@
 //! removal is now durable before the next, so what survives is always a
 //! run of consecutive files.
 
-use libcore::archive;
-use libcore::env::{Env, EnvOptions};
-use libcore::layout::Layout;
-use libcore::log::list_log_files;
-use libcore::recover_env::{recover_env, RecoverEnvOptions};
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::recover::{recover_env, RecoverEnvOptions};
+use libcore::testing::archive;
+use libcore::testing::log::list_log_files;
+use libcore::Layout;
+use libcore::{Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use std::path::Path;
 use testkit::CrashVfs;
 

@@ -9,9 +9,9 @@
 //! instead of writing a manifest.
 
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{Env, EnvOptions};
-use libcore::manifest::Manifest;
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::testing::manifest::Manifest;
+use libcore::{Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use testkit::{contents, Event, HookVfs, When};
@@ -89,7 +89,7 @@ fn a_bulk_commit_between_the_database_copy_and_the_log_copy_makes_the_backup_cop
     let fired = Arc::new(Mutex::new(0u32));
     let (f, mut load) = (fired.clone(), bulk_loader(env.clone()));
     let vfs = on_rename_to(
-        libcore::backup_target::staging(&target).join("c.db"),
+        libcore::testing::backup_target::staging(&target).join("c.db"),
         1,
         Box::new(move || {
             load();
@@ -120,7 +120,7 @@ fn a_source_that_bulk_loads_during_every_copy_fails_the_backup_without_a_manifes
     std::fs::create_dir(&home).unwrap();
     let env = source(&home);
     let vfs = on_rename_to(
-        libcore::backup_target::staging(&target).join("c.db"),
+        libcore::testing::backup_target::staging(&target).join("c.db"),
         u32::MAX,
         bulk_loader(env.clone()),
     );

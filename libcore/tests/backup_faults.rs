@@ -7,12 +7,12 @@
 //! a sound disk completes it: the backup then equals the source.
 
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::backup_target::{self, Holds};
-use libcore::env::{scan, Env, EnvOptions};
-use libcore::layout::Layout;
-use libcore::manifest::Manifest;
-use libcore::recovery::{self, RecoveryMode, RecoveryOptions};
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::testing::backup_target::{self, Holds};
+use libcore::testing::manifest::Manifest;
+use libcore::testing::recovery::{self, RecoveryMode, RecoveryOptions};
+use libcore::Layout;
+use libcore::{scan, Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
 use std::path::Path;
 use testkit::{FaultyVfs, Op};

@@ -9,12 +9,12 @@
 //! missed them). Every backup now holds a lease of its own; removing one
 //! never removes another's, and `db_archive -d` honours the lowest one.
 
-use libcore::archive;
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{Env, EnvOptions};
-use libcore::layout::Layout;
-use libcore::region::Region;
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::testing::archive;
+use libcore::testing::region::Region;
+use libcore::Layout;
+use libcore::{Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use testkit::{contents, Event, HookVfs, When};
@@ -95,8 +95,8 @@ fn two_backups_at_once_keep_their_own_leases() {
     };
     // The copy goes to the backup's staging directory first.
     let watch = first_bk
-        .join(libcore::backup_target::STAGING_DIR)
-        .join(libcore::log::log_name(first_needs));
+        .join(libcore::testing::backup_target::STAGING_DIR)
+        .join(libcore::testing::log::log_name(first_needs));
     let once = Mutex::new(Some(hook));
     let hooked = HookVfs::os();
     hooked.set_hook(move |when, ev| {
@@ -132,11 +132,13 @@ fn two_backups_at_once_keep_their_own_leases() {
         "the second backup removed its own lease and only it"
     );
     assert!(
-        removed.iter().all(|p| libcore::log::parse_log_name(
-            &p.file_name().unwrap().to_string_lossy()
-        )
-        .unwrap()
-            < first_needs),
+        removed
+            .iter()
+            .all(|p| libcore::testing::log::parse_log_name(
+                &p.file_name().unwrap().to_string_lossy()
+            )
+            .unwrap()
+                < first_needs),
         "db_archive -d kept every file from the lowest lease on: {removed:?}"
     );
     // The second backup ran at rest and equals the source; the first one

@@ -19,10 +19,10 @@
 //! on every third crash state and on every one that left a move half done.
 
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::backup_target;
-use libcore::env::{scan, Env, EnvOptions};
-use libcore::recover_env::{recover_env_on, RecoverEnvOptions};
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::testing::backup_target;
+use libcore::testing::recover_env::{recover_env_on, RecoverEnvOptions};
+use libcore::{scan, Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
 use std::path::Path;
 use testkit::CrashVfs;
@@ -222,7 +222,7 @@ fn cut_everywhere(s: &Setup, opts: &BackupOptions, check_rerun: bool) -> Vec<(u3
         vfs.power_loss(n).unwrap();
         // Every reader of the log (db_printlog, db_archive, recovery)
         // refuses a gap: whatever a trim left must be contiguous.
-        let logs = libcore::log::list_log_files(&os(), &bk).unwrap();
+        let logs = libcore::testing::log::list_log_files(&os(), &bk).unwrap();
         assert!(
             logs.windows(2).all(|w| w[1] == w[0] + 1),
             "cut {n}: log files with a gap: {logs:?}"

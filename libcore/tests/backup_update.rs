@@ -3,10 +3,10 @@
 //! every point of it (`CrashVfs`).
 
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{Env, EnvOptions};
-use libcore::manifest::Manifest;
-use libcore::recover_env::{recover_env, RecoverEnvOptions};
-use libcore::vfs::{OpenMode, OsVfs, SharedVfs};
+use libcore::recover::{recover_env, RecoverEnvOptions};
+use libcore::testing::manifest::Manifest;
+use libcore::{Env, EnvOptions};
+use libcore::{OpenMode, OsVfs, SharedVfs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use testkit::CrashVfs;
@@ -135,11 +135,11 @@ fn update(vfs: &SharedVfs, home: &Path, bk: &Path) -> (libcore::Result<()>, Vec<
 }
 
 fn last_log(dir: &Path) -> PathBuf {
-    let n = *libcore::log::list_log_files(&os(), dir)
+    let n = *libcore::testing::log::list_log_files(&os(), dir)
         .unwrap()
         .last()
         .unwrap();
-    libcore::log::log_path(dir, n)
+    libcore::testing::log::log_path(dir, n)
 }
 
 /// Regression (issue 10, defect 2): a bulk load of a new database that

@@ -9,11 +9,11 @@
 //! load had created the database file (its leftover pages must not block
 //! the name).
 
-use libcore::btree;
 use libcore::dump::PairSource;
-use libcore::env::{scan, Env, EnvOptions};
 use libcore::load::{load_into_env, LoadOptions};
-use libcore::vfs::SharedVfs;
+use libcore::testing::btree;
+use libcore::SharedVfs;
+use libcore::{scan, Env, EnvOptions};
 use libcore::{Db, Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -24,9 +24,9 @@
 //! acknowledged commit, each thread's commits as a prefix of its own
 //! sequence, and the counter equal to the number of keys.
 
-use libcore::env::{scan, Env, EnvOptions};
-use libcore::vfs::SharedVfs;
 use libcore::Db;
+use libcore::SharedVfs;
+use libcore::{scan, Env, EnvOptions};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use testkit::{CrashVfs, Rng};

@@ -22,7 +22,7 @@
 //! its own. `CRASH_KILLS` sets the number of kills (default 50; `make
 //! torture` runs 500).
 
-use libcore::env::{scan, Env, EnvOptions};
+use libcore::{scan, Env, EnvOptions};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

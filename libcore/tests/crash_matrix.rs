@@ -26,7 +26,7 @@
 //! naming the case); `catch_unwind` turns a panic inside the engine into a
 //! test failure that names the offset.
 
-use libcore::env::{scan, Env, EnvOptions};
+use libcore::{scan, Env, EnvOptions};
 use libcore::{Error, Lsn};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,10 +4,10 @@
 //! that would wait for their own thread must fail at once, and closing one
 //! clone of an `Env` must not close the environment under the others.
 
-use libcore::env::{Env, EnvOptions};
-use libcore::region::Region;
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::testing::region::Region;
 use libcore::Error;
+use libcore::{Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};

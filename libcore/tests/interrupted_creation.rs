@@ -19,13 +19,13 @@
 //!   environment; after the rotation cut every commit that returned `Ok`
 //!   is there, and the environment keeps working.
 
-use libcore::archive::{self, ArchiveMode};
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{Env, EnvOptions};
-use libcore::layout::Layout;
 use libcore::printlog::{Entries, Range};
-use libcore::recover_env::{recover_env, RecoverEnvOptions};
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::recover::{recover_env, RecoverEnvOptions};
+use libcore::testing::archive::{self, ArchiveMode};
+use libcore::Layout;
+use libcore::{Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,7 +83,7 @@ fn read_only_tools(home: &Path, ctx: &str) -> (Vec<String>, usize) {
     let names = env.db_names();
     for n in &names {
         let db = env.open_db(n).unwrap();
-        libcore::env::scan(&env, &db, |_, _| Ok(())).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        libcore::scan(&env, &db, |_, _| Ok(())).unwrap_or_else(|e| panic!("{ctx}: {e}"));
     }
     drop(env);
     assert_eq!(
@@ -126,7 +126,11 @@ fn recoveries(home: &Path, ctx: &str) {
     for (what, catastrophic, until) in [
         ("db_recover", false, None),
         ("db_recover -c", true, None),
-        ("db_recover -t", false, Some(libcore::timespec::now())),
+        (
+            "db_recover -t",
+            false,
+            Some(libcore::testing::timespec::now()),
+        ),
     ] {
         let copy = tempfile::tempdir().unwrap();
         for (p, b) in snapshot(home) {
@@ -237,7 +241,8 @@ fn describe(home: &Path) -> String {
         Ok(b) if b.is_empty() => "log file of 0 bytes".into(),
         Ok(b) if b.len() < 40 => "torn header (short)".into(),
         Ok(b) => {
-            let whole = libcore::log::FileHeader::decode(Path::new("log"), &b[..40], 1).is_ok();
+            let whole =
+                libcore::testing::log::FileHeader::decode(Path::new("log"), &b[..40], 1).is_ok();
             if whole {
                 "log file with a whole header".into()
             } else {
@@ -339,11 +344,11 @@ fn a_power_loss_while_the_log_moves_to_a_new_file_loses_nothing_acknowledged() {
 /// What a cut left of the newest log file.
 fn newest(home: &Path) -> String {
     let vfs: SharedVfs = OsVfs::shared();
-    let n = *libcore::log::list_log_files(&vfs, home)
+    let n = *libcore::testing::log::list_log_files(&vfs, home)
         .unwrap()
         .last()
         .unwrap();
-    let b = std::fs::read(libcore::log::log_path(home, n)).unwrap();
+    let b = std::fs::read(libcore::testing::log::log_path(home, n)).unwrap();
     let what = match b.len() {
         0 => "0 bytes",
         1..=39 => "torn header",
@@ -365,7 +370,7 @@ fn logs(home: &Path) -> usize {
         .unwrap()
         .filter(|e| {
             let n = e.as_ref().unwrap().file_name();
-            libcore::log::parse_log_name(&n.to_string_lossy()).is_some()
+            libcore::testing::log::parse_log_name(&n.to_string_lossy()).is_some()
         })
         .count()
 }

@@ -10,7 +10,7 @@
 //! deterministic PRNG makes failures reproducible (the seed and the step
 //! are in the assertion message).
 
-use libcore::env::{scan, Env, EnvOptions};
+use libcore::{scan, Env, EnvOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
 use testkit::Rng;
@@ -132,7 +132,7 @@ fn probe(env: &Env, model: &Model, rng: &mut Rng, ctx: &str) {
 /// outside it still see the committed state (`model`).
 fn probe_txn(
     env: &Env,
-    t: &mut libcore::txn::Txn<'_>,
+    t: &mut libcore::Txn<'_>,
     db: &libcore::Db,
     (staged, model): (&Model, &Model),
     k: &[u8],
@@ -272,12 +272,16 @@ fn readers_never_see_uncommitted_or_half_installed_transactions() {
                 let (a, b, pending) = env
                     .read(&db, |s| {
                         let n = |k: &[u8]| -> u64 {
-                            libcore::btree::get(s, k)
+                            libcore::testing::btree::get(s, k)
                                 .unwrap()
                                 .map(|v| String::from_utf8(v).unwrap().parse().unwrap())
                                 .unwrap_or(0)
                         };
-                        Ok((n(b"a"), n(b"b"), libcore::btree::get(s, b"pending")?))
+                        Ok((
+                            n(b"a"),
+                            n(b"b"),
+                            libcore::testing::btree::get(s, b"pending")?,
+                        ))
                     })
                     .unwrap();
                 assert_eq!(a + b, 1000, "reader saw half a transaction");
@@ -457,7 +461,7 @@ fn an_oversized_item_is_refused_without_spoiling_the_transaction() {
     let mut t = env.begin().unwrap();
     let db = t.create_db("x.db", None).unwrap();
     t.put(&db, b"a", b"1").unwrap();
-    let big = vec![0u8; libcore::btree::MAX_ITEM + 1];
+    let big = vec![0u8; libcore::testing::btree::MAX_ITEM + 1];
     assert!(t.put(&db, b"b", &big).is_err());
     assert!(t.put(&db, &big, b"v").is_err());
     t.put(&db, b"c", b"3").unwrap();

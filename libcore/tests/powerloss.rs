@@ -35,9 +35,9 @@
 //! `torture_*` tests (run in release by `make torture`) run many more and
 //! print the count.
 
-use libcore::env::{scan, Env, EnvOptions};
-use libcore::vfs::{OsVfs, SharedVfs};
+use libcore::{scan, Env, EnvOptions};
 use libcore::{Db, Error, Lsn};
+use libcore::{OsVfs, SharedVfs};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -458,9 +458,9 @@ fn cut_point(seed: u64, p: Params, cut: Option<u64>) -> u64 {
         if let Ok(pg) = std::env::var("POWERLOSS_PAGE_TRACE") {
             let pg: u32 = pg.parse().unwrap();
             let vfs = OsVfs::shared();
-            let mut cur = libcore::log::LogCursor::open(vfs, home).unwrap();
+            let mut cur = libcore::testing::log::LogCursor::open(vfs, home).unwrap();
             while let Ok(Some((lsn, txn, rec))) = cur.next() {
-                use libcore::log::Record as R;
+                use libcore::testing::log::Record as R;
                 match &rec {
                     R::PageImage { pgno, file_id, .. } if pgno.0 == pg => {
                         eprintln!("{lsn} txn {txn:?} image {file_id:?} {pgno:?}")
@@ -1173,7 +1173,7 @@ fn a_power_loss_while_recovery_cuts_the_log_leaves_no_gap() {
     let home = dir.path();
     let mut o = EnvOptions::create();
     o.page_size = Some(512);
-    o.lg_max = Some(libcore::log::MIN_LG_MAX);
+    o.lg_max = Some(libcore::testing::log::MIN_LG_MAX);
     o.serve_requests = false;
     let env = Env::open(home, o.clone()).unwrap();
     let db = {
@@ -1542,7 +1542,7 @@ fn pages_of_a_transaction_reach_disk_only_after_its_commit_record_is_durable() {
         if std::env::var_os("POWERLOSS_DEBUG").is_some() {
             eprintln!("lg_max {lg_max}: commit at {commit}");
         }
-        if commit.offset != libcore::log::FIRST_RECORD_OFFSET {
+        if commit.offset != libcore::testing::log::FIRST_RECORD_OFFSET {
             continue;
         }
         found += 1;

@@ -34,8 +34,8 @@
 //! 1,000 and 1,000.
 
 use libcore::backup::{hot_backup, BackupOptions};
-use libcore::env::{scan, Env, EnvOptions};
-use libcore::vfs::SharedVfs;
+use libcore::SharedVfs;
+use libcore::{scan, Env, EnvOptions};
 use libcore::{Db, Error};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -627,53 +627,53 @@ struct BeforeCopy {
 }
 
 impl BeforeCopy {
-    fn copying(&self, path: &Path, mode: libcore::vfs::OpenMode) -> bool {
+    fn copying(&self, path: &Path, mode: libcore::OpenMode) -> bool {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        matches!(mode, libcore::vfs::OpenMode::CreateNew(_))
+        matches!(mode, libcore::OpenMode::CreateNew(_))
             && name.starts_with(&format!(".tmp.{}.", self.watch))
     }
 }
 
-impl libcore::vfs::Vfs for BeforeCopy {
+impl libcore::Vfs for BeforeCopy {
     fn open(
         &self,
         path: &Path,
-        mode: libcore::vfs::OpenMode,
-    ) -> libcore::Result<Box<dyn libcore::vfs::VFile>> {
+        mode: libcore::OpenMode,
+    ) -> libcore::Result<Box<dyn libcore::VFile>> {
         if self.copying(path, mode) {
             let hook = self.hook.lock().unwrap().take();
             if let Some(h) = hook {
                 h();
             }
         }
-        libcore::vfs::OsVfs.open(path, mode)
+        libcore::OsVfs.open(path, mode)
     }
     fn remove(&self, path: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.remove(path)
+        libcore::OsVfs.remove(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.rename(from, to)
+        libcore::OsVfs.rename(from, to)
     }
     fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.sync_dir(dir)
+        libcore::OsVfs.sync_dir(dir)
     }
     fn list(&self, dir: &Path) -> libcore::Result<Vec<std::ffi::OsString>> {
-        libcore::vfs::OsVfs.list(dir)
+        libcore::OsVfs.list(dir)
     }
     fn exists(&self, path: &Path) -> bool {
-        libcore::vfs::OsVfs.exists(path)
+        libcore::OsVfs.exists(path)
     }
     fn is_dir(&self, path: &Path) -> bool {
-        libcore::vfs::OsVfs.is_dir(path)
+        libcore::OsVfs.is_dir(path)
     }
     fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.create_dir(path, mode)
+        libcore::OsVfs.create_dir(path, mode)
     }
     fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.remove_dir(path)
+        libcore::OsVfs.remove_dir(path)
     }
     fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.hard_link(from, to)
+        libcore::OsVfs.hard_link(from, to)
     }
 }
 
@@ -812,44 +812,44 @@ fn a_full_backup_survives_a_database_removed_after_its_copy() {
 /// file right after opening it (as a concurrent removal would).
 struct VanishAfterOpen(PathBuf);
 
-impl libcore::vfs::Vfs for VanishAfterOpen {
+impl libcore::Vfs for VanishAfterOpen {
     fn open(
         &self,
         path: &Path,
-        mode: libcore::vfs::OpenMode,
-    ) -> libcore::Result<Box<dyn libcore::vfs::VFile>> {
-        let f = libcore::vfs::OsVfs.open(path, mode)?;
-        if path == self.0 && mode == libcore::vfs::OpenMode::Read {
+        mode: libcore::OpenMode,
+    ) -> libcore::Result<Box<dyn libcore::VFile>> {
+        let f = libcore::OsVfs.open(path, mode)?;
+        if path == self.0 && mode == libcore::OpenMode::Read {
             let _ = std::fs::remove_file(path);
         }
         Ok(f)
     }
     fn remove(&self, path: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.remove(path)
+        libcore::OsVfs.remove(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.rename(from, to)
+        libcore::OsVfs.rename(from, to)
     }
     fn sync_dir(&self, dir: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.sync_dir(dir)
+        libcore::OsVfs.sync_dir(dir)
     }
     fn list(&self, dir: &Path) -> libcore::Result<Vec<std::ffi::OsString>> {
-        libcore::vfs::OsVfs.list(dir)
+        libcore::OsVfs.list(dir)
     }
     fn exists(&self, path: &Path) -> bool {
-        libcore::vfs::OsVfs.exists(path)
+        libcore::OsVfs.exists(path)
     }
     fn is_dir(&self, path: &Path) -> bool {
-        libcore::vfs::OsVfs.is_dir(path)
+        libcore::OsVfs.is_dir(path)
     }
     fn create_dir(&self, path: &Path, mode: u32) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.create_dir(path, mode)
+        libcore::OsVfs.create_dir(path, mode)
     }
     fn remove_dir(&self, path: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.remove_dir(path)
+        libcore::OsVfs.remove_dir(path)
     }
     fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
-        libcore::vfs::OsVfs.hard_link(from, to)
+        libcore::OsVfs.hard_link(from, to)
     }
 }
 
@@ -875,7 +875,7 @@ fn a_database_removed_while_a_copy_classifies_it_is_not_found() {
     env.close().unwrap();
     let path = home.join("gone.db");
     let vfs: SharedVfs = Arc::new(VanishAfterOpen(path.clone()));
-    match libcore::copy::classify(&vfs, &path) {
+    match libcore::testing::copy::classify(&vfs, &path) {
         Err(e) => assert!(e.is_not_found(), "{e}"),
         Ok(k) => panic!("a removed file classified as {k:?}"),
     }

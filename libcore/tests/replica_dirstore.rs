@@ -13,8 +13,8 @@
 
 use libcore::replica::conformance::{self, Options};
 use libcore::replica::{DirStore, ReplicaStore};
-use libcore::vfs::{OsVfs, SharedVfs, Vfs};
 use libcore::StoreFault;
+use libcore::{OsVfs, SharedVfs, Vfs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -237,9 +237,7 @@ fn crash_vfs_links_are_names_that_need_a_directory_sync() {
     let root = d.path();
     let crash = CrashVfs::new(root);
     let (a, b, c) = (root.join("a"), root.join("b"), root.join("c"));
-    let f = crash
-        .open(&a, libcore::vfs::OpenMode::CreateNew(0o600))
-        .unwrap();
+    let f = crash.open(&a, libcore::OpenMode::CreateNew(0o600)).unwrap();
     f.write_at(b"data", 0).unwrap();
     f.sync().unwrap();
     drop(f);
@@ -249,11 +247,7 @@ fn crash_vfs_links_are_names_that_need_a_directory_sync() {
     // another file onto an existing name is EEXIST.
     crash.hard_link(&a, &b).unwrap();
     let x = root.join("x");
-    drop(
-        crash
-            .open(&x, libcore::vfs::OpenMode::CreateNew(0o600))
-            .unwrap(),
-    );
+    drop(crash.open(&x, libcore::OpenMode::CreateNew(0o600)).unwrap());
     let e = crash.hard_link(&x, &b).unwrap_err();
     assert!(
         matches!(&e, libcore::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),

@@ -43,8 +43,8 @@ use libcore::replica::store::{
     check_key, check_prefix, stream_file, FileSum, Object, ObjectMeta, ReplicaStore, Summer,
     SummingWriter, Version,
 };
-use libcore::vfs::{OpenMode, Vfs};
 use libcore::{Error, Result, StoreFault};
+use libcore::{OpenMode, Vfs};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as ObjectPath;
 use object_store::{

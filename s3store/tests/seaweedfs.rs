@@ -11,7 +11,7 @@
 
 use libcore::replica::conformance::{self, Options};
 use libcore::replica::{framed, ReplicaStore};
-use libcore::vfs::OsVfs;
+use libcore::OsVfs;
 use libcore::StoreFault;
 use s3store::config::{EnvSource, Secret};
 use s3store::testsupport::{quick_limits, FaultProxy, Mode, SeaweedServer};

@@ -344,7 +344,7 @@ impl Entries {
     }
 }
 
-pub use crate::bdbtext::timefmt::{ctime, local_time, recover_stamp, LocalTime};
+pub use crate::bdbtext::timefmt::{ctime, recover_stamp};
 
 #[cfg(test)]
 mod tests {

@@ -144,6 +144,7 @@ pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
 
 impl CivilTime {
     /// Seconds since the epoch if this wall-clock time were UTC.
+    #[cfg(test)]
     pub fn to_unix_utc(&self) -> i64 {
         days_from_civil(self.year, self.month, self.day) * 86_400
             + i64::from(self.hour) * 3600

@@ -7,7 +7,6 @@ use super::read::{self, descend, leaf_kv, leaf_search, sibling, NodeRef, Target}
 use crate::error::Result;
 use crate::storage::page::Meta;
 use crate::storage::pagestore::PageRead;
-use crate::types::PageNo;
 
 type Kv = (Vec<u8>, Vec<u8>);
 
@@ -166,8 +165,9 @@ impl Scan {
         Ok(Some(kv))
     }
 
-    /// The leaf the scan is on (for tests and diagnostics).
-    pub fn page(&self) -> Option<PageNo> {
+    /// The leaf the scan is on (for the tests).
+    #[cfg(test)]
+    pub fn page(&self) -> Option<crate::types::PageNo> {
         self.cur.as_ref().map(|n| n.pgno)
     }
 }

@@ -115,10 +115,6 @@ impl Cache {
         self.pages.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
-    }
-
     pub fn dirty_count(&self) -> usize {
         self.pages.values().filter(|s| s.dirty).count()
     }

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,6 @@ pub const LOCK_FILE: &str = "__db.lock";
 #[derive(Debug)]
 pub struct OwnerLock {
     file: fs::File,
-    path: PathBuf,
     key: (u64, u64),
 }
 
@@ -80,11 +79,7 @@ impl OwnerLock {
             let _ = FileExt::unlock(&file);
             return Err(e);
         }
-        Ok(OwnerLock { file, path, key })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(OwnerLock { file, key })
     }
 }
 

@@ -563,10 +563,6 @@ impl OwnerRegion {
         }
     }
 
-    pub fn region(&self) -> &Region {
-        &self.region
-    }
-
     /// Applies `f` now if the lock is free, else with the next update
     /// that finds it free. Creates the file if needed.
     pub fn publish(&self, f: impl FnOnce(&mut RegionState) + Send + 'static) -> Result<()> {

@@ -1495,40 +1495,6 @@ fn file_crc(vfs: &SharedVfs, p: &Path) -> Result<(u64, u32)> {
     Ok((off, c.finalize()))
 }
 
-/// Checks a backup's files against its manifest (sizes and checksums where
-/// recorded). Returns one line per problem.
-pub fn check_manifest(vfs: &SharedVfs, target: &Path) -> Result<Vec<String>> {
-    let Some(m) = Manifest::read(vfs, target)? else {
-        return Err(Error::corrupt(
-            target,
-            Location::Whole,
-            "no backup manifest",
-        ));
-    };
-    let mut problems = Vec::new();
-    for f in &m.files {
-        let p = target.join(&f.name);
-        match file_crc(vfs, &p) {
-            Ok((size, crc)) => {
-                if size != f.size {
-                    problems.push(format!(
-                        "{}: size {size}, manifest says {}",
-                        p.display(),
-                        f.size
-                    ));
-                } else if f.crc.is_some_and(|c| c != crc) {
-                    problems.push(format!(
-                        "{}: checksum differs from the manifest",
-                        p.display()
-                    ));
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
-        }
-    }
-    Ok(problems)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,10 +83,12 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[cfg(test)]
     pub fn u8(&mut self) -> Result<u8, Short> {
         Ok(self.bytes(1)?[0])
     }
 
+    #[cfg(test)]
     pub fn u16(&mut self) -> Result<u16, Short> {
         Ok(get_u16(self.bytes(2)?, 0))
     }
@@ -104,12 +106,6 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         self.bytes(n)
     }
-
-    pub fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.pos..];
-        self.pos = self.buf.len();
-        s
-    }
 }
 
 /// An appending encoder, the mirror of `Reader`.
@@ -123,11 +119,13 @@ impl Writer {
         Writer { buf: Vec::new() }
     }
 
+    #[cfg(test)]
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
         self
     }
 
+    #[cfg(test)]
     pub fn u16(&mut self, v: u16) -> &mut Self {
         self.buf.extend_from_slice(&v.to_le_bytes());
         self

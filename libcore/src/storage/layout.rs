@@ -16,8 +16,42 @@ use crate::error::{Error, Result};
 use crate::storage::config::Config;
 use crate::storage::page::{Meta, META_PROBE};
 use crate::storage::vfs::{OpenMode, SharedVfs};
-use crate::wal::parse_log_name;
 use std::path::{Path, PathBuf};
+
+// Log file names, `log.%010d`: `log.0000000001`, `log.0000000002`, ...
+// Numbers start at 1 and are never reused. The log's format is wal/'s;
+// where its files are and what they are called is here.
+
+/// `log.0000000001` for 1.
+pub fn log_name(n: u32) -> String {
+    // By hand rather than `format!("log.{n:010}")`: db_archive names
+    // thousands of files, and the formatter's padding was most of its time.
+    let mut b = *b"log.0000000000";
+    let mut v = n;
+    for d in b[4..].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The number in a log file name; `None` for anything that is not exactly
+/// `log.` and ten digits naming a number from 1 up.
+pub fn parse_log_name(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("log.")?;
+    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match digits.parse::<u32>() {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+/// Path of log file `n` in `dir`.
+pub fn log_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(log_name(n))
+}
 
 /// The resolved directories of one environment.
 #[derive(Debug, Clone)]
@@ -179,7 +213,7 @@ impl Layout {
     }
 
     pub fn log_path(&self, n: u32) -> PathBuf {
-        self.log_dir.join(crate::wal::log_name(n))
+        self.log_dir.join(log_name(n))
     }
 
     /// Every database file of the environment: each regular file in a data
@@ -222,6 +256,17 @@ impl Layout {
             }
         }
         self.create_dir.join(name)
+    }
+
+    /// Where a bare file name (as a tool's operand names it) lives in the
+    /// environment: a log file name in the log directory, any other name
+    /// in the data directories ([`Layout::db_path`]).
+    pub fn file_path(&self, vfs: &SharedVfs, name: &str) -> PathBuf {
+        if parse_log_name(name).is_some() {
+            self.log_dir.join(name)
+        } else {
+            self.db_path(vfs, name)
+        }
     }
 }
 

@@ -19,6 +19,9 @@
 use crate::storage::codec::{crc32, get_u32, get_u64, put_u32, put_u64};
 use crate::types::{FileId, Lsn, PageNo};
 
+/// Size of the header every page starts with (the tests check the layout
+/// against it).
+#[cfg(any(test, feature = "testing"))]
 pub const PAGE_HEADER_SIZE: usize = 32;
 pub const MIN_PAGE_SIZE: usize = 512;
 pub const MAX_PAGE_SIZE: usize = 65536;
@@ -148,6 +151,8 @@ const M_LAST_PGNO: usize = 56;
 const M_NKEYS: usize = 60;
 /// Bytes of the meta page that must be read to learn the page size.
 pub const META_PROBE: usize = 64;
+/// End of the meta page's fields (the tests check the layout against it).
+#[cfg(test)]
 pub const META_END: usize = 68;
 
 /// The decoded meta page.

@@ -28,13 +28,16 @@ pub trait PageWrite: PageRead {
     fn page_new(&mut self, no: PageNo) -> Result<&mut [u8]>;
 }
 
-/// An in-memory store for unit tests and tools that build pages offline.
+/// An in-memory store for the B-tree's unit tests and the fuzz targets
+/// (test machinery: compiled for them only).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone)]
 pub struct MemStore {
     pub page_size: usize,
     pub pages: Vec<Option<PageBuf>>,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl MemStore {
     pub fn new(page_size: usize) -> MemStore {
         MemStore {
@@ -44,6 +47,7 @@ impl MemStore {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl PageRead for MemStore {
     fn page_size(&self) -> usize {
         self.page_size
@@ -65,6 +69,7 @@ impl PageRead for MemStore {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl PageWrite for MemStore {
     fn page_mut(&mut self, no: PageNo) -> Result<&mut [u8]> {
         let slot = self.pages.get_mut(no.0 as usize).ok_or_else(|| {

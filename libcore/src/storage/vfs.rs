@@ -208,8 +208,3 @@ fn same_file(a: &Path, b: &Path) -> bool {
         _ => false,
     }
 }
-
-/// Reads exactly `buf.len()` bytes at `off`, or reports how many were there.
-pub fn read_full(f: &dyn VFile, buf: &mut [u8], off: u64) -> Result<bool> {
-    Ok(f.read_at(buf, off)? == buf.len())
-}

@@ -84,15 +84,16 @@ mod writer;
 mod tests;
 
 pub(crate) use cursor::is_torn_creation;
-pub use cursor::{last_checkpoint, last_checkpoint_in, LogCursor, OnBadRecord, RawRecord};
-pub use record::{Checkpoint, PageRecord, Ranges, Record, RecordError};
-pub use writer::{Appender, Log};
+pub use cursor::{last_checkpoint, last_checkpoint_in, LogCursor, OnBadRecord};
+pub use record::{Checkpoint, PageRecord, Record, RecordError};
+pub use writer::Log;
 
 use crate::error::{Error, Location, Result};
 use crate::storage::codec::{crc32, get_u32, get_u64, put_u32, put_u64};
+pub use crate::storage::layout::{log_name, log_path, parse_log_name};
 use crate::types::Lsn;
 use std::mem::size_of;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// First four bytes of every log file.
 pub const LOG_MAGIC: u32 = 0x474f_4c42;
@@ -129,37 +130,6 @@ pub const RECORD_HEADER_SIZE: usize = REC_TXN + size_of::<u64>();
 /// Largest record (header included) the format allows: it must fit after a
 /// file header with its end offset still a u32.
 pub const MAX_RECORD_LEN: usize = (u32::MAX - FIRST_RECORD_OFFSET) as usize;
-
-/// `log.0000000001` for 1.
-pub fn log_name(n: u32) -> String {
-    // By hand rather than `format!("log.{n:010}")`: db_archive names
-    // thousands of files, and the formatter's padding was most of its time.
-    let mut b = *b"log.0000000000";
-    let mut v = n;
-    for d in b[4..].iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-/// The number in a log file name; `None` for anything that is not exactly
-/// `log.` and ten digits naming a number from 1 up.
-pub fn parse_log_name(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("log.")?;
-    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match digits.parse::<u32>() {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(n),
-    }
-}
-
-/// Path of log file `n` in `dir`.
-pub fn log_path(dir: &Path, n: u32) -> PathBuf {
-    dir.join(log_name(n))
-}
 
 /// The present log file numbers in `dir`, sorted (gaps not checked by the
 /// caller's lights, but never made up by the listing itself).

@@ -288,8 +288,8 @@ pub enum PageRecord<'a> {
 
 impl<'a> PageRecord<'a> {
     /// The owned [`Record`] with the same fields (bytes copied).
-    pub fn to_record(&self) -> Record {
-        match *self {
+    pub fn to_record(self) -> Record {
+        match self {
             PageRecord::Image {
                 file_id,
                 pgno,

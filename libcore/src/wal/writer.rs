@@ -222,18 +222,6 @@ impl Log {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn env_id(&self) -> u64 {
-        self.env_id
-    }
-
-    pub fn lg_max(&self) -> u32 {
-        self.lg_max
-    }
-
     /// Exclusive append access.
     pub fn lock(&self) -> Appender<'_> {
         Appender {
@@ -263,6 +251,7 @@ impl Log {
     }
 
     /// True once a write or fsync has failed.
+    #[cfg(test)]
     pub fn is_failed(&self) -> bool {
         lock(&self.sync).failed.is_some()
     }
@@ -375,6 +364,7 @@ impl Appender<'_> {
     }
 
     /// Where each record of a batch of these sizes would start.
+    #[cfg(test)]
     pub fn peek_lsns(&self, record_lens: &[usize]) -> Vec<Lsn> {
         let (mut file, mut offset) = (self.st.file_no, self.st.offset);
         let mut out = Vec::with_capacity(record_lens.len());
@@ -398,11 +388,6 @@ impl Appender<'_> {
         } else {
             (file, offset, false)
         }
-    }
-
-    /// Where the next record goes.
-    pub fn end(&self) -> Lsn {
-        Lsn::new(self.st.file_no, self.st.offset)
     }
 
     /// Switches to a fresh log file (see `Log::new_file`).
