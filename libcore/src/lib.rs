@@ -50,7 +50,8 @@ pub mod testing;
 #[cfg(test)]
 extern crate self as libcore;
 
-pub use engine::env::{scan, Cursor, Env, EnvOptions, Pair};
+pub use engine::env::{Env, EnvOptions};
+pub use engine::reader::{scan, Cursor, Pair};
 pub use engine::txn::{BulkBuild, Txn};
 pub use error::{Error, Location, Result, StoreFault};
 pub use storage::dbfile::Db;

@@ -1,5 +1,6 @@
-//! An open environment: the owner lock, normal recovery at open, the file
-//! table, the buffer cache, readers, checkpoints and close.
+//! An open environment: open (the owner lock, normal recovery, the file
+//! table, the buffer pool, the checkpointer), the shared state every handle
+//! and transaction works on (`Inner`), the failed state, and close.
 //!
 //! Two ways to open:
 //! * as the *owner* (`EnvOptions::default()`): takes `__db.lock`, runs normal
@@ -11,47 +12,33 @@
 //!   snapshot while the tool reads, reads fail with `Error::SnapshotMoved`
 //!   and the tool reopens.
 //!
-//! Concurrency inside one process: one write transaction at a time (the
-//! `writer` mutex); readers take `commit_lock` for reading for the span of
-//! one operation, and a commit installs its pages under the write side, so no
-//! reader sees half of a transaction. Write-back and checkpoints live in
-//! writeback.rs; a checkpoint holds `writer` only to pick its redo point.
-//!
-//! What a reader (`Env::read`, `get`, `Cursor`, `scan`) may see: every
-//! commit installed so far, and in the default (sync) mode only once it is
-//! durable. A commit installs its pages before its log fsync (so the next
-//! transaction can build on them while the fsync runs, and commits group),
-//! so a reader first makes sure the log is durable up to the newest
-//! installed commit record, joining that fsync. If the fsync fails the
-//! environment enters the failed state and every later read fails too: no
-//! reader ever sees a commit that did not become durable. In nosync mode a
-//! reader sees a commit as soon as it returns. A write transaction sees
-//! every commit installed before it, durable or not: its own commit comes
-//! later in the log, so it can never become durable without them.
-//!
-//! Calls that would wait for their own thread (a checkpoint or a second
-//! `begin` while this thread's `Txn` is alive, a commit inside a read
-//! closure) fail with `Error::Misuse` at once: see reentry.rs.
+//! `Inner` is the aggregate of the components (engine/mod.rs lists them and
+//! the lock order); each keeps its own state private. What a reader may
+//! see is reader.rs; write transactions are txn.rs and their commit
+//! commit.rs; checkpoints checkpoint.rs.
 
-use crate::btree;
-use crate::engine::cache::{Cache, PageKey};
-use crate::engine::owner::OwnerLock;
-use crate::engine::reentry::{self, Hold, Mark};
-use crate::engine::region::{OwnerRegion, Region};
-use crate::error::{Error, Location, Result};
+use super::checkpoint::{Checkpointer, Parts};
+use super::failure::Failure;
+use super::files::{open_files, FileTable};
+use super::lock;
+use super::owner::OwnerLock;
+use super::pool::{Pool, WriteBack};
+use super::reentry::{self, Hold};
+use super::region::{OwnerRegion, Region};
+use crate::error::{Error, Result};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::config::Config;
 use crate::storage::dbfile::{Db, DbFile};
 use crate::storage::layout::{Holds, Layout};
-use crate::storage::page::{self, Meta, PageCheck};
-use crate::storage::pagestore::{PageBuf, PageRead};
-use crate::storage::vfs::{OpenMode, OsVfs, SharedVfs};
+use crate::storage::page;
+use crate::storage::pagestore::PageBuf;
+use crate::storage::vfs::{OsVfs, SharedVfs};
 use crate::types::{FileId, Lsn, PageNo};
 use crate::wal::Log;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_LG_MAX: u32 = 10 * 1024 * 1024;
@@ -112,62 +99,49 @@ impl EnvOptions {
     }
 }
 
+/// The writer lock's state: the next transaction id.
 pub(crate) struct WriterState {
-    pub next_txn: u64,
+    pub(super) next_txn: u64,
 }
 
+/// The state every handle of one open environment shares: the components,
+/// each with its own locks and invariants, and the few facts of the
+/// environment itself.
 pub(crate) struct Inner {
-    pub layout: Layout,
-    pub vfs: SharedVfs,
-    pub log: Option<Log>,
-    pub read_only: bool,
-    pub nosync: bool,
-    pub page_size: usize,
-    pub files: RwLock<HashMap<FileId, Arc<DbFile>>>,
-    pub cache: Mutex<Cache>,
-    /// Read-only views: pages replayed from the log since the checkpoint.
-    pub overlay: HashMap<PageKey, PageBuf>,
-    /// Read-only views: the end of the log the overlay reflects.
-    pub snapshot_end: Lsn,
-    pub writer: Mutex<WriterState>,
-    /// Held by whoever writes dirty pages back (writeback.rs): a page is
-    /// captured and written inside it, so an older image never lands on
-    /// disk after a newer one.
-    pub writeback: Mutex<()>,
-    /// One checkpoint at a time (they no longer hold `writer` throughout).
-    pub checkpointing: Mutex<()>,
-    pub commit_lock: RwLock<()>,
-    /// The commit record of the newest commit installed for readers: in
-    /// sync mode a reader waits until the log is durable past it.
-    pub installed: Mutex<Lsn>,
-    /// Committed database removals whose files are not unlinked yet.
-    pub removals: PendingRemovals,
+    pub(super) layout: Layout,
+    pub(super) vfs: SharedVfs,
+    pub(super) read_only: bool,
+    pub(super) nosync: bool,
+    /// Page size given to databases created without one.
+    pub(super) page_size: usize,
+    /// The log appender; `None` for a read-only view.
+    pub(super) log: Option<Log>,
+    pub(super) pool: Pool,
+    pub(super) files: FileTable,
+    pub(super) checkpointer: Checkpointer,
+    /// One write transaction at a time (held by a `Txn` for its life, and
+    /// by a checkpoint's cut).
+    pub(super) writer: Mutex<WriterState>,
+    /// Readers hold it for reading for one operation; a commit installs
+    /// under the write side, so no reader sees half of a transaction.
+    pub(super) commit_lock: RwLock<()>,
+    pub(super) failure: Failure,
+    pub(super) region: OwnerRegion,
+    pub(super) env_id: u64,
+    /// Transactions committed since the owner opened.
+    pub(super) commits: AtomicU64,
+    /// Set when the last handle closes (stops the request server).
+    stop: AtomicBool,
     /// Live `Env` handles: the last one to `close` closes.
-    pub handles: Mutex<usize>,
-    pub generation: AtomicU64,
-    /// Pages whose LSN is older than this get a full image when next logged.
-    pub redo_point: Mutex<Lsn>,
-    pub last_ckp: Mutex<Lsn>,
-    pub next_file_id: AtomicU32,
-    /// Pages a bulk transaction wrote straight to their file since the last
-    /// checkpoint: no image of them is in the log, so their next change is
-    /// logged as a full image (a torn write of it stays repairable).
-    pub bulk_pages: Mutex<crate::engine::bulk::BulkPages>,
-    /// Files written since their last fsync (checkpoint fsyncs them).
-    pub unsynced: Mutex<HashSet<FileId>>,
-    pub failed: Mutex<Option<String>>,
-    pub region: OwnerRegion,
-    pub env_id: u64,
-    pub commits: AtomicU64,
-    pub stop: AtomicBool,
-    pub recovered: RecoveryOutcome,
+    handles: Mutex<usize>,
+    recovered: RecoveryOutcome,
     _lock: Option<OwnerLock>,
 }
 
 /// An open environment. Cheap to clone; all clones share one state, and
 /// the environment closes when the last clone is closed.
 pub struct Env {
-    pub(crate) inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     /// Set by `close`, which has already given up this handle's count.
     released: bool,
 }
@@ -189,71 +163,6 @@ impl Drop for Env {
             *n = n.saturating_sub(1);
         }
     }
-}
-
-/// Committed database removals whose files are not unlinked yet. A
-/// checkpoint waits until there are none before it picks its redo point:
-/// a redo point past a removal's log record with the file still on disk
-/// would let recovery adopt the file again, stale contents and all.
-#[derive(Default)]
-pub(crate) struct PendingRemovals {
-    count: Mutex<usize>,
-    done: Condvar,
-}
-
-impl PendingRemovals {
-    /// Registers one removal; it ends when the ticket is dropped (the file
-    /// is gone, or the environment failed trying).
-    pub(crate) fn start(&self) -> RemovalTicket<'_> {
-        *lock(&self.count) += 1;
-        RemovalTicket(self)
-    }
-
-    /// Waits until no removal is in flight.
-    pub(crate) fn wait_none(&self) {
-        let mut n = lock(&self.count);
-        while *n > 0 {
-            n = self.done.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-pub(crate) struct RemovalTicket<'a>(&'a PendingRemovals);
-
-impl Drop for RemovalTicket<'_> {
-    fn drop(&mut self) {
-        let mut n = lock(&self.0.count);
-        *n = n.saturating_sub(1);
-        self.0.done.notify_all();
-    }
-}
-
-/// The reader lock as `Env::read` holds it: none when this thread already
-/// holds it (a read inside a read), and the mark that makes a commit in
-/// the closure fail instead of waiting for itself.
-pub(crate) struct ReadGuard<'a> {
-    _lock: Option<RwLockReadGuard<'a, ()>>,
-    _mark: Option<Mark>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic in another thread while holding the lock leaves data we still
-    // trust (every update is a single assignment), so poisoning is ignored.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn new_env_id() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish() | 1
 }
 
 impl Env {
@@ -374,34 +283,29 @@ impl Env {
         let last_ckp = outcome.last_ckp.as_ref().map(|c| c.0).unwrap_or(Lsn::ZERO);
         let region = OwnerRegion::new(Region::at(home));
         let inner = Inner {
-            log,
             read_only: opts.read_only,
             nosync,
             page_size,
-            files: RwLock::new(files),
-            cache: Mutex::new(Cache::new(cache_size)),
-            overlay: outcome.overlay.clone(),
-            snapshot_end: outcome.end,
+            log,
+            pool: Pool::new(
+                cache_size,
+                outcome.overlay.clone(),
+                outcome.end,
+                opts.read_only,
+                home.to_path_buf(),
+            ),
+            files: FileTable::new(files, next_file_id.unwrap_or(u32::MAX)),
+            checkpointer: Checkpointer::new(redo_point, last_ckp),
             writer: Mutex::new(WriterState {
                 next_txn: next_txn.unwrap_or(u64::MAX),
             }),
-            writeback: Mutex::new(()),
-            checkpointing: Mutex::new(()),
             commit_lock: RwLock::new(()),
-            installed: Mutex::new(Lsn::ZERO),
-            removals: PendingRemovals::default(),
-            handles: Mutex::new(1),
-            generation: AtomicU64::new(0),
-            redo_point: Mutex::new(redo_point),
-            last_ckp: Mutex::new(last_ckp),
-            next_file_id: AtomicU32::new(next_file_id.unwrap_or(u32::MAX)),
-            unsynced: Mutex::new(HashSet::new()),
-            bulk_pages: Mutex::new(crate::engine::bulk::BulkPages::default()),
-            failed: Mutex::new(None),
+            failure: Failure::new(home.to_path_buf()),
             region,
             env_id,
             commits: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            handles: Mutex::new(1),
             recovered: RecoveryOutcome {
                 overlay: HashMap::new(),
                 ..outcome
@@ -468,16 +372,16 @@ impl Env {
     pub fn log_end(&self) -> Lsn {
         match &self.inner.log {
             Some(l) => l.end(),
-            None => self.inner.snapshot_end,
+            None => self.inner.pool.snapshot_end(),
         }
     }
 
     pub fn last_checkpoint(&self) -> Lsn {
-        *lock(&self.inner.last_ckp)
+        self.inner.checkpointer.last()
     }
 
     pub fn redo_point(&self) -> Lsn {
-        *lock(&self.inner.redo_point)
+        self.inner.checkpointer.redo_point()
     }
 
     pub fn commits(&self) -> u64 {
@@ -486,30 +390,19 @@ impl Env {
 
     /// (hits, misses, pages, dirty pages) of the buffer cache.
     pub fn cache_stats(&self) -> (u64, u64, usize, usize) {
-        let c = lock(&self.inner.cache);
-        (c.hits, c.misses, c.len(), c.dirty_count())
+        self.inner.pool.stats()
     }
 
     /// Names of the databases, sorted.
     pub fn db_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .inner
-            .files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|f| f.name.clone())
-            .collect();
-        v.sort();
-        v
+        self.inner.files.names()
     }
 
     /// A handle on an existing database.
     pub fn open_db(&self, name: &str) -> Result<Db> {
-        let files = self.inner.files.read().unwrap_or_else(|p| p.into_inner());
-        files
-            .values()
-            .find(|f| f.name == name)
+        self.inner
+            .files
+            .find(name)
             .map(|f| Db {
                 id: f.id,
                 name: f.name.clone(),
@@ -526,47 +419,6 @@ impl Env {
         self.inner
             .file(db.id)
             .ok_or_else(|| Error::NotFound(format!("{}: database was removed", db.name)))
-    }
-
-    /// Reads one value.
-    pub fn get(&self, db: &Db, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read(db, |s| btree::get(s, key))
-    }
-
-    /// Runs a read-only B-tree operation on one consistent state.
-    pub fn read<T>(&self, db: &Db, f: impl FnOnce(&ReadStore<'_>) -> Result<T>) -> Result<T> {
-        let file = self.file(db)?;
-        let _r = self.inner.read_lock()?;
-        let store = ReadStore {
-            inner: &self.inner,
-            file: &file,
-        };
-        f(&store)
-    }
-
-    /// A cursor over `db` in key order. Each step sees one committed state;
-    /// between steps other transactions may commit, and the cursor carries
-    /// on from the last key it returned.
-    pub fn cursor(&self, db: &Db) -> Cursor {
-        Cursor {
-            env: self.clone(),
-            db: db.clone(),
-            last: None,
-        }
-    }
-
-    /// Begins the one write transaction (waits for the current one; fails
-    /// with `Error::Misuse` if this thread holds it or is inside a read).
-    pub fn begin(&self) -> Result<crate::engine::txn::Txn<'_>> {
-        crate::engine::txn::Txn::begin(self, false)
-    }
-
-    /// Begins a bulk-mode transaction: pages it adds to the end of a file
-    /// are written straight to the data file at commit and only a marker
-    /// goes to the log (see DESIGN.md section 4). An incremental backup
-    /// copies the database it wrote again.
-    pub fn begin_bulk(&self) -> Result<crate::engine::txn::Txn<'_>> {
-        crate::engine::txn::Txn::begin(self, true)
     }
 
     /// Writes back every dirty page and records a checkpoint in the log and
@@ -650,82 +502,23 @@ fn spawn_request_server(weak: Weak<Inner>) {
     });
 }
 
-/// Opens every database file: those in the data directories, plus (for a
-/// read-only view) those that exist so far only in the replayed log.
-fn open_files(
-    vfs: &SharedVfs,
-    layout: &Layout,
-    outcome: &RecoveryOutcome,
-    read_only: bool,
-) -> Result<HashMap<FileId, Arc<DbFile>>> {
-    let mut out = HashMap::new();
-    let mode = if read_only {
-        OpenMode::Read
-    } else {
-        OpenMode::ReadWrite
-    };
-    let mut seen = HashSet::new();
-    for info in layout.db_files(vfs)? {
-        let id = match outcome.files.iter().find(|(_, n)| **n == info.name) {
-            Some((id, _)) => *id,
-            None => {
-                let handle = vfs.open(&info.path, OpenMode::Read)?;
-                let mut buf = vec![0u8; info.meta_page_size as usize];
-                handle.read_at(&mut buf, 0)?;
-                match Meta::decode(&buf) {
-                    Ok(m) => m.file_id,
-                    Err(_) => continue,
-                }
-            }
-        };
-        let handle = vfs.open(&info.path, mode)?;
-        seen.insert(info.name.clone());
-        out.insert(
-            id,
-            Arc::new(DbFile {
-                id,
-                name: info.name,
-                path: info.path,
-                page_size: info.meta_page_size as usize,
-                handle: Some(handle),
-            }),
-        );
-    }
-    if read_only {
-        for (id, name) in &outcome.files {
-            if seen.contains(name) {
-                continue;
-            }
-            let Some(meta) = outcome.overlay.get(&(*id, PageNo::META)) else {
-                continue;
-            };
-            let Ok(m) = Meta::decode(meta) else { continue };
-            // The meta page is only in the log so far, but other pages may
-            // be on disk already (bulk-mode pages, evicted pages).
-            let path = layout.db_path(vfs, name);
-            let handle = vfs.open(&path, OpenMode::Read).ok();
-            out.insert(
-                *id,
-                Arc::new(DbFile {
-                    id: *id,
-                    name: name.clone(),
-                    path,
-                    page_size: m.page_size as usize,
-                    handle,
-                }),
-            );
-        }
-    }
-    Ok(out)
+fn new_env_id() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
 }
 
 impl Inner {
-    pub fn file(&self, id: FileId) -> Option<Arc<DbFile>> {
-        self.files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
+    pub(crate) fn file(&self, id: FileId) -> Option<Arc<DbFile>> {
+        self.files.get(id)
     }
 
     /// A key naming this environment in per-thread marks (reentry.rs).
@@ -750,68 +543,17 @@ impl Inner {
         Ok(())
     }
 
-    /// Takes the reader lock once every installed commit may be seen (see
-    /// the module comment): in sync mode the log must be durable past the
-    /// newest installed commit record. Waits for that fsync without the
-    /// lock (commits go on meanwhile) and checks again; after a few rounds
-    /// under a steady stream of commits it waits holding the lock.
-    pub(crate) fn read_lock(&self) -> Result<ReadGuard<'_>> {
-        if reentry::holds(self.key(), Hold::Reader) {
-            return Ok(ReadGuard {
-                _lock: None,
-                _mark: None,
-            });
-        }
-        let mut rounds = 0;
-        loop {
-            self.check_failed()?;
-            let guard = self.commit_lock.read().unwrap_or_else(|p| p.into_inner());
-            let need = *lock(&self.installed);
-            let log = match &self.log {
-                Some(l) if !self.nosync && !need.is_zero() => l,
-                _ => return Ok(self.read_guard(guard)),
-            };
-            if log.durable() > need {
-                return Ok(self.read_guard(guard));
-            }
-            rounds += 1;
-            if rounds >= 3 {
-                log.flush(need).map_err(|e| self.fail(e))?;
-                return Ok(self.read_guard(guard));
-            }
-            drop(guard);
-            log.flush(need).map_err(|e| self.fail(e))?;
-        }
-    }
-
-    fn read_guard<'a>(&self, lock: RwLockReadGuard<'a, ()>) -> ReadGuard<'a> {
-        ReadGuard {
-            _lock: Some(lock),
-            _mark: Some(Mark::new(self.key(), Hold::Reader)),
-        }
-    }
-
-    pub fn check_failed(&self) -> Result<()> {
-        if let Some(why) = lock(&self.failed).clone() {
-            return Err(Error::Failed {
-                path: self.layout.home.clone(),
-                why,
-            });
-        }
-        Ok(())
+    pub(crate) fn check_failed(&self) -> Result<()> {
+        self.failure.check()
     }
 
     /// Puts the environment in the failed state after a write or fsync
-    /// error: nothing more is written until recovery runs.
-    pub fn fail(&self, e: Error) -> Error {
-        let mut f = lock(&self.failed);
-        if f.is_none() {
-            *f = Some(e.to_string());
-        }
-        e
+    /// error (failure.rs).
+    pub(crate) fn fail(&self, e: Error) -> Error {
+        self.failure.fail(e)
     }
 
-    pub fn log(&self) -> Result<&Log> {
+    pub(crate) fn log(&self) -> Result<&Log> {
         self.log.as_ref().ok_or_else(|| {
             Error::invalid(format!(
                 "{}: opened read-only; cannot write",
@@ -820,22 +562,21 @@ impl Inner {
         })
     }
 
-    /// The committed image of a page: overlay, cache, then disk.
-    pub fn read_page(&self, file: &DbFile, no: PageNo) -> Result<PageBuf> {
-        let key = (file.id, no);
-        if let Some(b) = self.overlay.get(&key) {
-            return Ok(b.clone());
-        }
-        if let Some(b) = lock(&self.cache).get(key) {
-            return Ok(b);
-        }
-        let buf = self.read_from_disk(file, no)?;
-        let buf = Arc::new(buf);
-        let over = {
-            let mut c = lock(&self.cache);
-            c.insert_clean(key, buf.clone());
-            c.over_capacity()
-        };
+    /// What the pool's write-back needs; `None` for a read-only view,
+    /// which writes nothing.
+    pub(crate) fn write_back(&self) -> Option<WriteBack<'_>> {
+        let log = self.log.as_ref()?;
+        Some(WriteBack {
+            log,
+            files: &self.files,
+            failure: &self.failure,
+        })
+    }
+
+    /// The committed image of a page: overlay, cache, then disk (then the
+    /// cache is kept within its size).
+    pub(crate) fn read_page(&self, file: &DbFile, no: PageNo) -> Result<PageBuf> {
+        let (buf, over) = self.pool.read(file, no)?;
         if over {
             self.evict()?;
         }
@@ -844,12 +585,8 @@ impl Inner {
 
     /// The committed image of a page, or `None` for a page past the end of
     /// the file that nobody has written yet.
-    pub fn committed_page(&self, file: &DbFile, no: PageNo) -> Result<Option<PageBuf>> {
-        let key = (file.id, no);
-        if let Some(b) = self.overlay.get(&key) {
-            return Ok(Some(b.clone()));
-        }
-        if let Some(b) = lock(&self.cache).get(key) {
+    pub(crate) fn committed_page(&self, file: &DbFile, no: PageNo) -> Result<Option<PageBuf>> {
+        if let Some(b) = self.pool.cached((file.id, no)) {
             return Ok(Some(b));
         }
         let Some(h) = &file.handle else {
@@ -862,162 +599,25 @@ impl Inner {
         self.read_page(file, no).map(Some)
     }
 
-    pub(crate) fn read_from_disk(&self, file: &DbFile, no: PageNo) -> Result<Vec<u8>> {
-        let ps = file.page_size;
-        let Some(h) = &file.handle else {
-            return Err(self.missing_page(file, no, "page is not in the file"));
-        };
-        let mut buf = vec![0u8; ps];
-        // A read-only view may race the owner's write of this page: read
-        // again a few times before calling it torn.
-        let tries = if self.read_only { 4 } else { 1 };
-        let mut last = PageCheck::Ok;
-        for _ in 0..tries {
-            let n = h.read_at(&mut buf, u64::from(no.0) * ps as u64)?;
-            if n < ps {
-                return Err(self.missing_page(file, no, "page is past the end of the file"));
-            }
-            last = page::check(&buf, no);
-            if last == PageCheck::Ok {
-                if self.read_only && page::lsn(&buf) > self.snapshot_end {
-                    return Err(Error::SnapshotMoved);
-                }
-                return Ok(buf);
-            }
-        }
-        if self.read_only && crate::engine::owner::live_owner(&self.layout.home).is_some() {
-            return Err(Error::SnapshotMoved);
-        }
-        let what = match last {
-            PageCheck::Unwritten => "page was never written (run db_recover)".to_string(),
-            PageCheck::WrongNumber(n) => format!("page holds page {n} (misplaced write)"),
-            _ => "checksum mismatch: torn or damaged page (run db_recover)".to_string(),
-        };
-        Err(Error::corrupt(&file.path, Location::Page(no), what))
+    /// Shrinks the cache (pool.rs).
+    pub(crate) fn evict(&self) -> Result<()> {
+        self.pool.evict(self.write_back().as_ref())
     }
 
-    fn missing_page(&self, file: &DbFile, no: PageNo, what: &str) -> Error {
-        if self.read_only && crate::engine::owner::live_owner(&self.layout.home).is_some() {
-            return Error::SnapshotMoved;
-        }
-        Error::corrupt(&file.path, Location::Page(no), what)
-    }
-
-    /// Writes one page image to its file (sealing the checksum on a copy).
-    pub fn write_page(&self, file: &DbFile, no: PageNo, buf: &[u8]) -> Result<()> {
-        let Some(h) = &file.handle else {
-            return Err(Error::invalid("write to a file without a handle"));
-        };
-        let mut out = buf.to_vec();
-        page::seal(&mut out);
-        h.write_at(&out, u64::from(no.0) * file.page_size as u64)
-            .map_err(|e| self.fail(e))?;
-        lock(&self.unsynced).insert(file.id);
-        Ok(())
-    }
-}
-
-/// Committed pages of one file, for readers.
-pub struct ReadStore<'a> {
-    pub(crate) inner: &'a Inner,
-    pub(crate) file: &'a DbFile,
-}
-
-impl PageRead for ReadStore<'_> {
-    fn page_size(&self) -> usize {
-        self.file.page_size
-    }
-
-    fn path(&self) -> &Path {
-        &self.file.path
-    }
-
-    fn page(&self, no: PageNo) -> Result<PageBuf> {
-        self.inner.read_page(self.file, no)
-    }
-}
-
-/// A key-order cursor that survives commits between its steps.
-pub struct Cursor {
-    env: Env,
-    db: Db,
-    last: Option<Vec<u8>>,
-}
-
-pub type Pair = (Vec<u8>, Vec<u8>);
-
-#[allow(clippy::should_implement_trait)] // fallible steps: not an Iterator
-impl Cursor {
-    fn remember(&mut self, r: Option<Pair>) -> Option<Pair> {
-        if let Some((k, _)) = &r {
-            self.last = Some(k.clone());
-        }
-        r
-    }
-
-    pub fn first(&mut self) -> Result<Option<Pair>> {
-        let r = self.env.read(&self.db, |s| btree::first(s))?;
-        Ok(self.remember(r))
-    }
-
-    pub fn last(&mut self) -> Result<Option<Pair>> {
-        let r = self.env.read(&self.db, |s| btree::last(s))?;
-        Ok(self.remember(r))
-    }
-
-    /// Positions at the smallest key >= `key`.
-    pub fn seek(&mut self, key: &[u8]) -> Result<Option<Pair>> {
-        let r = self.env.read(&self.db, |s| btree::seek_ge(s, key))?;
-        Ok(self.remember(r))
-    }
-
-    pub fn next(&mut self) -> Result<Option<Pair>> {
-        let r = match self.last.clone() {
-            None => self.env.read(&self.db, |s| btree::first(s))?,
-            Some(k) => self.env.read(&self.db, |s| btree::next_after(s, &k))?,
-        };
-        Ok(self.remember(r))
-    }
-
-    pub fn prev(&mut self) -> Result<Option<Pair>> {
-        let r = match self.last.clone() {
-            None => self.env.read(&self.db, |s| btree::last(s))?,
-            Some(k) => self.env.read(&self.db, |s| btree::prev_before(s, &k))?,
-        };
-        Ok(self.remember(r))
-    }
-}
-
-/// Calls `f` for every pair of `db` in key order, fast: a sequential scan
-/// of the leaves. The read lock is taken for batches of pairs, so writers
-/// are not held up by a long scan; when a commit lands between two batches
-/// the scan restarts after the last key it returned.
-pub fn scan(env: &Env, db: &Db, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
-    const BATCH: usize = 256;
-    let file = env.file(db)?;
-    let mut last: Option<Vec<u8>> = None;
-    let mut kept: Option<(u64, btree::Scan)> = None;
-    loop {
-        let _r = env.inner.read_lock()?;
-        let store = ReadStore {
-            inner: &env.inner,
-            file: &file,
-        };
-        let gen = env.inner.generation.load(Ordering::Acquire);
-        let mut sc = match kept.take() {
-            Some((g, sc)) if g == gen => sc,
-            _ => btree::Scan::new(&store, last.as_deref())?,
-        };
-        for _ in 0..BATCH {
-            let Some((k, v)) = sc.next(&store)? else {
-                return Ok(());
-            };
-            if last.as_deref().is_some_and(|l| k.as_slice() <= l) {
-                continue;
-            }
-            f(&k, &v)?;
-            last = Some(k);
-        }
-        kept = Some((gen, sc));
+    /// Takes a checkpoint (checkpoint.rs).
+    pub(crate) fn checkpoint(&self) -> Result<Lsn> {
+        self.check_failed()?;
+        let log = self.log()?;
+        self.checkpointer.run(&Parts {
+            log,
+            writer: &self.writer,
+            files: &self.files,
+            pool: &self.pool,
+            failure: &self.failure,
+            vfs: &self.vfs,
+            data_dirs: &self.layout.data_dirs,
+            region: &self.region,
+            commits: &self.commits,
+        })
     }
 }

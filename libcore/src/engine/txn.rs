@@ -3,17 +3,10 @@
 //! and an abort is simply dropping the copies: the log is redo-only and an
 //! aborted transaction never reaches it.
 //!
-//! Commit, in order:
-//! 1. build the log records: a full page image for a page first changed
-//!    since the last checkpoint's redo point (or new), otherwise the changed
-//!    byte ranges with the LSN the page had before (DESIGN.md section 4);
-//! 2. append them and a commit record in one contiguous batch;
-//! 3. install the new page images in the cache (under the commit lock, so
-//!    readers see all of the transaction or none of it);
-//! 4. release the writer, then wait for the log fsync (group commit: other
-//!    committers' records share it). In nosync mode step 4 is skipped.
+//! The commit protocol is commit.rs; this file is the transaction's
+//! private state, what it reads through (`TxnStore`), and its API.
 //!
-//! Bulk mode (DESIGN.md section 4): pages new to a file (past its committed
+//! Bulk mode (docs/DESIGN.md, "Transactions and commit"): pages new to a file (past its committed
 //! last page) bypass the log: they are written straight to the file,
 //! fsynced before a `BulkMarker` naming their range is logged, and only
 //! the marker and the meta page go to the log. So that a bulk transaction
@@ -22,31 +15,30 @@
 //! size, and a bottom-up build (`btree::build`, for loads) hands each
 //! finished page straight to the file. A file it creates gets a marker
 //! beside it until the commit is durable (`dbfile::create_marker`), so
-//! the pages a lost bulk create leaves do not block the name. Nothing committed can see a spilled page (the
+//! the pages a lost bulk create leaves do not block the name. Nothing
+//! committed can see a spilled page (the
 //! committed meta page ends before it), and the log's end cannot move while
 //! the transaction holds the writer lock (checkpoints take it too), so the
 //! LSN spilled pages are stamped with is at most the marker's and below
 //! every later record.
 
+use super::bulk::SpillSet;
+use super::cache::PageKey;
+use super::env::{Env, Inner, WriterState};
+use super::reader::Pair;
+use super::reentry::{Hold, Mark};
 use crate::btree;
 use crate::btree::build::{Builder, PageSink};
-use crate::engine::bulk::SpillSet;
-use crate::engine::cache::PageKey;
-use crate::engine::env::{Env, Pair, WriterState};
-use crate::engine::reentry::{self, Hold, Mark};
 use crate::error::{Error, Result};
 use crate::storage::dbfile::{self, Db, DbFile};
 use crate::storage::layout::check_new_db_name;
 use crate::storage::page::{self, Meta};
 use crate::storage::pagestore::{PageBuf, PageRead, PageWrite};
 use crate::storage::vfs::OpenMode;
-use crate::types::now_secs;
 use crate::types::{FileId, Lsn, PageNo, TxnId};
-use crate::wal::Record;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
 /// Mode of database files we create (masked by the umask).
@@ -57,33 +49,53 @@ const DB_FILE_MODE: u32 = 0o660;
 /// an operator sets for pages in memory (16 MiB by default).
 const SPILL_SHARE: usize = 2;
 
+/// A write transaction. Its fields are the transaction's private state;
+/// commit.rs turns them into log records and installs them.
 pub struct Txn<'e> {
-    env: &'e Env,
+    pub(super) env: &'e Env,
     _writer: MutexGuard<'e, WriterState>,
     /// This thread holds the writer lock (reentry.rs).
     _mark: Mark,
-    id: TxnId,
-    pages: BTreeMap<PageKey, PageBuf>,
-    created: HashMap<FileId, Arc<DbFile>>,
+    pub(super) id: TxnId,
+    /// The pages it changed: private copies until commit.
+    pub(super) pages: BTreeMap<PageKey, PageBuf>,
+    pub(super) created: HashMap<FileId, Arc<DbFile>>,
     /// Markers of files a bulk transaction creates (`dbfile::create_marker`).
-    markers: Vec<std::path::PathBuf>,
-    removed: Vec<Arc<DbFile>>,
-    bulk: bool,
+    pub(super) markers: Vec<std::path::PathBuf>,
+    pub(super) removed: Vec<Arc<DbFile>>,
+    pub(super) bulk: bool,
     /// Bulk mode: pages already written straight to each file.
-    spilled: HashMap<FileId, SpillSet>,
+    pub(super) spilled: HashMap<FileId, SpillSet>,
     /// Bytes held in `pages` (counted as pages are added; recounted at
     /// each spill), and the count that triggers the next spill.
     held: usize,
     spill_at: usize,
-    finished: bool,
+    /// Committed or rolled back: nothing left to undo when dropped.
+    pub(super) finished: bool,
     /// The first change that failed: its pages may hold half of it (a
     /// B-tree split cut short by a read error), so the transaction can
     /// only be aborted.
-    failed: Option<String>,
+    pub(super) failed: Option<String>,
+}
+
+impl Env {
+    /// Begins the one write transaction (waits for the current one; fails
+    /// with `Error::Misuse` if this thread holds it or is inside a read).
+    pub fn begin(&self) -> Result<Txn<'_>> {
+        Txn::begin(self, false)
+    }
+
+    /// Begins a bulk-mode transaction: pages it adds to the end of a file
+    /// are written straight to the data file at commit and only a marker
+    /// goes to the log (see the module comment). An incremental backup
+    /// copies the database it wrote again.
+    pub fn begin_bulk(&self) -> Result<Txn<'_>> {
+        Txn::begin(self, true)
+    }
 }
 
 impl<'e> Txn<'e> {
-    pub(crate) fn begin(env: &'e Env, bulk: bool) -> Result<Txn<'e>> {
+    fn begin(env: &'e Env, bulk: bool) -> Result<Txn<'e>> {
         env.inner.check_failed()?;
         env.inner.log()?;
         env.inner.refuse_self_wait("begin")?;
@@ -118,7 +130,8 @@ impl<'e> Txn<'e> {
         self.id
     }
 
-    fn file(&self, db: &Db) -> Result<Arc<DbFile>> {
+    /// The file of `db` as this transaction sees it (created, removed).
+    pub(super) fn file(&self, db: &Db) -> Result<Arc<DbFile>> {
         if let Some(f) = self.created.get(&db.id) {
             return Ok(f.clone());
         }
@@ -145,7 +158,7 @@ impl<'e> Txn<'e> {
     /// The last page of `file` as committed; `None` for a file this
     /// transaction creates (or whose meta page cannot be read: every page
     /// counts as new then, as the commit has always treated it).
-    fn committed_last(&self, file: &DbFile) -> Result<Option<PageNo>> {
+    pub(super) fn committed_last(&self, file: &DbFile) -> Result<Option<PageNo>> {
         if self.created.contains_key(&file.id) {
             return Ok(None);
         }
@@ -337,13 +350,8 @@ impl<'e> Txn<'e> {
     pub fn create_db(&mut self, name: &str, page_size: Option<usize>) -> Result<Db> {
         check_new_db_name(name)?;
         let inner = &self.env.inner;
-        let exists = inner
-            .files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|f| f.name == name)
-            || self.created.values().any(|f| f.name == name);
+        let exists =
+            inner.files.find(name).is_some() || self.created.values().any(|f| f.name == name);
         if exists {
             return Err(Error::invalid(format!(
                 "{}: database already exists",
@@ -386,16 +394,7 @@ impl<'e> Txn<'e> {
         }
         // Both names durable before any page of ours reaches the file.
         inner.vfs.sync_dir(&inner.layout.create_dir)?;
-        let id = inner
-            .next_file_id
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
-            .map(FileId)
-            .map_err(|_| {
-                Error::invalid(format!(
-                    "{}: database file ids are used up; dump and reload the databases into a new environment",
-                    inner.layout.home.display()
-                ))
-            })?;
+        let id = inner.files.allocate_id(&inner.layout.home)?;
         let file = Arc::new(DbFile {
             id,
             name: name.to_string(),
@@ -434,7 +433,7 @@ impl<'e> Txn<'e> {
         self.rollback();
     }
 
-    fn rollback(&mut self) {
+    pub(super) fn rollback(&mut self) {
         self.finished = true;
         self.pages.clear();
         // Spilled pages past an existing file's committed end are garbage
@@ -458,268 +457,6 @@ impl<'e> Txn<'e> {
             let _ = self.env.inner.vfs.remove(&m);
         }
     }
-
-    /// Makes the transaction durable (unless the environment is nosync)
-    /// and visible. Returns the LSN of its commit record.
-    pub fn commit(mut self) -> Result<Lsn> {
-        if let Some(why) = self.failed.take() {
-            self.rollback();
-            return Err(Error::invalid(format!(
-                "transaction aborted, not committed: a change in it failed ({why})"
-            )));
-        }
-        let inner = self.env.inner.clone();
-        if reentry::holds(inner.key(), Hold::Reader) {
-            // Installing needs the reader lock this thread holds.
-            self.rollback();
-            return Err(Error::misuse(format!(
-                "{}: commit inside a read (Env::read, scan) would wait for the read itself; transaction aborted",
-                inner.layout.home.display()
-            )));
-        }
-        self.finished = true;
-        inner.check_failed()?;
-        let log = inner.log()?;
-        let spilled_any = self.spilled.values().any(|s| s.span().is_some());
-        if self.pages.is_empty()
-            && self.created.is_empty()
-            && self.removed.is_empty()
-            && !spilled_any
-        {
-            return Ok(log.end());
-        }
-        let redo = *inner.redo_point.lock().unwrap_or_else(|p| p.into_inner());
-
-        // 1. Records, in the order recovery must apply them.
-        let mut recs: Vec<Record> = Vec::new();
-        let mut page_rec: Vec<(usize, PageKey)> = Vec::new();
-        let mut direct: Vec<(Arc<DbFile>, PageNo)> = Vec::new();
-        let mut bulk_files: Vec<(FileId, PageNo, PageNo)> = Vec::new();
-        for f in self.created.values() {
-            recs.push(Record::FileCreate {
-                file_id: f.id,
-                page_size: f.page_size as u32,
-                name: f.name.as_bytes().to_vec(),
-            });
-        }
-        let mut last_committed: HashMap<FileId, Option<PageNo>> = HashMap::new();
-        let keys: Vec<PageKey> = self.pages.keys().copied().collect();
-        for key in keys {
-            let file = self.file(&Db {
-                id: key.0,
-                name: String::new(),
-            })?;
-            let committed_last = match last_committed.get(&key.0) {
-                Some(v) => *v,
-                None => {
-                    let v = self.committed_last(&file)?;
-                    last_committed.insert(key.0, v);
-                    v
-                }
-            };
-            let new_page = match committed_last {
-                None => true,
-                Some(last) => key.1 > last,
-            };
-            if self.bulk && new_page && key.1 != PageNo::META {
-                direct.push((file, key.1));
-                continue;
-            }
-            let Some(buf) = self.pages.get(&key) else {
-                continue;
-            };
-            let base = if new_page {
-                None
-            } else {
-                inner.committed_page(&file, key.1)?
-            };
-            let bulk_written = inner
-                .bulk_pages
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key);
-            let rec = match base {
-                Some(b) if page::lsn(&b) >= redo && !page::lsn(&b).is_zero() && !bulk_written => {
-                    let ranges = diff_ranges(&b, buf);
-                    if ranges.is_empty() {
-                        continue;
-                    }
-                    Record::PageDelta {
-                        file_id: key.0,
-                        pgno: key.1,
-                        prev_lsn: page::lsn(&b),
-                        ranges,
-                    }
-                }
-                _ => Record::PageImage {
-                    file_id: key.0,
-                    pgno: key.1,
-                    image: buf.to_vec(),
-                },
-            };
-            page_rec.push((recs.len(), key));
-            recs.push(rec);
-        }
-        for f in &self.removed {
-            recs.push(Record::FileRemove {
-                file_id: f.id,
-                name: f.name.as_bytes().to_vec(),
-            });
-        }
-        let removed_ids: HashSet<FileId> = self.removed.iter().map(|f| f.id).collect();
-        let spans = self
-            .spilled
-            .iter()
-            .filter(|(id, _)| !removed_ids.contains(id))
-            .filter_map(|(id, s)| s.span().map(|(a, b)| (*id, a, b)));
-        let pages = direct.iter().map(|(f, p)| (f.id, *p, *p));
-        for (id, first, last) in pages.chain(spans) {
-            match bulk_files.iter_mut().find(|b| b.0 == id) {
-                Some(b) => {
-                    b.1 = b.1.min(first);
-                    b.2 = b.2.max(last);
-                }
-                None => bulk_files.push((id, first, last)),
-            }
-        }
-        // Every file holding pages written straight to it: fsynced before
-        // the marker that makes them part of the database is logged.
-        let mut direct_files: Vec<Arc<DbFile>> = Vec::new();
-        for (id, _, _) in &bulk_files {
-            direct_files.push(self.file(&Db {
-                id: *id,
-                name: String::new(),
-            })?);
-        }
-        let markers: Vec<Record> = bulk_files
-            .iter()
-            .map(|(id, first, last)| Record::BulkMarker {
-                file_id: *id,
-                first_new: *first,
-                last: *last,
-            })
-            .collect();
-        recs.push(Record::Commit {
-            timestamp: now_secs(),
-        });
-
-        // 2. Append (bulk pages first go straight to their files, stamped
-        // with the LSN their marker will get).
-        let lsns = {
-            let mut app = log.lock();
-            let mut all: Vec<(TxnId, &Record)> = Vec::new();
-            if !markers.is_empty() {
-                let mlen = markers[0].encoded_len();
-                let mlsn = app.peek_lsn(mlen);
-                for (f, p) in &direct {
-                    let Some(buf) = self.pages.get_mut(&(f.id, *p)) else {
-                        continue;
-                    };
-                    let b = Arc::make_mut(buf);
-                    page::set_lsn(b, mlsn);
-                    inner.write_page(f, *p, b)?;
-                }
-                for f in &direct_files {
-                    if let Some(h) = &f.handle {
-                        h.sync().map_err(|e| inner.fail(e))?;
-                    }
-                }
-                for m in &markers {
-                    all.push((self.id, m));
-                }
-            }
-            for r in &recs {
-                all.push((self.id, r));
-            }
-            app.append(&all).map_err(|e| inner.fail(e))?
-        };
-        let commit_lsn = lsns.last().copied().unwrap_or(Lsn::ZERO);
-        let skip = markers.len();
-        for (i, key) in &page_rec {
-            if let (Some(buf), Some(lsn)) = (self.pages.get_mut(key), lsns.get(skip + i)) {
-                page::set_lsn(Arc::make_mut(buf).as_mut_slice(), *lsn);
-            }
-        }
-
-        let created_ids: Vec<FileId> = self.created.keys().copied().collect();
-        // Until its files are unlinked, no checkpoint may pick a redo
-        // point past this removal (env.rs, PendingRemovals). Taken while
-        // the writer lock still keeps every checkpoint out.
-        let _removing = (!self.removed.is_empty()).then(|| inner.removals.start());
-        // 3. Install.
-        {
-            let _w = inner.commit_lock.write().unwrap_or_else(|p| p.into_inner());
-            *inner.installed.lock().unwrap_or_else(|p| p.into_inner()) = commit_lsn;
-            let mut files = inner.files.write().unwrap_or_else(|p| p.into_inner());
-            for (id, f) in self.created.drain() {
-                files.insert(id, f);
-            }
-            for f in &self.removed {
-                files.remove(&f.id);
-            }
-            drop(files);
-            let mut cache = inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-            for f in &self.removed {
-                cache.forget_file(f.id);
-            }
-            let direct_keys: HashSet<PageKey> = direct.iter().map(|(f, p)| (f.id, *p)).collect();
-            {
-                let mut bp = inner.bulk_pages.lock().unwrap_or_else(|p| p.into_inner());
-                for (id, first, last) in &bulk_files {
-                    bp.insert_range(*id, *first, *last);
-                }
-            }
-            for (key, buf) in std::mem::take(&mut self.pages) {
-                if direct_keys.contains(&key) {
-                    cache.insert_clean(key, buf);
-                } else {
-                    cache.install(key, buf);
-                }
-            }
-            inner.generation.fetch_add(1, Ordering::Release);
-        }
-        inner.commits.fetch_add(1, Ordering::Relaxed);
-        let removed = std::mem::take(&mut self.removed);
-        let markers = std::mem::take(&mut self.markers);
-
-        // 4. Durability, outside the writer lock so commits can group.
-        drop(self);
-        if !inner.nosync || !removed.is_empty() || !created_ids.is_empty() {
-            log.flush(commit_lsn).map_err(|e| inner.fail(e))?;
-        }
-        if !created_ids.is_empty() {
-            inner.write_back_files(&created_ids)?;
-        }
-        // The databases are committed and on disk: their markers go. Best
-        // effort: a marker left over (or revived by a power loss) beside a
-        // committed database changes nothing.
-        for m in markers {
-            let _ = inner.vfs.remove(&m);
-        }
-        for f in removed {
-            let dir = f.path.parent().unwrap_or(Path::new("."));
-            match inner.vfs.remove(&f.path) {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(inner.fail(e)),
-            }
-            inner.vfs.sync_dir(dir).map_err(|e| inner.fail(e))?;
-        }
-        // 5. Keep the cache within its size: committed pages come in dirty,
-        // and otherwise only a cache miss would ever evict (a process that
-        // wrote all its pages itself grew without bound). The commit is
-        // done; a failed write-back puts the environment in the failed
-        // state, which the next operation reports.
-        let over = inner
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .over_capacity();
-        if over {
-            let _ = inner.evict();
-        }
-        Ok(commit_lsn)
-    }
 }
 
 impl Drop for Txn<'_> {
@@ -730,65 +467,16 @@ impl Drop for Txn<'_> {
     }
 }
 
-/// Byte ranges (outside the crc+LSN prefix) where `new` differs from
-/// `old`. Runs closer than a small gap are merged: each range costs 8 bytes
-/// of framing in the log.
-pub fn diff_ranges(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
-    const GAP: usize = 8;
-    const SKIP: usize = 64;
-    let mut out: Vec<(u32, Vec<u8>)> = Vec::new();
-    let n = old.len().min(new.len());
-    let mut i = page::LSN_END;
-    while i < n {
-        // Most of a page is unchanged: skip equal blocks with one slice
-        // compare (memcmp) each instead of byte by byte, which was a third
-        // of a nosync commit's CPU time.
-        while i + SKIP <= n && old[i..i + SKIP] == new[i..i + SKIP] {
-            i += SKIP;
-        }
-        if i >= n {
-            break;
-        }
-        if old[i] == new[i] {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut end = i + 1;
-        let mut j = end;
-        while j < n {
-            if old[j] != new[j] {
-                end = j + 1;
-                j += 1;
-            } else if j - end >= GAP {
-                break;
-            } else {
-                j += 1;
-            }
-        }
-        out.push((start as u32, new[start..end].to_vec()));
-        i = end;
-    }
-    out
-}
-
 fn spill_budget(env: &Env) -> usize {
-    let cache = env.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-    cache.capacity() / SPILL_SHARE
+    env.inner.pool.capacity() / SPILL_SHARE
 }
 
 /// Writes a page new to its file straight to the file, stamped with
 /// `stamp` (see the module comment).
-fn write_direct(
-    inner: &crate::engine::env::Inner,
-    file: &DbFile,
-    no: PageNo,
-    page: &[u8],
-    stamp: Lsn,
-) -> Result<()> {
+fn write_direct(inner: &Inner, file: &DbFile, no: PageNo, page: &[u8], stamp: Lsn) -> Result<()> {
     let mut b = page.to_vec();
     page::set_lsn(&mut b, stamp);
-    inner.write_page(file, no, &b)
+    inner.pool.write_past_end(file, no, &b, &inner.failure)
 }
 
 /// A bottom-up build in a bulk transaction ([`Txn::bulk_builder`]).
@@ -817,7 +505,7 @@ impl BulkBuild {
 /// it, the others (an existing empty database's root page) into the
 /// transaction to be logged.
 struct BuildSink<'t> {
-    inner: &'t crate::engine::env::Inner,
+    inner: &'t Inner,
     pages: &'t mut BTreeMap<PageKey, PageBuf>,
     held: &'t mut usize,
     spill: &'t mut SpillSet,
@@ -848,7 +536,7 @@ impl PageSink for BuildSink<'_> {
 /// A transaction's view of one file: its own changed pages over the
 /// committed ones (and, in bulk mode, over the pages it spilled).
 pub struct TxnStore<'t> {
-    inner: &'t crate::engine::env::Inner,
+    inner: &'t Inner,
     pages: &'t mut BTreeMap<PageKey, PageBuf>,
     spilled: Option<&'t SpillSet>,
     held: &'t mut usize,
@@ -859,13 +547,13 @@ pub struct TxnStore<'t> {
 /// spilled, read around the shared cache (no one else may see it), or the
 /// committed one.
 fn base_page(
-    inner: &crate::engine::env::Inner,
+    inner: &Inner,
     file: &DbFile,
     spilled: Option<&SpillSet>,
     no: PageNo,
 ) -> Result<PageBuf> {
     if spilled.is_some_and(|s| s.contains(no)) {
-        return Ok(Arc::new(inner.read_from_disk(file, no)?));
+        return Ok(Arc::new(inner.pool.read_uncached(file, no)?));
     }
     inner.read_page(file, no)
 }
@@ -913,76 +601,5 @@ impl PageWrite for TxnStore<'_> {
             Entry::Vacant(v) => v.insert(fresh),
         };
         Ok(Arc::make_mut(buf).as_mut_slice())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn diff_finds_changed_runs_and_skips_the_lsn_prefix() {
-        let old = vec![0u8; 128];
-        let mut new = old.clone();
-        new[0] = 9; // crc: ignored
-        new[5] = 9; // lsn: ignored
-        new[20] = 1;
-        new[23] = 2; // merged with 20 (gap < 8)
-        new[100] = 3;
-        let r = diff_ranges(&old, &new);
-        assert_eq!(r, vec![(20, vec![1, 0, 0, 2]), (100, vec![3])]);
-        assert!(diff_ranges(&old, &old).is_empty());
-    }
-
-    /// The byte-by-byte version the block skip must agree with.
-    fn diff_ranges_bytewise(old: &[u8], new: &[u8]) -> Vec<(u32, Vec<u8>)> {
-        const GAP: usize = 8;
-        let mut out: Vec<(u32, Vec<u8>)> = Vec::new();
-        let n = old.len().min(new.len());
-        let mut i = page::LSN_END;
-        while i < n {
-            if old[i] == new[i] {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            let mut end = i + 1;
-            let mut j = end;
-            while j < n {
-                if old[j] != new[j] {
-                    end = j + 1;
-                    j += 1;
-                } else if j - end >= GAP {
-                    break;
-                } else {
-                    j += 1;
-                }
-            }
-            out.push((start as u32, new[start..end].to_vec()));
-            i = end;
-        }
-        out
-    }
-
-    #[test]
-    fn block_skipping_diff_equals_the_bytewise_one() {
-        let mut rng = crate::test_support::Rng::new(7);
-        for round in 0..2000 {
-            let len = [512usize, 4096, 100, 70][round % 4];
-            let old = rng.bytes(len);
-            let mut new = old.clone();
-            for _ in 0..rng.below(12) {
-                let at = rng.below(len as u64) as usize;
-                let run = 1 + rng.below(80) as usize;
-                for b in new.iter_mut().skip(at).take(run) {
-                    *b = b.wrapping_add(1 + rng.below(255) as u8);
-                }
-            }
-            assert_eq!(
-                diff_ranges(&old, &new),
-                diff_ranges_bytewise(&old, &new),
-                "round {round}"
-            );
-        }
     }
 }

@@ -12,7 +12,8 @@
 
 use crate::bdbtext::dump::{DumpFormat, DumpHeader, DumpWriter};
 use crate::btree::Scan;
-use crate::engine::env::{Env, EnvOptions, ReadStore};
+use crate::engine::env::{Env, EnvOptions};
+use crate::engine::reader::ReadStore;
 use crate::error::{Error, Result};
 use crate::storage::layout::{probe_db, Layout};
 use crate::storage::vfs::OsVfs;

@@ -86,7 +86,7 @@ mod tests;
 pub(crate) use cursor::is_torn_creation;
 pub use cursor::{last_checkpoint, last_checkpoint_in, LogCursor, OnBadRecord};
 pub use record::{Checkpoint, PageRecord, Record, RecordError};
-pub use writer::Log;
+pub use writer::{Durable, Log};
 
 use crate::error::{Error, Location, Result};
 use crate::storage::codec::{crc32, get_u32, get_u64, put_u32, put_u64};

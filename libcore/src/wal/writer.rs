@@ -61,6 +61,30 @@ pub struct Log {
     synced: Condvar,
 }
 
+/// Proof that the log is durable before an LSN: everything logged before
+/// [`Durable::upto`] survives a crash. Only [`Log::flush`] makes one, so a
+/// function that takes a `&Durable` (the buffer pool's write-back) cannot be
+/// called without having made the log durable first: the write-ahead rule,
+/// kept by the types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    upto: Lsn,
+}
+
+impl Durable {
+    /// Every record that starts before this LSN is durable (a durable
+    /// point is always a record boundary).
+    pub fn upto(&self) -> Lsn {
+        self.upto
+    }
+
+    /// Whether a page stamped with `lsn` (the LSN of the last record that
+    /// changed it) may be written to its data file.
+    pub fn covers(&self, lsn: Lsn) -> bool {
+        lsn < self.upto
+    }
+}
+
 /// Exclusive append access; records appended through it are contiguous.
 pub struct Appender<'a> {
     log: &'a Log,
@@ -287,16 +311,16 @@ impl Log {
     }
 
     /// Returns once everything up to and including the record at `upto` (or
-    /// everything written, if `upto` is at or past the end) is durable.
-    /// Concurrent callers share fsyncs.
-    pub fn flush(&self, upto: Lsn) -> Result<()> {
+    /// everything written, if `upto` is at or past the end) is durable,
+    /// with the proof of how far it is. Concurrent callers share fsyncs.
+    pub fn flush(&self, upto: Lsn) -> Result<Durable> {
         let mut s = lock(&self.sync);
         loop {
             if let Some(f) = &s.failed {
                 return Err(self.failed_error(f));
             }
             if s.durable > upto || s.durable >= s.written {
-                return Ok(());
+                return Ok(Durable { upto: s.durable });
             }
             if s.syncing {
                 s = self.synced.wait(s).unwrap_or_else(|e| e.into_inner());
