@@ -3,15 +3,14 @@
 //! (`-p`). The checkpoint itself is `libcore::checkpoint::checkpoint`: asked
 //! of the live owner through the region, or taken here when there is none.
 //!
-//! Signals: SIGHUP, SIGINT and SIGTERM are caught (with the C library's
-//! `signal`, declared here rather than adding a crate for three calls); the
+//! Signals: SIGHUP, SIGINT and SIGTERM are caught (signal-hook); the
 //! daemon finishes the checkpoint in progress, removes its `-L` file, then
 //! dies of the same signal, as Berkeley DB's utilities do.
 
 use std::io::Write;
-use std::os::raw::c_int;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -81,7 +80,7 @@ pub fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<()> {
     // Fails on a home that is not an environment, before anything is
     // written (Berkeley DB would create a log there).
     libcore::stat::log(&args.home)?;
-    catch_signals();
+    catch_signals()?;
     if let Some(path) = &args.lock_file {
         let text = format!("{}: {} {}\n", cli::prog(), std::process::id(), ctime(now()));
         std::fs::write(path, text).with_context(|| path.display().to_string())?;
@@ -130,32 +129,15 @@ fn due(args: &Args, kbytes: Option<u64>, minutes: Option<u64>) -> anyhow::Result
     Ok(written > 0 && minutes.is_some_and(|m| age.is_none_or(|a| a >= m.saturating_mul(60))))
 }
 
-const SIGHUP: c_int = 1;
-const SIGINT: c_int = 2;
-const SIGTERM: c_int = 15;
-const SIG_DFL: usize = 0;
-
-extern "C" {
-    fn signal(signum: c_int, handler: usize) -> usize;
-    fn raise(sig: c_int) -> c_int;
-}
-
 /// The signal that asked us to stop, 0 for none.
-static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+static SIGNALLED: LazyLock<Arc<AtomicUsize>> = LazyLock::new(Arc::default);
 
-extern "C" fn on_signal(sig: c_int) {
-    SIGNALLED.store(sig, Ordering::SeqCst);
-}
-
-fn catch_signals() {
-    let handler: extern "C" fn(c_int) = on_signal;
+fn catch_signals() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     for sig in [SIGHUP, SIGINT, SIGTERM] {
-        // SAFETY: the handler only stores into an atomic, which is
-        // async-signal-safe.
-        unsafe {
-            signal(sig, handler as usize);
-        }
+        signal_hook::flag::register_usize(sig, SIGNALLED.clone(), sig as usize)?;
     }
+    Ok(())
 }
 
 fn signalled() -> bool {
@@ -167,11 +149,6 @@ fn resend_signal() {
     let sig = SIGNALLED.load(Ordering::SeqCst);
     if sig != 0 {
         let _ = std::io::stderr().flush();
-        // SAFETY: restoring the default disposition and raising a signal
-        // have no memory-safety preconditions.
-        unsafe {
-            signal(sig, SIG_DFL);
-            raise(sig);
-        }
+        let _ = signal_hook::low_level::emulate_default_handler(sig as i32);
     }
 }

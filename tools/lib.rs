@@ -2,6 +2,8 @@
 //! is a module with a pure `parse` of its command line and a short `run`;
 //! [`cli`] is the harness they share (options, messages, exit codes).
 
+#![deny(unsafe_code)]
+
 pub mod archive;
 pub mod checkpoint;
 pub mod cli;

@@ -28,6 +28,8 @@
 //! tests reach internals through `libcore::testing` (the `testing`
 //! feature, turned on only by the dev-only `testkit` crate).
 
+#![deny(unsafe_code)]
+
 mod bdbtext;
 mod btree;
 mod engine;

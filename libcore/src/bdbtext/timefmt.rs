@@ -1,7 +1,7 @@
 //! Wall-clock times as the Berkeley DB tools print them: `ctime(3)`'s
 //! layout (`Wed Nov 25 12:45:20 2026`) and `db_recover -t`'s
 //! `CCYYMMDDhhmm.SS`, in the local time zone (`TZ`). The conversions
-//! themselves (and the only calls into the C library) are in `timespec`.
+//! themselves are in `timespec`.
 
 use crate::bdbtext::timespec;
 

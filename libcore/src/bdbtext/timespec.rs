@@ -8,16 +8,19 @@
 //! day of the previous month. A second of 60 (a leap second) means the first
 //! second of the next minute, as `mktime` reads it.
 //!
-//! Local time: the conversions call the C library's `mktime` and
-//! `localtime_r`, exactly what Berkeley DB's `db_recover` calls. std has no
-//! time zone support, and the C library is linked into every Rust program on
-//! Unix anyway; going through it honours every form of `TZ` (unset, a zone
-//! name, a `:path`, a POSIX rule such as `EST5EDT,M3.2.0,M11.1.0`), the rule
-//! in a TZif file's footer for times past its last transition, and guesses
-//! daylight saving time for an ambiguous wall-clock time the same way
-//! Berkeley DB's run does. Reading TZif files ourselves would cost more code
-//! and still miss the POSIX-rule forms. The two `unsafe` calls are in
-//! [`sys`]; everything else is safe and tested without them.
+//! Local time comes from the `jiff` crate's system time zone, which honours
+//! every form of `TZ` the C library does (unset: `/etc/localtime`; a zone
+//! name; a `:path`; a POSIX rule such as `EST5EDT,M3.2.0,M11.1.0`) and the
+//! rule in a TZif file's footer for times past its last transition. A
+//! wall-clock time a daylight-saving switch makes ambiguous is resolved
+//! the "compatible" way (RFC 5545, Temporal): in a repeated hour the
+//! earlier instant, in a skipped hour the time as if the clock had not
+//! moved (so it lands after the gap).
+//!
+//! The UTC calendar arithmetic below (`days_from_civil`, `civil_from_days`)
+//! is kept because it is total over every `i64` of seconds a hostile log
+//! record can carry, where a calendar library stops at year 9999: such a
+//! time prints as its UTC reading, as it always has.
 
 use std::fmt;
 
@@ -191,16 +194,49 @@ impl CivilTime {
     }
 }
 
-/// Seconds since the epoch of a local wall-clock time (`mktime`, daylight
-/// saving time guessed); `None` when the C library cannot represent it.
+/// Seconds since the epoch of a local wall-clock time (ambiguous times
+/// resolved as the module comment says); `None` when the time zone cannot
+/// place it (out of its range).
 pub fn local_to_unix(t: &CivilTime) -> Option<i64> {
-    sys::mktime(t)
+    // jiff has no second 60: a leap second is the next minute's first.
+    let leap = i64::from(t.second == 60);
+    let dt = jiff::civil::DateTime::new(
+        i16::try_from(t.year).ok()?,
+        i8::try_from(t.month).ok()?,
+        i8::try_from(t.day).ok()?,
+        i8::try_from(t.hour).ok()?,
+        i8::try_from(t.minute).ok()?,
+        i8::try_from(t.second - leap as u32).ok()?,
+        0,
+    )
+    .ok()?;
+    let zoned = local_zone().to_ambiguous_zoned(dt).compatible().ok()?;
+    Some(zoned.timestamp().as_second() + leap)
 }
 
-/// The local wall-clock time of `secs` since the epoch (`localtime_r`); the
-/// UTC time when the C library cannot convert it.
+/// The local wall-clock time of `secs` since the epoch; the UTC time when
+/// the time zone cannot convert it (out of its range).
 pub fn unix_to_local(secs: i64) -> CivilTime {
-    sys::localtime(secs).unwrap_or_else(|| CivilTime::from_unix_utc(secs))
+    let local = jiff::Timestamp::from_second(secs)
+        .ok()
+        .map(|ts| ts.to_zoned(local_zone()).datetime());
+    match local {
+        Some(dt) => CivilTime {
+            year: i32::from(dt.year()),
+            month: dt.month() as u32,
+            day: dt.day() as u32,
+            hour: dt.hour() as u32,
+            minute: dt.minute() as u32,
+            second: dt.second() as u32,
+        },
+        None => CivilTime::from_unix_utc(secs),
+    }
+}
+
+/// The local time zone (`TZ`, else `/etc/localtime`; UTC when neither can
+/// be read).
+fn local_zone() -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
 /// Seconds since the epoch now.
@@ -221,100 +257,6 @@ pub fn parse_local(spec: &str) -> Result<i64, BadTime> {
 /// `secs` since the epoch in the `ctime` form, local time.
 pub fn ctime(secs: i64) -> String {
     unix_to_local(secs).ctime()
-}
-
-/// The only `unsafe` code: two calls into the C library, which std links on
-/// every Unix. `struct tm` is nine `int`s then `long tm_gmtoff` and
-/// `const char *tm_zone` on glibc, musl, the BSDs and macOS; `time_t` is a
-/// `long`.
-mod sys {
-    use super::CivilTime;
-    use std::os::raw::{c_char, c_int, c_long};
-
-    #[repr(C)]
-    struct Tm {
-        tm_sec: c_int,
-        tm_min: c_int,
-        tm_hour: c_int,
-        tm_mday: c_int,
-        tm_mon: c_int,
-        tm_year: c_int,
-        tm_wday: c_int,
-        tm_yday: c_int,
-        tm_isdst: c_int,
-        tm_gmtoff: c_long,
-        tm_zone: *const c_char,
-    }
-
-    impl Tm {
-        fn zero() -> Tm {
-            Tm {
-                tm_sec: 0,
-                tm_min: 0,
-                tm_hour: 0,
-                tm_mday: 0,
-                tm_mon: 0,
-                tm_year: 0,
-                tm_wday: 0,
-                tm_yday: 0,
-                tm_isdst: 0,
-                tm_gmtoff: 0,
-                tm_zone: std::ptr::null(),
-            }
-        }
-
-        fn civil(&self) -> CivilTime {
-            CivilTime {
-                year: self.tm_year.saturating_add(1900),
-                month: (self.tm_mon + 1) as u32,
-                day: self.tm_mday as u32,
-                hour: self.tm_hour as u32,
-                minute: self.tm_min as u32,
-                second: self.tm_sec as u32,
-            }
-        }
-    }
-
-    extern "C" {
-        #[link_name = "mktime"]
-        fn c_mktime(tm: *mut Tm) -> c_long;
-        #[link_name = "localtime_r"]
-        fn c_localtime_r(t: *const c_long, out: *mut Tm) -> *mut Tm;
-    }
-
-    // `c_long` is `i64` here but `i32` on 32-bit targets.
-    #[allow(clippy::useless_conversion)]
-    pub(super) fn mktime(t: &CivilTime) -> Option<i64> {
-        let mut tm = Tm::zero();
-        tm.tm_year = t.year.checked_sub(1900)?;
-        tm.tm_mon = t.month as c_int - 1;
-        tm.tm_mday = t.day as c_int;
-        tm.tm_hour = t.hour as c_int;
-        tm.tm_min = t.minute as c_int;
-        tm.tm_sec = t.second as c_int;
-        tm.tm_isdst = -1;
-        // SAFETY: `tm` is a valid, exclusively borrowed `struct tm`;
-        // mktime reads and normalises it in place and keeps no pointer.
-        let secs = unsafe { c_mktime(&mut tm) };
-        if secs == -1 {
-            // mktime's error, or the real time one second before the epoch.
-            return (localtime(-1)? == *t).then_some(-1);
-        }
-        Some(i64::from(secs))
-    }
-
-    pub(super) fn localtime(secs: i64) -> Option<CivilTime> {
-        let t = c_long::try_from(secs).ok()?;
-        let mut tm = Tm::zero();
-        // SAFETY: both pointers are valid for the call; localtime_r writes
-        // only into `tm` (its `tm_zone` points into static C library data,
-        // which we never read).
-        let r = unsafe { c_localtime_r(&t, &mut tm) };
-        if r.is_null() {
-            return None;
-        }
-        Some(tm.civil())
-    }
 }
 
 #[cfg(test)]
@@ -474,7 +416,7 @@ mod tests {
         );
     }
 
-    /// The C library path: whatever the zone this test runs in, a local
+    /// The time zone path: whatever the zone this test runs in, a local
     /// time converted to seconds and back gives the same wall-clock time
     /// (times chosen clear of daylight-saving switches, which happen in the
     /// small hours), and the offset from UTC is whole minutes within a day.
