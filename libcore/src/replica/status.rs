@@ -1,0 +1,278 @@
+//! What replication says about itself: the master's status in the store
+//! (`status/master`, for `db_stat -r` on the primary or the store, and
+//! monitoring), and a standby's state in its home (`__db.replica`, what a
+//! client resumes from). Both are framed (kinds `MSTA`, `CLNT`);
+//! man/db_format.5 has the byte layouts.
+//!
+//! The standby's state is written after the log bytes it names are
+//! durable in the standby's log: `applied` is the end of the last segment
+//! applied and `chain_crc` its bytes' checksum, what the next segment must
+//! chain to. Redo's own progress is the backup manifest's `end` beside it.
+
+use super::framed::{self, Kind};
+use super::layout;
+use super::store::ReplicaStore;
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Location, Result};
+use crate::types::Lsn;
+use crate::vfs::{OpenMode, SharedVfs};
+use std::path::{Path, PathBuf};
+
+pub const KIND_MASTER: Kind = Kind(*b"MSTA");
+pub const KIND_CLIENT: Kind = Kind(*b"CLNT");
+pub const STATE_FILE: &str = "__db.replica";
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn text(r: &mut Reader) -> std::result::Result<String, crate::codec::Short> {
+    Ok(String::from_utf8_lossy(r.blob()?).into_owned())
+}
+
+/// The master's view, put in the store about once a second.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterStatus {
+    pub env_id: u64,
+    pub pid: u32,
+    /// When this status was written (ms).
+    pub updated_ms: u64,
+    /// The primary's log end the master made durable and read last.
+    pub durable: Lsn,
+    /// The end of the last segment in the store.
+    pub shipped: Lsn,
+    /// Since when (ms) the primary has held durable log not yet shipped;
+    /// 0 when everything durable is shipped.
+    pub behind_since_ms: u64,
+    /// The newest complete base and when it was made (unix seconds).
+    pub newest_base: u64,
+    pub newest_base_created: u64,
+    /// The master's log history id (history.rs) when it last shipped.
+    pub history: u64,
+    /// The last error (empty: none) and when (ms).
+    pub last_error: String,
+    pub last_error_ms: u64,
+    /// The newest digest posted (`digests/`), ZERO when none.
+    pub digest_at: Lsn,
+    /// Set by a master that stopped cleanly.
+    pub stopped: bool,
+}
+
+impl MasterStatus {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64(self.env_id)
+            .u32(self.pid)
+            .u32(u32::from(self.stopped))
+            .u64(self.updated_ms)
+            .u64(self.durable.to_u64())
+            .u64(self.shipped.to_u64())
+            .u64(self.behind_since_ms)
+            .u64(self.newest_base)
+            .u64(self.newest_base_created)
+            .u64(self.history)
+            .u64(self.last_error_ms)
+            .u64(self.digest_at.to_u64())
+            .blob(self.last_error.as_bytes());
+        w.buf
+    }
+
+    pub fn decode(location: &str, payload: &[u8]) -> Result<MasterStatus> {
+        let mut r = Reader::new(payload);
+        let parsed = (|| {
+            Ok::<_, crate::codec::Short>(MasterStatus {
+                env_id: r.u64()?,
+                pid: r.u32()?,
+                stopped: r.u32()? != 0,
+                updated_ms: r.u64()?,
+                durable: Lsn::from_u64(r.u64()?),
+                shipped: Lsn::from_u64(r.u64()?),
+                behind_since_ms: r.u64()?,
+                newest_base: r.u64()?,
+                newest_base_created: r.u64()?,
+                history: r.u64()?,
+                last_error_ms: r.u64()?,
+                digest_at: Lsn::from_u64(r.u64()?),
+                last_error: text(&mut r)?,
+            })
+        })();
+        parsed.map_err(|_| {
+            Error::store(
+                location,
+                layout::MASTER_STATUS,
+                crate::error::StoreFault::Corrupt,
+                "not a master status of this version",
+            )
+        })
+    }
+
+    pub fn read(store: &dyn ReplicaStore) -> Result<Option<MasterStatus>> {
+        let Some((p, _)) = framed::get_framed(store, layout::MASTER_STATUS, KIND_MASTER)? else {
+            return Ok(None);
+        };
+        MasterStatus::decode(&store.describe(), &p).map(Some)
+    }
+
+    pub fn write(&self, store: &dyn ReplicaStore) -> Result<()> {
+        framed::put_framed(store, layout::MASTER_STATUS, KIND_MASTER, &self.encode())
+    }
+}
+
+/// A standby's own record of where it is (`home/__db.replica`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientState {
+    pub env_id: u64,
+    /// The base it was restored from.
+    pub base: u64,
+    /// End of the last segment applied to the standby's log.
+    pub applied: Lsn,
+    /// Checksum of that segment's bytes (the chain).
+    pub chain_crc: u32,
+    pub epoch: u64,
+    pub updated_ms: u64,
+    /// The primary's durable position as last seen in the store.
+    pub primary_durable: Lsn,
+    pub last_error: String,
+    pub last_error_ms: u64,
+    /// The last digest comparison: where, and whether it matched.
+    pub digest_at: Lsn,
+    pub digest_equal: bool,
+    /// Whether the last digest comparison happened at all.
+    pub digest_checked: bool,
+}
+
+impl ClientState {
+    pub fn path(home: &Path) -> PathBuf {
+        home.join(STATE_FILE)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        let flags = u32::from(self.digest_equal) | (u32::from(self.digest_checked) << 1);
+        w.u64(self.env_id)
+            .u64(self.base)
+            .u64(self.applied.to_u64())
+            .u32(self.chain_crc)
+            .u32(flags)
+            .u64(self.epoch)
+            .u64(self.updated_ms)
+            .u64(self.primary_durable.to_u64())
+            .u64(self.last_error_ms)
+            .u64(self.digest_at.to_u64())
+            .blob(self.last_error.as_bytes());
+        w.buf
+    }
+
+    fn decode(payload: &[u8]) -> Option<ClientState> {
+        let mut r = Reader::new(payload);
+        let parsed = (|| {
+            let env_id = r.u64()?;
+            let base = r.u64()?;
+            let applied = Lsn::from_u64(r.u64()?);
+            let chain_crc = r.u32()?;
+            let flags = r.u32()?;
+            Ok::<_, crate::codec::Short>(ClientState {
+                env_id,
+                base,
+                applied,
+                chain_crc,
+                digest_equal: flags & 1 != 0,
+                digest_checked: flags & 2 != 0,
+                epoch: r.u64()?,
+                updated_ms: r.u64()?,
+                primary_durable: Lsn::from_u64(r.u64()?),
+                last_error_ms: r.u64()?,
+                digest_at: Lsn::from_u64(r.u64()?),
+                last_error: text(&mut r)?,
+            })
+        })();
+        parsed.ok()
+    }
+
+    /// The state of the standby at `home`; `None` when there is none.
+    pub fn read(vfs: &SharedVfs, home: &Path) -> Result<Option<ClientState>> {
+        let path = ClientState::path(home);
+        let f = match vfs.open(&path, OpenMode::Read) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let len = f.len()?.min(1 << 20) as usize;
+        let mut buf = vec![0u8; len];
+        let n = f.read_at(&mut buf, 0)?;
+        buf.truncate(n);
+        let bad = |what: &str| Error::corrupt(&path, Location::Whole, what);
+        let payload = framed::decode(&path.display().to_string(), "", KIND_CLIENT, &buf)
+            .map_err(|_| bad("not a standby state file of this version (damaged?)"))?;
+        ClientState::decode(payload)
+            .map(Some)
+            .ok_or_else(|| bad("not a standby state file of this version (damaged?)"))
+    }
+
+    /// Writes the state durably: temporary name, fsync, rename, directory
+    /// fsync.
+    pub fn write(&self, vfs: &SharedVfs, home: &Path) -> Result<()> {
+        let path = ClientState::path(home);
+        let tmp = home.join(format!(".tmp.{STATE_FILE}.{}", std::process::id()));
+        if vfs.exists(&tmp) {
+            vfs.remove(&tmp)?;
+        }
+        let bytes = framed::encode(KIND_CLIENT, &self.encode())?;
+        let h = vfs.open(&tmp, OpenMode::CreateNew(0o600))?;
+        let done = h
+            .write_at(&bytes, 0)
+            .and_then(|_| h.sync())
+            .and_then(|_| vfs.rename(&tmp, &path));
+        drop(h);
+        if done.is_err() {
+            let _ = vfs.remove(&tmp);
+        }
+        done?;
+        vfs.sync_dir(home)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        let m = MasterStatus {
+            env_id: 1,
+            pid: 2,
+            updated_ms: 3,
+            durable: Lsn::new(4, 5),
+            shipped: Lsn::new(4, 4),
+            behind_since_ms: 6,
+            newest_base: 7,
+            newest_base_created: 8,
+            history: 9,
+            last_error: "x: no".into(),
+            last_error_ms: 10,
+            digest_at: Lsn::new(3, 3),
+            stopped: true,
+        };
+        assert_eq!(MasterStatus::decode("l", &m.encode()).unwrap(), m);
+        let d = tempfile::tempdir().unwrap();
+        let vfs = crate::vfs::OsVfs::shared();
+        assert_eq!(ClientState::read(&vfs, d.path()).unwrap(), None);
+        let c = ClientState {
+            env_id: 1,
+            applied: Lsn::new(2, 3),
+            digest_equal: true,
+            digest_checked: true,
+            last_error: "e".into(),
+            ..Default::default()
+        };
+        c.write(&vfs, d.path()).unwrap();
+        assert_eq!(ClientState::read(&vfs, d.path()).unwrap(), Some(c));
+        std::fs::write(ClientState::path(d.path()), b"junk").unwrap();
+        let e = ClientState::read(&vfs, d.path()).unwrap_err();
+        assert!(e.to_string().contains("__db.replica"), "{e}");
+    }
+}
