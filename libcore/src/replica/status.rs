@@ -276,3 +276,101 @@ mod tests {
         assert!(e.to_string().contains("__db.replica"), "{e}");
     }
 }
+
+/// What `db_stat -r` reports, for a primary home (its master's status in
+/// the store), a standby home (its own state, and the master's), or a
+/// store directory.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// "master", "client" or "store".
+    pub role: &'static str,
+    pub store: String,
+    pub master: Option<MasterStatus>,
+    pub client: Option<ClientState>,
+    /// A standby's consistency point (its manifest's end).
+    pub consistent: Option<Lsn>,
+    /// The newest complete base and when it was made.
+    pub newest_base: Option<(u64, u64)>,
+    /// Why the store could not be read, when it could not.
+    pub store_error: Option<String>,
+}
+
+impl Report {
+    /// Bytes between two positions, counting each whole log file crossed
+    /// as `lg_max` bytes.
+    pub fn distance(a: Lsn, b: Lsn, lg_max: u64) -> u64 {
+        if b <= a {
+            return 0;
+        }
+        if a.file == b.file {
+            return u64::from(b.offset - a.offset);
+        }
+        lg_max.saturating_sub(u64::from(a.offset))
+            + u64::from(b.file - a.file - 1) * lg_max
+            + u64::from(b.offset)
+    }
+
+    /// Seconds the standby (client) or the store (master) is behind the
+    /// primary's durable log: for the master, how long the oldest durable
+    /// byte not shipped has waited; a standby behind the store adds the
+    /// time since it last applied.
+    pub fn lag_secs(&self, now_ms: u64) -> f64 {
+        let mut lag = self
+            .master
+            .as_ref()
+            .filter(|m| m.behind_since_ms != 0)
+            .map(|m| now_ms.saturating_sub(m.behind_since_ms))
+            .unwrap_or(0);
+        if let (Some(c), Some(m)) = (&self.client, &self.master) {
+            if c.applied < m.shipped {
+                lag = lag.max(now_ms.saturating_sub(c.updated_ms));
+            }
+        }
+        lag as f64 / 1000.0
+    }
+}
+
+/// The report for `dir`: a store directory (it holds a `store` record), a
+/// standby home (it holds `__db.replica`), else a primary home whose
+/// DB_CONFIG names the store.
+pub fn report(vfs: &SharedVfs, dir: &Path) -> Result<Report> {
+    if vfs.exists(&dir.join(layout::STORE_KEY)) && !vfs.is_dir(&dir.join(layout::STORE_KEY)) {
+        let store = super::DirStore::open(vfs.clone(), dir)?;
+        let mut r = Report {
+            role: "store",
+            store: store.describe(),
+            ..Default::default()
+        };
+        fill_from_store(&store, &mut r)?;
+        return Ok(r);
+    }
+    crate::layout::Layout::resolve(vfs, dir)?;
+    let client = ClientState::read(vfs, dir)?;
+    let mut r = Report {
+        role: if client.is_some() { "client" } else { "master" },
+        consistent: crate::manifest::Manifest::read(vfs, dir)?
+            .filter(|_| client.is_some())
+            .map(|m| m.end),
+        client,
+        ..Default::default()
+    };
+    match super::open_store(vfs, dir) {
+        Ok(store) => {
+            r.store = store.describe();
+            if let Err(e) = fill_from_store(&*store, &mut r) {
+                r.store_error = Some(e.to_string());
+            }
+        }
+        Err(e) if r.client.is_some() => r.store_error = Some(e.to_string()),
+        Err(e) => return Err(e),
+    }
+    Ok(r)
+}
+
+fn fill_from_store(store: &dyn ReplicaStore, r: &mut Report) -> Result<()> {
+    r.master = MasterStatus::read(store)?;
+    r.newest_base = super::base::complete(store)?
+        .last()
+        .map(|b| (b.number, b.created));
+    Ok(())
+}
