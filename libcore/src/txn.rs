@@ -22,7 +22,18 @@
 //! size, and a bottom-up build (`btree::build`, for loads) hands each
 //! finished page straight to the file. A file it creates gets a marker
 //! beside it until the commit is durable (`dbfile::create_marker`), so
-//! the pages a lost bulk create leaves do not block the name. Nothing committed can see a spilled page (the
+//! the pages a lost bulk create leaves do not block the name.
+//!
+//! While a lease is held in the region (a replication master or a hot
+//! backup copies the log: `bulk::lease_held`, asked at commit), a bulk
+//! transaction is *logged in full*: it still builds and spills the same
+//! way, but its commit logs every page it wrote, the spilled ones read
+//! back from the file, as page images, and no marker; so the log alone
+//! carries the load to a standby or a backup. The images go in the same
+//! contiguous batch (several appends under one appender lock, the
+//! spilled images in chunks so memory stays bounded).
+//!
+//! Nothing committed can see a spilled page (the
 //! committed meta page ends before it), and the log's end cannot move while
 //! the transaction holds the writer lock (checkpoints take it too), so the
 //! LSN spilled pages are stamped with is at most the marker's and below
@@ -488,6 +499,7 @@ impl<'e> Txn<'e> {
             return Ok(log.end());
         }
         let redo = *inner.redo_point.lock().unwrap_or_else(|p| p.into_inner());
+        let logged = self.bulk && crate::bulk::lease_held(&inner.layout.home);
 
         // 1. Records, in the order recovery must apply them.
         let mut recs: Vec<Record> = Vec::new();
@@ -520,7 +532,7 @@ impl<'e> Txn<'e> {
                 None => true,
                 Some(last) => key.1 > last,
             };
-            if self.bulk && new_page && key.1 != PageNo::META {
+            if self.bulk && !logged && new_page && key.1 != PageNo::META {
                 direct.push((file, key.1));
                 continue;
             }
@@ -592,6 +604,7 @@ impl<'e> Txn<'e> {
         }
         let markers: Vec<Record> = bulk_files
             .iter()
+            .filter(|_| !logged)
             .map(|(id, first, last)| Record::BulkMarker {
                 file_id: *id,
                 first_new: *first,
@@ -601,6 +614,12 @@ impl<'e> Txn<'e> {
         recs.push(Record::Commit {
             timestamp: now_secs(),
         });
+        let spilled_pages: Vec<(Arc<DbFile>, PageNo)> = if logged {
+            self.spilled_pages(&removed_ids)?
+        } else {
+            Vec::new()
+        };
+        let creates = self.created.len();
 
         // 2. Append (bulk pages first go straight to their files, stamped
         // with the LSN their marker will get).
@@ -627,10 +646,35 @@ impl<'e> Txn<'e> {
                     all.push((self.id, m));
                 }
             }
-            for r in &recs {
-                all.push((self.id, r));
+            if spilled_pages.is_empty() {
+                for r in &recs {
+                    all.push((self.id, r));
+                }
+                app.append(&all).map_err(|e| inner.fail(e))?
+            } else {
+                // Logged in full: creations, then the spilled pages'
+                // images, then the rest, as one contiguous batch.
+                let head: Vec<(TxnId, &Record)> =
+                    recs[..creates].iter().map(|r| (self.id, r)).collect();
+                let mut lsns = app.append(&head).map_err(|e| inner.fail(e))?;
+                for chunk in spilled_pages.chunks(IMAGE_CHUNK) {
+                    let mut images = Vec::with_capacity(chunk.len());
+                    for (f, no) in chunk {
+                        images.push(Record::PageImage {
+                            file_id: f.id,
+                            pgno: *no,
+                            image: inner.read_from_disk(f, *no)?,
+                        });
+                    }
+                    let batch: Vec<(TxnId, &Record)> =
+                        images.iter().map(|r| (self.id, r)).collect();
+                    app.append(&batch).map_err(|e| inner.fail(e))?;
+                }
+                let rest: Vec<(TxnId, &Record)> =
+                    recs[creates..].iter().map(|r| (self.id, r)).collect();
+                lsns.extend(app.append(&rest).map_err(|e| inner.fail(e))?);
+                lsns
             }
-            app.append(&all).map_err(|e| inner.fail(e))?
         };
         let commit_lsn = lsns.last().copied().unwrap_or(Lsn::ZERO);
         let skip = markers.len();
@@ -720,6 +764,39 @@ impl<'e> Txn<'e> {
         Ok(commit_lsn)
     }
 }
+
+impl Txn<'_> {
+    /// The pages this bulk transaction spilled to files it does not
+    /// remove, in file and page order.
+    fn spilled_pages(&self, removed: &HashSet<FileId>) -> Result<Vec<(Arc<DbFile>, PageNo)>> {
+        let mut out = Vec::new();
+        let mut ids: Vec<FileId> = self.spilled.keys().copied().collect();
+        ids.sort();
+        for id in ids.into_iter().filter(|id| !removed.contains(id)) {
+            let Some((first, last)) = self.spilled.get(&id).and_then(|s| s.span()) else {
+                continue;
+            };
+            let file = self.file(&Db {
+                id,
+                name: String::new(),
+            })?;
+            for no in first.0..=last.0 {
+                if self
+                    .spilled
+                    .get(&id)
+                    .is_some_and(|s| s.contains(PageNo(no)))
+                {
+                    out.push((file.clone(), PageNo(no)));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Spilled pages read back and logged per append when a bulk
+/// transaction is logged in full.
+const IMAGE_CHUNK: usize = 256;
 
 impl Drop for Txn<'_> {
     fn drop(&mut self) {

@@ -358,3 +358,71 @@ fn segments_end_at_transaction_ends_and_never_span_files() {
     assert!(layout::read_store_info(&*store).unwrap().is_some());
     env.close().unwrap();
 }
+
+/// Loads `n` pairs into the new database `name` in one bulk transaction
+/// (built bottom-up, spilled to the file as it goes).
+fn bulk_load(env: &Env, name: &str, n: u32) {
+    let mut t = env.begin_bulk().unwrap();
+    let db = t.create_db(name, Some(512)).unwrap();
+    let mut b = t.bulk_builder(&db).unwrap().expect("a new database builds");
+    for i in 0..n {
+        t.build_push(&mut b, format!("b{i:08}").as_bytes(), &[3u8; 60])
+            .unwrap();
+    }
+    t.build_finish(b).unwrap();
+    t.commit().unwrap();
+}
+
+fn markers(home: &Path) -> Vec<Lsn> {
+    let vfs = os();
+    let l = libcore::layout::Layout::resolve(&vfs, home).unwrap();
+    let first = l.log_files(&vfs).unwrap()[0];
+    libcore::replica::base::bulk_markers(&vfs, &l, Lsn::new(first, 0), Lsn::new(u32::MAX, 0))
+        .unwrap()
+}
+
+/// A bulk load writes its pages straight to the data file and only a
+/// marker to the log, so a standby following the log could never have
+/// them. While a master holds its lease the engine logs the load in full
+/// (no marker, every page an image), and the standby follows it.
+#[test]
+fn a_bulk_load_while_a_master_runs_is_logged_in_full_and_followed() {
+    let s = setup();
+    let mut o = EnvOptions::create();
+    o.lg_max = Some(256 * 1024);
+    o.cache_size = Some(256 * 1024);
+    let env = Env::open(&s.primary, o).unwrap();
+    // Without a lease: a marker (the mode the test relies on exists).
+    bulk_load(&env, "before.db", 3000);
+    assert_eq!(markers(&s.primary).len(), 1);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    bulk_load(&env, "during.db", 20000);
+    assert_eq!(
+        markers(&s.primary).len(),
+        1,
+        "no marker while the lease is held"
+    );
+    ship_all(&mut m, &s.primary);
+    follow_all(&mut c);
+    assert_eq!(c.state().base, 1, "followed, not restored again");
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    env.close().unwrap();
+}
