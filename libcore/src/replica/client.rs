@@ -323,18 +323,28 @@ impl Client {
         }
         self.manifest.last_record =
             crate::manifest::last_record(&self.vfs, &self.layout.log_dir, outcome.end)?;
+        let keep_from = outcome
+            .last_ckp
+            .as_ref()
+            .map(|(_, c)| c.redo_lsn.file.min(self.manifest.end.file));
+        if let Some(k) = keep_from {
+            // Catastrophic recovery of the standby starts at the
+            // manifest's start: it moves past the files trimmed below
+            // before they go.
+            let first = Lsn::new(k, crate::log::FIRST_RECORD_OFFSET);
+            self.manifest.start = self.manifest.start.max(first);
+        }
         self.manifest.write(&self.vfs, &self.layout.home)?;
-        self.trim(&outcome)
+        match keep_from {
+            Some(k) => self.trim(k),
+            None => Ok(()),
+        }
     }
 
-    /// Removes standby log files wholly before the last checkpoint's redo
-    /// point (never the one redo starts from next): the databases hold
-    /// everything in them.
-    fn trim(&self, outcome: &recovery::RecoveryOutcome) -> Result<()> {
-        let Some((_, c)) = &outcome.last_ckp else {
-            return Ok(());
-        };
-        let keep_from = c.redo_lsn.file.min(self.manifest.end.file);
+    /// Removes standby log files wholly before `keep_from`, the file of
+    /// the last checkpoint's redo point (never the one redo starts from
+    /// next): the databases hold everything in them.
+    fn trim(&self, keep_from: u32) -> Result<()> {
         for n in self.layout.log_files(&self.vfs)? {
             if n >= keep_from {
                 break;
