@@ -552,10 +552,12 @@ impl Master {
         let mut from = self.shipped;
         for (i, &(end, closes)) in scan.ends[..=stop].iter().enumerate() {
             if end.file != from.file {
-                // The previous record ended the file `from` is in.
-                let prev = scan.ends[i - 1];
-                if prev.0 > from {
-                    out.push((from, prev.0, prev.1));
+                // The previous record ended the file `from` is in (none
+                // when `from` was already at that file's end).
+                if let Some(&prev) = i.checked_sub(1).and_then(|j| scan.ends.get(j)) {
+                    if prev.0 > from {
+                        out.push((from, prev.0, prev.1));
+                    }
                 }
                 from = Lsn::new(end.file, 0);
             }
