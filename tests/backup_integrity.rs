@@ -338,7 +338,12 @@ fn two_updates_at_once_on_one_backup_wait_for_each_other() {
 /// database in the backup then failed. Now the update sees the marker in
 /// the log it copied and copies the database again; the backup equals the
 /// primary. (When the load lands too late to be in the copied log, the
-/// round is tried again with another database.)
+/// round is tried again with another database.) Since a bulk load that
+/// commits while a lease is held is logged in full (the update holds one),
+/// the load is now whole in the copied log; the update may still copy the
+/// database again (a load that committed before the lease). Either way the
+/// backup must be whole and equal the primary; the marker path itself is
+/// tested in libcore/tests/backup_update.rs with the lease taken away.
 #[test]
 fn a_paced_update_beside_a_load_of_a_new_database_copies_it() {
     let t = common::home();
@@ -390,32 +395,28 @@ fn a_paced_update_beside_a_load_of_a_new_database_copies_it() {
             String::from_utf8_lossy(&out.stderr)
         );
         // Whatever happened, the backup is whole: every database in it
-        // reads, and one the update replayed equals the primary's.
+        // verifies, one the update replayed equals the primary's, and an
+        // update at rest makes the two equal.
         let copy = contents(&bk);
         let prim_now = contents(&prim);
         if let Some(c) = copy.get(&db) {
             assert_eq!(c, &prim_now[&db], "{said:#?}");
             assert!(raced, "the update copied the log after the load ended");
-            assert!(
-                said.iter()
-                    .any(|s| s.contains(&format!("{db}; copying it again"))),
-                "{said:#?}"
-            );
-            let out = run("db_verify", &[db.as_str()], &bk);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let out = run("db_hotbackup", &["-u", "-b", bk.to_str().unwrap()], &prim);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(contents(&bk), prim_now);
-            return;
         }
+        for name in copy.keys() {
+            let out = run("db_verify", &[name.as_str()], &bk);
+            assert!(
+                out.status.success(),
+                "{name}: {}\n{said:#?}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = run("db_hotbackup", &["-u", "-b", bk.to_str().unwrap()], &prim);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(contents(&bk), prim_now);
     }
-    panic!("in 3 tries the load never landed inside the log the update copied");
 }

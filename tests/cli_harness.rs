@@ -50,7 +50,28 @@ fn theirs(tool: Tool, prog: &str, args: &[String], cwd: &std::path::Path) -> Out
     Outcome {
         code: output.status.code().expect("exited"),
         stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
+        stderr: without_pid(prog, &String::from_utf8(output.stderr).unwrap()),
+    }
+}
+
+/// Berkeley DB's db_replicate writes its pid after the program name in
+/// its usage line (`usage: PROG(4242) [-MVv]`); ours does not (a daemon's
+/// messages carry no pid), so that one difference is taken out.
+fn without_pid(prog: &str, text: &str) -> String {
+    let at = format!("usage: {prog}(");
+    let Some(i) = text.find(&at) else {
+        return text.to_string();
+    };
+    let open = i + at.len() - 1;
+    match text[open..].find(')') {
+        Some(close)
+            if text[open + 1..open + close]
+                .bytes()
+                .all(|b| b.is_ascii_digit()) =>
+        {
+            format!("{}{}", &text[..open], &text[open + close + 1..])
+        }
+        _ => text.to_string(),
     }
 }
 

@@ -310,10 +310,13 @@ fn stat_reports_what_was_written() {
     assert_eq!(snapshot(home.path()), before, "db_stat changed the home");
 
     // Subsystems we do not have, and bad combinations.
-    for flag in ["-c", "-m", "-x", "-r"] {
+    for flag in ["-c", "-m", "-x", "-RA"] {
         let r = run("db_stat", &["-h", h, flag]);
         assert_one_line_error(&r, "db_stat", "not supported by this environment");
     }
+    // Replication without a store named: one line saying so.
+    let r = run("db_stat", &["-h", h, "-r"]);
+    assert_one_line_error(&r, "db_stat", "no repl_store line names the replica store");
     let r = run("db_stat", &["-h", h, "-d", "a.db", "-s", "sub"]);
     assert_one_line_error(&r, "db_stat", "multiple databases specified");
     let r = run("db_stat", &["-h", h, "-l", "-t"]);

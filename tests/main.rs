@@ -17,4 +17,5 @@ mod load_dump;
 mod man_pages;
 mod procedures;
 mod recover_tool;
+mod replicate;
 mod security;

@@ -13,5 +13,6 @@ pub mod hotbackup;
 pub mod load;
 pub mod printlog;
 pub mod recover;
+pub mod replicate;
 pub mod stat;
 pub mod verify;

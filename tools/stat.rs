@@ -2,8 +2,10 @@
 //! transaction (`-t`) statistics as Berkeley DB 5.3 prints them, one
 //! `value<TAB>label` line each, with its number formats (`31KB 256B`,
 //! `1Mb`, `12M`). The figures come from `libcore::stat`, read-only: it works
-//! beside a live owner and never creates a file. The lock, cache, mutex and
-//! replication forms have no subsystem behind them here and say so.
+//! beside a live owner and never creates a file. `-r` reports replication
+//! (`db_replicate`) for a primary's home, a standby's home or a replica
+//! store directory. The lock, cache, mutex and replication-manager forms
+//! have no subsystem behind them here and say so.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ enum Mode {
     Env,
     Log,
     Txn,
+    Repl,
 }
 
 #[derive(Debug)]
@@ -31,12 +34,11 @@ pub struct Args {
 }
 
 /// Options that ask for a subsystem we do not have, with the reason.
-const UNSUPPORTED: [(char, &str); 10] = [
+const UNSUPPORTED: [(char, &str); 9] = [
     ('c', "no lock subsystem"),
     ('C', "no lock subsystem"),
     ('m', "the buffer cache is private to the owner process"),
     ('M', "the buffer cache is private to the owner process"),
-    ('r', "no replication subsystem"),
     ('R', "no replication subsystem"),
     ('x', "no mutex subsystem"),
     ('X', "no mutex subsystem"),
@@ -62,9 +64,12 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
     if p.flag('t') {
         modes.push(Mode::Txn);
     }
+    if p.flag('r') {
+        modes.push(Mode::Repl);
+    }
     let unsupported = UNSUPPORTED.iter().find(|(c, _)| p.flag(*c));
     let selectors = modes.len()
-        + ['c', 'C', 'm', 'M', 'r', 'R', 'x', 'X']
+        + ['c', 'C', 'm', 'M', 'R', 'x', 'X']
             .iter()
             .filter(|&&c| p.flag(c))
             .count();
@@ -101,6 +106,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         Mode::Db { file, fast } => db_lines(&mut lines, &stat::db(&args.home, file, *fast)?),
         Mode::Log => log_lines(&mut lines, &stat::log(&args.home)?),
         Mode::Txn => txn_lines(&mut lines, &stat::txn(&args.home)?),
+        Mode::Repl => repl_lines(
+            &mut lines,
+            &libcore::replica::status::report(&libcore::OsVfs::shared(), &args.home)?,
+        ),
         Mode::Env => {
             let e = stat::env(&args.home)?;
             line(&mut lines, ctime(now()), "Local time");
@@ -134,6 +143,91 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{l}")?;
     }
     Ok(())
+}
+
+/// `-r`: the replication report, Berkeley DB's field names where they fit
+/// (`Next LSN expected`), ours for the rest.
+fn repl_lines(lines: &mut Vec<String>, r: &libcore::replica::status::Report) {
+    let now_ms = now() * 1000;
+    let role = match r.role {
+        "master" => "Environment configured as a replication master",
+        "client" => "Environment configured as a replication client",
+        _ => "Replica store",
+    };
+    lines.push(role.to_owned());
+    line(lines, &r.store, "Replica store");
+    let lsn = |l: Option<Lsn>| l.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+    let m = r.master.as_ref();
+    line(lines, lsn(m.map(|m| m.durable)), "Primary's durable LSN");
+    line(
+        lines,
+        lsn(m.map(|m| m.shipped)),
+        "Shipped LSN (end of the store's log)",
+    );
+    if let Some(c) = &r.client {
+        line(lines, c.applied, "Next LSN expected");
+        line(
+            lines,
+            lsn(r.consistent),
+            "Consistent LSN (standby's recovery point)",
+        );
+    }
+    let behind = match (&r.client, m) {
+        (Some(c), Some(m)) => Some((r.consistent.unwrap_or(c.applied), m.durable)),
+        (None, Some(m)) => Some((m.shipped, m.durable)),
+        _ => None,
+    };
+    let lag_bytes = behind.map(|(a, b)| {
+        libcore::replica::status::Report::distance(a, b, u64::from(stat::DEFAULT_LG_MAX))
+    });
+    line(
+        lines,
+        lag_bytes
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "-".into()),
+        "Lag in bytes",
+    );
+    line(
+        lines,
+        format!("{:.3}", r.lag_secs(now_ms)),
+        "Lag in seconds",
+    );
+    match r.newest_base {
+        Some((n, created)) => {
+            line(lines, n, "Newest base");
+            line(lines, ctime(created), "Newest base time");
+            line(
+                lines,
+                now().saturating_sub(created),
+                "Newest base age in seconds",
+            );
+        }
+        None => line(lines, "-", "Newest base"),
+    }
+    if let Some(m) = m {
+        line(lines, m.pid, "Master process ID");
+        line(lines, ctime(m.updated_ms / 1000), "Master status time");
+        line(lines, yes_no(m.stopped), "Master stopped cleanly");
+    }
+    let error = r
+        .store_error
+        .clone()
+        .or_else(|| {
+            r.client
+                .as_ref()
+                .map(|c| c.last_error.clone())
+                .filter(|e| !e.is_empty())
+        })
+        .or_else(|| m.map(|m| m.last_error.clone()).filter(|e| !e.is_empty()));
+    line(lines, error.unwrap_or_else(|| "-".into()), "Last error");
+    if let Some(c) = r.client.as_ref().filter(|c| c.digest_checked) {
+        let what = if c.digest_equal { "equal" } else { "DIFFERENT" };
+        line(
+            lines,
+            format!("{} {what}", c.digest_at),
+            "Last digest comparison",
+        );
+    }
 }
 
 const SEPARATOR: &str = "=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=-=";

@@ -124,6 +124,7 @@ pub mod recover {
 pub mod stat {
     pub use crate::ops::stat::{db, env, log, txn, DbStat, EnvStat, LogStat, TxnStat};
     pub use crate::storage::page::DB_VERSION;
+    pub use crate::wal::DEFAULT_LG_MAX;
 }
 
 /// `db_verify`: every page and the B-tree structure of a database file.

@@ -54,9 +54,18 @@ fn source(home: &Path) -> Arc<Env> {
 
 /// A hook that commits one bulk load of 300 new 1000-byte records into
 /// c.db each time it runs (new pages: they go to the file, not the log).
+///
+/// While the backup's lease is in the region the engine logs a bulk load
+/// in full (commit.rs), and nothing of this can happen. A load that looked
+/// for a lease just before the backup took its lease still writes a
+/// marker: the hook takes the leases out of the region first, to commit
+/// such a load at the worst moment.
 fn bulk_loader(env: Arc<Env>) -> Hook {
     let mut round = 0u32;
     Box::new(move || {
+        libcore::testing::region::Region::at(env.home())
+            .update(false, |s| s.leases.clear())
+            .unwrap();
         let c = env.open_db("c.db").unwrap();
         let mut t = env.begin_bulk().unwrap();
         for i in 0..300u32 {

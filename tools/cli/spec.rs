@@ -5,8 +5,11 @@
 //! Invariant: every letter a usage text shows is in the getopt string. The
 //! reverse does not hold on purpose: Berkeley DB accepts a few letters its
 //! usage leaves out (`db_hotbackup -F -g`, `db_printlog -D`, `db_stat -Z`
-//! in the first form), and so do we; our one addition, `db_hotbackup -r
-//! rate`, stays out of the usage text too, so it reads as Berkeley DB's.
+//! in the first form, `db_replicate -L`), and so do we; our additions,
+//! `db_hotbackup -r rate` and `db_replicate -D -R -p time`, stay out of
+//! the usage text too, so it reads as Berkeley DB's. (Berkeley DB's
+//! db_replicate puts its pid after the program name in its usage line;
+//! ours does not.)
 
 /// One of our utilities. Its canonical name is the one the binary is
 /// installed under; a renamed binary still parses as this tool.
@@ -20,6 +23,7 @@ pub enum Tool {
     Load,
     Printlog,
     Recover,
+    Replicate,
     Stat,
     Verify,
 }
@@ -103,7 +107,7 @@ const ONE: Operands = Operands {
     max: Some(1),
 };
 
-static SPECS: [Spec; 10] = [
+static SPECS: [Spec; 11] = [
     Spec {
         tool: Tool::Archive,
         name: "db_archive",
@@ -178,6 +182,14 @@ static SPECS: [Spec; 10] = [
         error_exit: 1,
     },
     Spec {
+        tool: Tool::Replicate,
+        name: "db_replicate",
+        optstring: "MDh:L:P:p:RT:t:Vv",
+        usage: "usage: {prog} [-MVv]\n\t[-h home] [-P password] [-T nthreads] [-t seconds]",
+        operands: Operands::NONE,
+        error_exit: 1,
+    },
+    Spec {
         tool: Tool::Stat,
         name: "db_stat",
         optstring: "aC:cd:Eefgh:L:lM:mNP:R:rs:tVxX:Z",
@@ -199,7 +211,7 @@ static SPECS: [Spec; 10] = [
 
 impl Tool {
     /// Every tool, in alphabetical order of its name.
-    pub const ALL: [Tool; 10] = [
+    pub const ALL: [Tool; 11] = [
         Tool::Archive,
         Tool::Checkpoint,
         Tool::Copy,
@@ -208,6 +220,7 @@ impl Tool {
         Tool::Load,
         Tool::Printlog,
         Tool::Recover,
+        Tool::Replicate,
         Tool::Stat,
         Tool::Verify,
     ];

@@ -100,6 +100,23 @@ impl BulkPages {
     }
 }
 
+/// Whether a lease is held in the region of the environment at `home`: a
+/// replication master or a hot backup is copying its log, and a bulk
+/// transaction committing now is logged in full (its pages as images,
+/// no marker) so the copy needs nothing the log does not carry. A region
+/// whose lock another process holds right now counts as leased: the
+/// owner never waits for that lock, and logging in full is always safe.
+pub(crate) fn lease_held(home: &std::path::Path) -> bool {
+    let region = crate::engine::region::Region::at(home);
+    if !region.path().exists() {
+        return false;
+    }
+    match region.try_read() {
+        Some(st) => !st.live_leases(crate::types::now_secs()).is_empty(),
+        None => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

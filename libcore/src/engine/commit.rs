@@ -8,7 +8,12 @@
 //!    transaction since the last checkpoint), otherwise the changed byte
 //!    ranges with the LSN the page had before; file removals; the commit
 //!    record. In bulk mode, pages new to a file are not logged: a
-//!    `BulkMarker` names their range instead;
+//!    `BulkMarker` names their range instead; but while a lease is held in
+//!    the region (a replication master or a hot backup copies the log:
+//!    `bulk::lease_held`, asked here), a bulk transaction is *logged in
+//!    full*: every page it wrote, the spilled ones read back from their
+//!    files, as page images, and no marker, so the log alone carries the
+//!    load to a standby or a backup;
 //! 2. **append**: bulk pages go straight to their files, stamped with the
 //!    LSN their marker will get, and the files are fsynced; then the
 //!    markers and the records are appended in one contiguous batch, and
@@ -61,9 +66,19 @@ struct Batch {
     bulk_files: Vec<(FileId, PageNo, PageNo)>,
     /// The files of `bulk_files`.
     direct_files: Vec<Arc<DbFile>>,
-    /// One `BulkMarker` per entry of `bulk_files`.
+    /// One `BulkMarker` per entry of `bulk_files` (none when logged in
+    /// full).
     markers: Vec<Record>,
+    /// Logged in full: the pages the transaction spilled to its files, to
+    /// be read back and logged as images after the creations.
+    spilled_pages: Vec<(Arc<DbFile>, PageNo)>,
+    /// How many records at the head of `recs` are file creations.
+    creates: usize,
 }
+
+/// Spilled pages read back and logged per append when a bulk
+/// transaction is logged in full (memory stays bounded).
+const IMAGE_CHUNK: usize = 256;
 
 impl<'e> Txn<'e> {
     /// Makes the transaction durable (unless the environment is nosync)
@@ -122,6 +137,7 @@ impl<'e> Txn<'e> {
     /// Step 1: the log records, in the order recovery must apply them.
     fn records(&self, inner: &Inner) -> Result<Batch> {
         let redo = inner.checkpointer.redo_point();
+        let logged = self.bulk && super::bulk::lease_held(&inner.layout.home);
         let mut recs: Vec<Record> = Vec::new();
         let mut page_rec: Vec<(usize, PageKey)> = Vec::new();
         let mut direct: Vec<(Arc<DbFile>, PageNo)> = Vec::new();
@@ -152,7 +168,7 @@ impl<'e> Txn<'e> {
                 None => true,
                 Some(last) => key.1 > last,
             };
-            if self.bulk && new_page && key.1 != PageNo::META {
+            if self.bulk && !logged && new_page && key.1 != PageNo::META {
                 direct.push((file, key.1));
                 continue;
             }
@@ -220,6 +236,7 @@ impl<'e> Txn<'e> {
         }
         let markers: Vec<Record> = bulk_files
             .iter()
+            .filter(|_| !logged)
             .map(|(id, first, last)| Record::BulkMarker {
                 file_id: *id,
                 first_new: *first,
@@ -229,6 +246,11 @@ impl<'e> Txn<'e> {
         recs.push(Record::Commit {
             timestamp: now_secs(),
         });
+        let spilled_pages = if logged {
+            self.spilled_pages(&removed_ids)?
+        } else {
+            Vec::new()
+        };
         Ok(Batch {
             recs,
             page_rec,
@@ -236,6 +258,8 @@ impl<'e> Txn<'e> {
             bulk_files,
             direct_files,
             markers,
+            spilled_pages,
+            creates: self.created.len(),
         })
     }
 
@@ -266,10 +290,34 @@ impl<'e> Txn<'e> {
                     all.push((self.id, m));
                 }
             }
-            for r in &batch.recs {
-                all.push((self.id, r));
+            if batch.spilled_pages.is_empty() {
+                for r in &batch.recs {
+                    all.push((self.id, r));
+                }
+                app.append(&all).map_err(|e| inner.fail(e))?
+            } else {
+                // Logged in full: creations, then the spilled pages'
+                // images, then the rest, as one contiguous batch.
+                let (head, rest) = batch.recs.split_at(batch.creates);
+                let head: Vec<(TxnId, &Record)> = head.iter().map(|r| (self.id, r)).collect();
+                let mut lsns = app.append(&head).map_err(|e| inner.fail(e))?;
+                for chunk in batch.spilled_pages.chunks(IMAGE_CHUNK) {
+                    let mut images = Vec::with_capacity(chunk.len());
+                    for (f, no) in chunk {
+                        images.push(Record::PageImage {
+                            file_id: f.id,
+                            pgno: *no,
+                            image: inner.pool.read_uncached(f, *no)?,
+                        });
+                    }
+                    let images: Vec<(TxnId, &Record)> =
+                        images.iter().map(|r| (self.id, r)).collect();
+                    app.append(&images).map_err(|e| inner.fail(e))?;
+                }
+                let rest: Vec<(TxnId, &Record)> = rest.iter().map(|r| (self.id, r)).collect();
+                lsns.extend(app.append(&rest).map_err(|e| inner.fail(e))?);
+                lsns
             }
-            app.append(&all).map_err(|e| inner.fail(e))?
         };
         let commit_lsn = lsns.last().copied().unwrap_or(Lsn::ZERO);
         let skip = batch.markers.len();
@@ -279,6 +327,33 @@ impl<'e> Txn<'e> {
             }
         }
         Ok(commit_lsn)
+    }
+
+    /// The pages this bulk transaction spilled to files it does not
+    /// remove, in file and page order.
+    fn spilled_pages(&self, removed: &HashSet<FileId>) -> Result<Vec<(Arc<DbFile>, PageNo)>> {
+        let mut out = Vec::new();
+        let mut ids: Vec<FileId> = self.spilled.keys().copied().collect();
+        ids.sort();
+        for id in ids.into_iter().filter(|id| !removed.contains(id)) {
+            let Some(set) = self.spilled.get(&id) else {
+                continue;
+            };
+            let Some((first, last)) = set.span() else {
+                continue;
+            };
+            let file = self.file(&Db {
+                id,
+                name: String::new(),
+            })?;
+            for no in (first.0..=last.0)
+                .map(PageNo)
+                .filter(|no| set.contains(*no))
+            {
+                out.push((file.clone(), no));
+            }
+        }
+        Ok(out)
     }
 
     /// Step 3: installs the transaction for readers, under the commit lock.

@@ -41,7 +41,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const DEFAULT_LG_MAX: u32 = 10 * 1024 * 1024;
 pub const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 
 /// How to open an environment.
@@ -201,7 +200,10 @@ impl Env {
             Some(l)
         };
         let cfg: &Config = &layout.config;
-        let lg_max = opts.lg_max.or(cfg.lg_max).unwrap_or(DEFAULT_LG_MAX);
+        let lg_max = opts
+            .lg_max
+            .or(cfg.lg_max)
+            .unwrap_or(crate::wal::DEFAULT_LG_MAX);
         let page_size = opts
             .page_size
             .or(cfg.page_size.map(|p| p as usize))

@@ -210,6 +210,21 @@ impl RegionState {
         }
     }
 
+    /// Moves the first log file lease `id` keeps forward to `first_log`
+    /// (never back: a file it let go may be gone) and its expiry to
+    /// `expires`; false when the lease is gone. A replication master
+    /// holds one lease for as long as it runs and moves it as it ships.
+    pub fn advance_lease(&mut self, id: u64, first_log: u32, expires: u64) -> bool {
+        match self.leases.iter_mut().find(|l| l.id == id) {
+            Some(l) => {
+                l.first_log = l.first_log.max(first_log);
+                l.expires = l.expires.max(expires);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes the lease `id` (and only it).
     pub fn remove_lease(&mut self, id: u64) {
         self.leases.retain(|l| l.id != id);
@@ -713,6 +728,11 @@ mod tests {
         assert_eq!(s.leases.len(), MAX_LEASES, "the void ones went");
         assert!(s.add_lease(me, start, 1, now + 60, now).is_none());
         assert_eq!(s.lowest_live_lease(now).unwrap().first_log, 10 - 7);
+        assert!(s.advance_lease(ids[7], 2, now + 60), "never moved back");
+        assert_eq!(s.lowest_live_lease(now).unwrap().first_log, 10 - 7);
+        assert!(s.advance_lease(ids[7], 20, now + 60));
+        assert_eq!(s.lowest_live_lease(now).unwrap().first_log, 10 - 6);
+        assert!(!s.advance_lease(999, 20, now));
         s.remove_lease(ids[7]);
         assert_eq!(s.lowest_live_lease(now).unwrap().first_log, 10 - 6);
         assert_eq!(s.leases.len(), MAX_LEASES - 1);

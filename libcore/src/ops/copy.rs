@@ -298,7 +298,7 @@ fn copy_pages(
 
 /// Re-reads one page until its checksum holds. All-zero pages (space the
 /// file has but no write reached) are copied as they are.
-fn settle_page(input: &dyn VFile, buf: &mut [u8], no: PageNo, at: u64) -> Result<u64> {
+pub(crate) fn settle_page(input: &dyn VFile, buf: &mut [u8], no: PageNo, at: u64) -> Result<u64> {
     let mut tries = 0u32;
     loop {
         match page::check(buf, no) {

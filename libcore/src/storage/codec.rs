@@ -106,6 +106,13 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         self.bytes(n)
     }
+
+    /// Everything not read yet.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
 }
 
 /// An appending encoder, the mirror of `Reader`.

@@ -11,7 +11,10 @@
 //!
 //! Directives we use: `set_data_dir`, `add_data_dir`, `set_create_dir`,
 //! `set_lg_dir`, `set_lg_max`, `set_cachesize`, `set_flags`
-//! (`DB_TXN_NOSYNC` / `DB_TXN_WRITE_NOSYNC`), and our own `set_pagesize`.
+//! (`DB_TXN_NOSYNC` / `DB_TXN_WRITE_NOSYNC`), and our own `set_pagesize`,
+//! `repl_store` (where `db_replicate` keeps its replica store: a
+//! directory) and `repl_base_size` (megabytes of log after which the
+//! master writes a new base).
 //! Every other directive Berkeley DB 5.3 knows is accepted (it must carry
 //! a value) and ignored, so an existing DB_CONFIG keeps working. Anything
 //! else is an `Error::Config` naming the file, the line and the problem.
@@ -44,6 +47,12 @@ pub struct Config {
     pub cache_size: Option<u64>,
     /// `set_flags DB_TXN_NOSYNC` or `set_flags DB_TXN_WRITE_NOSYNC` is on.
     pub nosync: bool,
+    /// `repl_store` (ours): the replica store of `db_replicate`, as
+    /// written (a directory; relative to the home unless absolute).
+    pub repl_store: Option<PathBuf>,
+    /// `repl_base_size` (ours): megabytes of log shipped since the newest
+    /// base after which the master writes a new one.
+    pub repl_base_mb: Option<u32>,
 }
 
 /// Directive names of Berkeley DB 5.3 that we accept and ignore (checked
@@ -237,6 +246,14 @@ impl Config {
                 b"set_data_dir" | b"add_data_dir" => cfg.data_dirs.push(dir()?),
                 b"set_create_dir" => cfg.create_dir = Some(dir()?),
                 b"set_lg_dir" => cfg.lg_dir = Some(dir()?),
+                b"repl_store" => cfg.repl_store = Some(dir()?),
+                b"repl_base_size" => {
+                    let n = number()?;
+                    if n == 0 {
+                        return Err(err("the base size must be at least 1 (megabytes)"));
+                    }
+                    cfg.repl_base_mb = Some(n);
+                }
                 b"set_lg_max" => cfg.lg_max = Some(number()?).filter(|&n| n != 0),
                 b"set_pagesize" => {
                     let n = number()?;
@@ -343,6 +360,16 @@ mod tests {
         let (line, _, what) = fails("set_lg_dir   \n");
         assert_eq!((line, what.as_str()), (1, INCORRECT));
         assert_eq!(fails("set_create_dir").2, INCORRECT);
+    }
+
+    #[test]
+    fn the_replica_store_and_its_base_size_are_read() {
+        let c = parse("repl_store  /mnt/replica store \nrepl_base_size 512\n").unwrap();
+        assert_eq!(c.repl_store, Some(PathBuf::from("/mnt/replica store")));
+        assert_eq!(c.repl_base_mb, Some(512));
+        assert_eq!(fails("repl_store\n").2, INCORRECT);
+        assert_eq!(fails("repl_base_size 0\n").0, 1);
+        assert_eq!(fails("repl_base_size x\n").2, "invalid numeric argument");
     }
 
     #[test]

@@ -360,7 +360,16 @@ mod tests {
         p.set_mode(Mode::Refuse);
         assert!(roundtrip(&p, b"x").is_err());
         p.set_mode(Mode::Stall);
+        let down = p.bytes_down();
         assert!(roundtrip(&p, b"x").is_err(), "a stalled proxy answered");
+        // The stalled connection still holds its request: let it drain
+        // first, or its answer could take the one cut meant for the next.
+        p.pass();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while p.bytes_down() == down && std::time::Instant::now() < deadline {
+            std::thread::sleep(TICK);
+        }
+        assert_eq!(p.bytes_down(), down + 1, "the held request went through");
         p.set_mode(Mode::CutResponses(1));
         assert!(roundtrip(&p, b"lost answer").is_err());
         assert_eq!(p.mode(), Mode::Pass, "one cut, then pass");

@@ -1,0 +1,523 @@
+//! The client (`db_replicate` without `-M`): keeps a standby home a
+//! failover copy of the primary. An empty home is first restored from the
+//! newest base (`restore`); then the client follows the store, applying
+//! each new segment as it arrives:
+//!
+//! 1. check it before anything is written: its frame and bytes checksum
+//!    (`Segment::decode`), environment, epoch, that it starts where the
+//!    applied log ends and chains to its checksum; a segment that fails is
+//!    one line naming it, and the client stops;
+//! 2. write its bytes into the standby's log file at their offset (the
+//!    same bytes at the same place however often: idempotent) and fsync;
+//! 3. if it closes a transaction: make sure no bulk load without its
+//!    pages is in it (such a load makes the standby wait for a base
+//!    copied after it and restore again), then redo from the manifest's
+//!    end and move the manifest's end durably;
+//! 4. record the segment's end and checksum in `__db.replica`.
+//!
+//! A `kill -9` anywhere resumes from the state file: bytes written past
+//! it are written again identically, and redo is idempotent. At every
+//! moment the home is a backup directory whose manifest names a
+//! consistency point: stop the client, `db_recover -c`, open it.
+
+use super::digest;
+use super::framed;
+use super::layout;
+use super::restore::{self, Target};
+use super::segment::{self, Segment};
+use super::status::{now_ms, ClientState, MasterStatus};
+use super::store::ReplicaStore;
+use crate::error::{Error, Result, StoreFault};
+use crate::ops::interrupt::{raised, StopFlag};
+use crate::recovery::{self, RecoveryMode, RecoveryOptions};
+use crate::storage::layout::Layout;
+use crate::storage::vfs::SharedVfs;
+use crate::types::Lsn;
+use crate::wal::manifest::Manifest;
+use crate::wal::{LogCursor, OnBadRecord, PageRecord, Record};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often an idle client looks for a gap (a new chain) and reads the
+/// master's status.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// How long to wait between looks at the store when caught up.
+    pub poll: Duration,
+    pub stop: StopFlag,
+    /// Compare digests the master posts (default on).
+    pub check_digests: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            poll: Duration::from_millis(50),
+            stop: StopFlag::default(),
+            check_digests: true,
+        }
+    }
+}
+
+pub struct Client {
+    vfs: SharedVfs,
+    layout: Layout,
+    store: Arc<dyn ReplicaStore>,
+    state: ClientState,
+    manifest: Manifest,
+    last_look: Option<Instant>,
+    /// Digest positions the master posted, not reached yet.
+    digests: Vec<Lsn>,
+    check_digests: bool,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A segment was applied.
+    Applied(Lsn),
+    /// Nothing new in the store.
+    Idle,
+    /// The home was restored again (after a gap or a bulk load).
+    Restored(Lsn),
+}
+
+impl Client {
+    /// Opens the standby at `home`: resumes one, restores an empty home
+    /// from the newest base (waiting for the master's first base unless
+    /// `stop` is raised), refuses anything else.
+    pub fn open(
+        vfs: &SharedVfs,
+        home: &Path,
+        store: Arc<dyn ReplicaStore>,
+        opts: &ClientOptions,
+        say: &mut dyn FnMut(String),
+    ) -> Result<Client> {
+        let layout = Layout::resolve(vfs, home)?;
+        let info = layout::read_store_info(&*store)?.ok_or_else(|| {
+            Error::store(
+                store.describe(),
+                "",
+                StoreFault::Invalid,
+                "not a replica store (no store record): is it the right directory, and has a master (db_replicate -M) run?",
+            )
+        })?;
+        if vfs.exists(&restore::mark_path(home)) || restore::is_empty_home(vfs, home)? {
+            return Client::first_restore(vfs, home, store, info.env_id, opts, say);
+        }
+        let Some(state) = ClientState::read(vfs, home)? else {
+            return Err(Error::invalid(format!(
+                "{}: holds files but is not a standby kept by db_replicate (no {}): give the client an empty directory",
+                home.display(),
+                super::status::STATE_FILE
+            )));
+        };
+        if state.env_id != info.env_id {
+            return Err(layout::foreign(&*store, info.env_id, state.env_id));
+        }
+        let Some(manifest) = Manifest::read(vfs, home)? else {
+            return Err(Error::invalid(format!(
+                "{}: was opened as an environment since it was a standby (failed over?): it is no longer a standby; give the client an empty directory",
+                home.display()
+            )));
+        };
+        let mut c = Client {
+            vfs: vfs.clone(),
+            layout,
+            store,
+            state,
+            manifest,
+            last_look: None,
+            digests: Vec::new(),
+            check_digests: opts.check_digests,
+        };
+        c.resume_point()?;
+        say(format!(
+            "standby {} resumes at {} (consistent at {})",
+            home.display(),
+            c.state.applied,
+            c.manifest.end
+        ));
+        Ok(c)
+    }
+
+    fn first_restore(
+        vfs: &SharedVfs,
+        home: &Path,
+        store: Arc<dyn ReplicaStore>,
+        env_id: u64,
+        opts: &ClientOptions,
+        say: &mut dyn FnMut(String),
+    ) -> Result<Client> {
+        let mut waited = false;
+        loop {
+            match restore::choose(&*store, Target::Newest)? {
+                Some(b) => match restore::restore(vfs, &*store, home, &b, Target::Newest, say) {
+                    Ok(r) => {
+                        let state = ClientState {
+                            env_id,
+                            base: b.number,
+                            applied: r.applied,
+                            chain_crc: r.chain_crc,
+                            epoch: r.epoch,
+                            updated_ms: now_ms(),
+                            ..Default::default()
+                        };
+                        state.write(vfs, home)?;
+                        restore::unmark(vfs, home)?;
+                        return Ok(Client {
+                            vfs: vfs.clone(),
+                            layout: Layout::resolve(vfs, home)?,
+                            store,
+                            state,
+                            manifest: r.manifest,
+                            last_look: None,
+                            digests: Vec::new(),
+                            check_digests: opts.check_digests,
+                        });
+                    }
+                    Err(e) if e.is_transient() => say(format!("{e}; trying again")),
+                    Err(e) => return Err(e),
+                },
+                None if !waited => {
+                    say("the store holds no base yet: waiting for the master's first".into());
+                    waited = true;
+                }
+                None => {}
+            }
+            if raised(&opts.stop) {
+                return Err(Error::invalid(format!(
+                    "{}: stopped before the first restore was complete",
+                    home.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn state(&self) -> &ClientState {
+        &self.state
+    }
+
+    /// The consistency point of the standby (redo's end).
+    pub fn consistent(&self) -> Lsn {
+        self.manifest.end
+    }
+
+    /// The standby's log may be shorter than the state says (a recovery
+    /// ran on it while the client was stopped): then the log from the
+    /// manifest's end is fetched again, so the state goes back there.
+    fn resume_point(&mut self) -> Result<()> {
+        let path = self.layout.log_path(self.state.applied.file);
+        let len = match self.vfs.open(&path, crate::storage::vfs::OpenMode::Read) {
+            Ok(f) => f.len()?,
+            Err(e) if e.is_not_found() => 0,
+            Err(e) => return Err(e),
+        };
+        if len >= u64::from(self.state.applied.offset) {
+            return Ok(());
+        }
+        let end = self.manifest.end;
+        let Some((start, _, key)) = segment::list_file(&*self.store, end.file)?
+            .into_iter()
+            .find(|s| s.0 <= end && end < s.1 || s.1 == end)
+        else {
+            return Err(Error::invalid(format!(
+                "{}: its log ends before what it applied ({}), and the store no longer holds the log from {end}: restore it again (empty the directory)",
+                self.layout.home.display(),
+                self.state.applied
+            )));
+        };
+        // Take the chain back to the segment holding `end`.
+        let seg = Segment::get(&*self.store, &key)?
+            .ok_or_else(|| Error::invalid(format!("{}/{key}: vanished", self.store.describe())))?;
+        if seg.end == end {
+            self.state.applied = end;
+            self.state.chain_crc = seg.bytes_crc();
+        } else {
+            self.state.applied = start;
+            self.state.chain_crc = seg.prev_crc;
+        }
+        restore::truncate_log(&self.vfs, &self.layout, self.state.applied)?;
+        self.state.write(&self.vfs, &self.layout.home)
+    }
+
+    /// Applies the next segment if the store has it (steps 1-4).
+    pub fn step(&mut self, say: &mut dyn FnMut(String)) -> Result<Step> {
+        self.look(say)?;
+        let Some((_, _, key)) = segment::find_at(&*self.store, self.state.applied)? else {
+            return self.gap_check(say);
+        };
+        let Some(seg) = Segment::get(&*self.store, &key)? else {
+            return Ok(Step::Idle);
+        };
+        let s = &self.state;
+        restore::check_next(
+            &*self.store,
+            &key,
+            &seg,
+            s.env_id,
+            s.applied,
+            s.chain_crc,
+            s.epoch,
+        )?;
+        let before = self.state.applied;
+        restore::write_segment(&self.vfs, &self.layout, &seg)?;
+        if seg.is_boundary() {
+            if let Some(m) = self.bulk_marker()? {
+                restore::truncate_log(&self.vfs, &self.layout, before)?;
+                return self.restore_after(m, &key, say);
+            }
+            self.redo()?;
+        }
+        self.state.applied = seg.end;
+        self.state.chain_crc = seg.bytes_crc();
+        self.state.epoch = seg.epoch;
+        self.state.updated_ms = now_ms();
+        self.state.write(&self.vfs, &self.layout.home)?;
+        if seg.is_boundary() {
+            self.check_digest(say)?;
+        }
+        Ok(Step::Applied(seg.end))
+    }
+
+    /// A bulk load in the log written since the manifest's end, whose
+    /// pages the standby cannot have.
+    fn bulk_marker(&self) -> Result<Option<Lsn>> {
+        let from = self.manifest.end;
+        let mut cur = LogCursor::open_from(
+            self.vfs.clone(),
+            &self.layout.log_dir,
+            OnBadRecord::EndOfLog,
+            from.file,
+        )?;
+        cur.seek(from)?;
+        while let Some(r) = cur.next_raw()? {
+            if PageRecord::is_page_type(r.ty) {
+                continue;
+            }
+            if let Ok(Record::BulkMarker { .. }) = Record::decode(r.ty, r.payload) {
+                return Ok(Some(r.lsn));
+            }
+        }
+        Ok(None)
+    }
+
+    fn redo(&mut self) -> Result<()> {
+        let outcome = recovery::recover(
+            &self.vfs,
+            &self.layout,
+            RecoveryOptions {
+                mode: RecoveryMode::From(self.manifest.end),
+                write: true,
+                ..Default::default()
+            },
+        )?;
+        self.manifest.end = outcome.end;
+        self.manifest.updated = crate::types::now_secs();
+        if let Some(t) = outcome.last_commit_time {
+            self.manifest.last_commit = t;
+        }
+        self.manifest.last_record =
+            crate::wal::manifest::last_record(&self.vfs, &self.layout.log_dir, outcome.end)?;
+        let keep_from = outcome
+            .last_ckp
+            .as_ref()
+            .map(|(_, c)| c.redo_lsn.file.min(self.manifest.end.file));
+        if let Some(k) = keep_from {
+            // Catastrophic recovery of the standby starts at the
+            // manifest's start: it moves past the files trimmed below
+            // before they go.
+            let first = Lsn::new(k, crate::wal::FIRST_RECORD_OFFSET);
+            self.manifest.start = self.manifest.start.max(first);
+        }
+        self.manifest.write(&self.vfs, &self.layout.home)?;
+        match keep_from {
+            Some(k) => self.trim(k),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes standby log files wholly before `keep_from`, the file of
+    /// the last checkpoint's redo point (never the one redo starts from
+    /// next): the databases hold everything in them.
+    fn trim(&self, keep_from: u32) -> Result<()> {
+        for n in self.layout.log_files(&self.vfs)? {
+            if n >= keep_from {
+                break;
+            }
+            self.vfs.remove(&self.layout.log_path(n))?;
+            self.vfs.sync_dir(&self.layout.log_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the master's status now and then: its durable position (for
+    /// the lag `db_stat -r` shows) and the digests it posted.
+    fn look(&mut self, _say: &mut dyn FnMut(String)) -> Result<()> {
+        if self.last_look.is_some_and(|t| t.elapsed() < LOOK_EVERY) {
+            return Ok(());
+        }
+        self.last_look = Some(Instant::now());
+        if let Some(m) = MasterStatus::read(&*self.store)? {
+            self.state.primary_durable = m.durable;
+        }
+        if self.check_digests {
+            self.digests = self
+                .store
+                .list(layout::DIGESTS)?
+                .iter()
+                .filter_map(|m| layout::parse_digest_key(&m.key))
+                .filter(|&at| at >= self.state.applied)
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// At a position the master posted a digest for: compare.
+    fn check_digest(&mut self, say: &mut dyn FnMut(String)) -> Result<()> {
+        let at = self.state.applied;
+        if !self.digests.contains(&at) || self.manifest.end != at {
+            return Ok(());
+        }
+        let key = layout::digest_key(at);
+        let Some((p, _)) = framed::get_framed(&*self.store, &key, digest::KIND_DIGEST)? else {
+            return Ok(());
+        };
+        let Some((_, theirs)) = digest::decode(&p) else {
+            return Err(Error::store(
+                self.store.describe(),
+                key,
+                StoreFault::Corrupt,
+                "not a digest of this version",
+            ));
+        };
+        let (mine_at, mine) = digest::of_home(&self.layout.home, &mut |_| {})?;
+        if mine_at != at {
+            return Ok(());
+        }
+        let equal = mine == theirs;
+        self.state.digest_at = at;
+        self.state.digest_equal = equal;
+        self.state.digest_checked = true;
+        if equal {
+            say(format!(
+                "digest {} at {at}: equal to the primary's",
+                digest::hex(&mine)
+            ));
+        } else {
+            let e = format!(
+                "digest {} at {at} differs from the primary's {}: the standby does not equal the primary",
+                digest::hex(&mine),
+                digest::hex(&theirs)
+            );
+            say(e.clone());
+            self.state.last_error = e;
+            self.state.last_error_ms = now_ms();
+        }
+        self.state.write(&self.vfs, &self.layout.home)
+    }
+
+    /// Nothing at the applied end: when the store's log goes on after a
+    /// gap (a new chain) and a base covers it, restore from that base.
+    fn gap_check(&mut self, say: &mut dyn FnMut(String)) -> Result<Step> {
+        let Some((s, _, key)) = segment::list_from(&*self.store, self.state.applied.file)?
+            .into_iter()
+            .find(|s| s.0 > self.state.applied)
+        else {
+            return Ok(Step::Idle);
+        };
+        let Some(seg) = Segment::get(&*self.store, &key)? else {
+            return Ok(Step::Idle);
+        };
+        if !seg.starts_chain() {
+            return Err(Error::store(
+                self.store.describe(),
+                key,
+                StoreFault::Corrupt,
+                format!(
+                    "the store's log goes on at {s} but holds nothing at {}, where the standby's ends",
+                    self.state.applied
+                ),
+            ));
+        }
+        say(format!(
+            "the store's log has a gap after {} (a new chain starts at {s}): restoring from a newer base",
+            self.state.applied
+        ));
+        self.restore_again(Target::Newest, say)
+    }
+
+    fn restore_after(&mut self, m: Lsn, key: &str, say: &mut dyn FnMut(String)) -> Result<Step> {
+        say(format!(
+            "{}/{key}: a bulk load at {m} wrote pages its log does not carry: waiting for a base copied after it",
+            self.store.describe()
+        ));
+        self.restore_again(Target::After(m), say)
+    }
+
+    fn restore_again(&mut self, target: Target, say: &mut dyn FnMut(String)) -> Result<Step> {
+        let Some(b) = restore::choose(&*self.store, target)? else {
+            return Ok(Step::Idle);
+        };
+        if matches!(target, Target::Newest) && b.start <= self.state.applied {
+            return Ok(Step::Idle);
+        }
+        let home = self.layout.home.clone();
+        drop(self.vfs.open(
+            &restore::mark_path(&home),
+            crate::storage::vfs::OpenMode::Create(0o600),
+        )?);
+        self.vfs.sync_dir(&home)?;
+        let r = restore::restore(&self.vfs, &*self.store, &home, &b, Target::Newest, say)?;
+        self.state.base = b.number;
+        self.state.applied = r.applied;
+        self.state.chain_crc = r.chain_crc;
+        self.state.epoch = r.epoch;
+        self.state.updated_ms = now_ms();
+        self.state.write(&self.vfs, &home)?;
+        restore::unmark(&self.vfs, &home)?;
+        self.manifest = r.manifest;
+        Ok(Step::Restored(r.applied))
+    }
+
+    /// Notes an error in the state (for `db_stat -r`); best effort.
+    pub fn note_error(&mut self, e: &Error) {
+        self.state.last_error = e.to_string();
+        self.state.last_error_ms = now_ms();
+        let _ = self.state.write(&self.vfs, &self.layout.home);
+    }
+}
+
+/// Runs a client until `opts.stop` is raised: store failures that may
+/// pass are retried; a segment that fails its checks stops it.
+pub fn run(
+    vfs: &SharedVfs,
+    home: &Path,
+    store: Arc<dyn ReplicaStore>,
+    opts: &ClientOptions,
+    say: &mut dyn FnMut(String),
+) -> Result<()> {
+    let mut c = Client::open(vfs, home, store, opts, say)?;
+    let mut backoff = opts.poll;
+    while !raised(&opts.stop) {
+        match c.step(say) {
+            Ok(Step::Applied(_)) | Ok(Step::Restored(_)) => backoff = opts.poll,
+            Ok(Step::Idle) => std::thread::sleep(opts.poll),
+            Err(e) if e.is_transient() || matches!(e.store_fault(), Some(StoreFault::Missing)) => {
+                say(format!("{e}; retrying"));
+                c.note_error(&e);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                c.note_error(&e);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! Replication in one process: a master shipping a live environment into
+//! a directory store, a client following it, restores, and what they must
+//! refuse. The end-to-end tests with the binaries, kills and failovers are
+//! in tests/replicate.rs; the power-loss ones are here (`CrashVfs` under
+//! the store, and under the standby).
+
+use libcore::replica::client::{Client, ClientOptions, Step};
+use libcore::replica::master::{Master, MasterOptions};
+use libcore::replica::restore::{self, Target};
+use libcore::replica::{digest, layout, segment, DirStore, ReplicaStore};
+use libcore::Db;
+use libcore::Lsn;
+use libcore::{Env, EnvOptions};
+use libcore::{OsVfs, SharedVfs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+struct Setup {
+    _d: tempfile::TempDir,
+    primary: PathBuf,
+    standby: PathBuf,
+    store_dir: PathBuf,
+}
+
+fn setup() -> Setup {
+    let d = tempfile::tempdir().unwrap();
+    let primary = d.path().join("primary");
+    let standby = d.path().join("standby");
+    let store_dir = d.path().join("store");
+    for p in [&primary, &standby, &store_dir] {
+        std::fs::create_dir(p).unwrap();
+    }
+    Setup {
+        _d: d,
+        primary,
+        standby,
+        store_dir,
+    }
+}
+
+fn os() -> SharedVfs {
+    OsVfs::shared()
+}
+
+fn store_at(dir: &Path) -> Arc<dyn ReplicaStore> {
+    Arc::new(DirStore::open(os(), dir).unwrap())
+}
+
+fn quiet() -> impl FnMut(String) {
+    |_| {}
+}
+
+fn open_primary(home: &Path) -> (Env, Db) {
+    let mut o = EnvOptions::create();
+    o.lg_max = Some(64 * 1024);
+    let env = Env::open(home, o).unwrap();
+    let db = match env.open_db("a.db") {
+        Ok(db) => db,
+        Err(_) => {
+            let mut t = env.begin().unwrap();
+            let db = t.create_db("a.db", Some(512)).unwrap();
+            t.commit().unwrap();
+            db
+        }
+    };
+    (env, db)
+}
+
+fn commit_range(env: &Env, db: &Db, from: u32, to: u32) {
+    for i in from..to {
+        let mut t = env.begin().unwrap();
+        t.put(
+            db,
+            format!("k{i:06}").as_bytes(),
+            &vec![i as u8; 50 + (i % 200) as usize],
+        )
+        .unwrap();
+        t.commit().unwrap();
+    }
+}
+
+fn no_digests() -> MasterOptions {
+    MasterOptions {
+        digest_every: None,
+        ..Default::default()
+    }
+}
+
+/// Ticks the master until it has shipped everything the primary wrote and
+/// its first base is complete.
+fn ship_all(m: &mut Master, primary: &Path) {
+    for _ in 0..2000 {
+        m.tick(&mut quiet()).unwrap();
+        let done = m.status().newest_base != 0;
+        let end = logical_end(primary);
+        if done && m.shipped() >= end {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("the master did not catch up");
+}
+
+/// The end of the primary's last complete transaction.
+fn logical_end(home: &Path) -> Lsn {
+    let env = Env::open(home, EnvOptions::read_only()).unwrap();
+    env.log_end()
+}
+
+fn follow_all(c: &mut Client) {
+    for _ in 0..10000 {
+        if c.step(&mut quiet()).unwrap() == Step::Idle {
+            return;
+        }
+    }
+    panic!("the client never caught up");
+}
+
+fn digest_of(home: &Path) -> (Lsn, [u8; 32]) {
+    digest::of_home(home, &mut |_| {}).unwrap()
+}
+
+#[test]
+fn a_client_follows_a_master_and_equals_the_primary() {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 300);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    // More commits, across several log files, with a checkpoint between.
+    commit_range(&env, &db, 300, 1500);
+    env.checkpoint().unwrap();
+    commit_range(&env, &db, 1500, 2000);
+    ship_all(&mut m, &s.primary);
+    follow_all(&mut c);
+    assert_eq!(c.consistent(), logical_end(&s.primary));
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    // Restart both (a kill: no finish): they resume where they were.
+    drop(m);
+    drop(c);
+    commit_range(&env, &db, 2000, 2300);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    m.finish(&mut quiet()).unwrap();
+    env.close().unwrap();
+}
+
+#[test]
+fn a_restore_gives_the_newest_state_from_the_store_alone() {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 800);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    commit_range(&env, &db, 800, 1200);
+    env.close().unwrap();
+    ship_all(&mut m, &s.primary);
+    drop(m);
+    let b = restore::choose(&*store, Target::Newest).unwrap().unwrap();
+    let out = s.standby.join("restored");
+    std::fs::create_dir(&out).unwrap();
+    let r = restore::restore(&os(), &*store, &out, &b, Target::Newest, &mut quiet()).unwrap();
+    restore::unmark(&os(), &out).unwrap();
+    assert_eq!(r.outcome.end, logical_end(&s.primary));
+    assert_eq!(digest_of(&out), digest_of(&s.primary));
+}
+
+#[test]
+fn a_store_of_another_environment_is_refused() {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 10);
+    let store = store_at(&s.store_dir);
+    let m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    drop(m);
+    let other = s.standby.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (env2, db2) = open_primary(&other);
+    commit_range(&env2, &db2, 0, 10);
+    let e = Master::open(&os(), &other, store.clone(), &no_digests(), &mut quiet())
+        .err()
+        .unwrap();
+    let msg = e.to_string();
+    assert!(msg.contains("another environment"), "{msg}");
+    assert!(msg.starts_with(&s.store_dir.display().to_string()), "{msg}");
+    assert!(!msg.contains('\n'));
+    // An empty store given to a client: one line, nothing created.
+    let empty = s.standby.join("empty-store");
+    std::fs::create_dir(&empty).unwrap();
+    let sb = s.standby.join("sb");
+    std::fs::create_dir(&sb).unwrap();
+    let e = Client::open(
+        &os(),
+        &sb,
+        store_at(&empty),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("not a replica store"), "{e}");
+    assert_eq!(std::fs::read_dir(&sb).unwrap().count(), 0);
+    env.close().unwrap();
+    env2.close().unwrap();
+}
+
+/// Damages the last segment of the store in `how`, then checks that the
+/// client refuses it with one line naming it and leaves its state.
+fn damaged_segment_is_refused(how: &str) {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 200);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    commit_range(&env, &db, 200, 210);
+    ship_all(&mut m, &s.primary);
+    let (start, _, key) = segment::last(&*store).unwrap().unwrap();
+    let path = s.store_dir.join(&key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    match how {
+        "torn" => bytes.truncate(bytes.len() - 7),
+        "flipped" => {
+            let n = bytes.len() - 3;
+            bytes[n] ^= 0x40;
+        }
+        "chain" => {
+            // A valid segment whose chain field is wrong.
+            let mut seg = segment::Segment::decode("x", &key, &bytes).unwrap();
+            seg.prev_crc ^= 1;
+            bytes = seg.encode().unwrap();
+        }
+        _ => unreachable!(),
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let applied = c.state().applied;
+    assert_eq!(applied, start);
+    let e = c.step(&mut quiet()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(&key), "{how}: {msg}");
+    assert!(!msg.contains('\n'));
+    assert_eq!(c.state().applied, applied, "{how}: nothing applied");
+    env.close().unwrap();
+}
+
+#[test]
+fn a_torn_segment_is_never_applied() {
+    damaged_segment_is_refused("torn");
+}
+
+#[test]
+fn a_damaged_segment_is_never_applied() {
+    damaged_segment_is_refused("flipped");
+}
+
+#[test]
+fn a_broken_chain_is_never_applied() {
+    damaged_segment_is_refused("chain");
+}
+
+#[test]
+fn segments_end_at_transaction_ends_and_never_span_files() {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 1500);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let segs = segment::list_from(&*store, 0).unwrap();
+    assert!(segs.len() > 3, "{segs:?}");
+    let mut prev: Option<(Lsn, u32)> = None;
+    for (a, b, key) in &segs {
+        assert_eq!(a.file, b.file);
+        let seg = segment::Segment::get(&*store, key).unwrap().unwrap();
+        if let Some((end, crc)) = prev {
+            assert!(
+                *a == end || *a == Lsn::new(end.file + 1, 0),
+                "{a} after {end}"
+            );
+            assert_eq!(seg.prev_crc, crc);
+        } else {
+            assert!(seg.starts_chain() && a.offset == 0);
+        }
+        prev = Some((*b, seg.bytes_crc()));
+    }
+    assert!(layout::read_store_info(&*store).unwrap().is_some());
+    env.close().unwrap();
+}
+
+/// Loads `n` pairs into the new database `name` in one bulk transaction
+/// (built bottom-up, spilled to the file as it goes).
+fn bulk_load(env: &Env, name: &str, n: u32) {
+    let mut t = env.begin_bulk().unwrap();
+    let db = t.create_db(name, Some(512)).unwrap();
+    let mut b = t.bulk_builder(&db).unwrap().expect("a new database builds");
+    for i in 0..n {
+        t.build_push(&mut b, format!("b{i:08}").as_bytes(), &[3u8; 60])
+            .unwrap();
+    }
+    t.build_finish(b).unwrap();
+    t.commit().unwrap();
+}
+
+fn markers(home: &Path) -> Vec<Lsn> {
+    let vfs = os();
+    let l = libcore::Layout::resolve(&vfs, home).unwrap();
+    let first = l.log_files(&vfs).unwrap()[0];
+    libcore::replica::base::bulk_markers(&vfs, &l, Lsn::new(first, 0), Lsn::new(u32::MAX, 0))
+        .unwrap()
+}
+
+/// A bulk load writes its pages straight to the data file and only a
+/// marker to the log, so a standby following the log could never have
+/// them. While a master holds its lease the engine logs the load in full
+/// (no marker, every page an image), and the standby follows it.
+#[test]
+fn a_bulk_load_while_a_master_runs_is_logged_in_full_and_followed() {
+    let s = setup();
+    let mut o = EnvOptions::create();
+    o.lg_max = Some(256 * 1024);
+    o.cache_size = Some(256 * 1024);
+    let env = Env::open(&s.primary, o).unwrap();
+    // Without a lease: a marker (the mode the test relies on exists).
+    bulk_load(&env, "before.db", 3000);
+    assert_eq!(markers(&s.primary).len(), 1);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    bulk_load(&env, "during.db", 20000);
+    assert_eq!(
+        markers(&s.primary).len(),
+        1,
+        "no marker while the lease is held"
+    );
+    ship_all(&mut m, &s.primary);
+    follow_all(&mut c);
+    assert_eq!(c.state().base, 1, "followed, not restored again");
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    env.close().unwrap();
+}

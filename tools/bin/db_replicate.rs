@@ -1,0 +1,7 @@
+fn main() {
+    bdbtools::cli::run_main(
+        bdbtools::cli::Tool::Replicate,
+        bdbtools::replicate::parse,
+        bdbtools::replicate::run,
+    )
+}
