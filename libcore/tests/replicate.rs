@@ -426,3 +426,117 @@ fn a_bulk_load_while_a_master_runs_is_logged_in_full_and_followed() {
     assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
     env.close().unwrap();
 }
+
+/// What broke: a directory store makes a segment visible (its link) a
+/// moment before it is durable (the directory fsync). A client that read
+/// it then, on a host whose power did not fail, kept it; the store lost
+/// its name at the power loss, and the restarted master shipped the same
+/// log again cut in other places. The client then stopped for good: the
+/// next segment's chain checksum named a segment it never applied ("chain
+/// broken"), or nothing started at its applied end ("holds nothing at").
+/// Found by the store-side power-loss test (replicate_powerloss.rs). Now
+/// the client goes on through the new pieces when their bytes up to its
+/// applied end are its own log's.
+#[test]
+fn a_store_that_lost_applied_segments_is_followed_after_it_ships_them_again() {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 100);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    // Two segments the client applies, which the store then loses.
+    let mut lost = Vec::new();
+    for range in [100..103, 103..106] {
+        commit_range(&env, &db, range.start, range.end);
+        ship_all(&mut m, &s.primary);
+        follow_all(&mut c);
+        lost.push(segment::last(&*store).unwrap().unwrap());
+    }
+    drop(m);
+    for (_, _, key) in &lost {
+        std::fs::remove_file(s.store_dir.join(key)).unwrap();
+    }
+    // Shipped again as one segment ending where the client is: the next
+    // one's chain goes through it.
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let (a, b, _) = segment::last(&*store).unwrap().unwrap();
+    assert_eq!((a, b), (lost[0].0, lost[1].1), "shipped again in one piece");
+    commit_range(&env, &db, 106, 110);
+    ship_all(&mut m, &s.primary);
+    follow_all(&mut c);
+    assert_eq!(c.consistent(), logical_end(&s.primary));
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    // Lost again, and shipped again past the client's end: a segment
+    // over its applied end, nothing starting there.
+    let applied = c.state().applied;
+    drop(m);
+    let (a, _, key) = segment::last(&*store).unwrap().unwrap();
+    std::fs::remove_file(s.store_dir.join(key)).unwrap();
+    commit_range(&env, &db, 110, 115);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let (a2, b2, _) = segment::last(&*store).unwrap().unwrap();
+    assert!(a2 == a && b2 > applied, "one segment over {applied}");
+    follow_all(&mut c);
+    assert_eq!(c.consistent(), logical_end(&s.primary));
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    // A standby whose log is not the store's is refused, naming the
+    // segment: its bytes before the applied end differ.
+    let applied = c.state().applied;
+    drop(m);
+    let (a, _, key) = segment::last(&*store).unwrap().unwrap();
+    std::fs::remove_file(s.store_dir.join(&key)).unwrap();
+    let log = s.standby.join(format!("log.{:010}", applied.file));
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[a.offset as usize + 30] ^= 1;
+    std::fs::write(&log, bytes).unwrap();
+    commit_range(&env, &db, 115, 118);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let (_, _, over) = segment::last(&*store).unwrap().unwrap();
+    let e = c.step(&mut quiet()).unwrap_err().to_string();
+    assert!(e.contains(&over) && e.contains("does not hold"), "{e}");
+    assert!(!e.contains('\n'));
+    assert_eq!(c.state().applied, applied, "nothing applied");
+    m.finish(&mut quiet()).unwrap();
+    env.close().unwrap();
+}

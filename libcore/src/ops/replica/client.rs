@@ -16,7 +16,14 @@
 //! 4. record the segment's end and checksum in `__db.replica`.
 //!
 //! A `kill -9` anywhere resumes from the state file: bytes written past
-//! it are written again identically, and redo is idempotent. At every
+//! it are written again identically, and redo is idempotent. After a
+//! power loss, pages redo was writing may be torn: a client starting on a
+//! standby redoes once from the manifest's start (`repair`), from where
+//! every page comes with a full image. A store that
+//! lost segments the standby had applied (a power loss took their names)
+//! gets them again from a restarted master, cut elsewhere: the client
+//! goes on through the new pieces when their bytes are its own
+//! (`realign`). At every
 //! moment the home is a backup directory whose manifest names a
 //! consistency point: stop the client, `db_recover -c`, open it.
 
@@ -134,6 +141,7 @@ impl Client {
             digests: Vec::new(),
             check_digests: opts.check_digests,
         };
+        c.repair()?;
         c.resume_point()?;
         say(format!(
             "standby {} resumes at {} (consistent at {})",
@@ -255,7 +263,7 @@ impl Client {
             return Ok(Step::Idle);
         };
         let s = &self.state;
-        restore::check_next(
+        let checked = restore::check_next(
             &*self.store,
             &key,
             &seg,
@@ -263,13 +271,34 @@ impl Client {
             s.applied,
             s.chain_crc,
             s.epoch,
-        )?;
+        );
+        if let Err(e) = checked {
+            // The segments the applied log ends with may have been shipped
+            // again in other pieces (and the one found here is the next
+            // file's first because none starts at the applied end): then
+            // the chain goes through the piece over the applied end.
+            let applied = self.state.applied;
+            let over = segment::list_file(&*self.store, applied.file)?
+                .into_iter()
+                .find(|p| p.0 < applied && applied <= p.1);
+            if let Some((_, _, prev)) = over {
+                if let Some(step) = self.realign(&prev, say)? {
+                    return Ok(step);
+                }
+            }
+            return Err(e);
+        }
+        self.apply(seg, &key, say)
+    }
+
+    /// Steps 2-4 for a segment that passed its checks.
+    fn apply(&mut self, seg: Segment, key: &str, say: &mut dyn FnMut(String)) -> Result<Step> {
         let before = self.state.applied;
         restore::write_segment(&self.vfs, &self.layout, &seg)?;
         if seg.is_boundary() {
             if let Some(m) = self.bulk_marker()? {
                 restore::truncate_log(&self.vfs, &self.layout, before)?;
-                return self.restore_after(m, &key, say);
+                return self.restore_after(m, key, say);
             }
             self.redo()?;
         }
@@ -282,6 +311,47 @@ impl Client {
             self.check_digest(say)?;
         }
         Ok(Step::Applied(seg.end))
+    }
+
+    /// The store's log holds the segment `key` over the standby's applied
+    /// end (it starts before it and ends at or after it), but not the
+    /// segments the standby applied there: the store lost them (a power
+    /// loss took their names after the client had read them) and a
+    /// restarted master shipped the same log again, cut in other places.
+    /// When the segment's bytes up to the applied end are the standby's
+    /// own, the standby's log is the store's: apply the segment, whose
+    /// checksum the store's chain goes on from. `None` when it does not
+    /// fit (then the caller's error stands).
+    fn realign(&mut self, key: &str, say: &mut dyn FnMut(String)) -> Result<Option<Step>> {
+        let Some(seg) = Segment::get(&*self.store, key)? else {
+            return Ok(None);
+        };
+        let applied = self.state.applied;
+        let fits = seg.env_id == self.state.env_id
+            && seg.epoch >= self.state.epoch
+            && seg.start.file == applied.file
+            && seg.start < applied
+            && applied <= seg.end;
+        let changes = seg.end > applied || seg.bytes_crc() != self.state.chain_crc;
+        if !fits || !changes {
+            return Ok(None);
+        }
+        let n = (applied.offset - seg.start.offset) as usize;
+        let mut mine = vec![0u8; n];
+        let path = self.layout.log_path(applied.file);
+        let read = match self.vfs.open(&path, crate::storage::vfs::OpenMode::Read) {
+            Ok(f) => f.read_at(&mut mine, u64::from(seg.start.offset))?,
+            Err(e) if e.is_not_found() => 0,
+            Err(e) => return Err(e),
+        };
+        if read < n || mine[..] != seg.bytes[..n] {
+            return Ok(None);
+        }
+        say(format!(
+            "{}/{key}: the store holds the log up to {applied} in other segments than the standby applied (it lost some at a power loss?); the bytes are the same: going on from it",
+            self.store.describe()
+        ));
+        self.apply(seg, key, say).map(Some)
     }
 
     /// A bulk load in the log written since the manifest's end, whose
@@ -306,12 +376,27 @@ impl Client {
         Ok(None)
     }
 
+    /// Redo from the manifest's start once, when a client starts on a
+    /// standby it kept before: a power loss during its last redo may have
+    /// torn pages that redo was writing, and the log from the manifest's
+    /// end holds only deltas for them. From the start (the redo point of
+    /// the last checkpoint redo passed, or the base's), every page changed
+    /// since comes with a full image first, as in an owner's recovery.
+    /// Also cuts what follows the last complete transaction of the log.
+    fn repair(&mut self) -> Result<()> {
+        self.redo_from(self.manifest.start)
+    }
+
     fn redo(&mut self) -> Result<()> {
+        self.redo_from(self.manifest.end)
+    }
+
+    fn redo_from(&mut self, from: Lsn) -> Result<()> {
         let outcome = recovery::recover(
             &self.vfs,
             &self.layout,
             RecoveryOptions {
-                mode: RecoveryMode::From(self.manifest.end),
+                mode: RecoveryMode::From(from),
                 write: true,
                 ..Default::default()
             },
@@ -421,13 +506,27 @@ impl Client {
         self.state.write(&self.vfs, &self.layout.home)
     }
 
-    /// Nothing at the applied end: when the store's log goes on after a
-    /// gap (a new chain) and a base covers it, restore from that base.
+    /// Nothing at the applied end: when a segment the store shipped again
+    /// covers it, go on from that one (`realign`); when the store's log
+    /// goes on after a gap (a new chain) and a base covers it, restore
+    /// from that base.
     fn gap_check(&mut self, say: &mut dyn FnMut(String)) -> Result<Step> {
-        let Some((s, _, key)) = segment::list_from(&*self.store, self.state.applied.file)?
-            .into_iter()
-            .find(|s| s.0 > self.state.applied)
-        else {
+        let applied = self.state.applied;
+        let later = segment::list_from(&*self.store, applied.file)?;
+        if let Some((_, _, over)) = later.iter().find(|s| s.0 < applied && applied < s.1) {
+            return match self.realign(over, say)? {
+                Some(step) => Ok(step),
+                None => Err(Error::store(
+                    self.store.describe(),
+                    over.clone(),
+                    StoreFault::Corrupt,
+                    format!(
+                        "the segment over the standby's applied end ({applied}) does not hold the standby's log bytes: the store's log is not the one this standby followed"
+                    ),
+                )),
+            };
+        }
+        let Some((s, _, key)) = later.into_iter().find(|s| s.0 > applied) else {
             return Ok(Step::Idle);
         };
         let Some(seg) = Segment::get(&*self.store, &key)? else {
