@@ -217,3 +217,243 @@ fn bad_input_is_one_line_and_changes_nothing() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
     }
 }
+
+/// Ticks `m` until it has shipped all of `env`'s log and has at least
+/// `bases` complete bases.
+fn ship_all(m: &mut libcore::replica::master::Master, env: &libcore::Env, bases: u64) {
+    let t = Instant::now();
+    while m.status().newest_base < bases || m.shipped() < env.log_end() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the master is stuck");
+        m.tick(&mut |_| {}).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn commit_keys(env: &libcore::Env, db: &libcore::Db, keys: std::ops::Range<u32>) {
+    for i in keys {
+        let mut t = env.begin().unwrap();
+        t.put(db, format!("k{i:05}").as_bytes(), b"v").unwrap();
+        t.commit().unwrap();
+    }
+}
+
+/// `db_replicate -R -p time` restores the state at a time between two
+/// known commits from the store alone: exactly the commits up to it, from
+/// the newest base older than the time (a newer base exists); without
+/// `-p` the newest state; a time before every base is one line and leaves
+/// the directory as it was.
+#[test]
+fn a_restore_at_a_time_gives_exactly_the_commits_up_to_it() {
+    use libcore::replica::master::{Master, MasterOptions};
+    let d = tempfile::tempdir().unwrap();
+    let dir = |n: &str| {
+        let p = d.path().join(n);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("DB_CONFIG"), "repl_store ../the store\n").unwrap();
+        p
+    };
+    let (primary, at, newest, early) = (dir("primary"), dir("at"), dir("newest"), dir("early"));
+    std::fs::create_dir(d.path().join("the store")).unwrap();
+    let env = libcore::Env::open(&primary, libcore::EnvOptions::create()).unwrap();
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    commit_keys(&env, &db, 0..50);
+    let vfs = libcore::OsVfs::shared();
+    let opts = MasterOptions {
+        digest_every: None,
+        ..Default::default()
+    };
+    let store = libcore::replica::open_store(&vfs, &primary).unwrap();
+    let mut m = Master::open(&vfs, &primary, store.clone(), &opts, &mut |_| {}).unwrap();
+    ship_all(&mut m, &env, 1);
+    m.finish(&mut |_| {}).unwrap();
+    // A time strictly between the two batches' commit times (seconds).
+    std::thread::sleep(Duration::from_millis(1100));
+    let between = libcore::testing::timespec::now() as u64;
+    std::thread::sleep(Duration::from_millis(1100));
+    commit_keys(&env, &db, 50..80);
+    // A second base, written after the time: the restore must not use it.
+    let opts = MasterOptions {
+        base_bytes: Some(1),
+        ..opts
+    };
+    let mut m = Master::open(&vfs, &primary, store, &opts, &mut |_| {}).unwrap();
+    ship_all(&mut m, &env, 2);
+    m.finish(&mut |_| {}).unwrap();
+    let keys = |home: &Path| -> Vec<Vec<u8>> {
+        contents(home)["a.db"].keys().cloned().collect::<Vec<_>>()
+    };
+    let want =
+        |n: u32| -> Vec<Vec<u8>> { (0..n).map(|i| format!("k{i:05}").into_bytes()).collect() };
+    let stamp = libcore::testing::timefmt::recover_stamp(between);
+    let out = cmd("db_replicate")
+        .args(["-R", "-p", &stamp, "-h"])
+        .arg(&at)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(keys(&at), want(50), "restored at {stamp}");
+    let out = cmd("db_replicate")
+        .arg("-R")
+        .arg("-h")
+        .arg(&newest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(keys(&newest), want(80));
+    assert_eq!(contents(&newest), contents(&primary));
+    // Before every base: refused, nothing written.
+    let stamp = libcore::testing::timefmt::recover_stamp(between - 3600);
+    let out = cmd("db_replicate")
+        .args(["-R", "-p", &stamp, "-h"])
+        .arg(&early)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no base in the store is older than"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&early).unwrap().count(),
+        1,
+        "only DB_CONFIG"
+    );
+    env.close().unwrap();
+}
+
+/// Every file under `dir` with its bytes (to show nothing changed).
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A standby's home holds a backup manifest, so `db_hotbackup` took it
+/// for a backup of its primary: `-u` moved its log and manifest under the
+/// client, and a full backup replaced it. Both are refused now, in one
+/// line, changing nothing; and a second client on a standby a client
+/// keeps is refused (the client holds the standby's owner lock), where
+/// before both applied segments and redid into the same files.
+#[test]
+fn backups_into_a_standby_and_a_second_client_are_refused() {
+    use libcore::replica::client::{Client, ClientOptions};
+    use libcore::replica::master::{Master, MasterOptions};
+    let d = tempfile::tempdir().unwrap();
+    let dir = |n: &str| {
+        let p = d.path().join(n);
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("DB_CONFIG"), "repl_store ../store\n").unwrap();
+        p
+    };
+    let (primary, standby) = (dir("primary"), dir("standby"));
+    std::fs::create_dir(d.path().join("store")).unwrap();
+    let env = libcore::Env::open(&primary, libcore::EnvOptions::create()).unwrap();
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    commit_keys(&env, &db, 0..20);
+    let vfs = libcore::OsVfs::shared();
+    let store = libcore::replica::open_store(&vfs, &primary).unwrap();
+    let opts = MasterOptions {
+        digest_every: None,
+        ..Default::default()
+    };
+    let mut m = Master::open(&vfs, &primary, store.clone(), &opts, &mut |_| {}).unwrap();
+    ship_all(&mut m, &env, 1);
+    m.finish(&mut |_| {}).unwrap();
+    let c = Client::open(
+        &vfs,
+        &standby,
+        store,
+        &ClientOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    drop(c);
+    env.close().unwrap();
+    let before = snapshot(&standby);
+    for update in [true, false] {
+        let mut c = cmd("db_hotbackup");
+        c.arg("-h").arg(&primary).arg("-b").arg(&standby);
+        if update {
+            c.arg("-u");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "-u {update}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert_eq!(lines[1], "db_hotbackup: HOT BACKUP FAILED!", "{err}");
+        assert!(
+            lines[0].contains("is a standby kept by db_replicate"),
+            "{err}"
+        );
+        assert!(err.contains(&standby.display().to_string()), "{err}");
+        assert_eq!(snapshot(&standby), before, "-u {update}: nothing changed");
+    }
+    // Two clients on one standby.
+    let first = Reaped(Some(start(&standby, false)));
+    let first_pid = first.0.as_ref().unwrap().id();
+    let lock = standby.join("__db.lock");
+    let t = Instant::now();
+    while std::fs::read_to_string(&lock).unwrap_or_default() != first_pid.to_string() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the client never took the standby's lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut second = std::process::Command::new(assert_cmd::cargo::cargo_bin("db_replicate"))
+        .env_remove("DB_HOME")
+        .arg("-h")
+        .arg(&standby)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while second.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = second.kill();
+            panic!("a second client runs beside the first");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("in use by pid {first_pid}")), "{err}");
+    sigint(first.take());
+}
+
+/// A child killed if the test fails before it stops it.
+struct Reaped(Option<Child>);
+
+impl Reaped {
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            sigkill(c);
+        }
+    }
+}

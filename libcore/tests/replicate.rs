@@ -540,3 +540,267 @@ fn a_store_that_lost_applied_segments_is_followed_after_it_ships_them_again() {
     m.finish(&mut quiet()).unwrap();
     env.close().unwrap();
 }
+
+/// The log files of `home`, by number.
+fn log_files(home: &Path) -> Vec<u32> {
+    let vfs = os();
+    let l = libcore::Layout::resolve(&vfs, home).unwrap();
+    l.log_files(&vfs).unwrap()
+}
+
+/// Every segment of the store continues the one before it (contiguous,
+/// chained) or starts a new chain; returns the chain starts after the
+/// first.
+fn check_chains(store: &dyn ReplicaStore) -> Vec<Lsn> {
+    let mut prev: Option<(Lsn, u32)> = None;
+    let mut starts = Vec::new();
+    for (a, _, key) in segment::list_from(store, 0).unwrap() {
+        let seg = segment::Segment::get(store, &key).unwrap().unwrap();
+        match prev {
+            Some((end, crc)) if !seg.starts_chain() => {
+                assert!(
+                    a == end || a == Lsn::new(end.file + 1, 0),
+                    "{key} after {end}"
+                );
+                assert_eq!(seg.prev_crc, crc, "{key}: chained");
+            }
+            Some(_) => starts.push(a),
+            None => assert!(seg.starts_chain(), "{key}: the first starts a chain"),
+        }
+        prev = Some((seg.end, seg.bytes_crc()));
+    }
+    starts
+}
+
+/// A log file the master still needs is removed by hand (`rm`, where
+/// `db_archive -d` keeps it for the master's lease): the oldest one it
+/// needs (`which` 0) or one after it (1). The master names it in one line,
+/// ships nothing across the gap, and starts a new chain with a new base
+/// after it; the standby restores from that base and ends equal to the
+/// primary.
+fn log_removed_by_hand(which: u32) {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 200);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    // The master falls behind by several log files (its store was
+    // away), and a checkpoint leaves them unused by the primary.
+    let needed = m.shipped().file;
+    commit_range(&env, &db, 200, 1500);
+    env.checkpoint().unwrap();
+    assert!(log_files(&s.primary).last().unwrap() > &(needed + 2));
+    let removed = libcore::archive::remove_unused(
+        &os(),
+        &libcore::Layout::resolve(&os(), &s.primary).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        log_files(&s.primary).contains(&needed),
+        "db_archive -d keeps what the master's lease holds: removed {removed:?}"
+    );
+    let before_gap = m.shipped();
+    let gone = s.primary.join(format!("log.{:010}", needed + which));
+    std::fs::remove_file(&gone).unwrap();
+    let mut said = Vec::new();
+    m.tick(&mut |l| said.push(l)).unwrap();
+    let named: Vec<&String> = said
+        .iter()
+        .filter(|l| l.contains(&gone.display().to_string()))
+        .collect();
+    assert_eq!(named.len(), 1, "{said:?}");
+    assert!(!named[0].contains('\n'));
+    assert!(m.status().last_error.contains(&gone.display().to_string()));
+    ship_all(&mut m, &s.primary);
+    for _ in 0..2000 {
+        if m.status().newest_base >= 2 {
+            break;
+        }
+        m.tick(&mut quiet()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(m.status().newest_base, 2, "a new base after the gap");
+    let starts = check_chains(&*store);
+    assert_eq!(starts.len(), 1, "one new chain: {starts:?}");
+    assert!(
+        starts[0].file > needed,
+        "nothing of {needed} or before it after the gap"
+    );
+    for (a, b, key) in segment::list_from(&*store, 0).unwrap() {
+        assert!(
+            a >= starts[0] || b <= before_gap,
+            "{key} ships across the gap"
+        );
+    }
+    // The standby restores from the new base and follows.
+    follow_all(&mut c);
+    assert_eq!(c.state().base, 2);
+    assert_eq!(c.consistent(), logical_end(&s.primary));
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    m.finish(&mut quiet()).unwrap();
+    env.close().unwrap();
+}
+
+#[test]
+fn the_oldest_log_the_master_needs_removed_by_hand_is_named_and_never_shipped_across() {
+    log_removed_by_hand(0);
+}
+
+#[test]
+fn a_later_log_the_master_needs_removed_by_hand_is_named_and_never_shipped_across() {
+    log_removed_by_hand(1);
+}
+
+/// A bulk load committed with no lease held (after the store's base, while
+/// no master ran) leaves only a marker in the log. The restarted master
+/// sees it as it ships and writes a new base; the client never applies
+/// the segment holding it (the pages are not in it): it waits for a base
+/// copied after the load, restores from it, and ends equal to the primary.
+#[test]
+fn a_bulk_load_between_masters_brings_a_new_base_the_standby_restores() {
+    let s = setup();
+    let mut o = EnvOptions::create();
+    o.lg_max = Some(256 * 1024);
+    o.cache_size = Some(256 * 1024);
+    let env = Env::open(&s.primary, o).unwrap();
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("a.db", Some(512)).unwrap();
+    t.commit().unwrap();
+    commit_range(&env, &db, 0, 200);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    m.finish(&mut quiet()).unwrap();
+    bulk_load(&env, "late.db", 5000);
+    assert_eq!(markers(&s.primary).len(), 1, "no lease: a marker");
+    commit_range(&env, &db, 200, 250);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    let mut said = Vec::new();
+    let mut restored = false;
+    for _ in 0..4000 {
+        m.tick(&mut |l| said.push(l)).unwrap();
+        match c.step(&mut quiet()).unwrap() {
+            Step::Restored(_) => restored = true,
+            Step::Idle if restored && m.shipped() >= logical_end(&s.primary) => break,
+            _ => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(restored, "the standby restored from a new base: {said:?}");
+    assert!(said.iter().any(|l| l.contains("bulk load")), "{said:?}");
+    assert_eq!(c.state().base, 2);
+    follow_all(&mut c);
+    assert_eq!(c.consistent(), logical_end(&s.primary));
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    m.finish(&mut quiet()).unwrap();
+    env.close().unwrap();
+}
+
+/// The store fills up or fails (ENOSPC, then EIO) while the master ships:
+/// every tick reports and retries, never an error that stops it; the
+/// primary's commits go on; `db_archive -d` keeps the log not shipped
+/// (the lease); when the store is back the master catches up and the
+/// standby ends equal to the primary.
+fn store_fails_while_shipping(errno: i32) {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 100);
+    let faulty = Arc::new(testkit::FaultyVfs::new(os()));
+    let store: Arc<dyn ReplicaStore> =
+        Arc::new(DirStore::open(faulty.clone(), &s.store_dir).unwrap());
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        store_at(&s.store_dir),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    let shipped = m.shipped();
+    match errno {
+        testkit::ENOSPC => faulty.enospc_after(faulty.counts().bytes_written + 100),
+        _ => faulty.fail_from(testkit::Op::Write, faulty.counts().writes + 1),
+    }
+    let mut said = Vec::new();
+    for i in 0..20 {
+        commit_range(&env, &db, 100 + i * 40, 140 + i * 40);
+        m.tick(&mut |l| said.push(l))
+            .unwrap_or_else(|e| panic!("the master stopped: {e}"));
+    }
+    env.checkpoint().unwrap();
+    let layout = libcore::Layout::resolve(&os(), &s.primary).unwrap();
+    libcore::archive::remove_unused(&os(), &layout).unwrap();
+    assert!(log_files(&s.primary).contains(&shipped.file), "leased");
+    let err = &m.status().last_error;
+    assert!(err.contains(&s.store_dir.display().to_string()), "{err}");
+    assert!(!err.contains('\n'));
+    assert!(said.iter().any(|l| l.ends_with("; retrying")), "{said:?}");
+    assert!(m.shipped() < logical_end(&s.primary), "nothing shipped");
+    faulty.heal();
+    ship_all(&mut m, &s.primary);
+    follow_all(&mut c);
+    assert_eq!(c.consistent(), logical_end(&s.primary));
+    assert_eq!(digest_of(&s.standby), digest_of(&s.primary));
+    m.finish(&mut quiet()).unwrap();
+    env.close().unwrap();
+}
+
+#[test]
+fn a_full_store_is_reported_and_retried_and_the_primary_goes_on() {
+    store_fails_while_shipping(testkit::ENOSPC);
+}
+
+#[test]
+fn a_failing_store_is_reported_and_retried_and_the_primary_goes_on() {
+    store_fails_while_shipping(testkit::EIO);
+}

@@ -412,6 +412,7 @@ impl Shipped {
             let left: Vec<_> = std::fs::read_dir(home)
                 .unwrap()
                 .map(|e| e.unwrap().file_name())
+                .filter(|n| n != "__db.lock")
                 .collect();
             assert!(
                 left.is_empty(),

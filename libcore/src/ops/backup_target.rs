@@ -12,6 +12,7 @@
 //! | a complete backup of another environment            | refused     | refused  |
 //! | environment files without a manifest: a primary, live or stopped, a copy that was failed over to and took commits, a backup an older version left unfinished | refused | refused |
 //! | a file that belongs to no environment               | refused     | ignored  |
+//! | a standby `db_replicate` keeps (`__db.replica`, or `__db.restoring`) | refused | refused |
 //! | a new backup half moved into place                  | the move is finished first, then as above | same |
 //!
 //! Every refusal is one line naming the directory and what it holds, and
@@ -55,6 +56,8 @@
 
 use crate::engine::owner::{self, OwnerLock, LOCK_FILE};
 use crate::error::{Error, Location, Result};
+use crate::ops::replica::restore::MARK_FILE as RESTORE_MARK;
+use crate::ops::replica::status::STATE_FILE as STANDBY_STATE;
 use crate::storage::config::Config;
 use crate::storage::layout::{is_env_internal, probe_db, Layout};
 use crate::storage::vfs::{OpenMode, SharedVfs};
@@ -139,6 +142,9 @@ pub struct Survey {
     pub holds: Holds,
     /// The first file (by name) that belongs to no environment.
     pub foreign: Option<PathBuf>,
+    /// A file that makes the directory a standby kept by `db_replicate`
+    /// (its state, or the mark of a restore under way).
+    pub standby: Option<PathBuf>,
 }
 
 /// Looks at `target` and at `dirs` (the directories a backup there would
@@ -147,6 +153,7 @@ pub fn survey(vfs: &SharedVfs, target: &Path, dirs: &[PathBuf]) -> Result<Survey
     let mut out = Survey {
         holds: Holds::Missing,
         foreign: None,
+        standby: None,
     };
     if !vfs.exists(target) {
         return Ok(out);
@@ -185,6 +192,10 @@ pub fn survey(vfs: &SharedVfs, target: &Path, dirs: &[PathBuf]) -> Result<Survey
             let name = if is_regular(&p) { name.to_str() } else { None };
             match name {
                 Some(LOCK_FILE | MANIFEST_FILE) => {}
+                Some(STANDBY_STATE | RESTORE_MARK) => {
+                    signs.region = true;
+                    out.standby.get_or_insert(p);
+                }
                 Some(n) if n.starts_with(".tmp.") => {}
                 Some(n) if n == crate::engine::region::REGION_FILE => signs.region = true,
                 Some("DB_CONFIG") => signs.config = true,
@@ -217,6 +228,9 @@ pub fn check_full(sv: &Survey, target: &Path, home: &Path, src_env: u64) -> Resu
     if let Some(f) = &sv.foreign {
         return Err(foreign(f));
     }
+    if let Some(f) = &sv.standby {
+        return Err(standby(target, f));
+    }
     match &sv.holds {
         Holds::Missing | Holds::Empty | Holds::Moving => Ok(()),
         Holds::Backup(m) if m.env_id == src_env => Ok(()),
@@ -227,6 +241,9 @@ pub fn check_full(sv: &Survey, target: &Path, home: &Path, src_env: u64) -> Resu
 
 /// Refuses an update of the backup in `target` from `home`.
 pub fn check_update(sv: &Survey, target: &Path, home: &Path, src_env: u64) -> Result<()> {
+    if let Some(f) = &sv.standby {
+        return Err(standby(target, f));
+    }
     match &sv.holds {
         Holds::Missing => Err(Error::invalid(format!(
             "{}: no such directory: there is no backup to update (make one with a full db_hotbackup)",
@@ -250,6 +267,18 @@ fn foreign(path: &Path) -> Error {
     Error::invalid(format!(
         "{}: holds {name}, which belongs to no environment; refusing to write a backup there (nothing was changed)",
         dir.display()
+    ))
+}
+
+/// A standby's home holds a backup manifest too, but its client owns it:
+/// a backup there would move its log and manifest under the client (or
+/// replace them), and the client's record of what it applied would no
+/// longer match.
+fn standby(target: &Path, file: &Path) -> Error {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    Error::invalid(format!(
+        "{}: is a standby kept by db_replicate ({name}); refusing to write a backup there (nothing was changed): its client keeps it up to date from the replica store; back up into another directory",
+        target.display()
     ))
 }
 

@@ -34,6 +34,7 @@ use super::restore::{self, Target};
 use super::segment::{self, Segment};
 use super::status::{now_ms, ClientState, MasterStatus};
 use super::store::ReplicaStore;
+use crate::engine::owner::OwnerLock;
 use crate::error::{Error, Result, StoreFault};
 use crate::ops::interrupt::{raised, StopFlag};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions};
@@ -70,6 +71,10 @@ impl Default for ClientOptions {
 }
 
 pub struct Client {
+    /// The standby's owner lock (`__db.lock`), held for the client's
+    /// life: one client at a time, and no `db_recover` or owner open of
+    /// the standby while it applies.
+    _lock: OwnerLock,
     vfs: SharedVfs,
     layout: Layout,
     store: Arc<dyn ReplicaStore>,
@@ -112,15 +117,18 @@ impl Client {
                 "not a replica store (no store record): is it the right directory, and has a master (db_replicate -M) run?",
             )
         })?;
-        if vfs.exists(&restore::mark_path(home)) || restore::is_empty_home(vfs, home)? {
-            return Client::first_restore(vfs, home, store, info.env_id, opts, say);
+        let fresh = |vfs: &SharedVfs| -> Result<bool> {
+            Ok(vfs.exists(&restore::mark_path(home)) || restore::is_empty_home(vfs, home)?)
+        };
+        if !fresh(vfs)? && ClientState::read(vfs, home)?.is_none() {
+            return Err(not_a_standby(home));
+        }
+        let lock = lock_standby(home)?;
+        if fresh(vfs)? {
+            return Client::first_restore(vfs, home, store, info.env_id, opts, lock, say);
         }
         let Some(state) = ClientState::read(vfs, home)? else {
-            return Err(Error::invalid(format!(
-                "{}: holds files but is not a standby kept by db_replicate (no {}): give the client an empty directory",
-                home.display(),
-                super::status::STATE_FILE
-            )));
+            return Err(not_a_standby(home));
         };
         if state.env_id != info.env_id {
             return Err(layout::foreign(&*store, info.env_id, state.env_id));
@@ -132,6 +140,7 @@ impl Client {
             )));
         };
         let mut c = Client {
+            _lock: lock,
             vfs: vfs.clone(),
             layout,
             store,
@@ -158,6 +167,7 @@ impl Client {
         store: Arc<dyn ReplicaStore>,
         env_id: u64,
         opts: &ClientOptions,
+        lock: OwnerLock,
         say: &mut dyn FnMut(String),
     ) -> Result<Client> {
         let mut waited = false;
@@ -177,6 +187,7 @@ impl Client {
                         state.write(vfs, home)?;
                         restore::unmark(vfs, home)?;
                         return Ok(Client {
+                            _lock: lock,
                             vfs: vfs.clone(),
                             layout: Layout::resolve(vfs, home)?,
                             store,
@@ -588,6 +599,25 @@ impl Client {
         self.state.last_error = e.to_string();
         self.state.last_error_ms = now_ms();
         let _ = self.state.write(&self.vfs, &self.layout.home);
+    }
+}
+
+fn not_a_standby(home: &Path) -> Error {
+    Error::invalid(format!(
+        "{}: holds files but is not a standby kept by db_replicate (no {}): give the client an empty directory",
+        home.display(),
+        super::status::STATE_FILE
+    ))
+}
+
+/// Takes the standby's owner lock, or names who holds it.
+fn lock_standby(home: &Path) -> Result<OwnerLock> {
+    match OwnerLock::acquire(home, Duration::from_secs(3)) {
+        Err(Error::Locked { pid, .. }) => Err(Error::invalid(format!(
+            "{}: in use by pid {pid} (another db_replicate client, or a db_recover or an application that opened it); nothing was changed",
+            home.display()
+        ))),
+        r => r,
     }
 }
 

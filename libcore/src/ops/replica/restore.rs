@@ -14,6 +14,7 @@ use super::base::{self, BaseManifest};
 use super::layout;
 use super::segment::{self, Segment};
 use super::store::ReplicaStore;
+use crate::engine::owner::LOCK_FILE;
 use crate::error::{Error, Result, StoreFault};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::layout::Layout;
@@ -71,11 +72,12 @@ pub fn choose(store: &dyn ReplicaStore, target: Target) -> Result<Option<BaseMan
     })
 }
 
-/// Whether `home` holds nothing but a DB_CONFIG (and the restore mark).
+/// Whether `home` holds nothing but a DB_CONFIG (and the restore mark, and
+/// the owner lock a client takes first).
 pub fn is_empty_home(vfs: &SharedVfs, home: &Path) -> Result<bool> {
     for name in vfs.list(home)? {
         let n = name.to_string_lossy();
-        if n != "DB_CONFIG" && n != MARK_FILE {
+        if n != "DB_CONFIG" && n != MARK_FILE && n != LOCK_FILE {
             return Ok(false);
         }
     }
@@ -83,7 +85,8 @@ pub fn is_empty_home(vfs: &SharedVfs, home: &Path) -> Result<bool> {
 }
 
 /// Removes what a restore or a standby put in `home`: databases, logs,
-/// the manifest, the standby state and the mark last.
+/// the manifest, the standby state and the mark last (never the owner
+/// lock, which the client restoring holds).
 pub fn wipe(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
     for f in layout.db_files(vfs)? {
         vfs.remove(&f.path)?;
@@ -96,6 +99,7 @@ pub fn wipe(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
         let path = layout.home.join(&name);
         if (n.starts_with("__db.") || n.starts_with(".tmp."))
             && n != MARK_FILE
+            && n != LOCK_FILE
             && !vfs.is_dir(&path)
         {
             vfs.remove(&path)?;
