@@ -17,7 +17,11 @@
 //! 5. commits/s, sync and nosync, 1 and 8 threads, vs libdb;
 //! 6. the primary's commits/s while `db_hotbackup` runs in a loop;
 //! 7. `db_archive` latency with many log files vs few;
-//! 8. `db_hotbackup` peak RSS.
+//! 8. `db_hotbackup` peak RSS;
+//! 9. replication (`db_replicate`, replicate.rs): standby lag at 1,000
+//!    commits/s, the primary's commits/s with a master, a restore from a
+//!    directory store vs `cp -r && sync`, failover time on both sizes, and
+//!    what logging a bulk load in full costs.
 //!
 //! Timings are warm-cache: `sync` (untimed) before each timed run. The
 //! table goes to stdout and, with the machine description, to
@@ -30,6 +34,7 @@
 mod bdb;
 mod measure;
 mod plot;
+mod replicate;
 mod report;
 mod workload;
 
@@ -57,6 +62,8 @@ struct Size {
     /// Transactions replayed by catastrophic recovery.
     recovery_txns: Vec<u64>,
     commit_secs: f64,
+    /// Seconds of paced commits in each standby lag run.
+    repl_secs: f64,
     /// Log files for the db_archive latency: few, many.
     archive_logs: (usize, usize),
     runs: usize,
@@ -73,6 +80,7 @@ impl Size {
                 u_mib: vec![0.25, 1.0],
                 recovery_txns: vec![1_000, 2_000],
                 commit_secs: 0.3,
+                repl_secs: 1.0,
                 archive_logs: (10, 100),
                 runs: 1,
             },
@@ -84,6 +92,7 @@ impl Size {
                 u_mib: vec![1.0, 4.0, 16.0],
                 recovery_txns: vec![20_000, 40_000, 80_000],
                 commit_secs: 3.0,
+                repl_secs: 10.0,
                 archive_logs: (100, 10_000),
                 runs: 3,
             },
@@ -95,6 +104,7 @@ impl Size {
                 u_mib: vec![1.0, 4.0, 16.0, 64.0],
                 recovery_txns: vec![50_000, 100_000, 200_000, 400_000],
                 commit_secs: 5.0,
+                repl_secs: 20.0,
                 archive_logs: (100, 10_000),
                 runs: 3,
             },
@@ -907,6 +917,7 @@ fn run(size: Size, out: PathBuf, only: Option<Vec<u32>>, use_bdb: bool) -> R<()>
         "db_recover",
         "db_archive",
         "db_checkpoint",
+        "db_replicate",
         "examples/writer",
     ] {
         if !bin.join(tool).exists() {
@@ -977,7 +988,7 @@ impl Bench {
         if let Err(e) = &self.bdb {
             say(&format!("Berkeley DB anchors left out: {e}"));
         }
-        if [1, 2, 6, 8].iter().any(|&n| want(n)) {
+        if [1, 2, 6, 8, 9].iter().any(|&n| want(n)) {
             let (small, large) = (self.size.env_small, self.size.env_large);
             say(&format!(
                 "building environments: {small} and {large} records of 1000 bytes"
@@ -1013,6 +1024,9 @@ impl Bench {
         }
         if want(8) {
             self.memory();
+        }
+        if want(9) {
+            self.replication()?;
         }
         Ok(())
     }

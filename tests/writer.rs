@@ -8,7 +8,11 @@
 //! are done, printing `ACK <n>` after each commit returns. Any committed
 //! prefix is easy to recognise: a.db holds exactly k1..kL and b.db says L.
 //!
-//! `writer HOME [-n COUNT] [-i INTERVAL_MS] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]`
+//! `writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]`
+//!
+//! With `--rate R` the k-th commit of the run begins no earlier than k/R
+//! seconds after the first: a sustained rate (the replication lag bench),
+//! catching up without a pause when a commit was late.
 //!
 //! With `--bulk-at J`, transaction J is a bulk-mode one that also loads
 //! 300 records of 1000 bytes into c.db.
@@ -40,7 +44,7 @@ use std::time::{Duration, Instant};
 mod workload;
 use workload::{key, value};
 
-const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES]";
+const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES]";
 
 fn die(msg: impl std::fmt::Display) -> ! {
     eprintln!("writer: {msg}");
@@ -69,6 +73,14 @@ fn main() {
     };
     let count: u64 = flag(&args, "-n").unwrap_or(u64::MAX);
     let interval: u64 = flag(&args, "-i").unwrap_or(0);
+    let rate: Option<f64> = flag(&args, "--rate");
+    if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) || (rate.is_some() && interval > 0) {
+        usage("--rate must be positive, and not given with -i");
+    }
+    let pace = Pace {
+        interval: Duration::from_millis(interval),
+        rate,
+    };
     let ckp_every: u64 = flag(&args, "-c").unwrap_or(0);
     let bulk_at: Option<u64> = flag(&args, "--bulk-at");
     let threads: Option<usize> = flag(&args, "--threads");
@@ -94,7 +106,7 @@ fn main() {
     let rate = match timed {
         Some((t, s)) => Some(timed_run(&env, &dbs, t, s).unwrap_or_else(|e| die(e))),
         None => {
-            counted_run(&env, &dbs, count, interval, ckp_every, bulk_at).unwrap_or_else(|e| die(e));
+            counted_run(&env, &dbs, count, pace, ckp_every, bulk_at).unwrap_or_else(|e| die(e));
             None
         }
     };
@@ -133,17 +145,32 @@ fn last_j(env: &Env, dbs: &Dbs) -> libcore::Result<u64> {
         .unwrap_or(0))
 }
 
+/// How counted mode spaces its commits: a pause after each (`-i`), or a
+/// schedule (`--rate`).
+#[derive(Clone, Copy)]
+struct Pace {
+    interval: Duration,
+    rate: Option<f64>,
+}
+
 fn counted_run(
     env: &Env,
     dbs: &Dbs,
     count: u64,
-    interval: u64,
+    pace: Pace,
     ckp_every: u64,
     bulk_at: Option<u64>,
 ) -> libcore::Result<()> {
     let mut j = last_j(env, dbs)?;
     let stdout = std::io::stdout();
-    for _ in 0..count {
+    let start = Instant::now();
+    for k in 0..count {
+        if let Some(r) = pace.rate {
+            let due = start + Duration::from_secs_f64(k as f64 / r);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         j += 1;
         let mut t = if bulk_at == Some(j) {
             env.begin_bulk()?
@@ -168,8 +195,8 @@ fn counted_run(
         if ckp_every > 0 && j.is_multiple_of(ckp_every) {
             env.checkpoint()?;
         }
-        if interval > 0 {
-            std::thread::sleep(Duration::from_millis(interval));
+        if !pace.interval.is_zero() {
+            std::thread::sleep(pace.interval);
         }
     }
     Ok(())

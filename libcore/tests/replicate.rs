@@ -804,3 +804,54 @@ fn a_full_store_is_reported_and_retried_and_the_primary_goes_on() {
 fn a_failing_store_is_reported_and_retried_and_the_primary_goes_on() {
     store_fails_while_shipping(testkit::EIO);
 }
+
+/// What broke: the master looked for new log again at once after every
+/// tick that shipped anything, so under a busy primary it put a stream of
+/// tiny segments (a commit or two each), each with its fsyncs in the
+/// store and its redo in every standby: standbys fell seconds behind at
+/// 1,000 commits/s and the primary's commits slowed by a third (the bench
+/// rows of section 9). Now a tick that shipped less than a full segment
+/// is followed by a pause until the next tick: at most one round of
+/// segments per tick, a segment per log file at most.
+#[test]
+fn a_busy_primary_is_shipped_once_a_tick_not_in_tiny_segments() {
+    let s = setup();
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 100);
+    let store = store_at(&s.store_dir);
+    let opts = MasterOptions {
+        digest_every: None,
+        lag_bound: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let tick = opts.lag_bound / 20;
+    let stop = opts.stop.clone();
+    let (home, st) = (s.primary.clone(), store.clone());
+    let master = std::thread::spawn(move || {
+        libcore::replica::master::run(&os(), &home, st, &opts, &mut |_| {})
+    });
+    // Until the first base is shipped, then a second of commits.
+    while segment::list_from(&*store, 0).unwrap().is_empty() {
+        std::thread::sleep(tick);
+    }
+    let before = segment::list_from(&*store, 0).unwrap().len();
+    let files_before = log_files(&s.primary).len();
+    let began = std::time::Instant::now();
+    let mut i = 100;
+    while began.elapsed() < std::time::Duration::from_secs(1) {
+        commit_range(&env, &db, i, i + 1);
+        i += 1;
+    }
+    let ticks = (began.elapsed().as_millis() / tick.as_millis()) as usize + 1;
+    std::thread::sleep(tick * 4);
+    stop.store(2, std::sync::atomic::Ordering::SeqCst);
+    master.join().unwrap().unwrap();
+    let segments = segment::list_from(&*store, 0).unwrap().len() - before;
+    let files = log_files(&s.primary).len() - files_before + 1;
+    assert!(
+        segments <= 2 * (ticks + files) + 4,
+        "{segments} segments for {} commits in {ticks} ticks over {files} log files",
+        i - 100
+    );
+    env.close().unwrap();
+}

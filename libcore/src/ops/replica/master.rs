@@ -863,9 +863,15 @@ pub fn run(
     let mut m = Master::open(vfs, home, store, opts, say)?;
     let tick = (opts.lag_bound / 20).clamp(Duration::from_millis(5), Duration::from_millis(250));
     while !raised(&opts.stop) {
+        let began = Instant::now();
         let t = m.tick(say)?;
-        if t.segments == 0 {
-            std::thread::sleep(tick);
+        // A tick that shipped less than a full segment took everything
+        // that was durable: wait for the next one. Looking again at once
+        // made a busy primary's log go out in a stream of tiny segments,
+        // each with its fsyncs here, in the store and in every standby
+        // (which then fell behind), and slowed the primary's own commits.
+        if t.bytes < MAX_SEGMENT {
+            std::thread::sleep(tick.saturating_sub(began.elapsed()));
         }
     }
     m.finish(say)
