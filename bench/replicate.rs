@@ -17,6 +17,9 @@
 //!   sizes;
 //! * what logging a bulk load in full costs: `db_load` of the load section's
 //!   records into a new database with a master running, and without.
+//!
+//! The environments are the section's own, built as the others' are (the
+//! other sections grow theirs by gigabytes of log).
 
 use crate::measure::{self, all, median, median_secs, Sample};
 use crate::report::Goal;
@@ -220,10 +223,23 @@ impl Bench {
     /// Section 9.
     pub fn replication(&mut self) -> R<()> {
         say("9. db_replicate: lag at 1,000 commits/s, primary with a master, restore, failover, bulk loads");
+        // Environments of their own, as built (the other sections' grow
+        // their logs by gigabytes).
+        let (small, large) = (self.size.env_small, self.size.env_large);
+        say(&format!(
+            "9. building environments: {small} and {large} records of 1000 bytes"
+        ));
+        for (name, records) in [("repl-small", small), ("repl-large", large)] {
+            remove(&self.dir(name));
+            workload::build_ours(&self.ours, &self.dir(name), records, &self.work)?;
+        }
         self.repl_lag()?;
         self.repl_restore_and_commits()?;
         self.repl_failover()?;
-        self.repl_bulk()
+        self.repl_bulk()?;
+        remove(&self.dir("repl-small"));
+        remove(&self.dir("repl-large"));
+        Ok(())
     }
 
     fn repl_dirs(&self, prefix: &str) -> R<(PathBuf, PathBuf, PathBuf)> {
@@ -350,7 +366,7 @@ impl Bench {
         let store = self.dir("rc-store");
         remove(&prim);
         fresh(&store)?;
-        workload::cp_r(&self.dir("large"), &prim)?;
+        workload::cp_r(&self.dir("repl-large"), &prim)?;
         config(&prim, &store)?;
         let master = Daemon::start(self, true, &prim)?;
         wait_base(&store)?;
@@ -451,7 +467,7 @@ impl Bench {
 
     fn repl_failover(&mut self) -> R<()> {
         let mut medians = Vec::new();
-        for name in ["small", "large"] {
+        for name in ["repl-small", "repl-large"] {
             let env = self.dir(name);
             let size = mib(workload::dir_bytes(&env));
             let mut times = Vec::new();
