@@ -19,13 +19,13 @@
 //! it are written again identically, and redo is idempotent. After a
 //! power loss, pages redo was writing may be torn: a client starting on a
 //! standby redoes once from the manifest's start (`repair`), from where
-//! every page comes with a full image. A store that
-//! lost segments the standby had applied (a power loss took their names)
-//! gets them again from a restarted master, cut elsewhere: the client
-//! goes on through the new pieces when their bytes are its own
-//! (`realign`). At every
-//! moment the home is a backup directory whose manifest names a
-//! consistency point: stop the client, `db_recover -c`, open it.
+//! every page comes with a full image. A store that lost segments the
+//! standby had applied (a power loss took their names) gets them again
+//! from a restarted master, cut elsewhere: the client goes on through the
+//! new pieces when their bytes are its own (`realign`). The client holds
+//! the standby's owner lock for its life. At every moment the home is a
+//! backup directory whose manifest names a consistency point: stop the
+//! client, `db_recover -c`, open it.
 
 use super::digest;
 use super::framed;
