@@ -368,6 +368,19 @@ fn a_load_shows_its_input_and_its_commit_and_warnings_come_out_whole() {
     assert_eq!((t.code, p.code), (Some(1), Some(1)), "{:?}", t.text());
     assert_eq!(p.stdout, "");
     assert_eq!(t.screen(), lines(&p.stderr));
+
+    // Input typed at the terminal (stdin is the terminal, here at its
+    // end): no spinner turns beside what the operator types.
+    let args = [OsStr::new("-h"), &h, OsStr::new("typed.db")];
+    let t = on_terminal("db_load", &args, &[], "");
+    let p = plain("db_load", &args);
+    assert_eq!((t.code, p.code), (Some(2), Some(2)), "{:?}", t.text());
+    assert!(
+        !t.frames().iter().any(|f| f.starts_with("load")),
+        "{:?}",
+        t.text()
+    );
+    assert_eq!(t.screen(), lines(&p.stderr));
 }
 
 #[test]

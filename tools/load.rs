@@ -5,7 +5,7 @@
 //! under `-n` (each one named on stderr), 2 usage or any other error.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -77,7 +77,9 @@ pub fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<()> {
         anyhow::bail!(why);
     }
     let (home, db_name) = libcore::dump::locate(args.home.as_deref(), &args.file)?;
-    let bars = crate::progress::on_stderr();
+    // Dump text typed at the terminal gets no spinner turning beside it.
+    let typed = args.input.is_none() && io::stdin().is_terminal();
+    let bars = crate::progress::on_stderr().filter(|_| !typed);
     let progress: &dyn Progress = bars.as_deref().unwrap_or(&NoProgress);
     let (input, name): (Box<dyn BufRead>, String) = match &args.input {
         Some(path) => {
