@@ -40,7 +40,9 @@
 //!   long option is `invalid option -- '-'`, as getopt says);
 //! - an error from `run` prints `<prog>: <context>: <cause>` on stderr and
 //!   exits with the error status; a closed stdout (`db_dump | head`) is a
-//!   silent success.
+//!   silent success;
+//! - a progress bar a tool's work drew (`progress`, only on a terminal) is
+//!   cleared when the work returns, before anything else is printed.
 //!
 //! Parsing goes through clap, built from each tool's getopt string; clap's
 //! errors are rewritten into getopt's words, and an attached value starting
@@ -482,6 +484,8 @@ pub fn run_with<A>(
         Err(u) => return usage(err, &u),
     };
     let result = run(args, &mut out);
+    // Off the screen before the rest of stdout and any error line.
+    crate::progress::clear();
     let flushed = out.flush();
     if out.closed {
         return 0;
@@ -535,7 +539,9 @@ pub fn prog() -> &'static str {
 /// Print `<prog>: <message>` on stderr, for warnings a tool gives while it
 /// carries on. A failing stderr is ignored: there is nowhere left to tell.
 pub fn warn(message: impl fmt::Display) {
-    let _ = writeln!(io::stderr(), "{}: {message}", prog());
+    crate::progress::suspend(|| {
+        let _ = writeln!(io::stderr(), "{}: {message}", prog());
+    });
 }
 
 /// The whole life of a tool process: parse argv with `parse_args`, call

@@ -20,6 +20,10 @@
 //! 7. `ops/`: what the tools run (hot backup, archive, copy, verify, load,
 //!    dump, stat, checkpoint requests, `db_recover`, the replica stores).
 //!
+//! `error.rs`, `types.rs` and `progress.rs` stand outside the layers:
+//! every layer may use them (`progress` is how long work reports how far
+//! it is, since nothing here prints).
+//!
 //! # The public API
 //!
 //! An application opens an [`Env`], runs [`Txn`]s and reads through it;
@@ -35,6 +39,7 @@ mod btree;
 mod engine;
 mod error;
 mod ops;
+pub mod progress;
 mod recovery;
 mod storage;
 mod types;

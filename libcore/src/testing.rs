@@ -51,6 +51,11 @@ pub mod pagestore {
     pub use crate::storage::pagestore::{MemStore, PageWrite};
 }
 
+/// `progress.rs`: a `Progress` that records what it hears.
+pub mod progress {
+    pub use crate::progress::{Call, Recorder};
+}
+
 /// `ops/recover_env.rs`.
 pub mod recover_env {
     pub use crate::ops::recover_env::{recover_env_on, RecoverEnvOptions};

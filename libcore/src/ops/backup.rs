@@ -36,9 +36,10 @@ use crate::engine::region::Region;
 use crate::error::{Error, Location, Result};
 use crate::ops::archive;
 use crate::ops::backup_target::{self, Holds};
-use crate::ops::copy::{copy_file, CopyOptions, Pacer};
+use crate::ops::copy::{copy_file, total_size, CopyOptions, Pacer};
 use crate::ops::interrupt::{raised, StopFlag, StopVfs};
 use crate::ops::request_checkpoint;
+use crate::progress::{self, Phase, Progress};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::config::Config;
 use crate::storage::layout::Layout;
@@ -48,6 +49,7 @@ use crate::wal::manifest::{FileEntry, Manifest};
 use crate::wal::{self, parse_log_name, LogCursor, OnBadRecord, Record, FILE_HEADER_SIZE};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a lease lasts if the backup process is stuck (a dead process
@@ -79,6 +81,10 @@ pub struct BackupOptions {
     /// their next read or write, what the run made is removed, and the
     /// error says what the target holds.
     pub interrupt: Option<StopFlag>,
+    /// Told of each phase: a full backup's `CopyDatabases`, `CopyLogs`
+    /// and `Redo`; an update's `CopyLogs` (and `CopyDatabases` for a
+    /// database a bulk load wrote) and `Redo`.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +149,12 @@ pub fn hot_backup(
     };
     match (result, opts.interrupt.as_deref().is_some_and(raised)) {
         (Err(_), true) => Err(interrupted(vfs, target, opts.update)),
-        (r, _) => r,
+        (r, _) => {
+            if r.is_ok() {
+                progress::finish(opts.progress.as_deref());
+            }
+            r
+        }
     }
 }
 
@@ -538,6 +549,7 @@ fn full(
     let copy = CopyOptions {
         plain: opts.plain,
         pace: pacer.as_ref(),
+        progress: opts.progress.as_deref(),
     };
     if opts.config_dirs {
         let cfg = src.home.join("DB_CONFIG");
@@ -553,7 +565,13 @@ fn full(
     }
     // 1. Databases.
     let copy_began = log_mark(vfs, src)?;
-    for f in src.db_files(vfs)? {
+    let dbs = src.db_files(vfs)?;
+    if copy.progress.is_some() {
+        let paths: Vec<&Path> = dbs.iter().map(|f| f.path.as_path()).collect();
+        let total = total_size(vfs, &paths);
+        progress::start(copy.progress, Phase::CopyDatabases, Some(total));
+    }
+    for f in dbs {
         let dir = if opts.config_dirs {
             let rel = f
                 .path
@@ -588,6 +606,11 @@ fn full(
     // 2. Logs, from the start point's file to the last one present now.
     let logs = src.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(start.file);
+    if copy.progress.is_some() {
+        let paths: Vec<PathBuf> = (start.file..=last).map(|n| src.log_path(n)).collect();
+        let total = total_size(vfs, &paths);
+        progress::start(copy.progress, Phase::CopyLogs, Some(total));
+    }
     bytes += copy_logs(vfs, src, &dst, start.file, last, copy, &mut |line| {
         say(line.replace(
             &staging.display().to_string(),
@@ -606,6 +629,7 @@ fn full(
             write: true,
             // The copy is offline: fsync written pages behind redo.
             sync_behind: true,
+            progress: copy.progress,
             ..Default::default()
         },
     )?;
@@ -732,6 +756,7 @@ fn update(
     let copy = CopyOptions {
         plain: opts.plain,
         pace: pacer.as_ref(),
+        progress: opts.progress.as_deref(),
     };
     let mut bytes = append_log(vfs, src, &dst, copy, say)?;
     let (from, recopied) = recopy_bulk_loaded(vfs, src, &dst, &mut manifest, copy, say)?;
@@ -745,6 +770,7 @@ fn update(
             write: true,
             // The copy is offline: fsync written pages behind redo.
             sync_behind: true,
+            progress: copy.progress,
             ..Default::default()
         },
     )?;
@@ -918,6 +944,16 @@ fn append_log(
     let out = vfs.open(&bk_path, OpenMode::ReadWrite)?;
     let bk_len = out.len()?;
     let until = src_h.len()?;
+    if copy.progress.is_some() {
+        let later: Vec<PathBuf> = src
+            .log_files(vfs)?
+            .into_iter()
+            .filter(|&n| n > b)
+            .map(|n| src.log_path(n))
+            .collect();
+        let total = until.saturating_sub(bk_len) + total_size(vfs, &later);
+        progress::start(copy.progress, Phase::CopyLogs, Some(total));
+    }
     let mut off = bk_len;
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
@@ -928,9 +964,7 @@ fn append_log(
             break;
         }
         out.write_at(&buf[..n], off)?;
-        if let Some(p) = copy.pace {
-            p.pace(n as u64);
-        }
+        copy.chunk_done(n as u64);
         off += n as u64;
         bytes += n as u64;
     }
@@ -1018,6 +1052,11 @@ fn recopy_bulk_loaded(
             restart.write(vfs, &dst.home)?;
         }
         let mark = log_mark(vfs, src)?;
+        if copy.progress.is_some() {
+            let paths: Vec<PathBuf> = need.iter().map(|n| src.db_path(vfs, &n.2)).collect();
+            let total = total_size(vfs, &paths);
+            progress::start(copy.progress, Phase::CopyDatabases, Some(total));
+        }
         let mut staged = Vec::new();
         for (lsn, id, name) in &need {
             say(format!(

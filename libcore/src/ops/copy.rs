@@ -19,6 +19,7 @@
 //!   a trailing slash) and is not one is refused, never made a file.
 
 use crate::error::{Error, Location, Result};
+use crate::progress::{self, Phase, Progress};
 use crate::storage::layout::probe_db;
 use crate::storage::page::{self, PageCheck};
 use crate::storage::vfs::{OpenMode, SharedVfs, VFile};
@@ -46,6 +47,18 @@ pub struct CopyOptions<'a> {
     pub plain: bool,
     /// A bandwidth cap shared by every file of one backup (`-r`).
     pub pace: Option<&'a Pacer>,
+    /// Told of each chunk copied (the caller starts the phase).
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl CopyOptions<'_> {
+    /// After each chunk of `n` bytes written: the pace, then the progress.
+    pub(crate) fn chunk_done(&self, n: u64) {
+        if let Some(p) = self.pace {
+            p.pace(n);
+        }
+        progress::advance(self.progress, n);
+    }
 }
 
 /// Keeps the average rate of a copy (over every file it is used for) at or
@@ -172,9 +185,9 @@ pub fn copy_file(
                     out.as_ref(),
                     page_size as usize,
                     nudge,
-                    opts.pace,
+                    opts,
                 ),
-                _ => copy_bytes(input.as_ref(), out.as_ref(), nudge, opts.pace),
+                _ => copy_bytes(input.as_ref(), out.as_ref(), nudge, opts),
             })?;
         out.sync()?;
         let atime = filetime::FileTime::from_last_access_time(&meta);
@@ -234,7 +247,7 @@ fn copy_bytes(
     input: &dyn VFile,
     out: &dyn VFile,
     nudge: &dyn Fn(),
-    pace: Option<&Pacer>,
+    opts: CopyOptions<'_>,
 ) -> Result<(u64, u64, u32)> {
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
@@ -248,9 +261,7 @@ fn copy_bytes(
         if off / SYNC_EVERY != (off + n as u64) / SYNC_EVERY {
             nudge();
         }
-        if let Some(p) = pace {
-            p.pace(n as u64);
-        }
+        opts.chunk_done(n as u64);
         h.update(&buf[..n]);
         off += n as u64;
     }
@@ -262,7 +273,7 @@ fn copy_pages(
     out: &dyn VFile,
     ps: usize,
     nudge: &dyn Fn(),
-    pace: Option<&Pacer>,
+    opts: CopyOptions<'_>,
 ) -> Result<(u64, u64, u32)> {
     let per = (CHUNK / ps).max(1);
     let mut buf = vec![0u8; per * ps];
@@ -285,9 +296,7 @@ fn copy_pages(
         if off / SYNC_EVERY != (off + whole as u64) / SYNC_EVERY {
             nudge();
         }
-        if let Some(p) = pace {
-            p.pace(whole as u64);
-        }
+        opts.chunk_done(whole as u64);
         off += whole as u64;
         if n < buf.len() {
             break;
@@ -385,7 +394,7 @@ fn not_a_dir(vfs: &SharedVfs, path: &Path) -> std::io::Error {
 /// file per source, same base name), or onto it when there is a single
 /// source and `target` is not a directory (see [`destination`]; with
 /// `target_is_dir`, as `cp -t`, it must be one). Stops at the first
-/// failure.
+/// failure. `opts.progress` hears one `Phase::Copy` over every source.
 pub fn copy_into(
     vfs: &SharedVfs,
     sources: &[PathBuf],
@@ -395,6 +404,9 @@ pub fn copy_into(
     mut each: impl FnMut(&CopyReport),
 ) -> Result<Vec<CopyReport>> {
     let into_dir = destination(vfs, target, sources.len(), target_is_dir)? == Destination::IntoDir;
+    if opts.progress.is_some() {
+        progress::start(opts.progress, Phase::Copy, Some(total_size(vfs, sources)));
+    }
     let mut out = Vec::new();
     for src in sources {
         let dst = if into_dir {
@@ -415,7 +427,21 @@ pub fn copy_into(
         each(&r);
         out.push(r);
     }
+    progress::finish(opts.progress);
     Ok(out)
+}
+
+/// The sizes of `files` added up, for a progress total (one that cannot
+/// be opened counts 0: its copy names it).
+pub(crate) fn total_size<P: AsRef<Path>>(vfs: &SharedVfs, files: &[P]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| {
+            vfs.open(f.as_ref(), OpenMode::Read)
+                .and_then(|h| h.len())
+                .ok()
+        })
+        .sum()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -34,6 +34,7 @@ use crate::bdbtext::timespec;
 use crate::engine::owner::OwnerLock;
 use crate::engine::region::Region;
 use crate::error::{Error, Result};
+use crate::progress::{self, Progress};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions};
 use crate::storage::layout::{Holds, Layout};
 use crate::storage::vfs::{OsVfs, SharedVfs};
@@ -53,8 +54,10 @@ pub struct RecoverEnvOptions<'a> {
     pub keep_region: bool,
     /// How long to wait for the owner lock.
     pub lock_timeout: Duration,
-    /// Called with a percentage as redo goes on.
-    pub progress: Option<&'a mut dyn FnMut(u32)>,
+    /// Called with a percentage as redo goes on (`db_recover -f`).
+    pub feedback: Option<&'a mut dyn FnMut(u32)>,
+    /// Told of redo's progress (`Phase::Redo`: the log bytes replayed).
+    pub progress: Option<&'a dyn Progress>,
 }
 
 impl Default for RecoverEnvOptions<'_> {
@@ -64,6 +67,7 @@ impl Default for RecoverEnvOptions<'_> {
             until: None,
             keep_region: false,
             lock_timeout: Duration::from_secs(1),
+            feedback: None,
             progress: None,
         }
     }
@@ -181,6 +185,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
             mode,
             write: true,
             until: opts.until.map(|t| t.max(0) as u64),
+            feedback: opts.feedback,
             progress: opts.progress,
             // The real file system, and nothing observes the order of
             // its operations: let the disk work while redo reads.
@@ -231,6 +236,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
         vfs.remove(region.path())?;
     }
 
+    progress::finish(opts.progress);
     // Nothing to redo: no record after the start but the checkpoint there.
     let idle = outcome.records == 0
         || (outcome.records == 1 && outcome.last_ckp.as_ref().map(|c| c.0) == outcome.start);

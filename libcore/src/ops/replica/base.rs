@@ -24,7 +24,8 @@ use super::framed::{self, Kind};
 use super::layout;
 use super::store::{FileSum, ReplicaStore};
 use crate::error::{Error, Result, StoreFault};
-use crate::ops::copy::settle_page;
+use crate::ops::copy::{settle_page, total_size};
+use crate::progress::{self, Phase, Progress};
 use crate::storage::codec::{Reader, Writer};
 use crate::storage::layout::Layout;
 use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
@@ -32,6 +33,7 @@ use crate::types::{Lsn, PageNo};
 use crate::wal::{LogCursor, OnBadRecord, PageRecord, Record};
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::Arc;
 
 pub const KIND_BASE: Kind = Kind(*b"BASE");
 
@@ -162,11 +164,14 @@ pub fn complete(store: &dyn ReplicaStore) -> Result<Vec<BaseManifest>> {
 struct PageChecked {
     inner: SharedVfs,
     page_size: usize,
+    /// Told of the whole pages each read returns (what is stored).
+    progress: Option<Arc<dyn Progress>>,
 }
 
 struct PageCheckedFile {
     file: Box<dyn VFile>,
     page_size: usize,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 impl VFile for PageCheckedFile {
@@ -178,6 +183,7 @@ impl VFile for PageCheckedFile {
             let at = off + (i * ps) as u64;
             settle_page(&*self.file, page, PageNo((at / ps as u64) as u32), at)?;
         }
+        progress::advance(self.progress.as_deref(), whole as u64);
         Ok(whole)
     }
 
@@ -208,6 +214,7 @@ impl Vfs for PageChecked {
         Ok(Box::new(PageCheckedFile {
             file,
             page_size: self.page_size,
+            progress: self.progress.clone(),
         }))
     }
     fn remove(&self, path: &Path) -> Result<()> {
@@ -292,16 +299,18 @@ const ATTEMPTS: u32 = 3;
 /// Writes base `number` of the environment `src` into `store`: the
 /// database files (streamed with page checks), then the manifest. The
 /// caller ships the log from at most the returned manifest's `start` on.
+/// `progress` hears a `Phase::WriteBase` per copy of the files.
 pub fn write(
     vfs: &SharedVfs,
     src: &Layout,
     store: &dyn ReplicaStore,
     number: u64,
     env_id: u64,
+    progress: Option<Arc<dyn Progress>>,
     say: &mut dyn FnMut(String),
 ) -> Result<BaseManifest> {
     for attempt in 1..=ATTEMPTS {
-        let m = copy_files(vfs, src, store, number, env_id, say)?;
+        let m = copy_files(vfs, src, store, number, env_id, progress.clone(), say)?;
         let bulk = bulk_markers(vfs, src, m.copy_began, m.consistent_from)?;
         match bulk.first() {
             None => {
@@ -314,6 +323,7 @@ pub fn write(
                         "another master wrote this base at the same time",
                     ));
                 }
+                progress::finish(progress.as_deref());
                 return Ok(m);
             }
             Some(lsn) if attempt < ATTEMPTS => say(format!(
@@ -335,17 +345,24 @@ fn copy_files(
     store: &dyn ReplicaStore,
     number: u64,
     env_id: u64,
+    progress: Option<Arc<dyn Progress>>,
     say: &mut dyn FnMut(String),
 ) -> Result<BaseManifest> {
     let history = crate::wal::history::read(vfs, &src.home)?.id();
     let (start, checkpoint) = start_point(vfs, src)?;
     let copy_began = log_mark(vfs, src)?;
     let mut files = Vec::new();
-    for (index, f) in src.db_files(vfs)?.into_iter().enumerate() {
+    let dbs = src.db_files(vfs)?;
+    if let Some(p) = &progress {
+        let paths: Vec<&Path> = dbs.iter().map(|f| f.path.as_path()).collect();
+        p.start(Phase::WriteBase, Some(total_size(vfs, &paths)));
+    }
+    for (index, f) in dbs.into_iter().enumerate() {
         let key = layout::base_file_key(number, index as u32);
         let checked = PageChecked {
             inner: vfs.clone(),
             page_size: f.meta_page_size as usize,
+            progress: progress.clone(),
         };
         say(format!(
             "copying database {} to {}/{key}",

@@ -29,6 +29,7 @@ use super::status::{now_ms, ClientState, MasterStatus};
 use super::store::ReplicaStore;
 use crate::error::{Error, Result, StoreFault};
 use crate::ops::interrupt::{raised, StopFlag};
+use crate::progress::Progress;
 use crate::recovery::{self, RecoveryMode, RecoveryOptions};
 use crate::storage::layout::Layout;
 use crate::storage::vfs::SharedVfs;
@@ -50,6 +51,8 @@ pub struct ClientOptions {
     pub stop: StopFlag,
     /// Compare digests the master posts (default on).
     pub check_digests: bool,
+    /// Told of each restore from a base (`restore::restore`).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl Default for ClientOptions {
@@ -58,6 +61,7 @@ impl Default for ClientOptions {
             poll: Duration::from_millis(50),
             stop: StopFlag::default(),
             check_digests: true,
+            progress: None,
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct Client {
     /// Digest positions the master posted, not reached yet.
     digests: Vec<Lsn>,
     check_digests: bool,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 /// What one step did.
@@ -133,6 +138,7 @@ impl Client {
             last_look: None,
             digests: Vec::new(),
             check_digests: opts.check_digests,
+            progress: opts.progress.clone(),
         };
         c.resume_point()?;
         say(format!(
@@ -155,7 +161,15 @@ impl Client {
         let mut waited = false;
         loop {
             match restore::choose(&*store, Target::Newest)? {
-                Some(b) => match restore::restore(vfs, &*store, home, &b, Target::Newest, say) {
+                Some(b) => match restore::restore(
+                    vfs,
+                    &*store,
+                    home,
+                    &b,
+                    Target::Newest,
+                    opts.progress.clone(),
+                    say,
+                ) {
                     Ok(r) => {
                         let state = ClientState {
                             env_id,
@@ -177,6 +191,7 @@ impl Client {
                             last_look: None,
                             digests: Vec::new(),
                             check_digests: opts.check_digests,
+                            progress: opts.progress.clone(),
                         });
                     }
                     Err(e) if e.is_transient() => say(format!("{e}; trying again")),
@@ -472,7 +487,15 @@ impl Client {
             crate::storage::vfs::OpenMode::Create(0o600),
         )?);
         self.vfs.sync_dir(&home)?;
-        let r = restore::restore(&self.vfs, &*self.store, &home, &b, Target::Newest, say)?;
+        let r = restore::restore(
+            &self.vfs,
+            &*self.store,
+            &home,
+            &b,
+            Target::Newest,
+            self.progress.clone(),
+            say,
+        )?;
         self.state.base = b.number;
         self.state.applied = r.applied;
         self.state.chain_crc = r.chain_crc;

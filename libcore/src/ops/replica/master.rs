@@ -34,6 +34,7 @@ use super::store::ReplicaStore;
 use crate::engine::region::Region;
 use crate::error::{Error, Result};
 use crate::ops::interrupt::{raised, StopFlag};
+use crate::progress::Progress;
 use crate::storage::layout::Layout;
 use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::Lsn;
@@ -75,6 +76,8 @@ pub struct MasterOptions {
     pub stop: StopFlag,
     /// The epoch written in every segment (0 until fencing, issue 13).
     pub epoch: u64,
+    /// Told of each base copy (`Phase::WriteBase`).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl Default for MasterOptions {
@@ -85,6 +88,7 @@ impl Default for MasterOptions {
             digest_every: Some(Duration::from_secs(60)),
             stop: StopFlag::default(),
             epoch: 0,
+            progress: None,
         }
     }
 }
@@ -222,6 +226,7 @@ pub struct Master {
     /// Backoff after a failure: no shipping before this.
     retry_at: Option<Instant>,
     failures: u32,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 /// What the master did in one tick.
@@ -322,6 +327,7 @@ impl Master {
             last_status: None,
             retry_at: None,
             failures: 0,
+            progress: opts.progress.clone(),
         })
     }
 
@@ -636,14 +642,15 @@ impl Master {
             }
         };
         say(format!("writing base {number}"));
-        let (vfs, src, store, env_id) = (
+        let (vfs, src, store, env_id, progress) = (
             self.vfs.clone(),
             self.src.clone(),
             self.store.clone(),
             self.env_id,
+            self.progress.clone(),
         );
         let handle = std::thread::spawn(move || {
-            base::write(&vfs, &src, &*store, number, env_id, &mut |_| {})
+            base::write(&vfs, &src, &*store, number, env_id, progress, &mut |_| {})
         });
         self.shipped_since_base = 0;
         self.base_job = Some((number, Job { handle }));
@@ -668,6 +675,7 @@ impl Master {
                 match job.join() {
                     Ok(m) => self.base_done(m, say),
                     Err(e) => {
+                        crate::progress::finish(self.progress.as_deref());
                         say(format!("base {n}: {e}"));
                         self.fail(&e);
                         // Leave it for the next prune; try again later.
