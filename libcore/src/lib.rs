@@ -58,7 +58,7 @@ pub use engine::txn::{BulkBuild, Txn};
 pub use error::{Error, Location, Result, StoreFault};
 pub use storage::dbfile::Db;
 pub use storage::layout::Layout;
-pub use storage::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
+pub use storage::vfs::{FileMeta, FileType, LockKind, OpenMode, OsVfs, SharedVfs, VFile, Vfs};
 pub use types::{FileId, Lsn, PageNo, TxnId};
 
 /// The replica store layer replication stands on: the [`ReplicaStore`]

@@ -137,7 +137,8 @@ pub fn hot_backup(
         None => vfs.clone(),
     };
     let result = if opts.update {
-        prepare_update(vfs, &src, target, say).and_then(|()| update(&work, &src, target, opts, say))
+        prepare_update(vfs, &src, target, say)
+            .and_then(|()| update(vfs, &work, &src, target, opts, say))
     } else {
         full_backup(vfs, &work, &src, target, opts, say)
     };
@@ -178,7 +179,7 @@ fn source_env_id(vfs: &SharedVfs, src: &Layout) -> Result<u64> {
 fn prepare_update(vfs: &SharedVfs, src: &Layout, target: &Path, say: Say<'_>) -> Result<()> {
     let sv = backup_target::survey(vfs, target, &[])?;
     backup_target::check_update(&sv, target, &src.home, source_env_id(vfs, src)?)?;
-    let _lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    let _lock = OwnerLock::acquire(vfs, target, Duration::from_secs(10))?;
     backup_target::settle(vfs, target, say)
 }
 
@@ -206,7 +207,7 @@ fn full_backup(
     let sv = backup_target::survey(vfs, target, &dirs)?;
     backup_target::check_full(&sv, target, &src.home, src_env)?;
     make_dir(vfs, target)?;
-    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    let _target_lock = OwnerLock::acquire(vfs, target, Duration::from_secs(10))?;
     backup_target::settle(vfs, target, say)?;
     let sv = backup_target::survey(vfs, target, &dirs)?;
     backup_target::check_full(&sv, target, &src.home, src_env)?;
@@ -214,7 +215,7 @@ fn full_backup(
     let mut attempt = 1;
     let (built, manifest) = loop {
         let staging = backup_target::fresh_staging(vfs, target)?;
-        let built = full(work, src, target, &staging, opts, say);
+        let built = full(vfs, work, src, target, &staging, opts, say);
         match built {
             Ok(Full::Done(b)) => break *b,
             Ok(Full::BulkDuringCopy(lsn)) if attempt < FULL_ATTEMPTS => {
@@ -296,6 +297,8 @@ fn source_layout(vfs: &SharedVfs, home: &Path, opts: &BackupOptions) -> Result<L
 
 /// A directory as the kernel resolves it (symlinks and `..` gone); for
 /// one that does not exist yet, its parent's resolution plus its name.
+/// `std::fs::canonicalize`, not the `Vfs`: it reads no file, only how
+/// directory names resolve, which no test file system changes.
 fn resolved(p: &Path) -> Result<PathBuf> {
     match std::fs::canonicalize(p) {
         Ok(c) => Ok(c),
@@ -401,9 +404,9 @@ impl Drop for Renewer {
 }
 
 impl Lease {
-    fn take(home: &Path, first_log: u32) -> Result<Lease> {
-        let region = Region::at(home);
-        if !region.path().exists() {
+    fn take(vfs: &SharedVfs, home: &Path, first_log: u32) -> Result<Lease> {
+        let region = Region::at(vfs, home);
+        if !vfs.exists(region.path()) {
             // No region: no owner has run here since it was removed, and
             // nothing removes logs but db_archive -d, which then has no
             // lease to honour either. Creating one would change the source.
@@ -497,8 +500,11 @@ fn start_point(vfs: &SharedVfs, src: &Layout) -> Result<(Lsn, Lsn)> {
     })
 }
 
-/// One attempt of a full backup, built in `staging` (empty) for `target`.
+/// One attempt of a full backup, built in `staging` (empty) for `target`,
+/// on `vfs` (which stops when interrupted); the lease on `base` (which
+/// does not, so an interrupted backup still gives its lease back).
 fn full(
+    base: &SharedVfs,
     vfs: &SharedVfs,
     src: &Layout,
     target: &Path,
@@ -514,7 +520,7 @@ fn full(
     let history = crate::wal::history::read(vfs, &src.home)?;
     let (start, ckp, _lease) = loop {
         let (start, ckp) = start_point(vfs, src)?;
-        let lease = Lease::take(&src.home, start.file)?;
+        let lease = Lease::take(base, &src.home, start.file)?;
         if vfs.exists(&src.log_path(start.file)) {
             break (start, ckp, lease);
         }
@@ -662,9 +668,7 @@ fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
     let mut text = vec![0u8; usize::try_from(len).unwrap_or(0)];
     let n = input.read_at(&mut text, 0)?;
     text.truncate(n);
-    let mode = std::fs::metadata(from)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
-        .unwrap_or(0o600);
+    let mode = vfs.metadata(from).map(|m| m.mode & 0o777).unwrap_or(0o600);
     let out = vfs.open(to, OpenMode::CreateNew(mode))?;
     out.write_at(&text, 0)?;
     out.sync()?;
@@ -674,7 +678,10 @@ fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
     }
 }
 
+/// An incremental update on `vfs` (which stops when interrupted); the
+/// lease on `base` (which does not).
 fn update(
+    base: &SharedVfs,
     vfs: &SharedVfs,
     src: &Layout,
     target: &Path,
@@ -720,7 +727,7 @@ fn update(
             src_env
         )));
     }
-    let _lease = Lease::take(&src.home, b)?;
+    let _lease = Lease::take(base, &src.home, b)?;
     let bk_path = dst.log_path(b);
     let bk_len = vfs.open(&bk_path, OpenMode::Read)?.len()?;
     let history = crate::wal::history::read(vfs, &src.home)?;
@@ -780,8 +787,8 @@ fn update(
         }
         if outcome.pages_applied > 0 || !recopied.is_empty() {
             e.crc = None;
-            if let Ok(m) = std::fs::metadata(target.join(&e.name)) {
-                e.size = m.len();
+            if let Ok(m) = vfs.metadata(&target.join(&e.name)) {
+                e.size = m.len;
             }
         }
         entries.push(e);
@@ -830,7 +837,7 @@ fn lock_backup(vfs: &SharedVfs, target: &Path) -> Result<OwnerLock> {
     if !vfs.exists(&Manifest::path(target)) {
         return Err(no_manifest(target));
     }
-    match OwnerLock::acquire(target, TARGET_WAIT) {
+    match OwnerLock::acquire(vfs, target, TARGET_WAIT) {
         Err(Error::Locked { pid, .. }) => Err(Error::invalid(format!(
             "{}: in use by pid {pid} (another db_hotbackup writing this backup, or an application that opened it) for more than {} s; nothing was changed",
             target.display(),
@@ -1505,7 +1512,7 @@ mod tests {
     #[test]
     fn a_held_lease_is_renewed_while_the_backup_runs() {
         let d = tempfile::tempdir().unwrap();
-        let region = Region::at(d.path());
+        let region = Region::at(&crate::storage::vfs::OsVfs::shared(), d.path());
         let now = crate::types::now_secs();
         let lease = region
             .update(true, |s| {
@@ -1532,7 +1539,7 @@ mod tests {
     fn a_renewer_stopped_at_once_ends_at_once() {
         let d = tempfile::tempdir().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let region = Region::at(d.path());
+        let region = Region::at(&crate::storage::vfs::OsVfs::shared(), d.path());
         std::thread::spawn(move || {
             for _ in 0..50 {
                 drop(Renewer::every(
