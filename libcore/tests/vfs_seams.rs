@@ -427,3 +427,24 @@ fn locks_do_not_survive_a_power_loss() {
     second.close().unwrap();
     Env::open(d.path(), on(&vfs)).unwrap().close().unwrap();
 }
+
+/// Regression: `Layout::resolve` read `DB_CONFIG` through the real file
+/// system whatever `Vfs` it was given, so no fault model reached that read
+/// (an environment opened on a failing disk as if its DB_CONFIG were
+/// fine). It reads through the caller's `Vfs` now: a failed read is the
+/// open's one-line error naming the file, and nothing changes.
+#[test]
+fn a_failed_db_config_read_fails_the_open_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("DB_CONFIG"), "set_lg_max 65536\n").unwrap();
+    build(d.path());
+    let before = files(d.path());
+    let f = faulty_on(Op::Read, "DB_CONFIG");
+    let vfs: SharedVfs = f.clone();
+    let Err(e) = Env::open(d.path(), on(&vfs)) else {
+        panic!("the owner opened");
+    };
+    assert!(testkit::is_errno(&e, EIO), "{e}");
+    one_line_naming(&e, "DB_CONFIG");
+    assert_eq!(files(d.path()), before);
+}

@@ -608,7 +608,7 @@ fn own_dirs(vfs: &SharedVfs, target: &Path) -> Vec<PathBuf> {
     if !vfs.exists(&target.join("DB_CONFIG")) {
         return Vec::new();
     }
-    let Ok(config) = Config::read(target) else {
+    let Ok(config) = Config::read_with(vfs.as_ref(), target) else {
         return Vec::new();
     };
     let layout = Layout::with_config(target, config);

@@ -72,7 +72,7 @@ impl Layout {
                 std::io::Error::from_raw_os_error(20), // ENOTDIR
             ));
         }
-        let config = Config::read(home)?;
+        let config = Config::read_with(vfs.as_ref(), home)?;
         Ok(Layout::with_config(home, config))
     }
 
