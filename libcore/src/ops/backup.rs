@@ -417,11 +417,18 @@ impl Lease {
         }
         let (me, start) = (std::process::id(), crate::engine::region::own_start_time());
         let now = crate::types::now_secs();
+        let stale = abandoned_in(&region);
         let taken = match region.update(false, |s| {
+            for id in &stale {
+                s.remove_lease(*id);
+            }
             s.add_lease(me, start, first_log, now + LEASE_SECS, now)
                 .ok_or_else(|| s.live_leases(now))
         }) {
-            Ok(t) => t,
+            Ok(t) => {
+                forget_abandoned(&region, &stale);
+                t
+            }
             // A backup run by a user who may read the source but not write
             // its region goes without a lease, as Berkeley DB's would: a
             // log file removed under it is then a gap error, never a
@@ -462,11 +469,40 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.take();
         if let Some((r, id)) = &self.held {
-            // If this fails (the region locked for too long) the lease
-            // stays until this process is gone or it expires.
-            let _ = r.update(false, |s| s.remove_lease(*id));
+            // If this fails (the region locked for too long, or not
+            // writable right now) the lease would stay live as long as this
+            // process lives: the next lease this process takes in the same
+            // region removes it.
+            if r.update(false, |s| s.remove_lease(*id)).is_err() {
+                lock_abandoned().push((r.path().to_path_buf(), *id));
+            }
         }
     }
+}
+
+/// Leases this process failed to give back, by region file. A process
+/// that runs many backups (a library user, the tests) would otherwise
+/// pile them up: each stays live while the process does, keeps its log
+/// files from `db_archive -d`, and once every slot is taken every backup
+/// is refused.
+static ABANDONED: std::sync::Mutex<Vec<(PathBuf, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn lock_abandoned() -> std::sync::MutexGuard<'static, Vec<(PathBuf, u64)>> {
+    ABANDONED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The ids of this process's abandoned leases in `region`.
+fn abandoned_in(region: &Region) -> Vec<u64> {
+    lock_abandoned()
+        .iter()
+        .filter(|(p, _)| p == region.path())
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+/// Forgets the abandoned leases `ids` of `region` (removed now).
+fn forget_abandoned(region: &Region, ids: &[u64]) {
+    lock_abandoned().retain(|(p, id)| !(p == region.path() && ids.contains(id)));
 }
 
 /// Where things go in the backup.
