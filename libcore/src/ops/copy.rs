@@ -379,7 +379,7 @@ fn not_a_dir(vfs: &SharedVfs, path: &Path) -> std::io::Error {
 
 /// Copies each source into `target`: into it when it is a directory (one
 /// file per source, same base name), or onto it when there is a single
-/// source and `target` is not a directory (see [`destination`]; with
+/// source and `target` is not a directory (see `destination`; with
 /// `target_is_dir`, as `cp -t`, it must be one). Stops at the first
 /// failure.
 pub fn copy_into(
