@@ -27,7 +27,7 @@
 //! ```
 //!
 //! Contract, mirroring Berkeley DB 5.3 (shared/bdb53-facts.md, section 0):
-//! - the program name is the basename of argv[0];
+//! - the program name is the basename of `argv[0]`;
 //! - options follow glibc getopt: clusters (`-avl`), attached or separate
 //!   values (`-hDIR`, `-h DIR`, and `-h -a` gives the home `-a`), options
 //!   after operands, `--` ends the options;
@@ -129,7 +129,7 @@ pub struct Opt {
 /// given and the operands in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
-    /// The program name messages use (basename of argv[0]).
+    /// The program name messages use (basename of `argv[0]`).
     pub prog: String,
     pub opts: Vec<Opt>,
     pub operands: Vec<OsString>,
@@ -209,7 +209,7 @@ pub enum Request {
     Version,
 }
 
-/// The basename of argv[0], lossily as text; `fallback` when there is none.
+/// The basename of `argv[0]`, lossily as text; `fallback` when there is none.
 pub fn prog_name(argv0: Option<&OsStr>, fallback: &str) -> String {
     argv0
         .and_then(|a| Path::new(a).file_name())
@@ -254,7 +254,7 @@ fn command(spec: &Spec) -> clap::Command {
     cmd
 }
 
-/// Parse `args` (argv without argv[0]) for `tool` the way its Berkeley DB
+/// Parse `args` (argv without `argv[0]`) for `tool` the way its Berkeley DB
 /// counterpart's getopt loop would. The operand count is checked here;
 /// finer rules are the tool's.
 pub fn parse(tool: Tool, prog: &str, args: Vec<OsString>) -> Result<Request, Usage> {

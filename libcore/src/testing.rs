@@ -66,6 +66,11 @@ pub mod recovery {
     pub use crate::recovery::{recover, RecoveryMode, RecoveryOptions};
 }
 
+/// `engine/owner.rs`.
+pub mod owner {
+    pub use crate::engine::owner::{live_owner, LOCK_FILE};
+}
+
 /// `engine/region.rs`.
 pub mod region {
     pub use crate::engine::region::{Region, REGION_FILE};

@@ -26,7 +26,6 @@ use crate::storage::vfs::{OpenMode, SharedVfs, VFile};
 use crate::types::PageNo;
 use crate::wal::parse_log_name;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -154,7 +153,7 @@ pub fn copy_file(
     opts: CopyOptions<'_>,
 ) -> Result<CopyReport> {
     let kind = classify(vfs, src)?;
-    let meta = std::fs::metadata(src).map_err(|e| Error::io(src, "stat", e))?;
+    let meta = vfs.metadata(src)?;
     let dir = match dst.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -170,13 +169,12 @@ pub fn copy_file(
     if vfs.exists(&tmp) {
         vfs.remove(&tmp)?;
     }
-    let mode = meta.permissions().mode() & 0o7777;
+    let mode = meta.mode;
     let out = vfs.open(&tmp, OpenMode::CreateNew(mode & 0o700))?;
     let result = (|| -> Result<CopyReport> {
         // Exactly the source's bits (the umask may have taken some away;
         // never more than the source has).
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(&tmp, "chmod", e))?;
+        out.set_mode(mode)?;
         let input = vfs.open(src, OpenMode::Read)?;
         let (bytes, rereads, crc) =
             with_background_sync(out.as_ref(), |nudge| match (kind, opts.plain) {
@@ -190,9 +188,7 @@ pub fn copy_file(
                 _ => copy_bytes(input.as_ref(), out.as_ref(), nudge, opts),
             })?;
         out.sync()?;
-        let atime = filetime::FileTime::from_last_access_time(&meta);
-        let mtime = filetime::FileTime::from_last_modification_time(&meta);
-        filetime::set_file_times(&tmp, atime, mtime).map_err(|e| Error::io(&tmp, "utimes", e))?;
+        out.set_times(meta.accessed, meta.modified)?;
         vfs.rename(&tmp, dst)?;
         vfs.sync_dir(&dir)?;
         Ok(CopyReport {
@@ -392,7 +388,7 @@ fn not_a_dir(vfs: &SharedVfs, path: &Path) -> std::io::Error {
 
 /// Copies each source into `target`: into it when it is a directory (one
 /// file per source, same base name), or onto it when there is a single
-/// source and `target` is not a directory (see [`destination`]; with
+/// source and `target` is not a directory (see `destination`; with
 /// `target_is_dir`, as `cp -t`, it must be one). Stops at the first
 /// failure. `opts.progress` hears one `Phase::Copy` over every source.
 pub fn copy_into(
@@ -417,7 +413,7 @@ pub fn copy_into(
         } else {
             target.to_path_buf()
         };
-        if same_file(src, &dst) {
+        if same_file(vfs, src, &dst) {
             return Err(Error::invalid(format!(
                 "{}: source and target are the same file",
                 src.display()
@@ -444,10 +440,9 @@ pub(crate) fn total_size<P: AsRef<Path>>(vfs: &SharedVfs, files: &[P]) -> u64 {
         .sum()
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+fn same_file(vfs: &SharedVfs, a: &Path, b: &Path) -> bool {
+    match (vfs.metadata(a), vfs.metadata(b)) {
+        (Ok(x), Ok(y)) => x.same_file(&y),
         _ => false,
     }
 }
@@ -467,6 +462,7 @@ mod tests {
     }
     use crate::engine::env::{Env, EnvOptions};
     use crate::storage::vfs::OsVfs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn copies_keep_mode_and_times_and_a_corrupt_page_fails_naming_it() {
@@ -503,8 +499,8 @@ mod tests {
         let m = std::fs::metadata(&copy).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o600);
         assert_eq!(
-            filetime::FileTime::from_last_modification_time(&m),
-            filetime::FileTime::from_last_modification_time(&std::fs::metadata(&src).unwrap())
+            m.modified().unwrap(),
+            std::fs::metadata(&src).unwrap().modified().unwrap()
         );
         // Damage page 2 for good: the copy fails naming file and page and
         // leaves nothing under the real name or a temporary one.

@@ -6,10 +6,11 @@
 
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
+use crate::storage::vfs::{FileMeta, LockKind, OpenMode, SharedVfs, VFile, Vfs};
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Writes through it advance `progress` by their length.
 pub struct WriteMeter {
@@ -53,6 +54,26 @@ impl VFile for MeteredFile {
 
     fn path(&self) -> &Path {
         self.inner.path()
+    }
+
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        self.inner.try_lock(kind)
+    }
+
+    fn unlock(&self) -> Result<()> {
+        self.inner.unlock()
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        self.inner.meta()
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.inner.set_mode(mode)
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        self.inner.set_times(accessed, modified)
     }
 }
 
@@ -98,5 +119,13 @@ impl Vfs for WriteMeter {
 
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
         self.inner.hard_link(from, to)
+    }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.symlink_metadata(path)
     }
 }

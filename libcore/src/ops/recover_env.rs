@@ -143,7 +143,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
     let layout = Layout::resolve(&vfs, home)?;
     match layout.holds(&vfs)? {
         Holds::Log(_) => {}
-        Holds::NothingCommitted => return nothing_committed(home),
+        Holds::NothingCommitted => return nothing_committed(&vfs, home),
         Holds::DatabasesWithoutLog => {
             return Err(Error::invalid(format!(
             "{}: database files but no log files: nothing to recover from (copy the log files too)",
@@ -151,12 +151,12 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
         )))
         }
     }
-    let _lock = OwnerLock::acquire(home, opts.lock_timeout)?;
+    let _lock = OwnerLock::acquire(&vfs, home, opts.lock_timeout)?;
     // Looked at again under the lock: an owner may have been creating
     // the log meanwhile (its first commit cannot have happened before the
     // header was durable, so an unfinished log is still nothing).
     if layout.log_files(&vfs)?.is_empty() {
-        return nothing_committed(home);
+        return nothing_committed(&vfs, home);
     }
 
     // Recovery to a time cuts the log before it could see its end, so
@@ -220,7 +220,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
         Some(_) => wal::last_checkpoint(&vfs, &layout.log_dir)?,
         None => outcome.last_ckp.clone(),
     };
-    let region = Region::at(home);
+    let region = Region::at(&vfs, home);
     if opts.keep_region {
         region.update(true, |s| {
             s.owner_pid = 0;
@@ -259,8 +259,8 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
 /// The report for an environment without a log: nothing to recover,
 /// nothing touched. An owner creating it right now is still in the way,
 /// as for any recovery.
-fn nothing_committed(home: &Path) -> Result<Report> {
-    if let Some(pid) = crate::engine::owner::live_owner(home) {
+fn nothing_committed(vfs: &SharedVfs, home: &Path) -> Result<Report> {
+    if let Some(pid) = crate::engine::owner::live_owner(vfs, home) {
         if pid != std::process::id() {
             return Err(Error::Locked {
                 path: home.to_path_buf(),

@@ -32,17 +32,17 @@ pub mod bulkcheck;
 mod pages;
 mod syncer;
 
-use crate::engine::cache::PageKey;
 use crate::error::{Error, Location, Result};
 use crate::progress::{self, Phase, Progress, Stepper};
 use crate::storage::layout::{check_db_name, Layout};
 use crate::storage::page::{self, Meta, PageCheck};
 use crate::storage::pagestore::PageBuf;
+use crate::storage::pagestore::PageKey;
 use crate::storage::vfs::{OpenMode, SharedVfs, VFile};
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::wal::{self, Checkpoint, LogCursor, OnBadRecord, PageRecord, Record};
 use batch::{Batch, Pending};
-use pages::PageTable;
+use pages::{PageTable, RFile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,44 +118,6 @@ pub struct RecoveryOutcome {
     pub stopped_at_time: bool,
     /// Things worth telling an operator that did not stop recovery.
     pub warnings: Vec<String>,
-}
-
-struct RFile {
-    name: String,
-    path: PathBuf,
-    page_size: usize,
-    /// Shared with the background syncer.
-    handle: Option<Arc<dyn VFile>>,
-    /// Length of the file on disk (kept up to date by write-back): pages
-    /// at or past it need no read.
-    disk_len: u64,
-    /// Length of the file when redo bound it: the pages recovery to a
-    /// time checks (`check_not_newer_than`); write-back only adds pages
-    /// older than the recovery point.
-    len_before: u64,
-}
-
-impl RFile {
-    fn new(
-        name: String,
-        path: PathBuf,
-        page_size: usize,
-        handle: Option<Box<dyn VFile>>,
-    ) -> Result<RFile> {
-        let handle: Option<Arc<dyn VFile>> = handle.map(Arc::from);
-        let disk_len = match &handle {
-            Some(h) => h.len()?,
-            None => 0,
-        };
-        Ok(RFile {
-            name,
-            path,
-            page_size,
-            handle,
-            disk_len,
-            len_before: disk_len,
-        })
-    }
 }
 
 struct Redo<'a> {

@@ -28,12 +28,13 @@ use crate::ops::copy::{settle_page, total_size};
 use crate::progress::{self, Phase, Progress};
 use crate::storage::codec::{Reader, Writer};
 use crate::storage::layout::Layout;
-use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
+use crate::storage::vfs::{FileMeta, LockKind, OpenMode, SharedVfs, VFile, Vfs};
 use crate::types::{Lsn, PageNo};
 use crate::wal::{LogCursor, OnBadRecord, PageRecord, Record};
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 pub const KIND_BASE: Kind = Kind(*b"BASE");
 
@@ -206,6 +207,26 @@ impl VFile for PageCheckedFile {
     fn path(&self) -> &Path {
         self.file.path()
     }
+
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        self.file.try_lock(kind)
+    }
+
+    fn unlock(&self) -> Result<()> {
+        self.file.unlock()
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        self.file.meta()
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.file.set_mode(mode)
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        self.file.set_times(accessed, modified)
+    }
 }
 
 impl Vfs for PageChecked {
@@ -243,6 +264,14 @@ impl Vfs for PageChecked {
     }
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
         self.inner.hard_link(from, to)
+    }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.symlink_metadata(path)
     }
 }
 

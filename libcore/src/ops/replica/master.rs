@@ -102,14 +102,14 @@ struct MasterLease {
 }
 
 impl MasterLease {
-    fn take(home: &Path, first: u32) -> Result<MasterLease> {
-        let region = Region::at(home);
+    fn take(vfs: &SharedVfs, home: &Path, first: u32) -> Result<MasterLease> {
+        let region = Region::at(vfs, home);
         let none = MasterLease {
             held: None,
             first,
             renewed: Instant::now(),
         };
-        if !region.path().exists() {
+        if !vfs.exists(region.path()) {
             // No owner has run since the region went: nothing removes
             // logs but db_archive -d, which has no lease to honour either.
             return Ok(none);
@@ -133,7 +133,7 @@ impl MasterLease {
     }
 
     /// Moves the lease to `first` (forward only) and renews it when due.
-    fn keep(&mut self, home: &Path, first: u32) -> Result<()> {
+    fn keep(&mut self, vfs: &SharedVfs, home: &Path, first: u32) -> Result<()> {
         let due = self.renewed.elapsed() >= RENEW_EVERY;
         if first <= self.first && !due {
             return Ok(());
@@ -149,7 +149,7 @@ impl MasterLease {
         self.renewed = Instant::now();
         if !alive {
             // Dropped as void (it expired while this process was stopped).
-            *self = MasterLease::take(home, target)?;
+            *self = MasterLease::take(vfs, home, target)?;
         }
         Ok(())
     }
@@ -283,7 +283,7 @@ impl Master {
                 (Lsn::new(start.file, 0), 0, true)
             }
         };
-        let lease = MasterLease::take(home, shipped.file)?;
+        let lease = MasterLease::take(vfs, home, shipped.file)?;
         let bases = base::complete(&*store)?;
         let newest_base = bases.last().cloned();
         let base_bytes = match opts.base_bytes {
@@ -370,7 +370,7 @@ impl Master {
             .as_ref()
             .map(|_| self.shipped.file)
             .unwrap_or(self.shipped.file);
-        self.lease.keep(&self.src.home, first)?;
+        self.lease.keep(&self.vfs, &self.src.home, first)?;
         self.post_status(false);
         Ok(tick)
     }
