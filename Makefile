@@ -2,7 +2,7 @@
 # Everything goes through cargo; no target needs more than the Rust
 # toolchain, except `man` (mandoc) and `test`, whose Berkeley DB
 # comparisons and man-page checks need db5.3-util, libdb5.3-dev, a C
-# compiler, mandoc and man (and setpriv and chattr under root): a test
+# compiler, mandoc, man and script (and setpriv and chattr under root): a test
 # whose tool is missing fails, unless BDBTOOLS_ALLOW_MISSING=1 (for
 # developers only). `.ci/run` installs them all and runs `make test`.
 

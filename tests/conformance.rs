@@ -303,7 +303,22 @@ fn archive_before_any_checkpoint_lists_nothing() {
         let n = out.lines().len();
         assert!(n >= 2, "{}: only {n} log files", s.name());
         assert_eq!(out.lines(), log_names(1..=n), "{}", s.name());
-        assert_eq!(s.logs_in("x/home"), log_names(1..=n), "{}", s.name());
+        // Our writer may die in a rotation, between creating the next log
+        // file and writing its header: such a file is not part of the log
+        // (db_format(5)), so -l leaves it out, as it must.
+        let mut on_disk = s.logs_in("x/home");
+        if on_disk.len() == n + 1 {
+            let torn = s.path("x/home").join(&on_disk[n]);
+            let len = std::fs::metadata(&torn).unwrap().len();
+            assert!(
+                len < 40,
+                "{}: {} ({len} bytes) not listed",
+                s.name(),
+                torn.display()
+            );
+            on_disk.pop();
+        }
+        assert_eq!(on_disk, log_names(1..=n), "{}", s.name());
     }
 }
 

@@ -16,6 +16,7 @@ mod interrupted_creation;
 mod load_dump;
 mod man_pages;
 mod procedures;
+mod progress;
 mod recover_tool;
 mod replicate;
 mod security;

@@ -242,7 +242,7 @@ fn keep_region_records_the_recovered_facts() {
     let env_id = env.env_id();
     drop(env);
     // A region left by the crash, made stale on purpose.
-    Region::at(home.path())
+    Region::at(&libcore::OsVfs::shared(), home.path())
         .update(false, |s| {
             s.owner_pid = 999_999;
             s.log_end = Lsn::new(77, 77);
@@ -250,7 +250,9 @@ fn keep_region_records_the_recovered_facts() {
         .unwrap();
 
     assert_eq!(ok(&["-e"], home.path()), "");
-    let st = Region::at(home.path()).read().expect("a valid region");
+    let st = Region::at(&libcore::OsVfs::shared(), home.path())
+        .read()
+        .expect("a valid region");
     assert_eq!(st.owner_pid, 0);
     assert!(st.clean_shutdown);
     assert_eq!(st.env_id, env_id);

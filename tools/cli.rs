@@ -27,7 +27,7 @@
 //! ```
 //!
 //! Contract, mirroring Berkeley DB 5.3 (shared/bdb53-facts.md, section 0):
-//! - the program name is the basename of argv[0];
+//! - the program name is the basename of `argv[0]`;
 //! - options follow glibc getopt: clusters (`-avl`), attached or separate
 //!   values (`-hDIR`, `-h DIR`, and `-h -a` gives the home `-a`), options
 //!   after operands, `--` ends the options;
@@ -40,7 +40,9 @@
 //!   long option is `invalid option -- '-'`, as getopt says);
 //! - an error from `run` prints `<prog>: <context>: <cause>` on stderr and
 //!   exits with the error status; a closed stdout (`db_dump | head`) is a
-//!   silent success.
+//!   silent success;
+//! - a progress bar a tool's work drew (`progress`, only on a terminal) is
+//!   cleared when the work returns, before anything else is printed.
 //!
 //! Parsing goes through clap, built from each tool's getopt string; clap's
 //! errors are rewritten into getopt's words, and an attached value starting
@@ -127,7 +129,7 @@ pub struct Opt {
 /// given and the operands in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
-    /// The program name messages use (basename of argv[0]).
+    /// The program name messages use (basename of `argv[0]`).
     pub prog: String,
     pub opts: Vec<Opt>,
     pub operands: Vec<OsString>,
@@ -207,7 +209,7 @@ pub enum Request {
     Version,
 }
 
-/// The basename of argv[0], lossily as text; `fallback` when there is none.
+/// The basename of `argv[0]`, lossily as text; `fallback` when there is none.
 pub fn prog_name(argv0: Option<&OsStr>, fallback: &str) -> String {
     argv0
         .and_then(|a| Path::new(a).file_name())
@@ -252,7 +254,7 @@ fn command(spec: &Spec) -> clap::Command {
     cmd
 }
 
-/// Parse `args` (argv without argv[0]) for `tool` the way its Berkeley DB
+/// Parse `args` (argv without `argv[0]`) for `tool` the way its Berkeley DB
 /// counterpart's getopt loop would. The operand count is checked here;
 /// finer rules are the tool's.
 pub fn parse(tool: Tool, prog: &str, args: Vec<OsString>) -> Result<Request, Usage> {
@@ -482,6 +484,8 @@ pub fn run_with<A>(
         Err(u) => return usage(err, &u),
     };
     let result = run(args, &mut out);
+    // Off the screen before the rest of stdout and any error line.
+    crate::progress::clear();
     let flushed = out.flush();
     if out.closed {
         return 0;
@@ -535,7 +539,9 @@ pub fn prog() -> &'static str {
 /// Print `<prog>: <message>` on stderr, for warnings a tool gives while it
 /// carries on. A failing stderr is ignored: there is nowhere left to tell.
 pub fn warn(message: impl fmt::Display) {
-    let _ = writeln!(io::stderr(), "{}: {message}", prog());
+    crate::progress::suspend(|| {
+        let _ = writeln!(io::stderr(), "{}: {message}", prog());
+    });
 }
 
 /// The whole life of a tool process: parse argv with `parse_args`, call

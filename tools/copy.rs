@@ -64,9 +64,11 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         None => args.sources.clone(),
     };
+    let progress = crate::progress::on_stderr();
     let opts = CopyOptions {
         plain: args.plain,
         pace: None,
+        progress: progress.as_deref(),
     };
     let mut shown: anyhow::Result<()> = Ok(());
     copy_into(
@@ -77,8 +79,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         opts,
         |r| {
             if args.verbose && shown.is_ok() {
-                shown = writeln!(
-                    out,
+                let line = format!(
                     "copied {} to {} ({} bytes{})",
                     r.source.display(),
                     r.target.display(),
@@ -88,10 +89,19 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
                     } else {
                         String::new()
                     }
-                )
-                .map_err(Into::into);
+                );
+                shown = print_line(out, &line, progress.is_some()).map_err(Into::into);
             }
         },
     )?;
     shown
+}
+
+/// One `-v` line on stdout; while a bar may be on the terminal, written
+/// with the bar off the screen and flushed at once.
+fn print_line(out: &mut dyn Write, line: &str, bar: bool) -> std::io::Result<()> {
+    if !bar {
+        return writeln!(out, "{line}");
+    }
+    crate::progress::suspend(|| writeln!(out, "{line}").and_then(|()| out.flush()))
 }

@@ -58,6 +58,7 @@ pub fn parse(p: Parsed) -> Result<Args, Usage> {
             plain: p.flag('F'),
             max_rate,
             interrupt: None,
+            progress: crate::progress::on_stderr(),
         },
         home,
         target,
@@ -117,13 +118,17 @@ pub fn run(mut args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut write_err: Option<std::io::Error> = None;
     let mut say = |line: String| {
         if args.verbose && write_err.is_none() {
-            if let Err(e) = writeln!(out, "{prog}: {line}").and_then(|_| out.flush()) {
+            let written = crate::progress::suspend(|| {
+                writeln!(out, "{prog}: {line}").and_then(|_| out.flush())
+            });
+            if let Err(e) = written {
                 write_err = Some(e);
             }
         }
     };
     let result = update_target_exists(&args)
         .and_then(|()| hot_backup(&vfs, &args.home, &args.target, &args.opts, &mut say));
+    crate::progress::clear();
     let signal = stop.load(Ordering::SeqCst);
     if signal != 0 {
         match &result {

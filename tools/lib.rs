@@ -1,6 +1,7 @@
 //! bdbtools: the Berkeley DB 5.3 style utilities over `libcore`. Each tool
 //! is a module with a pure `parse` of its command line and a short `run`;
-//! [`cli`] is the harness they share (options, messages, exit codes).
+//! [`cli`] is the harness they share (options, messages, exit codes), and
+//! [`progress`] the progress bars long work shows on a terminal.
 
 #![deny(unsafe_code)]
 
@@ -12,6 +13,7 @@ pub mod dump;
 pub mod hotbackup;
 pub mod load;
 pub mod printlog;
+pub mod progress;
 pub mod recover;
 pub mod replicate;
 pub mod stat;

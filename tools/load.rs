@@ -5,7 +5,7 @@
 //! under `-n` (each one named on stderr), 2 usage or any other error.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -13,6 +13,8 @@ use libcore::dump::{
     apply_override, encode_bytevalue, encode_print, DumpFormat, DumpHeader, PairSource,
 };
 use libcore::load::{self, LoadOptions, OneSection, TextSource};
+use libcore::progress::{NoProgress, Phase, Progress, ProgressRead};
+use std::os::fd::AsFd;
 
 use crate::cli::{self, Exit, Parsed, Usage};
 
@@ -75,16 +77,29 @@ pub fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<()> {
         anyhow::bail!(why);
     }
     let (home, db_name) = libcore::dump::locate(args.home.as_deref(), &args.file)?;
+    // Dump text typed at the terminal gets no spinner turning beside it.
+    let typed = args.input.is_none() && io::stdin().is_terminal();
+    let bars = crate::progress::on_stderr().filter(|_| !typed);
+    let progress: &dyn Progress = bars.as_deref().unwrap_or(&NoProgress);
     let (input, name): (Box<dyn BufRead>, String) = match &args.input {
         Some(path) => {
             let f = File::open(path).with_context(|| path.display().to_string())?;
-            let reader = BufReader::with_capacity(1 << 16, f);
+            if bars.is_some() {
+                progress.start(Phase::Load, file_size(&f));
+            }
+            let reader = BufReader::with_capacity(1 << 16, ProgressRead::new(f, progress));
             (Box::new(reader), path.display().to_string())
         }
-        None => (
-            Box::new(BufReader::with_capacity(1 << 16, io::stdin())),
-            "stdin".to_string(),
-        ),
+        None => {
+            if bars.is_some() {
+                progress.start(Phase::Load, stdin_size());
+            }
+            let stdin = ProgressRead::new(io::stdin(), progress);
+            (
+                Box::new(BufReader::with_capacity(1 << 16, stdin)),
+                "stdin".to_string(),
+            )
+        }
     };
     let mut header;
     let lines;
@@ -124,10 +139,24 @@ pub fn run(args: Args, _out: &mut dyn Write) -> anyhow::Result<()> {
         input_name: name,
         lines: Some(lines),
         on_existing: Some(&mut on_existing),
+        progress: bars.as_deref(),
     };
     let report = load::load(&home, &db_name, source.as_mut(), opts)?;
     if report.existed > 0 {
         return Err(Exit(1).into());
     }
     Ok(())
+}
+
+/// The size of an input that is a regular file (the total its progress
+/// bar shows); `None` for a pipe or a terminal.
+fn file_size(f: &File) -> Option<u64> {
+    f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len())
+}
+
+/// The size of standard input when it is a regular file (`db_load <
+/// dump`).
+fn stdin_size() -> Option<u64> {
+    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+    file_size(&File::from(fd))
 }

@@ -65,19 +65,26 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
                 }
             }
         };
+        // -f is Berkeley DB's own progress, on stdout: no bar beside it.
+        let bars = match args.feedback {
+            true => None,
+            false => crate::progress::on_stderr(),
+        };
         let opts = RecoverEnvOptions {
             catastrophic: args.catastrophic,
             until,
             keep_region: args.keep_region,
-            progress: if args.feedback {
+            feedback: if args.feedback {
                 Some(&mut feedback)
             } else {
                 None
             },
+            progress: bars.as_deref(),
             ..RecoverEnvOptions::default()
         };
         recover_env(&args.home, opts)
     };
+    crate::progress::clear();
     if let Some(e) = write_error {
         return Err(e.into());
     }

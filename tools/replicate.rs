@@ -122,7 +122,10 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
     let verbose = args.verbose;
     let mut say = |line: String| {
         if verbose && write_err.is_none() {
-            if let Err(e) = writeln!(out, "{prog}: {line}").and_then(|_| out.flush()) {
+            let written = crate::progress::suspend(|| {
+                writeln!(out, "{prog}: {line}").and_then(|_| out.flush())
+            });
+            if let Err(e) = written {
                 write_err = Some(e);
             }
         }
@@ -144,6 +147,7 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         std::fs::write(path, text).with_context(|| path.display().to_string())?;
     }
     let result = daemon(&args, &vfs, stop.clone(), &mut say);
+    crate::progress::clear();
     if let Some(path) = &args.lock_file {
         let _ = std::fs::remove_file(path);
     }
@@ -177,12 +181,14 @@ fn daemon(
         let opts = MasterOptions {
             lag_bound: Duration::from_secs(args.lag_secs),
             stop,
+            progress: crate::progress::on_stderr(),
             ..Default::default()
         };
         master::run(vfs, &args.home, store, &opts, say)?;
     } else {
         let opts = ClientOptions {
             stop,
+            progress: crate::progress::on_stderr(),
             ..Default::default()
         };
         client::run(vfs, &args.home, store, &opts, say)?;
@@ -225,7 +231,8 @@ fn restore_home(
             None => anyhow::bail!("{}: the store holds no complete base yet", store.describe()),
         }
     };
-    let r = restore::restore(vfs, &*store, home, &b, target, say)?;
+    let bars = crate::progress::on_stderr();
+    let r = restore::restore(vfs, &*store, home, &b, target, bars, say)?;
     restore::unmark(vfs, home)?;
     say(format!(
         "{}: restored from base {} to {}",

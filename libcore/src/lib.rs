@@ -5,20 +5,27 @@
 //!
 //! # Layers
 //!
-//! Each folder is a layer; a layer imports only the layers before it
-//! (checked by `tests/layers.rs`):
+//! Each folder is a layer; a layer imports only the layers before it, and
+//! no two files import each other (both checked by
+//! `libcore/tests/layers.rs`):
 //!
 //! 1. `storage/`: the file-system seam (`Vfs`), codecs, pages, database
-//!    files, where an environment's files are (`Layout`, `DB_CONFIG`);
+//!    files, where an environment's files are (`Layout`, `DB_CONFIG`), the
+//!    log's files as files (names, listing, header);
 //! 2. `wal/`: the write-ahead log, its history file and a backup's
 //!    manifest;
 //! 3. `btree/`: B-tree pages and algorithms over any page store;
 //! 4. `recovery/`: redo from the log;
 //! 5. `engine/`: an open environment (transactions, commit, buffer pool,
 //!    checkpoints, owner lock, region);
-//! 6. `bdbtext/`: the Berkeley DB text formats (dump, printlog, times);
+//! 6. `bdbtext/`: the Berkeley DB text formats (dump, printlog, times),
+//!    over storage, wal and btree only, used by ops;
 //! 7. `ops/`: what the tools run (hot backup, archive, copy, verify, load,
 //!    dump, stat, checkpoint requests, `db_recover`, the replica stores).
+//!
+//! `error.rs`, `types.rs` and `progress.rs` stand outside the layers:
+//! every layer may use them (`progress` is how long work reports how far
+//! it is, since nothing here prints).
 //!
 //! # The public API
 //!
@@ -35,6 +42,7 @@ mod btree;
 mod engine;
 mod error;
 mod ops;
+pub mod progress;
 mod recovery;
 mod storage;
 mod types;
@@ -58,7 +66,7 @@ pub use engine::txn::{BulkBuild, Txn};
 pub use error::{Error, Location, Result, StoreFault};
 pub use storage::dbfile::Db;
 pub use storage::layout::Layout;
-pub use storage::vfs::{OpenMode, OsVfs, SharedVfs, VFile, Vfs};
+pub use storage::vfs::{FileMeta, FileType, LockKind, OpenMode, OsVfs, SharedVfs, VFile, Vfs};
 pub use types::{FileId, Lsn, PageNo, TxnId};
 
 /// The replica store layer replication stands on: the [`ReplicaStore`]

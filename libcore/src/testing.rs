@@ -51,6 +51,11 @@ pub mod pagestore {
     pub use crate::storage::pagestore::{MemStore, PageWrite};
 }
 
+/// `progress.rs`: a `Progress` that records what it hears.
+pub mod progress {
+    pub use crate::progress::{Call, Recorder};
+}
+
 /// `ops/recover_env.rs`.
 pub mod recover_env {
     pub use crate::ops::recover_env::{recover_env_on, RecoverEnvOptions};
@@ -59,6 +64,11 @@ pub mod recover_env {
 /// `recovery/`.
 pub mod recovery {
     pub use crate::recovery::{recover, RecoveryMode, RecoveryOptions};
+}
+
+/// `engine/owner.rs`.
+pub mod owner {
+    pub use crate::engine::owner::{live_owner, LOCK_FILE};
 }
 
 /// `engine/region.rs`.

@@ -63,7 +63,7 @@ fn source(home: &Path) -> Arc<Env> {
 fn bulk_loader(env: Arc<Env>) -> Hook {
     let mut round = 0u32;
     Box::new(move || {
-        libcore::testing::region::Region::at(env.home())
+        libcore::testing::region::Region::at(&libcore::OsVfs::shared(), env.home())
             .update(false, |s| s.leases.clear())
             .unwrap();
         let c = env.open_db("c.db").unwrap();

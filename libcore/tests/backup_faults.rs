@@ -5,6 +5,12 @@
 //! byte for byte as it was, the target is still the previous usable backup
 //! (or, for a first backup, holds none), and running the command again on
 //! a sound disk completes it: the backup then equals the source.
+//!
+//! The source's region (`__db.001`), where a backup takes and gives back
+//! its lease, is left out of the faults here: giving the lease back is
+//! best effort (a failed write leaves a lease that is void once the
+//! backup's process is gone), so a fault there may leave the backup
+//! successful. Faults of the region are tested in `vfs_seams.rs`.
 
 use libcore::backup::{hot_backup, BackupOptions};
 use libcore::testing::backup_target::{self, Holds};
@@ -100,6 +106,14 @@ fn os() -> SharedVfs {
     OsVfs::shared()
 }
 
+/// The real file system, counting and failing operations on every file but
+/// the region (see the module documentation).
+fn faults() -> std::sync::Arc<FaultyVfs> {
+    let v = FaultyVfs::os();
+    v.set_filter(|p| p.file_name().is_none_or(|n| n != "__db.001"));
+    v
+}
+
 /// Runs `op` once without faults to count its operations, then once per
 /// fault: the Nth write, fsync and directory fsync failing, and the disk
 /// filling after a few byte budgets. Returns how many faulty runs failed,
@@ -109,7 +123,7 @@ fn each_fault(
     mut op: impl FnMut(&SharedVfs) -> libcore::Result<()>,
     mut after: impl FnMut(bool),
 ) -> (usize, usize) {
-    let probe = FaultyVfs::os();
+    let probe = faults();
     let shared: SharedVfs = probe.clone();
     op(&shared).unwrap();
     after(true);
@@ -134,7 +148,7 @@ fn each_fault(
         }
     }
     for plan in plans {
-        let v = FaultyVfs::os();
+        let v = faults();
         plan(&v);
         let shared: SharedVfs = v.clone();
         let ok = op(&shared).is_ok();

@@ -77,7 +77,11 @@ fn two_backups_at_once_keep_their_own_leases() {
         let (home, second_bk, layout) = (home.clone(), second_bk.clone(), layout.clone());
         Box::new(move || {
             let os = OsVfs::shared();
-            let during = Region::at(&home).read().unwrap().live_leases(now()).len();
+            let during = Region::at(&libcore::OsVfs::shared(), &home)
+                .read()
+                .unwrap()
+                .live_leases(now())
+                .len();
             commit(&env, 300, 200);
             env.checkpoint().unwrap();
             hot_backup(
@@ -88,7 +92,10 @@ fn two_backups_at_once_keep_their_own_leases() {
                 &mut |_| {},
             )
             .unwrap();
-            let after = Region::at(&home).read().unwrap().live_leases(now());
+            let after = Region::at(&libcore::OsVfs::shared(), &home)
+                .read()
+                .unwrap()
+                .live_leases(now());
             let removed = archive::remove_unused(&os, &layout).unwrap();
             *seen.lock().unwrap() = Some((during, after, removed));
         })
@@ -156,7 +163,7 @@ fn two_backups_at_once_keep_their_own_leases() {
     );
     let prefix: BTreeMap<_, _> = want["a.db"].clone().into_iter().take(n).collect();
     assert_eq!(first["a.db"], prefix, "one commit point of the source");
-    let left = Region::at(&home).read().unwrap();
+    let left = Region::at(&libcore::OsVfs::shared(), &home).read().unwrap();
     assert!(
         left.live_leases(now()).is_empty(),
         "both leases are gone once both backups are: {:?}",

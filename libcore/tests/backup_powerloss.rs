@@ -217,7 +217,13 @@ fn cut_everywhere(s: &Setup, opts: &BackupOptions, check_rerun: bool) -> Vec<(u3
         vfs.crash_after(n);
         let shared: SharedVfs = vfs.clone();
         let r = hot_backup(&shared, &s.src, &bk, opts, &mut |_| {});
-        assert!(r.is_err(), "cut {n} of {total} stops the run");
+        // The last operation of an update is giving back its lease in the
+        // source's region (best effort: a lease that cannot be given back
+        // goes with its process): a cut there stops nothing of the target.
+        assert!(
+            r.is_err() || n + 1 == total,
+            "cut {n} of {total} stops the run"
+        );
         drop(shared);
         vfs.power_loss(n).unwrap();
         // Every reader of the log (db_printlog, db_archive, recovery)

@@ -105,7 +105,7 @@ fn put_many(env: &Env, from: u32, n: u32) {
 fn bulk_loader(env: Arc<Env>, first_round: u32) -> Hook {
     let mut round = first_round;
     Box::new(move || {
-        libcore::testing::region::Region::at(env.home())
+        libcore::testing::region::Region::at(&libcore::OsVfs::shared(), env.home())
             .update(false, |s| s.leases.clear())
             .unwrap();
         let mut t = env.begin_bulk().unwrap();

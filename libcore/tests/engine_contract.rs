@@ -391,7 +391,7 @@ fn closing_one_clone_leaves_the_environment_open_for_the_others() {
     let (env, db) = small_env(&home);
     let other = env.clone();
     env.close().unwrap();
-    let region = Region::at(&home);
+    let region = Region::at(&libcore::OsVfs::shared(), &home);
     let st = region.read().expect("region");
     assert!(
         !st.clean_shutdown,

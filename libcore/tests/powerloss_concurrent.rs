@@ -675,6 +675,12 @@ impl libcore::Vfs for BeforeCopy {
     fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
         libcore::OsVfs.hard_link(from, to)
     }
+    fn metadata(&self, path: &Path) -> libcore::Result<libcore::FileMeta> {
+        libcore::OsVfs.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> libcore::Result<libcore::FileMeta> {
+        libcore::OsVfs.symlink_metadata(path)
+    }
 }
 
 #[test]
@@ -850,6 +856,12 @@ impl libcore::Vfs for VanishAfterOpen {
     }
     fn hard_link(&self, from: &Path, to: &Path) -> libcore::Result<()> {
         libcore::OsVfs.hard_link(from, to)
+    }
+    fn metadata(&self, path: &Path) -> libcore::Result<libcore::FileMeta> {
+        libcore::OsVfs.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> libcore::Result<libcore::FileMeta> {
+        libcore::OsVfs.symlink_metadata(path)
     }
 }
 

@@ -201,7 +201,7 @@ fn a_restore_gives_the_newest_state_from_the_store_alone() {
     let b = restore::choose(&*store, Target::Newest).unwrap().unwrap();
     let out = s.standby.join("restored");
     std::fs::create_dir(&out).unwrap();
-    let r = restore::restore(&os(), &*store, &out, &b, Target::Newest, &mut quiet()).unwrap();
+    let r = restore::restore(&os(), &*store, &out, &b, Target::Newest, None, &mut quiet()).unwrap();
     restore::unmark(&os(), &out).unwrap();
     assert_eq!(r.outcome.end, logical_end(&s.primary));
     assert_eq!(digest_of(&out), digest_of(&s.primary));

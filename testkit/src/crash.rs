@@ -79,11 +79,28 @@
 //!   to the linked inode.
 //! * A file the model has not seen yet (it existed before the `CrashVfs`
 //!   was made, or was written outside it) is taken as durable, as found,
-//!   the first time it is opened for writing, removed or renamed through
-//!   the `CrashVfs`. Files never touched that way are left alone by a power
-//!   loss: this is how the owner lock (`__db.lock`) and the region
-//!   (`__db.001`), which use `std::fs` by design, keep working. Files
-//!   outside the root pass through, untouched by a power loss.
+//!   the first time it is opened for writing, locked, removed or renamed
+//!   through the `CrashVfs`. Files never touched that way are left alone
+//!   by a power loss. Files outside the root pass through, untouched by a
+//!   power loss. The owner lock (`__db.lock`) and the region (`__db.001`)
+//!   go through the `Vfs` like every other file, so they are ordinary
+//!   modelled files: the region, never fsynced, may come back missing,
+//!   old or torn.
+//! * *Locks* (`VFile::try_lock`) on modelled files are kept in memory, not
+//!   taken on the real file, with `flock`'s rules: any number of shared
+//!   or one exclusive, held by the open file that took it, converted when
+//!   its holder asks for the other kind, released by `unlock` or when the
+//!   file is dropped. A power loss drops every lock, as a reboot does.
+//!   Files outside the root take real locks.
+//! * *Identity*: `meta` and `metadata` of a modelled file report the
+//!   model's inode and a device number of this `CrashVfs` and of the
+//!   current boot (it changes at each power loss), so the owner lock's
+//!   in-process registry sees a new file after a power loss, as a new
+//!   process after a reboot would. Size, permission bits and times are the
+//!   real file's (not modelled: a power loss keeps them as they are).
+//! * A handle opened before a power loss belongs to a process that died
+//!   with it: every operation on it fails with `EIO`, and dropping it
+//!   releases nothing of the new boot's.
 //! * [`CrashVfs::crash_after`] stops the machine: after that many
 //!   *mutating* operations (write, set_len, sync, sync_dir, create,
 //!   remove, rename) every further operation fails with `EIO`, so a
@@ -93,19 +110,21 @@
 //!   survived (everything durable), so the same `CrashVfs` can run the
 //!   recovery and lose power again in the middle of it.
 //!
-//! Handles opened before a power loss must not be used after it: drop the
-//! environment first. Files are read whole at each sync and pending writes
+//! Drop the environment before a power loss (its handles fail after it).
+//! Files are read whole at each sync and pending writes
 //! are kept in memory, so keep them small (tests use small `lg_max` and few
 //! pages).
 
 use crate::faulty::{injected, lock, EIO};
 use crate::rng::Rng;
-use libcore::{Error, OpenMode, OsVfs, Result, VFile, Vfs};
+use libcore::{Error, FileMeta, LockKind, OpenMode, OsVfs, Result, VFile, Vfs};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 type Ino = u64;
 
@@ -171,9 +190,20 @@ impl NameOp {
     }
 }
 
+/// Who holds the lock of one inode (`flock` rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Held {
+    Shared(BTreeSet<u64>),
+    Exclusive(u64),
+}
+
 #[derive(Debug, Default)]
 struct CrashState {
     inodes: BTreeMap<Ino, Inode>,
+    /// Locks of modelled inodes, by the handle (open file) holding them.
+    locks: BTreeMap<Ino, Held>,
+    /// The last handle number given to an open file.
+    handles: u64,
     next_ino: Ino,
     /// Names as the running system sees them.
     live: BTreeMap<PathBuf, Ino>,
@@ -225,6 +255,54 @@ impl CrashState {
         self.names_pending.push((seq, dir, op));
     }
 
+    /// The inode behind `p`, adopting a file the model has not seen yet as
+    /// durable with its current content.
+    fn adopt(&mut self, p: &Path) -> Option<Ino> {
+        if let Some(&i) = self.live.get(p) {
+            return Some(i);
+        }
+        let content = std::fs::read(p).ok()?;
+        let ino = self.new_inode(content);
+        self.live.insert(p.to_path_buf(), ino);
+        self.durable.insert(p.to_path_buf(), ino);
+        Some(ino)
+    }
+
+    /// `flock` without waiting: true when `handle` now holds `kind`.
+    fn try_lock(&mut self, ino: Ino, handle: u64, kind: LockKind) -> bool {
+        let now = match (self.locks.get(&ino), kind) {
+            (None, LockKind::Exclusive) => Held::Exclusive(handle),
+            (None, LockKind::Shared) => Held::Shared(BTreeSet::from([handle])),
+            (Some(Held::Exclusive(h)), _) if *h != handle => return false,
+            (Some(Held::Exclusive(_)), LockKind::Exclusive) => return true,
+            (Some(Held::Exclusive(_)), LockKind::Shared) => Held::Shared(BTreeSet::from([handle])),
+            (Some(Held::Shared(hs)), LockKind::Shared) => {
+                let mut hs = hs.clone();
+                hs.insert(handle);
+                Held::Shared(hs)
+            }
+            (Some(Held::Shared(hs)), LockKind::Exclusive) => {
+                if hs.iter().any(|h| *h != handle) {
+                    return false;
+                }
+                Held::Exclusive(handle)
+            }
+        };
+        self.locks.insert(ino, now);
+        true
+    }
+
+    /// Releases whatever lock `handle` holds.
+    fn unlock(&mut self, handle: u64) {
+        self.locks.retain(|_, held| match held {
+            Held::Exclusive(h) => *h != handle,
+            Held::Shared(hs) => {
+                hs.remove(&handle);
+                !hs.is_empty()
+            }
+        });
+    }
+
     fn data_op(&mut self, ino: Ino, op: DataOp) {
         let seq = self.next_seq();
         if let Some(n) = self.inodes.get_mut(&ino) {
@@ -242,7 +320,20 @@ fn parent(p: &Path) -> PathBuf {
 pub struct CrashVfs {
     root: PathBuf,
     os: OsVfs,
+    /// Unique among the `CrashVfs`s of this process: part of the device
+    /// number modelled files report, so two models never share an identity
+    /// (the owner lock's registry is process-wide).
+    instance: u64,
     st: Arc<Mutex<CrashState>>,
+}
+
+/// The last `CrashVfs` instance number given.
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
+/// The device number of modelled files of `instance` during `boot` (power
+/// losses so far): far from any real device number.
+fn model_dev(instance: u64, boot: u64) -> u64 {
+    (1 << 62) | (instance << 24) | (boot & 0xff_ffff)
 }
 
 /// Lexically normal form of a path (no `.` parts, no trailing slash), so
@@ -360,6 +451,7 @@ impl CrashVfs {
         Arc::new(CrashVfs {
             root: norm(root),
             os: OsVfs,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed) + 1,
             st: Arc::new(Mutex::new(CrashState::default())),
         })
     }
@@ -397,17 +489,23 @@ impl CrashVfs {
         p.starts_with(&self.root) && p != self.root
     }
 
-    /// The inode behind `p`, adopting a file the model has not seen yet as
-    /// durable with its current content.
+    /// The inode behind `p`, adopting a file the model has not seen yet.
     fn adopt(&self, s: &mut CrashState, p: &Path) -> Option<Ino> {
-        if let Some(&i) = s.live.get(p) {
-            return Some(i);
+        s.adopt(p)
+    }
+
+    /// `meta` as the model reports it: a modelled file's identity is its
+    /// inode in the model, on this instance's device of this boot.
+    fn model_meta(&self, p: &Path, real: FileMeta) -> FileMeta {
+        let s = lock(&self.st);
+        match s.live.get(&norm(p)) {
+            Some(&ino) if self.modelled(&norm(p)) => FileMeta {
+                dev: model_dev(self.instance, s.power_losses),
+                ino,
+                ..real
+            },
+            _ => real,
         }
-        let content = std::fs::read(p).ok()?;
-        let ino = s.new_inode(content);
-        s.live.insert(p.to_path_buf(), ino);
-        s.durable.insert(p.to_path_buf(), ino);
-        Some(ino)
     }
 
     /// Simulates a power loss with the strong model: rewrites every
@@ -455,6 +553,8 @@ impl CrashVfs {
         s.live = names.clone();
         s.durable = names;
         s.names_pending.clear();
+        // A reboot: every lock goes with the processes that held them.
+        s.locks.clear();
         s.crash_after = None;
         s.power_losses += 1;
         Ok(report)
@@ -614,14 +714,58 @@ fn rewrite(
 
 struct CrashFile {
     inner: Box<dyn VFile>,
-    /// `None`: a file outside the model (passes through).
+    /// `None`: a file outside the model (passes through), or one under the
+    /// root not adopted yet (only read so far).
     ino: Option<Ino>,
+    /// Under the root (adopted when it is locked).
+    modelled: bool,
+    /// This open file's number (what holds its locks).
+    handle: u64,
+    /// Power losses when it was opened: once another one happens, the
+    /// process that opened it is gone and the handle is dead.
+    boot: u64,
+    /// The device number modelled files report during `boot`.
+    dev: u64,
     st: Arc<Mutex<CrashState>>,
 }
 
 impl CrashFile {
     fn gate(&self, op: &'static str, mutating: bool) -> Result<()> {
-        lock(&self.st).gate(self.inner.path(), op, mutating)
+        let mut s = lock(&self.st);
+        self.alive(&s, op)?;
+        s.gate(self.inner.path(), op, mutating)
+    }
+
+    /// Fails on a handle of a previous boot.
+    fn alive(&self, s: &CrashState, op: &'static str) -> Result<()> {
+        if s.power_losses != self.boot {
+            return Err(injected(self.inner.path(), op, EIO));
+        }
+        Ok(())
+    }
+
+    /// The model's inode of this file, adopting it if `adopt` (a file only
+    /// read so far has none yet).
+    fn model_ino(&self, s: &mut CrashState, adopt: bool) -> Option<Ino> {
+        if !self.modelled {
+            return None;
+        }
+        let p = norm(self.inner.path());
+        match self.ino.or_else(|| s.live.get(&p).copied()) {
+            Some(i) => Some(i),
+            None if adopt => s.adopt(&p),
+            None => None,
+        }
+    }
+}
+
+impl Drop for CrashFile {
+    fn drop(&mut self) {
+        // Closing a file releases its lock (a dead handle holds none).
+        let mut s = lock(&self.st);
+        if s.power_losses == self.boot {
+            s.unlock(self.handle);
+        }
     }
 }
 
@@ -635,6 +779,7 @@ impl VFile for CrashFile {
         // The real write happens under the model's lock, so the pending
         // list is in the order the writes reached the file.
         let mut s = lock(&self.st);
+        self.alive(&s, "write")?;
         s.gate(self.inner.path(), "write", true)?;
         self.inner.write_at(buf, off)?;
         if let Some(ino) = self.ino {
@@ -651,6 +796,7 @@ impl VFile for CrashFile {
 
     fn set_len(&self, len: u64) -> Result<()> {
         let mut s = lock(&self.st);
+        self.alive(&s, "truncate")?;
         s.gate(self.inner.path(), "truncate", true)?;
         self.inner.set_len(len)?;
         if let Some(ino) = self.ino {
@@ -669,6 +815,7 @@ impl VFile for CrashFile {
         // makes data less durable; under the lock, the later sync reads
         // the later content.
         let mut s = lock(&self.st);
+        self.alive(&s, "fsync")?;
         s.gate(self.inner.path(), "fsync", true)?;
         let Some(ino) = self.ino else {
             drop(s);
@@ -688,6 +835,57 @@ impl VFile for CrashFile {
 
     fn path(&self) -> &Path {
         self.inner.path()
+    }
+
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        let mut s = lock(&self.st);
+        self.alive(&s, "lock")?;
+        s.gate(self.inner.path(), "lock", false)?;
+        match self.model_ino(&mut s, true) {
+            Some(ino) => Ok(s.try_lock(ino, self.handle, kind)),
+            None => {
+                drop(s);
+                self.inner.try_lock(kind)
+            }
+        }
+    }
+
+    fn unlock(&self) -> Result<()> {
+        let mut s = lock(&self.st);
+        self.alive(&s, "unlock")?;
+        if self.model_ino(&mut s, false).is_some() {
+            s.unlock(self.handle);
+            return Ok(());
+        }
+        drop(s);
+        self.inner.unlock()
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        let mut s = lock(&self.st);
+        self.alive(&s, "stat")?;
+        s.gate(self.inner.path(), "stat", false)?;
+        let ino = self.model_ino(&mut s, false);
+        drop(s);
+        let real = self.inner.meta()?;
+        Ok(match ino {
+            Some(ino) => FileMeta {
+                dev: self.dev,
+                ino,
+                ..real
+            },
+            None => real,
+        })
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.gate("chmod", false)?;
+        self.inner.set_mode(mode)
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        self.gate("utimes", false)?;
+        self.inner.set_times(accessed, modified)
     }
 }
 
@@ -714,9 +912,14 @@ impl Vfs for CrashVfs {
         } else {
             None
         };
+        s.handles += 1;
         Ok(Box::new(CrashFile {
             inner,
             ino,
+            modelled: self.modelled(&p),
+            handle: s.handles,
+            boot: s.power_losses,
+            dev: model_dev(self.instance, s.power_losses),
             st: self.st.clone(),
         }))
     }
@@ -822,6 +1025,18 @@ impl Vfs for CrashVfs {
             }
         }
         Ok(())
+    }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        lock(&self.st).gate(path, "stat", false)?;
+        let real = self.os.metadata(path)?;
+        Ok(self.model_meta(path, real))
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        lock(&self.st).gate(path, "stat", false)?;
+        let real = self.os.symlink_metadata(path)?;
+        Ok(self.model_meta(path, real))
     }
 }
 

@@ -1,5 +1,5 @@
 //! [`FaultyVfs`]: a `Vfs` that wraps another and fails chosen operations:
-//! the Nth read, write, fsync, ... (or every one from the Nth on) with
+//! the Nth read, write, fsync, lock, chmod, ... (or every one from the Nth on) with
 //! `EIO`, writes past a byte budget with `ENOSPC` (the part that fits is
 //! written first: a short write), or the Nth write after writing only a
 //! prefix of it. Counters tell a test how many operations a workload does,
@@ -9,11 +9,12 @@
 //! and std, so libcore's own unit tests compile it too (see
 //! `libcore/src/lib.rs`, `test_support`).
 
-use libcore::{Error, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
+use libcore::{Error, FileMeta, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 /// errno of an I/O error (Linux).
 pub const EIO: i32 = 5;
@@ -45,6 +46,16 @@ pub enum Op {
     Remove,
     Rename,
     SetLen,
+    /// `VFile::try_lock`.
+    Lock,
+    /// `VFile::unlock`.
+    Unlock,
+    /// `VFile::set_mode`.
+    SetMode,
+    /// `VFile::set_times`.
+    SetTimes,
+    /// `VFile::meta`, `Vfs::metadata` and `Vfs::symlink_metadata`.
+    Stat,
 }
 
 /// Which occurrences of an operation fail (1-based, counted over the
@@ -77,6 +88,11 @@ pub struct OpCounts {
     pub removes: u64,
     pub renames: u64,
     pub set_lens: u64,
+    pub locks: u64,
+    pub unlocks: u64,
+    pub set_modes: u64,
+    pub set_times: u64,
+    pub stats: u64,
     /// Bytes written (short writes count what was written).
     pub bytes_written: u64,
     /// Faults injected so far.
@@ -94,6 +110,11 @@ impl OpCounts {
             Op::Remove => self.removes,
             Op::Rename => self.renames,
             Op::SetLen => self.set_lens,
+            Op::Lock => self.locks,
+            Op::Unlock => self.unlocks,
+            Op::SetMode => self.set_modes,
+            Op::SetTimes => self.set_times,
+            Op::Stat => self.stats,
         }
     }
 
@@ -107,6 +128,11 @@ impl OpCounts {
             Op::Remove => &mut self.removes,
             Op::Rename => &mut self.renames,
             Op::SetLen => &mut self.set_lens,
+            Op::Lock => &mut self.locks,
+            Op::Unlock => &mut self.unlocks,
+            Op::SetMode => &mut self.set_modes,
+            Op::SetTimes => &mut self.set_times,
+            Op::Stat => &mut self.stats,
         };
         *c += 1;
         *c
@@ -262,6 +288,11 @@ fn op_name(op: Op) -> &'static str {
         Op::Remove => "remove",
         Op::Rename => "rename",
         Op::SetLen => "truncate",
+        Op::Lock => "lock",
+        Op::Unlock => "unlock",
+        Op::SetMode => "chmod",
+        Op::SetTimes => "utimes",
+        Op::Stat => "stat",
     }
 }
 
@@ -314,6 +345,31 @@ impl VFile for FaultyFile {
     fn path(&self) -> &Path {
         self.inner.path()
     }
+
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        self.fate(Op::Lock)?;
+        self.inner.try_lock(kind)
+    }
+
+    fn unlock(&self) -> Result<()> {
+        self.fate(Op::Unlock)?;
+        self.inner.unlock()
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        self.fate(Op::Stat)?;
+        self.inner.meta()
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.fate(Op::SetMode)?;
+        self.inner.set_mode(mode)
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        self.fate(Op::SetTimes)?;
+        self.inner.set_times(accessed, modified)
+    }
 }
 
 impl Vfs for FaultyVfs {
@@ -365,5 +421,15 @@ impl Vfs for FaultyVfs {
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
         self.fate(Op::Rename, to)?;
         self.inner.hard_link(from, to)
+    }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.fate(Op::Stat, path)?;
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.fate(Op::Stat, path)?;
+        self.inner.symlink_metadata(path)
     }
 }

@@ -10,10 +10,11 @@
 //! the operation's success. No lock is held while the hook runs, so it may
 //! block, or use the same file system (its own operations call it again).
 
-use libcore::{OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
+use libcore::{FileMeta, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 /// Whether the hook runs before or after the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub enum Event<'a> {
     Sync(&'a Path),
     /// `Vfs::sync_dir`.
     SyncDir(&'a Path),
+    /// `VFile::try_lock` of an open file (after: whatever it answered).
+    Lock { path: &'a Path, kind: LockKind },
 }
 
 type Hook = Arc<dyn Fn(When, &Event<'_>) -> Result<()> + Send + Sync>;
@@ -151,6 +154,28 @@ impl VFile for HookFile {
     fn path(&self) -> &Path {
         self.inner.path()
     }
+
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        let path = self.inner.path();
+        self.st
+            .around(Event::Lock { path, kind }, || self.inner.try_lock(kind))
+    }
+
+    fn unlock(&self) -> Result<()> {
+        self.inner.unlock()
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        self.inner.meta()
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.inner.set_mode(mode)
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        self.inner.set_times(accessed, modified)
+    }
 }
 
 impl Vfs for HookVfs {
@@ -208,5 +233,13 @@ impl Vfs for HookVfs {
             self.st.note("link", to);
             Ok(())
         })
+    }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.st.inner.metadata(path)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.st.inner.symlink_metadata(path)
     }
 }

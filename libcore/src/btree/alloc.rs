@@ -5,8 +5,8 @@
 //! `finish` writes the meta page once, and only if it changed, so a put
 //! that neither splits nor frees costs one meta write (for `nkeys`).
 
+use super::fetch::{self, corrupt, in_range};
 use super::node;
-use super::read::{self, corrupt, in_range};
 use crate::error::Result;
 use crate::storage::page::{self, Meta, PageType};
 use crate::storage::pagestore::PageWrite;
@@ -20,7 +20,7 @@ pub(crate) struct Writer<'s, S: PageWrite> {
 
 impl<'s, S: PageWrite> Writer<'s, S> {
     pub fn open(s: &'s mut S) -> Result<Self> {
-        let meta = read::meta(&*s)?;
+        let meta = fetch::meta(&*s)?;
         Ok(Writer {
             s,
             meta,
@@ -53,7 +53,7 @@ impl<'s, S: PageWrite> Writer<'s, S> {
             pg
         } else {
             let pg = self.meta.free_head;
-            let b = read::load(&*self.s, &self.meta, pg)?;
+            let b = fetch::load(&*self.s, &self.meta, pg)?;
             if page::page_type(&b) != Some(PageType::Free) {
                 return Err(corrupt(&*self.s, pg, "free list names a page in use"));
             }
@@ -93,6 +93,6 @@ impl<'s, S: PageWrite> Writer<'s, S> {
 impl<S: PageWrite> Writer<'_, S> {
     /// Adds file and page to a page-local error.
     pub fn chk<T>(&self, pg: PageNo, r: node::NResult<T>) -> Result<T> {
-        read::at(&*self.s, pg, r)
+        fetch::at(&*self.s, pg, r)
     }
 }

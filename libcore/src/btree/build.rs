@@ -17,6 +17,7 @@
 //! [`Builder::finish`]) ends exactly as if it had put every pair, and the
 //! tests compare the two page by page.
 
+use super::fetch;
 use super::node::{self, Item};
 use super::read;
 use super::write::{overflow_choice, separator};
@@ -57,7 +58,7 @@ impl Builder {
     /// a new database is (a root leaf at page 1 without entries, nothing
     /// else allocated); `None` otherwise (the caller puts pair by pair).
     pub fn start(store: &impl PageRead) -> Result<Option<Builder>> {
-        let m = read::meta(store)?;
+        let m = fetch::meta(store)?;
         if m.nkeys != 0
             || m.root != FIRST_ROOT
             || m.last_pgno != FIRST_ROOT

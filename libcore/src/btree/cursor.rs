@@ -3,6 +3,7 @@
 //! (what `db_dump` uses). Each call descends from the root, so no state is
 //! kept between calls except in `Scan`, which holds one leaf image.
 
+use super::fetch;
 use super::read::{self, descend, leaf_kv, leaf_search, sibling, NodeRef, Target};
 use crate::error::Result;
 use crate::storage::page::Meta;
@@ -11,7 +12,7 @@ use crate::storage::pagestore::PageRead;
 type Kv = (Vec<u8>, Vec<u8>);
 
 pub(crate) fn get<S: PageRead + ?Sized>(s: &S, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    let m = read::meta(s)?;
+    let m = fetch::meta(s)?;
     let nd = descend(s, &m, Target::Key(key), None)?;
     let (i, found) = leaf_search(s, &m, &nd, key)?;
     if !found {
@@ -55,34 +56,34 @@ fn before<S: PageRead + ?Sized>(s: &S, m: &Meta, nd: &NodeRef, i: usize) -> Resu
 }
 
 pub(crate) fn seek_ge<S: PageRead + ?Sized>(s: &S, key: &[u8]) -> Result<Option<Kv>> {
-    let m = read::meta(s)?;
+    let m = fetch::meta(s)?;
     let nd = descend(s, &m, Target::Key(key), None)?;
     let (i, _) = leaf_search(s, &m, &nd, key)?;
     at_or_right(s, &m, &nd, i)
 }
 
 pub(crate) fn next_after<S: PageRead + ?Sized>(s: &S, key: &[u8]) -> Result<Option<Kv>> {
-    let m = read::meta(s)?;
+    let m = fetch::meta(s)?;
     let nd = descend(s, &m, Target::Key(key), None)?;
     let (i, found) = leaf_search(s, &m, &nd, key)?;
     at_or_right(s, &m, &nd, if found { i + 1 } else { i })
 }
 
 pub(crate) fn prev_before<S: PageRead + ?Sized>(s: &S, key: &[u8]) -> Result<Option<Kv>> {
-    let m = read::meta(s)?;
+    let m = fetch::meta(s)?;
     let nd = descend(s, &m, Target::Key(key), None)?;
     let (i, _) = leaf_search(s, &m, &nd, key)?;
     before(s, &m, &nd, i)
 }
 
 pub(crate) fn first<S: PageRead + ?Sized>(s: &S) -> Result<Option<Kv>> {
-    let m = read::meta(s)?;
+    let m = fetch::meta(s)?;
     let nd = descend(s, &m, Target::First, None)?;
     at_or_right(s, &m, &nd, 0)
 }
 
 pub(crate) fn last<S: PageRead + ?Sized>(s: &S) -> Result<Option<Kv>> {
-    let m = read::meta(s)?;
+    let m = fetch::meta(s)?;
     let nd = descend(s, &m, Target::Last, None)?;
     before(s, &m, &nd, nd.n)
 }
@@ -103,7 +104,7 @@ pub struct Scan {
 
 impl Scan {
     pub fn new<S: PageRead + ?Sized>(s: &S, from: Option<&[u8]>) -> Result<Scan> {
-        let meta = read::meta(s)?;
+        let meta = fetch::meta(s)?;
         let (nd, idx) = match from {
             Some(k) => {
                 let nd = descend(s, &meta, Target::Key(k), None)?;
@@ -152,7 +153,7 @@ impl Scan {
             let last = read::item_bytes(s, &self.meta, last)?;
             let first = r.leaf_ent(s, 0)?.key;
             if read::item_cmp(s, &self.meta, first, &last)? != std::cmp::Ordering::Greater {
-                return Err(read::corrupt(
+                return Err(fetch::corrupt(
                     s,
                     nx,
                     "keys out of order across sibling leaves",

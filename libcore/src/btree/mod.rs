@@ -16,13 +16,15 @@
 //! claims, sibling walks by keys that must keep increasing).
 //!
 //! Submodules: `node` (one page), `build` (bottom-up construction from
-//! sorted pairs, for loads), `read` (checked page access, descent),
+//! sorted pairs, for loads), `fetch` (checked page access), `read` (tree
+//! pages, descent),
 //! `overflow`, `alloc`, `write` (put/delete, splits), `cursor` (lookups,
 //! seeks, `Scan`), `verify`, `stats`.
 
 mod alloc;
 pub mod build;
 mod cursor;
+mod fetch;
 pub mod node;
 mod overflow;
 mod read;

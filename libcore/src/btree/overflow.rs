@@ -10,8 +10,8 @@
 //! one entry: separators copied into internal pages get their own chain.
 
 use super::alloc::Writer;
+use super::fetch::{corrupt, load};
 use super::node;
-use super::read::{corrupt, load};
 use super::MAX_ITEM;
 use crate::error::Result;
 use crate::storage::page::{Meta, PageType};

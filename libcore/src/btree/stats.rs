@@ -2,9 +2,10 @@
 //! bytes in use. One pass over the reachable pages and the free list; a page
 //! met twice is reported as corruption (that also bounds the walk).
 
+use super::fetch::{self, corrupt};
 use super::node;
 use super::overflow;
-use super::read::{self, corrupt};
+use super::read;
 use crate::error::Result;
 use crate::storage::page::{self, PageType};
 use crate::storage::pagestore::PageRead;
@@ -33,7 +34,7 @@ pub struct Stats {
 }
 
 pub(crate) fn stats<S: PageRead + ?Sized>(s: &S) -> Result<Stats> {
-    let m = read::meta(s)?;
+    let m = fetch::meta(s)?;
     let mut st = Stats {
         page_size: m.page_size,
         nkeys: m.nkeys,
@@ -51,7 +52,7 @@ pub(crate) fn stats<S: PageRead + ?Sized>(s: &S) -> Result<Stats> {
             return Err(corrupt(s, nd.pgno, "page reachable twice"));
         }
         let used = node::DATA as u64
-            + read::at(s, nd.pgno, node::used_bytes(&nd.buf, nd.n, nd.leaf))? as u64;
+            + fetch::at(s, nd.pgno, node::used_bytes(&nd.buf, nd.n, nd.leaf))? as u64;
         let mut chains = Vec::new();
         if nd.leaf {
             st.leaf_pages += 1;
@@ -84,7 +85,7 @@ pub(crate) fn stats<S: PageRead + ?Sized>(s: &S) -> Result<Stats> {
     }
     let mut pg = m.free_head;
     while !pg.is_none() {
-        let b = read::load(s, &m, pg)?;
+        let b = fetch::load(s, &m, pg)?;
         if page::page_type(&b) != Some(PageType::Free) {
             return Err(corrupt(s, pg, "page on the free list is not free"));
         }

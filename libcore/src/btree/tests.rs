@@ -412,7 +412,7 @@ fn btree_verify_finds_structural_damage() {
     assert!(verify(&s).unwrap().is_empty());
     let st = stats(&s).unwrap();
     assert!(st.free_pages > 2 && st.overflow_pages > 0 && st.levels >= 2);
-    let meta = read::meta(&s).unwrap();
+    let meta = fetch::meta(&s).unwrap();
 
     // A leaf's right link cut.
     let mut bad = s.clone();

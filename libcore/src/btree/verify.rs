@@ -14,6 +14,7 @@
 //! so depth is bounded by `node::MAX_LEVEL`; a page reached twice is not
 //! entered again, so the work is bounded by the pages in the file.
 
+use super::fetch;
 use super::node::{self, Item};
 use super::overflow;
 use super::read::{self, NodeRef};
@@ -48,7 +49,7 @@ struct V<'a, S: PageRead + ?Sized> {
 }
 
 pub(crate) fn verify<S: PageRead + ?Sized>(s: &S) -> Result<Vec<Problem>> {
-    let m = match read::meta(s) {
+    let m = match fetch::meta(s) {
         Ok(m) => m,
         Err(e @ (Error::Corrupt { .. } | Error::Version { .. })) => {
             return Ok(vec![Problem {
@@ -185,7 +186,7 @@ impl<S: PageRead + ?Sized> V<'_, S> {
         hi: Option<&[u8]>,
     ) -> Result<()> {
         let is_root = level.is_none();
-        if !read::in_range(&self.m, pg) {
+        if !fetch::in_range(&self.m, pg) {
             self.problem(
                 pg,
                 format!("page number out of range (last page {})", self.m.last_pgno),
@@ -294,7 +295,7 @@ impl<S: PageRead + ?Sized> V<'_, S> {
     fn free_list(&mut self) -> Result<()> {
         let mut pg = self.m.free_head;
         while !pg.is_none() {
-            if !read::in_range(&self.m, pg) {
+            if !fetch::in_range(&self.m, pg) {
                 self.problem(
                     PageNo::META,
                     format!("free list names page {pg}, out of range"),
@@ -304,7 +305,7 @@ impl<S: PageRead + ?Sized> V<'_, S> {
             if !self.claim(pg, "free") {
                 return Ok(());
             }
-            let r = read::load(self.s, &self.m, pg);
+            let r = fetch::load(self.s, &self.m, pg);
             let Some(b) = self.soft(pg, r)? else {
                 return Ok(());
             };

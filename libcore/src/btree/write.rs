@@ -16,9 +16,10 @@
 //! above the left page's last key, which keeps internal pages wide.
 
 use super::alloc::Writer;
+use super::fetch::corrupt;
 use super::node::{self, Item};
 use super::overflow;
-use super::read::{self, corrupt, descend, leaf_search, Step, Target};
+use super::read::{self, descend, leaf_search, Step, Target};
 use crate::error::Result;
 use crate::storage::page::PageType;
 use crate::storage::pagestore::PageWrite;

@@ -106,9 +106,9 @@ impl BulkPages {
 /// no marker) so the copy needs nothing the log does not carry. A region
 /// whose lock another process holds right now counts as leased: the
 /// owner never waits for that lock, and logging in full is always safe.
-pub(crate) fn lease_held(home: &std::path::Path) -> bool {
-    let region = crate::engine::region::Region::at(home);
-    if !region.path().exists() {
+pub(crate) fn lease_held(vfs: &crate::storage::vfs::SharedVfs, home: &std::path::Path) -> bool {
+    let region = crate::engine::region::Region::at(vfs, home);
+    if !vfs.exists(region.path()) {
         return false;
     }
     match region.try_read() {

@@ -10,10 +10,10 @@
 
 use crate::storage::page;
 use crate::storage::pagestore::PageBuf;
-use crate::types::{FileId, Lsn, PageNo};
+use crate::types::{FileId, Lsn};
 use std::collections::HashMap;
 
-pub type PageKey = (FileId, PageNo);
+pub(crate) use crate::storage::pagestore::PageKey;
 
 #[derive(Debug)]
 struct Slot {
@@ -211,6 +211,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::PageNo;
     use std::sync::Arc;
 
     fn page(lsn: u32) -> PageBuf {

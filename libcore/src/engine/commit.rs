@@ -137,7 +137,7 @@ impl<'e> Txn<'e> {
     /// Step 1: the log records, in the order recovery must apply them.
     fn records(&self, inner: &Inner) -> Result<Batch> {
         let redo = inner.checkpointer.redo_point();
-        let logged = self.bulk && super::bulk::lease_held(&inner.layout.home);
+        let logged = self.bulk && super::bulk::lease_held(&inner.vfs, &inner.layout.home);
         let mut recs: Vec<Record> = Vec::new();
         let mut page_rec: Vec<(usize, PageKey)> = Vec::new();
         let mut direct: Vec<(Arc<DbFile>, PageNo)> = Vec::new();

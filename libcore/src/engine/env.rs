@@ -189,7 +189,7 @@ impl Env {
         let owner_lock = if opts.read_only {
             None
         } else {
-            let l = OwnerLock::acquire(home, opts.lock_timeout)?;
+            let l = OwnerLock::acquire(&vfs, home, opts.lock_timeout)?;
             // Looked at again under the lock (the log may have changed).
             logs = layout.log_files(&vfs)?;
             if logs.is_empty() && !opts.create {
@@ -283,7 +283,7 @@ impl Env {
             .map(|c| c.1.redo_lsn)
             .unwrap_or(Lsn::ZERO);
         let last_ckp = outcome.last_ckp.as_ref().map(|c| c.0).unwrap_or(Lsn::ZERO);
-        let region = OwnerRegion::new(Region::at(home));
+        let region = OwnerRegion::new(Region::at(&vfs, home));
         let inner = Inner {
             read_only: opts.read_only,
             nosync,
@@ -294,6 +294,7 @@ impl Env {
                 outcome.overlay.clone(),
                 outcome.end,
                 opts.read_only,
+                vfs.clone(),
                 home.to_path_buf(),
             ),
             files: FileTable::new(files, next_file_id.unwrap_or(u32::MAX)),
@@ -467,7 +468,7 @@ impl Drop for Inner {
 }
 
 /// Removes a first log file whose creation a crash interrupted (it holds
-/// nothing: see `log::live_log_files`), so the environment's creation can
+/// nothing: see `storage::logfiles::live_log_files`), so the environment's creation can
 /// start over.
 fn remove_unfinished_log(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
     let unfinished = layout.all_log_files(vfs)?;

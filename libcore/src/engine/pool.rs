@@ -36,6 +36,7 @@ use crate::error::{Error, Location, Result};
 use crate::storage::dbfile::DbFile;
 use crate::storage::page::{self, PageCheck};
 use crate::storage::pagestore::PageBuf;
+use crate::storage::vfs::SharedVfs;
 use crate::types::{FileId, Lsn, PageNo};
 use crate::wal::{Durable, Log};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -62,6 +63,9 @@ pub(crate) struct Pool {
     overlay: HashMap<PageKey, PageBuf>,
     snapshot_end: Lsn,
     read_only: bool,
+    /// The environment's file system and home, to ask whether an owner is
+    /// live (a read-only view's damaged page may be one it is writing).
+    vfs: SharedVfs,
     home: PathBuf,
     /// Held by whoever writes dirty pages back (see the module comment).
     writeback: Mutex<()>,
@@ -79,6 +83,7 @@ impl Pool {
         overlay: HashMap<PageKey, PageBuf>,
         snapshot_end: Lsn,
         read_only: bool,
+        vfs: SharedVfs,
         home: PathBuf,
     ) -> Pool {
         Pool {
@@ -86,6 +91,7 @@ impl Pool {
             overlay,
             snapshot_end,
             read_only,
+            vfs,
             home,
             writeback: Mutex::new(()),
             unsynced: Mutex::new(HashSet::new()),
@@ -177,7 +183,7 @@ impl Pool {
                 return Ok(buf);
             }
         }
-        if self.read_only && crate::engine::owner::live_owner(&self.home).is_some() {
+        if self.read_only && crate::engine::owner::live_owner(&self.vfs, &self.home).is_some() {
             return Err(Error::SnapshotMoved);
         }
         let what = match last {
@@ -189,7 +195,7 @@ impl Pool {
     }
 
     fn missing_page(&self, file: &DbFile, no: PageNo, what: &str) -> Error {
-        if self.read_only && crate::engine::owner::live_owner(&self.home).is_some() {
+        if self.read_only && crate::engine::owner::live_owner(&self.vfs, &self.home).is_some() {
             return Error::SnapshotMoved;
         }
         Error::corrupt(&file.path, Location::Page(no), what)
@@ -417,7 +423,14 @@ mod tests {
         });
         let files = FileTable::new(HashMap::from([(FileId(1), file)]), 2);
         let failure = Failure::new(home.to_path_buf());
-        let pool = Pool::new(64 * 1024, HashMap::new(), Lsn::ZERO, false, home.into());
+        let pool = Pool::new(
+            64 * 1024,
+            HashMap::new(),
+            Lsn::ZERO,
+            false,
+            vfs.clone(),
+            home.into(),
+        );
         let wb = WriteBack {
             log: &log,
             files: &files,

@@ -52,13 +52,18 @@
 //! log instead. Only the leases cannot be rebuilt, so a tool that must honour
 //! them ([`Region::read_checked`]) fails rather than guess when it cannot
 //! read them.
+//!
+//! The file, its lock and its writes go through the environment's `Vfs`,
+//! so the power-loss model treats the region as an ordinary file (it is
+//! never fsynced: after a power loss it may be missing, old or torn, and
+//! its CRC makes a torn one read as absent). Reading `/proc` (a lease
+//! holder's start time, the lock holders named in an error) does not: those
+//! are facts about processes, not files of the environment.
 
 use crate::error::{Error, Result};
 use crate::storage::codec::{crc32, get_u32, get_u64, put_u32, put_u64};
+use crate::storage::vfs::{LockKind, OpenMode, SharedVfs, VFile};
 use crate::types::Lsn;
-use fs2::FileExt;
-use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -114,9 +119,10 @@ impl BackupLease {
     }
 }
 
-/// State letter and start time of a process, from `/proc/PID/stat`.
+/// State letter and start time of a process, from `/proc/PID/stat` (read
+/// with `std::fs`: a fact about a process, not a file of the environment).
 fn process_info(pid: u32) -> Option<(char, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold anything,
     // spaces and parentheses included: the fields after it follow the
     // last ')'.
@@ -349,14 +355,22 @@ enum Wait {
 }
 
 /// A handle on `home/__db.001`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Region {
+    vfs: SharedVfs,
     path: PathBuf,
 }
 
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region").field("path", &self.path).finish()
+    }
+}
+
 impl Region {
-    pub fn at(home: &Path) -> Region {
+    pub fn at(vfs: &SharedVfs, home: &Path) -> Region {
         Region {
+            vfs: vfs.clone(),
             path: home.join(REGION_FILE),
         }
     }
@@ -387,19 +401,17 @@ impl Region {
     }
 
     fn read_waiting(&self, wait: Wait) -> Result<Option<RegionState>> {
-        let mut f = match fs::File::open(&self.path) {
+        let f = match self.vfs.open(&self.path, OpenMode::Read) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&self.path, "open", e)),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
         };
-        if !self.lock(&f, false, wait)? {
+        if !self.lock(f.as_ref(), LockKind::Shared, wait)? {
             return Err(self.busy(wait));
         }
-        let mut b = Vec::with_capacity(REGION_SIZE);
-        let res = f.read_to_end(&mut b);
-        let _ = FileExt::unlock(&f);
-        res.map_err(|e| Error::io(&self.path, "read", e))?;
-        Ok(RegionState::decode(&b))
+        let res = read_all(f.as_ref());
+        let _ = f.unlock();
+        Ok(RegionState::decode(&res?))
     }
 
     /// Read-modify-write under an exclusive lock, waiting for it up to
@@ -427,54 +439,45 @@ impl Region {
         wait: Wait,
         f: impl FnOnce(&mut RegionState) -> T,
     ) -> Result<Option<T>> {
-        let mut opts = fs::OpenOptions::new();
-        opts.read(true).write(true);
-        if create {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.create(true).mode(0o600);
-        }
-        let mut file = opts
-            .open(&self.path)
-            .map_err(|e| Error::io(&self.path, "open", e))?;
-        if !self.lock(&file, true, wait)? {
+        let mode = if create {
+            OpenMode::Create(0o600)
+        } else {
+            OpenMode::ReadWrite
+        };
+        let file = self.vfs.open(&self.path, mode)?;
+        if !self.lock(file.as_ref(), LockKind::Exclusive, wait)? {
             return Ok(None);
         }
-        let mut b = Vec::with_capacity(REGION_SIZE);
-        let mut st = match file.read_to_end(&mut b) {
-            Ok(_) => RegionState::decode(&b).unwrap_or_default(),
-            Err(_) => RegionState::default(),
-        };
+        let res = self.rewrite(file.as_ref(), f);
+        let _ = file.unlock();
+        res.map(Some)
+    }
+
+    /// The read-modify-write itself, under the lock: an unreadable or
+    /// invalid region starts from the default state.
+    fn rewrite<T>(&self, file: &dyn VFile, f: impl FnOnce(&mut RegionState) -> T) -> Result<T> {
+        let old = read_all(file);
+        let old_len = old.as_ref().map(|b| b.len()).unwrap_or(0);
+        let mut st = old
+            .ok()
+            .and_then(|b| RegionState::decode(&b))
+            .unwrap_or_default();
         let out = f(&mut st);
         let enc = st.encode();
-        let res = file
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| file.write_all(&enc))
-            .and_then(|_| {
-                if b.len() > enc.len() {
-                    file.set_len(enc.len() as u64)
-                } else {
-                    Ok(())
-                }
-            });
-        let _ = FileExt::unlock(&file);
-        res.map_err(|e| Error::io(&self.path, "write", e))?;
-        Ok(Some(out))
+        file.write_at(&enc, 0)?;
+        if old_len > enc.len() {
+            file.set_len(enc.len() as u64)?;
+        }
+        Ok(out)
     }
 
     /// Takes the lock on `f`; `false` when it stayed taken for the wait.
-    fn lock(&self, f: &fs::File, exclusive: bool, wait: Wait) -> Result<bool> {
+    fn lock(&self, f: &dyn VFile, kind: LockKind, wait: Wait) -> Result<bool> {
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            let r = if exclusive {
-                FileExt::try_lock_exclusive(f)
-            } else {
-                FileExt::try_lock_shared(f)
-            };
-            match r {
-                Ok(()) => return Ok(true),
-                Err(e) if is_contended(&e) => {}
-                Err(e) => return Err(Error::io(&self.path, "lock", e)),
+            if f.try_lock(kind)? {
+                return Ok(true);
             }
             let left = match wait {
                 Wait::Never => return Ok(false),
@@ -494,7 +497,8 @@ impl Region {
             Wait::Upto(d) => d.as_secs(),
             Wait::Never => 0,
         };
-        let by = match lock_holders(&self.path).as_slice() {
+        let ino = self.vfs.metadata(&self.path).map(|m| m.ino).ok();
+        let by = match ino.map(lock_holders).unwrap_or_default().as_slice() {
             [] => String::from("another process"),
             pids => format!(
                 "pid {}",
@@ -515,19 +519,20 @@ impl Region {
     }
 }
 
-fn is_contended(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::WouldBlock
-        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+/// Every byte of `file`.
+fn read_all(file: &dyn VFile) -> Result<Vec<u8>> {
+    let len = usize::try_from(file.len()?).unwrap_or(usize::MAX);
+    let mut b = vec![0u8; len.min(REGION_SIZE * 16)];
+    let n = file.read_at(&mut b, 0)?;
+    b.truncate(n);
+    Ok(b)
 }
 
-/// The pids holding a `flock` on `path`, from `/proc/locks` (matched by
-/// inode; empty when that cannot be read).
-fn lock_holders(path: &Path) -> Vec<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(ino) = fs::metadata(path).map(|m| m.ino()) else {
-        return Vec::new();
-    };
-    let Ok(locks) = fs::read_to_string("/proc/locks") else {
+/// The pids holding a `flock` on inode `ino`, from `/proc/locks` (empty
+/// when that cannot be read). `/proc` is read with `std::fs`: it is about
+/// processes, not a file of the environment.
+fn lock_holders(ino: u64) -> Vec<u32> {
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
         return Vec::new();
     };
     // "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF" (a blocked
@@ -615,6 +620,9 @@ impl OwnerRegion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::vfs::OsVfs;
+    use fs2::FileExt;
+    use std::fs;
 
     fn lease(pid: u32, first_log: u32) -> BackupLease {
         BackupLease {
@@ -629,7 +637,7 @@ mod tests {
     #[test]
     fn region_round_trips_and_damage_reads_as_absent() {
         let d = tempfile::tempdir().unwrap();
-        let r = Region::at(d.path());
+        let r = Region::at(&OsVfs::shared(), d.path());
         assert_eq!(r.read(), None);
         r.update(true, |s| {
             s.owner_pid = 42;
@@ -659,7 +667,7 @@ mod tests {
     #[test]
     fn a_version_1_region_is_read_and_its_lease_kept() {
         let d = tempfile::tempdir().unwrap();
-        let r = Region::at(d.path());
+        let r = Region::at(&OsVfs::shared(), d.path());
         let me = std::process::id();
         let mut b = [0u8; V1_SIZE];
         put_u32(&mut b, 0, MAGIC);
@@ -744,7 +752,7 @@ mod tests {
     #[test]
     fn a_held_lock_never_blocks_the_owner_and_times_out_for_tools() {
         let d = tempfile::tempdir().unwrap();
-        let r = Region::at(d.path());
+        let r = Region::at(&OsVfs::shared(), d.path());
         r.update(true, |s| s.owner_pid = 1).unwrap();
         let holder = fs::File::open(r.path()).unwrap();
         holder.lock_exclusive().unwrap();

@@ -66,7 +66,7 @@ fn log_state_of(vfs: &SharedVfs, layout: &Layout, files: &[u32]) -> Result<LogSt
         },
         Err(e) => return Err(e),
     };
-    if let Some(st) = Region::at(&layout.home).read() {
+    if let Some(st) = Region::at(vfs, &layout.home).read() {
         if st.env_id == env_id && !st.last_ckp.is_zero() && st.ckp_redo.file <= last {
             return Ok(LogState {
                 first,
@@ -212,8 +212,8 @@ pub fn list(
 /// running hot backups, if any. An error (naming the region file) when the
 /// leases cannot be read: removing logs without knowing them could take
 /// a running backup's files.
-pub fn lowest_live_lease(home: &Path) -> Result<Option<BackupLease>> {
-    let st = Region::at(home).read_checked()?;
+pub fn lowest_live_lease(vfs: &SharedVfs, home: &Path) -> Result<Option<BackupLease>> {
+    let st = Region::at(vfs, home).read_checked()?;
     Ok(st.and_then(|s| s.lowest_live_lease(crate::types::now_secs())))
 }
 
@@ -224,7 +224,7 @@ pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
     if unused.is_empty() {
         return Ok(Vec::new());
     }
-    let floor = lowest_live_lease(&layout.home)?.map(|l| l.first_log);
+    let floor = lowest_live_lease(vfs, &layout.home)?.map(|l| l.first_log);
     let mut removed = Vec::new();
     // Oldest first, each removal durable before the next: a power loss
     // keeps any subset of unsynced unlinks, and a gap among the files left
@@ -288,7 +288,7 @@ mod tests {
         let now = crate::types::now_secs();
         let me = std::process::id();
         let start = crate::engine::region::own_start_time();
-        Region::at(d.path())
+        Region::at(&vfs, d.path())
             .update(false, |s| {
                 s.add_lease(me, start, 3, now + 60, now);
                 s.add_lease(me, start, 2, now + 60, now);

@@ -36,9 +36,10 @@ use crate::engine::region::Region;
 use crate::error::{Error, Location, Result};
 use crate::ops::archive;
 use crate::ops::backup_target::{self, Holds};
-use crate::ops::copy::{copy_file, CopyOptions, Pacer};
+use crate::ops::copy::{copy_file, total_size, CopyOptions, Pacer};
 use crate::ops::interrupt::{raised, StopFlag, StopVfs};
 use crate::ops::request_checkpoint;
+use crate::progress::{self, Phase, Progress};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::config::Config;
 use crate::storage::layout::Layout;
@@ -48,6 +49,7 @@ use crate::wal::manifest::{FileEntry, Manifest};
 use crate::wal::{self, parse_log_name, LogCursor, OnBadRecord, Record, FILE_HEADER_SIZE};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a lease lasts if the backup process is stuck (a dead process
@@ -79,6 +81,10 @@ pub struct BackupOptions {
     /// their next read or write, what the run made is removed, and the
     /// error says what the target holds.
     pub interrupt: Option<StopFlag>,
+    /// Told of each phase: a full backup's `CopyDatabases`, `CopyLogs`
+    /// and `Redo`; an update's `CopyLogs` (and `CopyDatabases` for a
+    /// database a bulk load wrote) and `Redo`.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,13 +143,19 @@ pub fn hot_backup(
         None => vfs.clone(),
     };
     let result = if opts.update {
-        prepare_update(vfs, &src, target, say).and_then(|()| update(&work, &src, target, opts, say))
+        prepare_update(vfs, &src, target, say)
+            .and_then(|()| update(vfs, &work, &src, target, opts, say))
     } else {
         full_backup(vfs, &work, &src, target, opts, say)
     };
     match (result, opts.interrupt.as_deref().is_some_and(raised)) {
         (Err(_), true) => Err(interrupted(vfs, target, opts.update)),
-        (r, _) => r,
+        (r, _) => {
+            if r.is_ok() {
+                progress::finish(opts.progress.as_deref());
+            }
+            r
+        }
     }
 }
 
@@ -178,7 +190,7 @@ fn source_env_id(vfs: &SharedVfs, src: &Layout) -> Result<u64> {
 fn prepare_update(vfs: &SharedVfs, src: &Layout, target: &Path, say: Say<'_>) -> Result<()> {
     let sv = backup_target::survey(vfs, target, &[])?;
     backup_target::check_update(&sv, target, &src.home, source_env_id(vfs, src)?)?;
-    let _lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    let _lock = OwnerLock::acquire(vfs, target, Duration::from_secs(10))?;
     backup_target::settle(vfs, target, say)
 }
 
@@ -206,7 +218,7 @@ fn full_backup(
     let sv = backup_target::survey(vfs, target, &dirs)?;
     backup_target::check_full(&sv, target, &src.home, src_env)?;
     make_dir(vfs, target)?;
-    let _target_lock = OwnerLock::acquire(target, Duration::from_secs(10))?;
+    let _target_lock = OwnerLock::acquire(vfs, target, Duration::from_secs(10))?;
     backup_target::settle(vfs, target, say)?;
     let sv = backup_target::survey(vfs, target, &dirs)?;
     backup_target::check_full(&sv, target, &src.home, src_env)?;
@@ -214,7 +226,7 @@ fn full_backup(
     let mut attempt = 1;
     let (built, manifest) = loop {
         let staging = backup_target::fresh_staging(vfs, target)?;
-        let built = full(work, src, target, &staging, opts, say);
+        let built = full(vfs, work, src, target, &staging, opts, say);
         match built {
             Ok(Full::Done(b)) => break *b,
             Ok(Full::BulkDuringCopy(lsn)) if attempt < FULL_ATTEMPTS => {
@@ -296,6 +308,8 @@ fn source_layout(vfs: &SharedVfs, home: &Path, opts: &BackupOptions) -> Result<L
 
 /// A directory as the kernel resolves it (symlinks and `..` gone); for
 /// one that does not exist yet, its parent's resolution plus its name.
+/// `std::fs::canonicalize`, not the `Vfs`: it reads no file, only how
+/// directory names resolve, which no test file system changes.
 fn resolved(p: &Path) -> Result<PathBuf> {
     match std::fs::canonicalize(p) {
         Ok(c) => Ok(c),
@@ -401,9 +415,9 @@ impl Drop for Renewer {
 }
 
 impl Lease {
-    fn take(home: &Path, first_log: u32) -> Result<Lease> {
-        let region = Region::at(home);
-        if !region.path().exists() {
+    fn take(vfs: &SharedVfs, home: &Path, first_log: u32) -> Result<Lease> {
+        let region = Region::at(vfs, home);
+        if !vfs.exists(region.path()) {
             // No region: no owner has run here since it was removed, and
             // nothing removes logs but db_archive -d, which then has no
             // lease to honour either. Creating one would change the source.
@@ -414,11 +428,18 @@ impl Lease {
         }
         let (me, start) = (std::process::id(), crate::engine::region::own_start_time());
         let now = crate::types::now_secs();
+        let stale = abandoned_in(&region);
         let taken = match region.update(false, |s| {
+            for id in &stale {
+                s.remove_lease(*id);
+            }
             s.add_lease(me, start, first_log, now + LEASE_SECS, now)
                 .ok_or_else(|| s.live_leases(now))
         }) {
-            Ok(t) => t,
+            Ok(t) => {
+                forget_abandoned(&region, &stale);
+                t
+            }
             // A backup run by a user who may read the source but not write
             // its region goes without a lease, as Berkeley DB's would: a
             // log file removed under it is then a gap error, never a
@@ -459,11 +480,40 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.renewer.take();
         if let Some((r, id)) = &self.held {
-            // If this fails (the region locked for too long) the lease
-            // stays until this process is gone or it expires.
-            let _ = r.update(false, |s| s.remove_lease(*id));
+            // If this fails (the region locked for too long, or not
+            // writable right now) the lease would stay live as long as this
+            // process lives: the next lease this process takes in the same
+            // region removes it.
+            if r.update(false, |s| s.remove_lease(*id)).is_err() {
+                lock_abandoned().push((r.path().to_path_buf(), *id));
+            }
         }
     }
+}
+
+/// Leases this process failed to give back, by region file. A process
+/// that runs many backups (a library user, the tests) would otherwise
+/// pile them up: each stays live while the process does, keeps its log
+/// files from `db_archive -d`, and once every slot is taken every backup
+/// is refused.
+static ABANDONED: std::sync::Mutex<Vec<(PathBuf, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn lock_abandoned() -> std::sync::MutexGuard<'static, Vec<(PathBuf, u64)>> {
+    ABANDONED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The ids of this process's abandoned leases in `region`.
+fn abandoned_in(region: &Region) -> Vec<u64> {
+    lock_abandoned()
+        .iter()
+        .filter(|(p, _)| p == region.path())
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+/// Forgets the abandoned leases `ids` of `region` (removed now).
+fn forget_abandoned(region: &Region, ids: &[u64]) {
+    lock_abandoned().retain(|(p, id)| !(p == region.path() && ids.contains(id)));
 }
 
 /// Where things go in the backup.
@@ -497,8 +547,11 @@ fn start_point(vfs: &SharedVfs, src: &Layout) -> Result<(Lsn, Lsn)> {
     })
 }
 
-/// One attempt of a full backup, built in `staging` (empty) for `target`.
+/// One attempt of a full backup, built in `staging` (empty) for `target`,
+/// on `vfs` (which stops when interrupted); the lease on `base` (which
+/// does not, so an interrupted backup still gives its lease back).
 fn full(
+    base: &SharedVfs,
     vfs: &SharedVfs,
     src: &Layout,
     target: &Path,
@@ -514,7 +567,7 @@ fn full(
     let history = crate::wal::history::read(vfs, &src.home)?;
     let (start, ckp, _lease) = loop {
         let (start, ckp) = start_point(vfs, src)?;
-        let lease = Lease::take(&src.home, start.file)?;
+        let lease = Lease::take(base, &src.home, start.file)?;
         if vfs.exists(&src.log_path(start.file)) {
             break (start, ckp, lease);
         }
@@ -538,6 +591,7 @@ fn full(
     let copy = CopyOptions {
         plain: opts.plain,
         pace: pacer.as_ref(),
+        progress: opts.progress.as_deref(),
     };
     if opts.config_dirs {
         let cfg = src.home.join("DB_CONFIG");
@@ -553,7 +607,13 @@ fn full(
     }
     // 1. Databases.
     let copy_began = log_mark(vfs, src)?;
-    for f in src.db_files(vfs)? {
+    let dbs = src.db_files(vfs)?;
+    if copy.progress.is_some() {
+        let paths: Vec<&Path> = dbs.iter().map(|f| f.path.as_path()).collect();
+        let total = total_size(vfs, &paths);
+        progress::start(copy.progress, Phase::CopyDatabases, Some(total));
+    }
+    for f in dbs {
         let dir = if opts.config_dirs {
             let rel = f
                 .path
@@ -588,6 +648,11 @@ fn full(
     // 2. Logs, from the start point's file to the last one present now.
     let logs = src.log_files(vfs)?;
     let last = logs.last().copied().unwrap_or(start.file);
+    if copy.progress.is_some() {
+        let paths: Vec<PathBuf> = (start.file..=last).map(|n| src.log_path(n)).collect();
+        let total = total_size(vfs, &paths);
+        progress::start(copy.progress, Phase::CopyLogs, Some(total));
+    }
     bytes += copy_logs(vfs, src, &dst, start.file, last, copy, &mut |line| {
         say(line.replace(
             &staging.display().to_string(),
@@ -606,6 +671,7 @@ fn full(
             write: true,
             // The copy is offline: fsync written pages behind redo.
             sync_behind: true,
+            progress: copy.progress,
             ..Default::default()
         },
     )?;
@@ -662,9 +728,7 @@ fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
     let mut text = vec![0u8; usize::try_from(len).unwrap_or(0)];
     let n = input.read_at(&mut text, 0)?;
     text.truncate(n);
-    let mode = std::fs::metadata(from)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
-        .unwrap_or(0o600);
+    let mode = vfs.metadata(from).map(|m| m.mode & 0o777).unwrap_or(0o600);
     let out = vfs.open(to, OpenMode::CreateNew(mode))?;
     out.write_at(&text, 0)?;
     out.sync()?;
@@ -674,7 +738,10 @@ fn copy_config(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
     }
 }
 
+/// An incremental update on `vfs` (which stops when interrupted); the
+/// lease on `base` (which does not).
 fn update(
+    base: &SharedVfs,
     vfs: &SharedVfs,
     src: &Layout,
     target: &Path,
@@ -720,7 +787,7 @@ fn update(
             src_env
         )));
     }
-    let _lease = Lease::take(&src.home, b)?;
+    let _lease = Lease::take(base, &src.home, b)?;
     let bk_path = dst.log_path(b);
     let bk_len = vfs.open(&bk_path, OpenMode::Read)?.len()?;
     let history = crate::wal::history::read(vfs, &src.home)?;
@@ -732,6 +799,7 @@ fn update(
     let copy = CopyOptions {
         plain: opts.plain,
         pace: pacer.as_ref(),
+        progress: opts.progress.as_deref(),
     };
     let mut bytes = append_log(vfs, src, &dst, copy, say)?;
     let (from, recopied) = recopy_bulk_loaded(vfs, src, &dst, &mut manifest, copy, say)?;
@@ -745,6 +813,7 @@ fn update(
             write: true,
             // The copy is offline: fsync written pages behind redo.
             sync_behind: true,
+            progress: copy.progress,
             ..Default::default()
         },
     )?;
@@ -780,8 +849,8 @@ fn update(
         }
         if outcome.pages_applied > 0 || !recopied.is_empty() {
             e.crc = None;
-            if let Ok(m) = std::fs::metadata(target.join(&e.name)) {
-                e.size = m.len();
+            if let Ok(m) = vfs.metadata(&target.join(&e.name)) {
+                e.size = m.len;
             }
         }
         entries.push(e);
@@ -830,7 +899,7 @@ fn lock_backup(vfs: &SharedVfs, target: &Path) -> Result<OwnerLock> {
     if !vfs.exists(&Manifest::path(target)) {
         return Err(no_manifest(target));
     }
-    match OwnerLock::acquire(target, TARGET_WAIT) {
+    match OwnerLock::acquire(vfs, target, TARGET_WAIT) {
         Err(Error::Locked { pid, .. }) => Err(Error::invalid(format!(
             "{}: in use by pid {pid} (another db_hotbackup writing this backup, or an application that opened it) for more than {} s; nothing was changed",
             target.display(),
@@ -918,6 +987,16 @@ fn append_log(
     let out = vfs.open(&bk_path, OpenMode::ReadWrite)?;
     let bk_len = out.len()?;
     let until = src_h.len()?;
+    if copy.progress.is_some() {
+        let later: Vec<PathBuf> = src
+            .log_files(vfs)?
+            .into_iter()
+            .filter(|&n| n > b)
+            .map(|n| src.log_path(n))
+            .collect();
+        let total = until.saturating_sub(bk_len) + total_size(vfs, &later);
+        progress::start(copy.progress, Phase::CopyLogs, Some(total));
+    }
     let mut off = bk_len;
     let mut bytes = 0u64;
     let mut buf = vec![0u8; 1 << 20];
@@ -928,9 +1007,7 @@ fn append_log(
             break;
         }
         out.write_at(&buf[..n], off)?;
-        if let Some(p) = copy.pace {
-            p.pace(n as u64);
-        }
+        copy.chunk_done(n as u64);
         off += n as u64;
         bytes += n as u64;
     }
@@ -1018,6 +1095,11 @@ fn recopy_bulk_loaded(
             restart.write(vfs, &dst.home)?;
         }
         let mark = log_mark(vfs, src)?;
+        if copy.progress.is_some() {
+            let paths: Vec<PathBuf> = need.iter().map(|n| src.db_path(vfs, &n.2)).collect();
+            let total = total_size(vfs, &paths);
+            progress::start(copy.progress, Phase::CopyDatabases, Some(total));
+        }
         let mut staged = Vec::new();
         for (lsn, id, name) in &need {
             say(format!(
@@ -1505,7 +1587,7 @@ mod tests {
     #[test]
     fn a_held_lease_is_renewed_while_the_backup_runs() {
         let d = tempfile::tempdir().unwrap();
-        let region = Region::at(d.path());
+        let region = Region::at(&crate::storage::vfs::OsVfs::shared(), d.path());
         let now = crate::types::now_secs();
         let lease = region
             .update(true, |s| {
@@ -1532,7 +1614,7 @@ mod tests {
     fn a_renewer_stopped_at_once_ends_at_once() {
         let d = tempfile::tempdir().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let region = Region::at(d.path());
+        let region = Region::at(&crate::storage::vfs::OsVfs::shared(), d.path());
         std::thread::spawn(move || {
             for _ in 0..50 {
                 drop(Renewer::every(

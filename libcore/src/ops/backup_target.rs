@@ -189,7 +189,11 @@ pub fn survey(vfs: &SharedVfs, target: &Path, dirs: &[PathBuf]) -> Result<Survey
             let p = dir.join(&name);
             // A symbolic link, a FIFO or a device is nobody's environment
             // file, whatever its name.
-            let name = if is_regular(&p) { name.to_str() } else { None };
+            let name = if is_regular(vfs, &p) {
+                name.to_str()
+            } else {
+                None
+            };
             match name {
                 Some(LOCK_FILE | MANIFEST_FILE) => {}
                 Some(STANDBY_STATE | RESTORE_MARK) => {
@@ -213,7 +217,7 @@ pub fn survey(vfs: &SharedVfs, target: &Path, dirs: &[PathBuf]) -> Result<Survey
         }
     }
     signs.logs.sort_unstable();
-    signs.owner = owner::live_owner(target);
+    signs.owner = owner::live_owner(vfs, target);
     out.holds = match Manifest::read(vfs, target)? {
         Some(m) => Holds::Backup(Box::new(m)),
         None if signs.any() => Holds::Environment(signs),
@@ -373,7 +377,7 @@ pub fn finish_interrupted(vfs: &SharedVfs, home: &Path, lock_timeout: Duration) 
     if !vfs.is_dir(home) || !moving(vfs, home)? {
         return Ok(());
     }
-    let _lock = OwnerLock::acquire(home, lock_timeout)?;
+    let _lock = OwnerLock::acquire(vfs, home, lock_timeout)?;
     if moving(vfs, home)? {
         finish_move(vfs, home)?;
     }
@@ -580,13 +584,11 @@ fn place(vfs: &SharedVfs, from: &Path, to: &Path) -> Result<()> {
 fn is_backup_file(vfs: &SharedVfs, path: &Path, name: &str) -> bool {
     is_env_internal(name)
         || parse_log_name(name).is_some()
-        || (is_regular(path) && probe_db(vfs, path).is_some())
+        || (is_regular(vfs, path) && probe_db(vfs, path).is_some())
 }
 
-fn is_regular(p: &Path) -> bool {
-    std::fs::symlink_metadata(p)
-        .map(|m| m.is_file())
-        .unwrap_or(false)
+fn is_regular(vfs: &SharedVfs, p: &Path) -> bool {
+    vfs.symlink_metadata(p).is_ok_and(|m| m.is_file())
 }
 
 /// Creates `dir` (and its parents up to `root`) when missing, each made
@@ -624,8 +626,7 @@ fn entries(vfs: &SharedVfs, dir: &Path) -> Result<Vec<(std::ffi::OsString, bool)
         .into_iter()
         .map(|n| {
             let p = dir.join(&n);
-            let m = std::fs::symlink_metadata(&p).map_err(|e| Error::io(&p, "stat", e))?;
-            Ok((n, m.is_dir()))
+            Ok((n, vfs.symlink_metadata(&p)?.is_dir()))
         })
         .collect()
 }
@@ -636,7 +637,7 @@ fn own_dirs(vfs: &SharedVfs, target: &Path) -> Vec<PathBuf> {
     if !vfs.exists(&target.join("DB_CONFIG")) {
         return Vec::new();
     }
-    let Ok(config) = Config::read(target) else {
+    let Ok(config) = Config::read_with(vfs.as_ref(), target) else {
         return Vec::new();
     };
     let layout = Layout::with_config(target, config);
@@ -699,7 +700,7 @@ mod tests {
             panic!("{h:?}")
         };
         assert_eq!((s.databases, s.logs.len(), s.owner), (1, 1, None));
-        let lock = OwnerLock::acquire(&t, Duration::from_secs(1)).unwrap();
+        let lock = OwnerLock::acquire(&OsVfs::shared(), &t, Duration::from_secs(1)).unwrap();
         match holds(&t).0 {
             Holds::Environment(s) => {
                 assert_eq!(s.owner, Some(std::process::id()));

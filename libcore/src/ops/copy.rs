@@ -19,13 +19,13 @@
 //!   a trailing slash) and is not one is refused, never made a file.
 
 use crate::error::{Error, Location, Result};
+use crate::progress::{self, Phase, Progress};
 use crate::storage::layout::probe_db;
 use crate::storage::page::{self, PageCheck};
 use crate::storage::vfs::{OpenMode, SharedVfs, VFile};
 use crate::types::PageNo;
 use crate::wal::parse_log_name;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,6 +46,18 @@ pub struct CopyOptions<'a> {
     pub plain: bool,
     /// A bandwidth cap shared by every file of one backup (`-r`).
     pub pace: Option<&'a Pacer>,
+    /// Told of each chunk copied (the caller starts the phase).
+    pub progress: Option<&'a dyn Progress>,
+}
+
+impl CopyOptions<'_> {
+    /// After each chunk of `n` bytes written: the pace, then the progress.
+    pub(crate) fn chunk_done(&self, n: u64) {
+        if let Some(p) = self.pace {
+            p.pace(n);
+        }
+        progress::advance(self.progress, n);
+    }
 }
 
 /// Keeps the average rate of a copy (over every file it is used for) at or
@@ -141,7 +153,7 @@ pub fn copy_file(
     opts: CopyOptions<'_>,
 ) -> Result<CopyReport> {
     let kind = classify(vfs, src)?;
-    let meta = std::fs::metadata(src).map_err(|e| Error::io(src, "stat", e))?;
+    let meta = vfs.metadata(src)?;
     let dir = match dst.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -157,13 +169,12 @@ pub fn copy_file(
     if vfs.exists(&tmp) {
         vfs.remove(&tmp)?;
     }
-    let mode = meta.permissions().mode() & 0o7777;
+    let mode = meta.mode;
     let out = vfs.open(&tmp, OpenMode::CreateNew(mode & 0o700))?;
     let result = (|| -> Result<CopyReport> {
         // Exactly the source's bits (the umask may have taken some away;
         // never more than the source has).
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(&tmp, "chmod", e))?;
+        out.set_mode(mode)?;
         let input = vfs.open(src, OpenMode::Read)?;
         let (bytes, rereads, crc) =
             with_background_sync(out.as_ref(), |nudge| match (kind, opts.plain) {
@@ -172,14 +183,12 @@ pub fn copy_file(
                     out.as_ref(),
                     page_size as usize,
                     nudge,
-                    opts.pace,
+                    opts,
                 ),
-                _ => copy_bytes(input.as_ref(), out.as_ref(), nudge, opts.pace),
+                _ => copy_bytes(input.as_ref(), out.as_ref(), nudge, opts),
             })?;
         out.sync()?;
-        let atime = filetime::FileTime::from_last_access_time(&meta);
-        let mtime = filetime::FileTime::from_last_modification_time(&meta);
-        filetime::set_file_times(&tmp, atime, mtime).map_err(|e| Error::io(&tmp, "utimes", e))?;
+        out.set_times(meta.accessed, meta.modified)?;
         vfs.rename(&tmp, dst)?;
         vfs.sync_dir(&dir)?;
         Ok(CopyReport {
@@ -234,7 +243,7 @@ fn copy_bytes(
     input: &dyn VFile,
     out: &dyn VFile,
     nudge: &dyn Fn(),
-    pace: Option<&Pacer>,
+    opts: CopyOptions<'_>,
 ) -> Result<(u64, u64, u32)> {
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
@@ -248,9 +257,7 @@ fn copy_bytes(
         if off / SYNC_EVERY != (off + n as u64) / SYNC_EVERY {
             nudge();
         }
-        if let Some(p) = pace {
-            p.pace(n as u64);
-        }
+        opts.chunk_done(n as u64);
         h.update(&buf[..n]);
         off += n as u64;
     }
@@ -262,7 +269,7 @@ fn copy_pages(
     out: &dyn VFile,
     ps: usize,
     nudge: &dyn Fn(),
-    pace: Option<&Pacer>,
+    opts: CopyOptions<'_>,
 ) -> Result<(u64, u64, u32)> {
     let per = (CHUNK / ps).max(1);
     let mut buf = vec![0u8; per * ps];
@@ -285,9 +292,7 @@ fn copy_pages(
         if off / SYNC_EVERY != (off + whole as u64) / SYNC_EVERY {
             nudge();
         }
-        if let Some(p) = pace {
-            p.pace(whole as u64);
-        }
+        opts.chunk_done(whole as u64);
         off += whole as u64;
         if n < buf.len() {
             break;
@@ -383,9 +388,9 @@ fn not_a_dir(vfs: &SharedVfs, path: &Path) -> std::io::Error {
 
 /// Copies each source into `target`: into it when it is a directory (one
 /// file per source, same base name), or onto it when there is a single
-/// source and `target` is not a directory (see [`destination`]; with
+/// source and `target` is not a directory (see `destination`; with
 /// `target_is_dir`, as `cp -t`, it must be one). Stops at the first
-/// failure.
+/// failure. `opts.progress` hears one `Phase::Copy` over every source.
 pub fn copy_into(
     vfs: &SharedVfs,
     sources: &[PathBuf],
@@ -395,6 +400,9 @@ pub fn copy_into(
     mut each: impl FnMut(&CopyReport),
 ) -> Result<Vec<CopyReport>> {
     let into_dir = destination(vfs, target, sources.len(), target_is_dir)? == Destination::IntoDir;
+    if opts.progress.is_some() {
+        progress::start(opts.progress, Phase::Copy, Some(total_size(vfs, sources)));
+    }
     let mut out = Vec::new();
     for src in sources {
         let dst = if into_dir {
@@ -405,7 +413,7 @@ pub fn copy_into(
         } else {
             target.to_path_buf()
         };
-        if same_file(src, &dst) {
+        if same_file(vfs, src, &dst) {
             return Err(Error::invalid(format!(
                 "{}: source and target are the same file",
                 src.display()
@@ -415,13 +423,26 @@ pub fn copy_into(
         each(&r);
         out.push(r);
     }
+    progress::finish(opts.progress);
     Ok(out)
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+/// The sizes of `files` added up, for a progress total (one that cannot
+/// be opened counts 0: its copy names it).
+pub(crate) fn total_size<P: AsRef<Path>>(vfs: &SharedVfs, files: &[P]) -> u64 {
+    files
+        .iter()
+        .filter_map(|f| {
+            vfs.open(f.as_ref(), OpenMode::Read)
+                .and_then(|h| h.len())
+                .ok()
+        })
+        .sum()
+}
+
+fn same_file(vfs: &SharedVfs, a: &Path, b: &Path) -> bool {
+    match (vfs.metadata(a), vfs.metadata(b)) {
+        (Ok(x), Ok(y)) => x.same_file(&y),
         _ => false,
     }
 }
@@ -441,6 +462,7 @@ mod tests {
     }
     use crate::engine::env::{Env, EnvOptions};
     use crate::storage::vfs::OsVfs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn copies_keep_mode_and_times_and_a_corrupt_page_fails_naming_it() {
@@ -477,8 +499,8 @@ mod tests {
         let m = std::fs::metadata(&copy).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o600);
         assert_eq!(
-            filetime::FileTime::from_last_modification_time(&m),
-            filetime::FileTime::from_last_modification_time(&std::fs::metadata(&src).unwrap())
+            m.modified().unwrap(),
+            std::fs::metadata(&src).unwrap().modified().unwrap()
         );
         // Damage page 2 for good: the copy fails naming file and page and
         // leaves nothing under the real name or a temporary one.

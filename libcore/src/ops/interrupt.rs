@@ -9,11 +9,12 @@
 //! itself: it never prints and never exits.
 
 use crate::error::{Error, Result};
-use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
+use crate::storage::vfs::{FileMeta, LockKind, OpenMode, SharedVfs, VFile, Vfs};
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Raised (made non-zero, usually the signal number) to stop.
 pub type StopFlag = Arc<AtomicUsize>;
@@ -82,6 +83,28 @@ impl VFile for StopFile {
     fn path(&self) -> &Path {
         self.inner.path()
     }
+
+    // Locks, metadata, permission bits and times are not file data: they
+    // pass, so cleaning up (and giving back a lease) still works.
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        self.inner.try_lock(kind)
+    }
+
+    fn unlock(&self) -> Result<()> {
+        self.inner.unlock()
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        self.inner.meta()
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.inner.set_mode(mode)
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        self.inner.set_times(accessed, modified)
+    }
 }
 
 impl Vfs for StopVfs {
@@ -128,6 +151,14 @@ impl Vfs for StopVfs {
 
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
         self.inner.hard_link(from, to)
+    }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.symlink_metadata(path)
     }
 }
 

@@ -31,6 +31,7 @@ use crate::btree::build::Builder;
 use crate::btree::MAX_ITEM;
 use crate::engine::env::{Env, EnvOptions};
 use crate::error::{Error, Result};
+use crate::progress::{self, Phase, Progress};
 use crate::storage::layout::{check_new_db_name, is_env_internal, Layout};
 use crate::storage::vfs::{OsVfs, SharedVfs};
 use crate::wal::parse_log_name;
@@ -62,6 +63,11 @@ pub struct LoadOptions<'a> {
     /// Called for each key skipped under `no_overwrite`, with the input
     /// line of the key (0 when unknown).
     pub on_existing: Option<OnExisting<'a>>,
+    /// Told when the input is all read and the commit begins
+    /// (`Phase::Commit`), and when the load is done. The input's own phase
+    /// (`Phase::Load`) is the caller's: it reads the input, so it starts
+    /// the phase and counts the bytes (`progress::ProgressRead`).
+    pub progress: Option<&'a dyn Progress>,
 }
 
 /// What a load did.
@@ -104,8 +110,10 @@ pub fn load(
         None
     };
     let result = load_into(home, db_name, source, &mut opts, fresh);
-    if let (Err(_), Some(before)) = (&result, before) {
-        remove_created(&vfs, &before, db_name);
+    match (&result, before) {
+        (Err(_), Some(before)) => remove_created(&vfs, &before, db_name),
+        (Err(_), None) => {}
+        (Ok(_), _) => progress::finish(opts.progress),
     }
     result
 }
@@ -142,6 +150,7 @@ pub fn load_into_env(
 ) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     fill(env, db_name, source, &mut opts, &mut report)?;
+    progress::finish(opts.progress);
     Ok(report)
 }
 
@@ -218,6 +227,7 @@ fn fill(
         txn.put(&db, &key, &val)?;
         report.loaded += 1;
     }
+    progress::start(opts.progress, Phase::Commit, None);
     if let Some(b) = build.take() {
         txn.build_finish(b)?;
     }

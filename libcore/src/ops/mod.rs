@@ -1,7 +1,8 @@
 //! The operations the tools run, over the engine and recovery: hot backup
 //! and its target directory, archive listings, page-atomic copies,
 //! verification, loads and dumps, statistics, checkpoint requests, the
-//! `db_recover` procedure, and the replica store layer.
+//! `db_recover` procedure, the replica store layer, and a file system that
+//! counts the bytes written for progress (`metered`).
 
 pub mod archive;
 pub mod backup;
@@ -10,6 +11,7 @@ pub mod copy;
 pub mod dumpdb;
 pub mod interrupt;
 pub mod load;
+pub mod metered;
 pub mod recover_env;
 pub mod replica;
 pub mod request_checkpoint;

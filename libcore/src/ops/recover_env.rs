@@ -34,6 +34,7 @@ use crate::bdbtext::timespec;
 use crate::engine::owner::OwnerLock;
 use crate::engine::region::Region;
 use crate::error::{Error, Result};
+use crate::progress::{self, Progress};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions};
 use crate::storage::layout::{Holds, Layout};
 use crate::storage::vfs::{OsVfs, SharedVfs};
@@ -53,8 +54,10 @@ pub struct RecoverEnvOptions<'a> {
     pub keep_region: bool,
     /// How long to wait for the owner lock.
     pub lock_timeout: Duration,
-    /// Called with a percentage as redo goes on.
-    pub progress: Option<&'a mut dyn FnMut(u32)>,
+    /// Called with a percentage as redo goes on (`db_recover -f`).
+    pub feedback: Option<&'a mut dyn FnMut(u32)>,
+    /// Told of redo's progress (`Phase::Redo`: the log bytes replayed).
+    pub progress: Option<&'a dyn Progress>,
 }
 
 impl Default for RecoverEnvOptions<'_> {
@@ -64,6 +67,7 @@ impl Default for RecoverEnvOptions<'_> {
             until: None,
             keep_region: false,
             lock_timeout: Duration::from_secs(1),
+            feedback: None,
             progress: None,
         }
     }
@@ -139,7 +143,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
     let layout = Layout::resolve(&vfs, home)?;
     match layout.holds(&vfs)? {
         Holds::Log(_) => {}
-        Holds::NothingCommitted => return nothing_committed(home),
+        Holds::NothingCommitted => return nothing_committed(&vfs, home),
         Holds::DatabasesWithoutLog => {
             return Err(Error::invalid(format!(
             "{}: database files but no log files: nothing to recover from (copy the log files too)",
@@ -147,12 +151,12 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
         )))
         }
     }
-    let _lock = OwnerLock::acquire(home, opts.lock_timeout)?;
+    let _lock = OwnerLock::acquire(&vfs, home, opts.lock_timeout)?;
     // Looked at again under the lock: an owner may have been creating
     // the log meanwhile (its first commit cannot have happened before the
     // header was durable, so an unfinished log is still nothing).
     if layout.log_files(&vfs)?.is_empty() {
-        return nothing_committed(home);
+        return nothing_committed(&vfs, home);
     }
 
     // Recovery to a time cuts the log before it could see its end, so
@@ -181,6 +185,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
             mode,
             write: true,
             until: opts.until.map(|t| t.max(0) as u64),
+            feedback: opts.feedback,
             progress: opts.progress,
             // The real file system, and nothing observes the order of
             // its operations: let the disk work while redo reads.
@@ -215,7 +220,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
         Some(_) => wal::last_checkpoint(&vfs, &layout.log_dir)?,
         None => outcome.last_ckp.clone(),
     };
-    let region = Region::at(home);
+    let region = Region::at(&vfs, home);
     if opts.keep_region {
         region.update(true, |s| {
             s.owner_pid = 0;
@@ -231,6 +236,7 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
         vfs.remove(region.path())?;
     }
 
+    progress::finish(opts.progress);
     // Nothing to redo: no record after the start but the checkpoint there.
     let idle = outcome.records == 0
         || (outcome.records == 1 && outcome.last_ckp.as_ref().map(|c| c.0) == outcome.start);
@@ -253,8 +259,8 @@ pub fn recover_env_on(vfs: &SharedVfs, home: &Path, opts: RecoverEnvOptions<'_>)
 /// The report for an environment without a log: nothing to recover,
 /// nothing touched. An owner creating it right now is still in the way,
 /// as for any recovery.
-fn nothing_committed(home: &Path) -> Result<Report> {
-    if let Some(pid) = crate::engine::owner::live_owner(home) {
+fn nothing_committed(vfs: &SharedVfs, home: &Path) -> Result<Report> {
+    if let Some(pid) = crate::engine::owner::live_owner(vfs, home) {
         if pid != std::process::id() {
             return Err(Error::Locked {
                 path: home.to_path_buf(),

@@ -8,6 +8,7 @@ use crate::engine::env::{Env, EnvOptions};
 use crate::engine::owner::live_owner;
 use crate::engine::region::Region;
 use crate::error::{Error, Result};
+use crate::storage::vfs::SharedVfs;
 use crate::types::Lsn;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,10 +29,10 @@ pub enum Taken {
 /// Takes a checkpoint of the environment at `home` and returns its LSN.
 /// Waits up to `timeout` for a live owner to answer.
 pub fn checkpoint(home: &Path, timeout: Duration) -> Result<(Lsn, Taken)> {
-    if let Some(pid) = live_owner(home) {
-        return request_from_owner(home, pid, timeout).map(|l| (l, Taken::ByOwner(pid)));
-    }
     let vfs = crate::storage::vfs::OsVfs::shared();
+    if let Some(pid) = live_owner(&vfs, home) {
+        return request_from_owner(&vfs, home, pid, timeout).map(|l| (l, Taken::ByOwner(pid)));
+    }
     if crate::storage::layout::Layout::resolve(&vfs, home)?
         .env_log(&vfs)?
         .is_none()
@@ -47,7 +48,7 @@ pub fn checkpoint(home: &Path, timeout: Duration) -> Result<(Lsn, Taken)> {
         Ok(e) => e,
         // An owner appeared between our look and our open: ask it.
         Err(Error::Locked { pid, .. }) => {
-            return request_from_owner(home, pid, timeout).map(|l| (l, Taken::ByOwner(pid)))
+            return request_from_owner(&vfs, home, pid, timeout).map(|l| (l, Taken::ByOwner(pid)))
         }
         Err(e) => return Err(e),
     };
@@ -56,8 +57,8 @@ pub fn checkpoint(home: &Path, timeout: Duration) -> Result<(Lsn, Taken)> {
     Ok((lsn, Taken::Here))
 }
 
-fn request_from_owner(home: &Path, pid: u32, timeout: Duration) -> Result<Lsn> {
-    let region = Region::at(home);
+fn request_from_owner(vfs: &SharedVfs, home: &Path, pid: u32, timeout: Duration) -> Result<Lsn> {
+    let region = Region::at(vfs, home);
     let ticket = region.update(false, |s| {
         s.ckp_requested += 1;
         s.ckp_requested
@@ -69,7 +70,7 @@ fn request_from_owner(home: &Path, pid: u32, timeout: Duration) -> Result<Lsn> {
                 return Ok(s.last_ckp);
             }
         }
-        if live_owner(home).is_none() {
+        if live_owner(vfs, home).is_none() {
             return Err(Error::invalid(format!(
                 "{}: the owner (pid {pid}) exited before taking the checkpoint",
                 home.display()

@@ -19,7 +19,6 @@ use crate::storage::page;
 use crate::storage::vfs::{OsVfs, SharedVfs};
 use crate::types::{Lsn, TxnId};
 use crate::wal::{self, LogCursor, Record};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// How often a read-only view is reopened when the owner keeps moving it.
@@ -128,14 +127,11 @@ pub fn log(home: &Path) -> Result<LogStat> {
     let ckp = wal::last_checkpoint(&vfs, &layout.log_dir)?;
     let mut sizes = Vec::with_capacity(files.len());
     for &n in &files {
-        let len = match std::fs::metadata(layout.log_path(n)) {
-            Ok(m) => m.len(),
-            Err(e) => return Err(Error::io(layout.log_path(n), "stat", e)),
-        };
-        sizes.push((n, len));
+        sizes.push((n, vfs.metadata(&layout.log_path(n))?.len));
     }
-    let file_mode = std::fs::metadata(layout.log_path(end.file.max(files[0])))
-        .map(|m| m.permissions().mode() & 0o7777)
+    let file_mode = vfs
+        .metadata(&layout.log_path(end.file.max(files[0])))
+        .map(|m| m.mode)
         .unwrap_or(0);
     // Bytes from `from` to the end of the valid log.
     let from = match &ckp {
@@ -197,7 +193,7 @@ pub struct TxnStat {
 
 /// Transaction figures of the environment at `home`.
 pub fn txn(home: &Path) -> Result<TxnStat> {
-    let region = Region::at(home).read();
+    let region = Region::at(&OsVfs::shared(), home).read();
     with_view(home, |env| {
         let o = env.recovery_outcome();
         Ok(TxnStat {
@@ -244,9 +240,9 @@ pub fn env(home: &Path) -> Result<EnvStat> {
     };
     let databases = layout.db_files(&vfs)?.into_iter().map(|f| f.name).collect();
     Ok(EnvStat {
-        region: Region::at(home).read(),
+        region: Region::at(&vfs, home).read(),
         region_size: REGION_SIZE,
-        owner: live_owner(home),
+        owner: live_owner(&vfs, home),
         env_id,
         databases,
         log,

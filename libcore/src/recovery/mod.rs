@@ -32,16 +32,17 @@ pub mod bulkcheck;
 mod pages;
 mod syncer;
 
-use crate::engine::cache::PageKey;
 use crate::error::{Error, Location, Result};
+use crate::progress::{self, Phase, Progress, Stepper};
 use crate::storage::layout::{check_db_name, Layout};
 use crate::storage::page::{self, Meta, PageCheck};
 use crate::storage::pagestore::PageBuf;
+use crate::storage::pagestore::PageKey;
 use crate::storage::vfs::{OpenMode, SharedVfs, VFile};
 use crate::types::{FileId, Lsn, PageNo, TxnId};
 use crate::wal::{self, Checkpoint, LogCursor, OnBadRecord, PageRecord, Record};
 use batch::{Batch, Pending};
-use pages::PageTable;
+use pages::{PageTable, RFile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,8 +76,11 @@ pub struct RecoveryOptions<'a> {
     /// Stop before the first commit later than this time (unix seconds),
     /// and cut the log there.
     pub until: Option<u64>,
-    /// Called with a percentage as redo goes on.
-    pub progress: Option<&'a mut dyn FnMut(u32)>,
+    /// Called with a percentage as redo goes on (`db_recover -f`).
+    pub feedback: Option<&'a mut dyn FnMut(u32)>,
+    /// Told of the redo phase: the log bytes from `start` on, advanced
+    /// per `progress::STEP` replayed.
+    pub progress: Option<&'a dyn Progress>,
     /// Fsync data files on a helper thread after each intermediate
     /// write-back (`syncer.rs`). Off by default: the order of file
     /// operations then depends on timing, which tests on a simulated
@@ -114,44 +118,6 @@ pub struct RecoveryOutcome {
     pub stopped_at_time: bool,
     /// Things worth telling an operator that did not stop recovery.
     pub warnings: Vec<String>,
-}
-
-struct RFile {
-    name: String,
-    path: PathBuf,
-    page_size: usize,
-    /// Shared with the background syncer.
-    handle: Option<Arc<dyn VFile>>,
-    /// Length of the file on disk (kept up to date by write-back): pages
-    /// at or past it need no read.
-    disk_len: u64,
-    /// Length of the file when redo bound it: the pages recovery to a
-    /// time checks (`check_not_newer_than`); write-back only adds pages
-    /// older than the recovery point.
-    len_before: u64,
-}
-
-impl RFile {
-    fn new(
-        name: String,
-        path: PathBuf,
-        page_size: usize,
-        handle: Option<Box<dyn VFile>>,
-    ) -> Result<RFile> {
-        let handle: Option<Arc<dyn VFile>> = handle.map(Arc::from);
-        let disk_len = match &handle {
-            Some(h) => h.len()?,
-            None => 0,
-        };
-        Ok(RFile {
-            name,
-            path,
-            page_size,
-            handle,
-            disk_len,
-            len_before: disk_len,
-        })
-    }
 }
 
 struct Redo<'a> {
@@ -251,15 +217,12 @@ pub fn recover(
         })
         .collect();
     let total: u64 = sizes.iter().map(|s| s.1).sum::<u64>().max(1);
-    let position = |lsn: Lsn| -> u64 {
-        sizes
-            .iter()
-            .take_while(|s| s.0 < lsn.file)
-            .map(|s| s.1)
-            .sum::<u64>()
-            + u64::from(lsn.offset)
-    };
+    let mut positions = LogPositions::new(sizes);
+    let mut position = |lsn: Lsn| positions.at(lsn);
     let mut last_pct = u32::MAX;
+    let from = position(start);
+    progress::start(opts.progress, Phase::Redo, Some(total.saturating_sub(from)));
+    let mut stepper = Stepper::new(opts.progress, from);
 
     cur.seek(start)?;
     let mut pending = Batch::default();
@@ -288,7 +251,10 @@ pub fn recover(
             complete = false;
         }
         out.records += 1;
-        if let Some(p) = opts.progress.as_mut() {
+        if stepper.listening() {
+            stepper.reach(position(lsn));
+        }
+        if let Some(p) = opts.feedback.as_mut() {
             let pct = ((position(lsn) * 100) / total).min(100) as u32;
             if pct != last_pct {
                 p(pct);
@@ -337,7 +303,13 @@ pub fn recover(
         end = out.found_end;
     }
     out.end = end;
-    if let Some(p) = opts.progress.as_mut() {
+    // Redo replayed up to here: the end of the valid log, or the stop at
+    // a time.
+    stepper.flush(position(match out.stopped_at_time {
+        true => end,
+        false => out.found_end,
+    }));
+    if let Some(p) = opts.feedback.as_mut() {
         if last_pct != 100 {
             p(100);
         }
@@ -390,6 +362,41 @@ pub fn recover(
             .collect();
     }
     Ok(out)
+}
+
+/// Where an LSN is in the log counted as one run of bytes over its files
+/// (from the first file listed), for progress: the sum of the earlier
+/// files' sizes is kept for the file last asked about, so asking in log
+/// order costs nothing per record.
+struct LogPositions {
+    /// Each file from where redo starts, and its size.
+    sizes: Vec<(u32, u64)>,
+    /// The file last asked about and the bytes of the files before it.
+    file: u32,
+    before: u64,
+}
+
+impl LogPositions {
+    fn new(sizes: Vec<(u32, u64)>) -> LogPositions {
+        LogPositions {
+            file: sizes.first().map(|s| s.0).unwrap_or(0),
+            sizes,
+            before: 0,
+        }
+    }
+
+    fn at(&mut self, lsn: Lsn) -> u64 {
+        if lsn.file != self.file {
+            self.file = lsn.file;
+            self.before = self
+                .sizes
+                .iter()
+                .take_while(|s| s.0 < lsn.file)
+                .map(|s| s.1)
+                .sum();
+        }
+        self.before + u64::from(lsn.offset)
+    }
 }
 
 /// Removes everything after `end`: every log file after `end`'s file (a

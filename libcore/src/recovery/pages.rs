@@ -17,13 +17,54 @@
 //! * write-back goes in file and page order, runs of adjacent pages in one
 //!   write, and each page is sealed (checksummed) once per write.
 
-use super::RFile;
-use crate::engine::cache::PageKey;
 use crate::error::Result;
 use crate::storage::page::{self, PageCheck};
+use crate::storage::pagestore::PageKey;
+use crate::storage::vfs::VFile;
 use crate::types::{FileId, Lsn};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A database file as redo sees it.
+pub(super) struct RFile {
+    pub(super) name: String,
+    pub(super) path: PathBuf,
+    pub(super) page_size: usize,
+    /// Shared with the background syncer.
+    pub(super) handle: Option<Arc<dyn VFile>>,
+    /// Length of the file on disk (kept up to date by write-back): pages
+    /// at or past it need no read.
+    pub(super) disk_len: u64,
+    /// Length of the file when redo bound it: the pages recovery to a
+    /// time checks (`check_not_newer_than`); write-back only adds pages
+    /// older than the recovery point.
+    pub(super) len_before: u64,
+}
+
+impl RFile {
+    pub(super) fn new(
+        name: String,
+        path: PathBuf,
+        page_size: usize,
+        handle: Option<Box<dyn VFile>>,
+    ) -> Result<RFile> {
+        let handle: Option<Arc<dyn VFile>> = handle.map(Arc::from);
+        let disk_len = match &handle {
+            Some(h) => h.len()?,
+            None => 0,
+        };
+        Ok(RFile {
+            name,
+            path,
+            page_size,
+            handle,
+            disk_len,
+            len_before: disk_len,
+        })
+    }
+}
 
 /// Largest single write of adjacent pages during write-back.
 const MAX_RUN_BYTES: usize = 1 << 20;

@@ -14,44 +14,11 @@
 
 use crate::error::{Error, Result};
 use crate::storage::config::Config;
+use crate::storage::logfiles::{list_log_files, live_log_files};
+pub use crate::storage::logfiles::{log_name, parse_log_name};
 use crate::storage::page::{Meta, META_PROBE};
 use crate::storage::vfs::{OpenMode, SharedVfs};
 use std::path::{Path, PathBuf};
-
-// Log file names, `log.%010d`: `log.0000000001`, `log.0000000002`, ...
-// Numbers start at 1 and are never reused. The log's format is wal/'s;
-// where its files are and what they are called is here.
-
-/// `log.0000000001` for 1.
-pub fn log_name(n: u32) -> String {
-    // By hand rather than `format!("log.{n:010}")`: db_archive names
-    // thousands of files, and the formatter's padding was most of its time.
-    let mut b = *b"log.0000000000";
-    let mut v = n;
-    for d in b[4..].iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-/// The number in a log file name; `None` for anything that is not exactly
-/// `log.` and ten digits naming a number from 1 up.
-pub fn parse_log_name(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("log.")?;
-    if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    match digits.parse::<u32>() {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(n),
-    }
-}
-
-/// Path of log file `n` in `dir`.
-pub fn log_path(dir: &Path, n: u32) -> PathBuf {
-    dir.join(log_name(n))
-}
 
 /// The resolved directories of one environment.
 #[derive(Debug, Clone)]
@@ -105,7 +72,7 @@ impl Layout {
                 std::io::Error::from_raw_os_error(20), // ENOTDIR
             ));
         }
-        let config = Config::read(home)?;
+        let config = Config::read_with(vfs.as_ref(), home)?;
         Ok(Layout::with_config(home, config))
     }
 
@@ -146,17 +113,17 @@ impl Layout {
 
     /// Numbers of the log files that make up the log, ascending: every
     /// one present but a newest one whose creation was interrupted, which
-    /// holds nothing (`log::live_log_files`).
+    /// holds nothing (`logfiles::live_log_files`).
     pub fn log_files(&self, vfs: &SharedVfs) -> Result<Vec<u32>> {
         self.check_log_dir(vfs)?;
-        crate::wal::live_log_files(vfs, &self.log_dir)
+        live_log_files(vfs, &self.log_dir)
     }
 
     /// Numbers of every file named like a log file, ascending, an
     /// unfinished newest one included (what recovery cuts away).
     pub fn all_log_files(&self, vfs: &SharedVfs) -> Result<Vec<u32>> {
         self.check_log_dir(vfs)?;
-        crate::wal::list_log_files(vfs, &self.log_dir)
+        list_log_files(vfs, &self.log_dir)
     }
 
     fn check_log_dir(&self, vfs: &SharedVfs) -> Result<()> {

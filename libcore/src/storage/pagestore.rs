@@ -5,11 +5,15 @@
 //! transaction); writes are copy-on-write into the transaction.
 
 use crate::error::Result;
-use crate::types::PageNo;
+use crate::types::{FileId, PageNo};
 use std::sync::Arc;
 
 /// An immutable page image shared between the cache and readers.
 pub type PageBuf = Arc<Vec<u8>>;
+
+/// A page of the environment: its database file and its number (the key of
+/// the buffer pool, of a transaction's pages and of recovery's page table).
+pub type PageKey = (FileId, PageNo);
 
 pub trait PageRead {
     fn page_size(&self) -> usize;

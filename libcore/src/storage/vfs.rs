@@ -3,13 +3,21 @@
 //! (no global fail points: each environment carries its own `Vfs`).
 //!
 //! `OsVfs` is the real one. Errors come back as `Error::Io` naming the path.
+//!
+//! Besides data and names, the trait carries what the owner lock, the
+//! region and the copies need: advisory whole-file locks (`flock`: held by
+//! an open file, released when it closes or the process dies), a file's
+//! metadata (size, permission bits, times, identity) and setting its
+//! permission bits and times. So those files, too, run under the test
+//! file systems (faults, power loss).
 
 use crate::error::{Error, Result};
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +30,54 @@ pub enum OpenMode {
     Create(u32),
     /// Read and write; the file must not exist yet.
     CreateNew(u32),
+}
+
+/// An advisory whole-file lock (`flock(2)`): any number of shared ones, or
+/// one exclusive one. It belongs to the open file that took it (a second
+/// open of the same file, even in the same process, conflicts with it) and
+/// goes when that file is closed or its process dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+/// What a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// A file's metadata (`stat(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    pub file_type: FileType,
+    pub len: u64,
+    /// Permission bits (`st_mode & 07777`).
+    pub mode: u32,
+    pub accessed: SystemTime,
+    pub modified: SystemTime,
+    /// Device and inode: two names with the same pair are one file.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileMeta {
+    pub fn is_file(&self) -> bool {
+        self.file_type == FileType::File
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.file_type == FileType::Dir
+    }
+
+    /// True when both describe the same file (device and inode).
+    pub fn same_file(&self, other: &FileMeta) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
 }
 
 /// An open file. Reads and writes are positional so one handle can be shared
@@ -37,6 +93,18 @@ pub trait VFile: Send + Sync {
     /// Makes everything written so far durable (fdatasync).
     fn sync(&self) -> Result<()>;
     fn path(&self) -> &Path;
+    /// Takes the lock without waiting: `Ok(false)` when another open file
+    /// holds a conflicting one (waiting, with a bound, is the caller's
+    /// loop). Taking the other kind while holding one converts it.
+    fn try_lock(&self, kind: LockKind) -> Result<bool>;
+    /// Releases this file's lock (closing the file does too).
+    fn unlock(&self) -> Result<()>;
+    /// The open file's metadata (`fstat`).
+    fn meta(&self) -> Result<FileMeta>;
+    /// Sets the permission bits (`fchmod`).
+    fn set_mode(&self, mode: u32) -> Result<()>;
+    /// Sets the access and modification times.
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()>;
 }
 
 pub trait Vfs: Send + Sync {
@@ -58,6 +126,10 @@ pub trait Vfs: Send + Sync {
     /// (the create-only primitive of `replica::DirStore`). Durable once
     /// `to`'s directory is synced.
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()>;
+    /// The metadata of the file `path` names, following symbolic links.
+    fn metadata(&self, path: &Path) -> Result<FileMeta>;
+    /// The metadata of `path` itself (a symbolic link is not followed).
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta>;
 }
 
 pub type SharedVfs = Arc<dyn Vfs>;
@@ -118,6 +190,72 @@ impl VFile for OsFile {
 
     fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        let r = match kind {
+            LockKind::Shared => fs2::FileExt::try_lock_shared(&self.file),
+            LockKind::Exclusive => fs2::FileExt::try_lock_exclusive(&self.file),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if is_contended(&e) => Ok(false),
+            Err(e) => Err(Error::io(&self.path, "lock", e)),
+        }
+    }
+
+    fn unlock(&self) -> Result<()> {
+        fs2::FileExt::unlock(&self.file).map_err(|e| Error::io(&self.path, "unlock", e))
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        self.file
+            .metadata()
+            .map(|m| file_meta(&m))
+            .map_err(|e| Error::io(&self.path, "stat", e))
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(&self.path, "chmod", e))
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        let times = fs::FileTimes::new()
+            .set_accessed(accessed)
+            .set_modified(modified);
+        self.file
+            .set_times(times)
+            .map_err(|e| Error::io(&self.path, "utimes", e))
+    }
+}
+
+/// True when a lock attempt failed only because another file holds it.
+fn is_contended(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+}
+
+fn file_meta(m: &fs::Metadata) -> FileMeta {
+    let t = m.file_type();
+    let file_type = if t.is_file() {
+        FileType::File
+    } else if t.is_dir() {
+        FileType::Dir
+    } else if t.is_symlink() {
+        FileType::Symlink
+    } else {
+        FileType::Other
+    };
+    FileMeta {
+        file_type,
+        len: m.len(),
+        mode: m.mode() & 0o7777,
+        accessed: m.accessed().unwrap_or(SystemTime::UNIX_EPOCH),
+        modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        dev: m.dev(),
+        ino: m.ino(),
     }
 }
 
@@ -198,11 +336,22 @@ impl Vfs for OsVfs {
             Err(e) => Err(Error::io(to, "link", e)),
         }
     }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        fs::metadata(path)
+            .map(|m| file_meta(&m))
+            .map_err(|e| Error::io(path, "stat", e))
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        fs::symlink_metadata(path)
+            .map(|m| file_meta(&m))
+            .map_err(|e| Error::io(path, "stat", e))
+    }
 }
 
 /// True when both paths name the same inode.
 fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
     match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
         (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
         _ => false,

@@ -22,6 +22,7 @@ use super::{
 };
 use crate::error::{Error, Location, Result};
 use crate::storage::codec::{crc32_parts, get_u32, get_u64};
+use crate::storage::logfiles::is_torn_creation;
 use crate::storage::vfs::{OpenMode, SharedVfs, VFile};
 use crate::types::{Lsn, TxnId};
 use std::collections::HashMap;
@@ -187,21 +188,6 @@ fn decode_at(
         })?;
     Record::decode(ty, &bytes[RECORD_HEADER_SIZE..])
         .map_err(|e| Error::corrupt(path, Location::Offset(u64::from(off)), e.0))
-}
-
-/// True for a file that a crash left while it was being created: shorter
-/// than a header, a header of zeroes, or a file of exactly a header whose
-/// checksum fails (the write of the header was torn). The header is
-/// fsynced before any record is written into the file, so such a file
-/// holds nothing; a file with records after a bad header is damage, not
-/// an interrupted creation.
-pub(crate) fn is_torn_creation(f: &dyn VFile) -> Result<bool> {
-    let mut b = [0u8; FILE_HEADER_SIZE];
-    let n = f.read_at(&mut b, 0)?;
-    if n < FILE_HEADER_SIZE || b.iter().all(|&x| x == 0) {
-        return Ok(true);
-    }
-    Ok(!FileHeader::checksum_holds(&b) && f.len()? == FILE_HEADER_SIZE as u64)
 }
 
 /// The length of the record that ends at `end` in `f` (0 if `end` is the
@@ -800,7 +786,7 @@ pub fn last_checkpoint_in(
     if at.file >= last || at.offset < FIRST_RECORD_OFFSET {
         return Err(Error::corrupt(
             &r.path,
-            Location::Offset(super::HDR_LAST_CKP as u64),
+            Location::Offset(crate::storage::logfiles::HDR_LAST_CKP as u64),
             format!("header names an impossible last checkpoint {}", at),
         ));
     }

@@ -318,6 +318,12 @@ mod tests {
         fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
             OsVfs.hard_link(from, to)
         }
+        fn metadata(&self, path: &Path) -> Result<crate::storage::vfs::FileMeta> {
+            OsVfs.metadata(path)
+        }
+        fn symlink_metadata(&self, path: &Path) -> Result<crate::storage::vfs::FileMeta> {
+            OsVfs.symlink_metadata(path)
+        }
     }
 
     /// A listing of a live log that misses a file the owner just created

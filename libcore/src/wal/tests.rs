@@ -62,6 +62,25 @@ impl VFile for TestFile {
     fn path(&self) -> &Path {
         self.inner.path()
     }
+    fn try_lock(&self, kind: crate::storage::vfs::LockKind) -> crate::Result<bool> {
+        self.inner.try_lock(kind)
+    }
+    fn unlock(&self) -> crate::Result<()> {
+        self.inner.unlock()
+    }
+    fn meta(&self) -> crate::Result<crate::storage::vfs::FileMeta> {
+        self.inner.meta()
+    }
+    fn set_mode(&self, mode: u32) -> crate::Result<()> {
+        self.inner.set_mode(mode)
+    }
+    fn set_times(
+        &self,
+        accessed: std::time::SystemTime,
+        modified: std::time::SystemTime,
+    ) -> crate::Result<()> {
+        self.inner.set_times(accessed, modified)
+    }
 }
 
 impl Vfs for TestVfs {
@@ -97,6 +116,12 @@ impl Vfs for TestVfs {
     }
     fn hard_link(&self, from: &Path, to: &Path) -> crate::Result<()> {
         OsVfs.hard_link(from, to)
+    }
+    fn metadata(&self, path: &Path) -> crate::Result<crate::storage::vfs::FileMeta> {
+        OsVfs.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> crate::Result<crate::storage::vfs::FileMeta> {
+        OsVfs.symlink_metadata(path)
     }
 }
 
@@ -922,6 +947,12 @@ impl Vfs for ScriptedListing {
     }
     fn hard_link(&self, from: &Path, to: &Path) -> crate::Result<()> {
         OsVfs.hard_link(from, to)
+    }
+    fn metadata(&self, path: &Path) -> crate::Result<crate::storage::vfs::FileMeta> {
+        OsVfs.metadata(path)
+    }
+    fn symlink_metadata(&self, path: &Path) -> crate::Result<crate::storage::vfs::FileMeta> {
+        OsVfs.symlink_metadata(path)
     }
 }
 

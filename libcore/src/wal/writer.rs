@@ -184,7 +184,7 @@ impl Log {
         {
             let p = log_path(dir, n);
             let f = vfs.open(&p, OpenMode::Read)?;
-            if super::cursor::is_torn_creation(&*f)? {
+            if super::is_torn_creation(&*f)? {
                 drop(f);
                 vfs.remove(&p)?;
                 removed = true;

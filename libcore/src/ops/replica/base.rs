@@ -24,14 +24,17 @@ use super::framed::{self, Kind};
 use super::layout;
 use super::store::{FileSum, ReplicaStore};
 use crate::error::{Error, Result, StoreFault};
-use crate::ops::copy::settle_page;
+use crate::ops::copy::{settle_page, total_size};
+use crate::progress::{self, Phase, Progress};
 use crate::storage::codec::{Reader, Writer};
 use crate::storage::layout::Layout;
-use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
+use crate::storage::vfs::{FileMeta, LockKind, OpenMode, SharedVfs, VFile, Vfs};
 use crate::types::{Lsn, PageNo};
 use crate::wal::{LogCursor, OnBadRecord, PageRecord, Record};
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 pub const KIND_BASE: Kind = Kind(*b"BASE");
 
@@ -162,11 +165,14 @@ pub fn complete(store: &dyn ReplicaStore) -> Result<Vec<BaseManifest>> {
 struct PageChecked {
     inner: SharedVfs,
     page_size: usize,
+    /// Told of the whole pages each read returns (what is stored).
+    progress: Option<Arc<dyn Progress>>,
 }
 
 struct PageCheckedFile {
     file: Box<dyn VFile>,
     page_size: usize,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 impl VFile for PageCheckedFile {
@@ -178,6 +184,7 @@ impl VFile for PageCheckedFile {
             let at = off + (i * ps) as u64;
             settle_page(&*self.file, page, PageNo((at / ps as u64) as u32), at)?;
         }
+        progress::advance(self.progress.as_deref(), whole as u64);
         Ok(whole)
     }
 
@@ -200,6 +207,26 @@ impl VFile for PageCheckedFile {
     fn path(&self) -> &Path {
         self.file.path()
     }
+
+    fn try_lock(&self, kind: LockKind) -> Result<bool> {
+        self.file.try_lock(kind)
+    }
+
+    fn unlock(&self) -> Result<()> {
+        self.file.unlock()
+    }
+
+    fn meta(&self) -> Result<FileMeta> {
+        self.file.meta()
+    }
+
+    fn set_mode(&self, mode: u32) -> Result<()> {
+        self.file.set_mode(mode)
+    }
+
+    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
+        self.file.set_times(accessed, modified)
+    }
 }
 
 impl Vfs for PageChecked {
@@ -208,6 +235,7 @@ impl Vfs for PageChecked {
         Ok(Box::new(PageCheckedFile {
             file,
             page_size: self.page_size,
+            progress: self.progress.clone(),
         }))
     }
     fn remove(&self, path: &Path) -> Result<()> {
@@ -236,6 +264,14 @@ impl Vfs for PageChecked {
     }
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
         self.inner.hard_link(from, to)
+    }
+
+    fn metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.metadata(path)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
+        self.inner.symlink_metadata(path)
     }
 }
 
@@ -292,16 +328,18 @@ const ATTEMPTS: u32 = 3;
 /// Writes base `number` of the environment `src` into `store`: the
 /// database files (streamed with page checks), then the manifest. The
 /// caller ships the log from at most the returned manifest's `start` on.
+/// `progress` hears a `Phase::WriteBase` per copy of the files.
 pub fn write(
     vfs: &SharedVfs,
     src: &Layout,
     store: &dyn ReplicaStore,
     number: u64,
     env_id: u64,
+    progress: Option<Arc<dyn Progress>>,
     say: &mut dyn FnMut(String),
 ) -> Result<BaseManifest> {
     for attempt in 1..=ATTEMPTS {
-        let m = copy_files(vfs, src, store, number, env_id, say)?;
+        let m = copy_files(vfs, src, store, number, env_id, progress.clone(), say)?;
         let bulk = bulk_markers(vfs, src, m.copy_began, m.consistent_from)?;
         match bulk.first() {
             None => {
@@ -314,6 +352,7 @@ pub fn write(
                         "another master wrote this base at the same time",
                     ));
                 }
+                progress::finish(progress.as_deref());
                 return Ok(m);
             }
             Some(lsn) if attempt < ATTEMPTS => say(format!(
@@ -335,17 +374,24 @@ fn copy_files(
     store: &dyn ReplicaStore,
     number: u64,
     env_id: u64,
+    progress: Option<Arc<dyn Progress>>,
     say: &mut dyn FnMut(String),
 ) -> Result<BaseManifest> {
     let history = crate::wal::history::read(vfs, &src.home)?.id();
     let (start, checkpoint) = start_point(vfs, src)?;
     let copy_began = log_mark(vfs, src)?;
     let mut files = Vec::new();
-    for (index, f) in src.db_files(vfs)?.into_iter().enumerate() {
+    let dbs = src.db_files(vfs)?;
+    if let Some(p) = &progress {
+        let paths: Vec<&Path> = dbs.iter().map(|f| f.path.as_path()).collect();
+        p.start(Phase::WriteBase, Some(total_size(vfs, &paths)));
+    }
+    for (index, f) in dbs.into_iter().enumerate() {
         let key = layout::base_file_key(number, index as u32);
         let checked = PageChecked {
             inner: vfs.clone(),
             page_size: f.meta_page_size as usize,
+            progress: progress.clone(),
         };
         say(format!(
             "copying database {} to {}/{key}",

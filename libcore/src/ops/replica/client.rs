@@ -37,6 +37,7 @@ use super::store::ReplicaStore;
 use crate::engine::owner::OwnerLock;
 use crate::error::{Error, Result, StoreFault};
 use crate::ops::interrupt::{raised, StopFlag};
+use crate::progress::Progress;
 use crate::recovery::{self, RecoveryMode, RecoveryOptions};
 use crate::storage::layout::Layout;
 use crate::storage::vfs::SharedVfs;
@@ -58,6 +59,8 @@ pub struct ClientOptions {
     pub stop: StopFlag,
     /// Compare digests the master posts (default on).
     pub check_digests: bool,
+    /// Told of each restore from a base (`restore::restore`).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl Default for ClientOptions {
@@ -66,6 +69,7 @@ impl Default for ClientOptions {
             poll: Duration::from_millis(50),
             stop: StopFlag::default(),
             check_digests: true,
+            progress: None,
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct Client {
     /// Digest positions the master posted, not reached yet.
     digests: Vec<Lsn>,
     check_digests: bool,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 /// What one step did.
@@ -123,7 +128,7 @@ impl Client {
         if !fresh(vfs)? && ClientState::read(vfs, home)?.is_none() {
             return Err(not_a_standby(home));
         }
-        let lock = lock_standby(home)?;
+        let lock = lock_standby(vfs, home)?;
         if fresh(vfs)? {
             return Client::first_restore(vfs, home, store, info.env_id, opts, lock, say);
         }
@@ -149,6 +154,7 @@ impl Client {
             last_look: None,
             digests: Vec::new(),
             check_digests: opts.check_digests,
+            progress: opts.progress.clone(),
         };
         c.repair()?;
         c.resume_point()?;
@@ -173,7 +179,15 @@ impl Client {
         let mut waited = false;
         loop {
             match restore::choose(&*store, Target::Newest)? {
-                Some(b) => match restore::restore(vfs, &*store, home, &b, Target::Newest, say) {
+                Some(b) => match restore::restore(
+                    vfs,
+                    &*store,
+                    home,
+                    &b,
+                    Target::Newest,
+                    opts.progress.clone(),
+                    say,
+                ) {
                     Ok(r) => {
                         let state = ClientState {
                             env_id,
@@ -196,6 +210,7 @@ impl Client {
                             last_look: None,
                             digests: Vec::new(),
                             check_digests: opts.check_digests,
+                            progress: opts.progress.clone(),
                         });
                     }
                     Err(e) if e.is_transient() => say(format!("{e}; trying again")),
@@ -582,7 +597,15 @@ impl Client {
             crate::storage::vfs::OpenMode::Create(0o600),
         )?);
         self.vfs.sync_dir(&home)?;
-        let r = restore::restore(&self.vfs, &*self.store, &home, &b, Target::Newest, say)?;
+        let r = restore::restore(
+            &self.vfs,
+            &*self.store,
+            &home,
+            &b,
+            Target::Newest,
+            self.progress.clone(),
+            say,
+        )?;
         self.state.base = b.number;
         self.state.applied = r.applied;
         self.state.chain_crc = r.chain_crc;
@@ -611,8 +634,8 @@ fn not_a_standby(home: &Path) -> Error {
 }
 
 /// Takes the standby's owner lock, or names who holds it.
-fn lock_standby(home: &Path) -> Result<OwnerLock> {
-    match OwnerLock::acquire(home, Duration::from_secs(3)) {
+fn lock_standby(vfs: &SharedVfs, home: &Path) -> Result<OwnerLock> {
+    match OwnerLock::acquire(vfs, home, Duration::from_secs(3)) {
         Err(Error::Locked { pid, .. }) => Err(Error::invalid(format!(
             "{}: in use by pid {pid} (another db_replicate client, or a db_recover or an application that opened it); nothing was changed",
             home.display()

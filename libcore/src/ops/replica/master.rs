@@ -34,6 +34,7 @@ use super::store::ReplicaStore;
 use crate::engine::region::Region;
 use crate::error::{Error, Result};
 use crate::ops::interrupt::{raised, StopFlag};
+use crate::progress::Progress;
 use crate::storage::layout::Layout;
 use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::Lsn;
@@ -75,6 +76,8 @@ pub struct MasterOptions {
     pub stop: StopFlag,
     /// The epoch written in every segment (0 until fencing, issue 13).
     pub epoch: u64,
+    /// Told of each base copy (`Phase::WriteBase`).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl Default for MasterOptions {
@@ -85,6 +88,7 @@ impl Default for MasterOptions {
             digest_every: Some(Duration::from_secs(60)),
             stop: StopFlag::default(),
             epoch: 0,
+            progress: None,
         }
     }
 }
@@ -98,14 +102,14 @@ struct MasterLease {
 }
 
 impl MasterLease {
-    fn take(home: &Path, first: u32) -> Result<MasterLease> {
-        let region = Region::at(home);
+    fn take(vfs: &SharedVfs, home: &Path, first: u32) -> Result<MasterLease> {
+        let region = Region::at(vfs, home);
         let none = MasterLease {
             held: None,
             first,
             renewed: Instant::now(),
         };
-        if !region.path().exists() {
+        if !vfs.exists(region.path()) {
             // No owner has run since the region went: nothing removes
             // logs but db_archive -d, which has no lease to honour either.
             return Ok(none);
@@ -129,7 +133,7 @@ impl MasterLease {
     }
 
     /// Moves the lease to `first` (forward only) and renews it when due.
-    fn keep(&mut self, home: &Path, first: u32) -> Result<()> {
+    fn keep(&mut self, vfs: &SharedVfs, home: &Path, first: u32) -> Result<()> {
         let due = self.renewed.elapsed() >= RENEW_EVERY;
         if first <= self.first && !due {
             return Ok(());
@@ -145,7 +149,7 @@ impl MasterLease {
         self.renewed = Instant::now();
         if !alive {
             // Dropped as void (it expired while this process was stopped).
-            *self = MasterLease::take(home, target)?;
+            *self = MasterLease::take(vfs, home, target)?;
         }
         Ok(())
     }
@@ -222,6 +226,7 @@ pub struct Master {
     /// Backoff after a failure: no shipping before this.
     retry_at: Option<Instant>,
     failures: u32,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 /// What the master did in one tick.
@@ -278,7 +283,7 @@ impl Master {
                 (Lsn::new(start.file, 0), 0, true)
             }
         };
-        let lease = MasterLease::take(home, shipped.file)?;
+        let lease = MasterLease::take(vfs, home, shipped.file)?;
         let bases = base::complete(&*store)?;
         let newest_base = bases.last().cloned();
         let base_bytes = match opts.base_bytes {
@@ -322,6 +327,7 @@ impl Master {
             last_status: None,
             retry_at: None,
             failures: 0,
+            progress: opts.progress.clone(),
         })
     }
 
@@ -364,7 +370,7 @@ impl Master {
             .as_ref()
             .map(|_| self.shipped.file)
             .unwrap_or(self.shipped.file);
-        self.lease.keep(&self.src.home, first)?;
+        self.lease.keep(&self.vfs, &self.src.home, first)?;
         self.post_status(false);
         Ok(tick)
     }
@@ -636,14 +642,15 @@ impl Master {
             }
         };
         say(format!("writing base {number}"));
-        let (vfs, src, store, env_id) = (
+        let (vfs, src, store, env_id, progress) = (
             self.vfs.clone(),
             self.src.clone(),
             self.store.clone(),
             self.env_id,
+            self.progress.clone(),
         );
         let handle = std::thread::spawn(move || {
-            base::write(&vfs, &src, &*store, number, env_id, &mut |_| {})
+            base::write(&vfs, &src, &*store, number, env_id, progress, &mut |_| {})
         });
         self.shipped_since_base = 0;
         self.base_job = Some((number, Job { handle }));
@@ -668,6 +675,7 @@ impl Master {
                 match job.join() {
                     Ok(m) => self.base_done(m, say),
                     Err(e) => {
+                        crate::progress::finish(self.progress.as_deref());
                         say(format!("base {n}: {e}"));
                         self.fail(&e);
                         // Leave it for the next prune; try again later.

@@ -16,12 +16,15 @@ use super::segment::{self, Segment};
 use super::store::ReplicaStore;
 use crate::engine::owner::LOCK_FILE;
 use crate::error::{Error, Result, StoreFault};
+use crate::ops::metered::WriteMeter;
+use crate::progress::{Phase, Progress};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::layout::Layout;
 use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::Lsn;
 use crate::wal::manifest::Manifest;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const MARK_FILE: &str = "__db.restoring";
 
@@ -127,12 +130,15 @@ fn make_dirs(vfs: &SharedVfs, dir: &Path) -> Result<()> {
 
 /// Restores base `b` and the log after it into `home` (empty but for
 /// DB_CONFIG, or holding an unfinished restore, which is wiped first).
+/// `progress` hears `Phase::FetchBase`, `Phase::FetchLog` and
+/// `Phase::Redo`.
 pub fn restore(
     vfs: &SharedVfs,
     store: &dyn ReplicaStore,
     home: &Path,
     b: &BaseManifest,
     target: Target,
+    progress: Option<Arc<dyn Progress>>,
     say: &mut dyn FnMut(String),
 ) -> Result<Restored> {
     let layout = Layout::resolve(vfs, home)?;
@@ -153,8 +159,8 @@ pub fn restore(
         b.consistent_from,
         store.describe()
     ));
-    fetch_files(vfs, store, &layout, b, say)?;
-    let (applied, chain_crc, epoch) = fetch_log(vfs, store, &layout, b)?;
+    fetch_files(vfs, store, &layout, b, progress.clone(), say)?;
+    let (applied, chain_crc, epoch) = fetch_log(vfs, store, &layout, b, progress.as_deref())?;
     let until = match target {
         Target::At(t) => Some(t),
         _ => None,
@@ -166,6 +172,7 @@ pub fn restore(
             mode: RecoveryMode::From(b.start),
             write: true,
             until,
+            progress: progress.as_deref(),
             ..Default::default()
         },
     )?;
@@ -194,6 +201,7 @@ pub fn restore(
         files: Vec::new(),
     };
     manifest.write(vfs, home)?;
+    crate::progress::finish(progress.as_deref());
     say(format!("restored to {}", outcome.end));
     Ok(Restored {
         base: b.clone(),
@@ -224,8 +232,21 @@ fn fetch_files(
     store: &dyn ReplicaStore,
     layout: &Layout,
     b: &BaseManifest,
+    progress: Option<Arc<dyn Progress>>,
     say: &mut dyn FnMut(String),
 ) -> Result<()> {
+    // The store writes the files: a file system that counts its writes
+    // tells the progress.
+    let to: SharedVfs = match progress {
+        Some(p) => {
+            p.start(
+                Phase::FetchBase,
+                Some(b.files.iter().map(|f| f.sum.size).sum()),
+            );
+            Arc::new(WriteMeter::new(vfs.clone(), p))
+        }
+        None => vfs.clone(),
+    };
     for f in &b.files {
         let key = layout::base_file_key(b.number, f.index);
         let path = layout.create_dir.join(&f.name);
@@ -237,7 +258,7 @@ fn fetch_files(
             store.describe(),
             path.display()
         ));
-        let Some(sum) = store.get_to_file(&key, &**vfs, &path)? else {
+        let Some(sum) = store.get_to_file(&key, &*to, &path)? else {
             return Err(Error::store(
                 store.describe(),
                 key,
@@ -318,7 +339,9 @@ fn fetch_log(
     store: &dyn ReplicaStore,
     layout: &Layout,
     b: &BaseManifest,
+    progress: Option<&dyn Progress>,
 ) -> Result<(Lsn, u32, u64)> {
+    crate::progress::start(progress, Phase::FetchLog, None);
     let first = Lsn::new(b.start.file, 0);
     let mut applied = first;
     let mut crc = 0;
@@ -348,6 +371,7 @@ fn fetch_log(
             check_next(store, &key, &seg, b.env_id, applied, crc, epoch)?;
         }
         write_segment(vfs, layout, &seg)?;
+        crate::progress::advance(progress, seg.bytes.len() as u64);
         applied = seg.end;
         crc = seg.bytes_crc();
         epoch = seg.epoch;
