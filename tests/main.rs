@@ -18,4 +18,5 @@ mod man_pages;
 mod procedures;
 mod recover_tool;
 mod replicate;
+mod replicate_s3;
 mod security;

@@ -15,4 +15,5 @@ pub mod printlog;
 pub mod recover;
 pub mod replicate;
 pub mod stat;
+pub mod store;
 pub mod verify;

@@ -106,10 +106,12 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         Mode::Db { file, fast } => db_lines(&mut lines, &stat::db(&args.home, file, *fast)?),
         Mode::Log => log_lines(&mut lines, &stat::log(&args.home)?),
         Mode::Txn => txn_lines(&mut lines, &stat::txn(&args.home)?),
-        Mode::Repl => repl_lines(
-            &mut lines,
-            &libcore::replica::status::report(&libcore::OsVfs::shared(), &args.home)?,
-        ),
+        Mode::Repl => repl_lines(&mut lines, &{
+            let vfs = libcore::OsVfs::shared();
+            libcore::replica::status::report(&vfs, &args.home, &|spec| {
+                crate::store::open(&vfs, spec)
+            })?
+        }),
         Mode::Env => {
             let e = stat::env(&args.home)?;
             line(&mut lines, ctime(now()), "Local time");

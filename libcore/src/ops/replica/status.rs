@@ -332,8 +332,9 @@ impl Report {
 
 /// The report for `dir`: a store directory (it holds a `store` record), a
 /// standby home (it holds `__db.replica`), else a primary home whose
-/// DB_CONFIG names the store.
-pub fn report(vfs: &SharedVfs, dir: &Path) -> Result<Report> {
+/// DB_CONFIG names the store (a directory or an S3 address: `opener`
+/// opens it).
+pub fn report(vfs: &SharedVfs, dir: &Path, opener: super::StoreOpener<'_>) -> Result<Report> {
     if vfs.exists(&dir.join(layout::STORE_KEY)) && !vfs.is_dir(&dir.join(layout::STORE_KEY)) {
         let store = super::DirStore::open(vfs.clone(), dir)?;
         let mut r = Report {
@@ -354,7 +355,7 @@ pub fn report(vfs: &SharedVfs, dir: &Path) -> Result<Report> {
         client,
         ..Default::default()
     };
-    match super::open_store(vfs, dir) {
+    match super::open_store(vfs, dir, opener) {
         Ok(store) => {
             r.store = store.describe();
             if let Err(e) = fill_from_store(&*store, &mut r) {
