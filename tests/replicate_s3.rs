@@ -100,12 +100,28 @@ pub fn reaches_shipped(t: &Transcript, aws: &Aws, primary: &Path, standby: &Path
 /// Waits until the standby has applied everything the master shipped and
 /// the master has shipped everything durable (no writer running).
 pub fn caught_up(t: &Transcript, aws: &Aws, primary: &Path, standby: &Path) {
-    wait_until(Duration::from_secs(60), "the standby to catch up", || {
-        let durable = stat_r(t, aws, primary, "Primary's durable LSN");
-        let shipped = stat_r(t, aws, primary, "Shipped LSN (end of the store's log)");
-        let applied = s3::stat_r_opt(t, aws, standby, "Next LSN expected");
-        durable == shipped && Some(shipped) == applied
-    });
+    s3::wait_or(
+        Duration::from_secs(60),
+        "the standby to catch up",
+        || {
+            let durable = stat_r(t, aws, primary, "Primary's durable LSN");
+            let shipped = stat_r(t, aws, primary, "Shipped LSN (end of the store's log)");
+            let applied = s3::stat_r_opt(t, aws, standby, "Next LSN expected");
+            durable == shipped && Some(shipped) == applied
+        },
+        || {
+            let p = ok(t, aws, "db_stat", &["-r"], primary);
+            let s = ok(t, aws, "db_stat", &["-r"], standby);
+            let logs: Vec<String> = ["master", "client"]
+                .iter()
+                .map(|n| {
+                    let f = primary.parent().unwrap().join(format!("{n}.out"));
+                    format!("{n}: {}", std::fs::read_to_string(f).unwrap_or_default())
+                })
+                .collect();
+            format!("primary:\n{p}\nstandby:\n{s}\n{}", logs.join("\n"))
+        },
+    );
 }
 
 fn digest(t: &Transcript, aws: &Aws, home: &Path) -> String {

@@ -175,11 +175,15 @@ fn daemon(
 ) -> anyhow::Result<()> {
     let store = crate::store::for_home(vfs, &args.home)?;
     if args.mode == Mode::Master {
-        let opts = MasterOptions {
+        let config = libcore::Layout::resolve(vfs, &args.home)?.config;
+        let mut opts = MasterOptions {
             lag_bound: Duration::from_secs(args.lag_secs),
             stop,
             ..Default::default()
         };
+        if let Some(secs) = config.repl_lease_secs {
+            opts.lease = Duration::from_secs(u64::from(secs));
+        }
         master::run(vfs, &args.home, store, &opts, say)?;
     } else {
         let opts = ClientOptions {

@@ -6,10 +6,11 @@
 //! `testing` feature so the `s3store` tests run it too).
 //!
 //! Above the store: where things are in it (`layout`), log segments
-//! (`segment`), bases (`base`), the master that ships (`master`), the
-//! client that follows (`client`), restores (`restore`), what they report
-//! (`status`) and the content digest that proves a standby equals its
-//! primary (`digest`).
+//! (`segment`), bases (`base`), the epochs of the store's history and of
+//! a home (`epoch`), the lease that lets one master ship (`lease`), the
+//! master that ships (`master`), the client that follows (`client`),
+//! restores (`restore`), what they report (`status`) and the content
+//! digest that proves a standby equals its primary (`digest`).
 
 pub mod base;
 pub mod client;
@@ -17,9 +18,12 @@ pub mod client;
 pub mod conformance;
 pub mod digest;
 pub mod dirstore;
+pub mod epoch;
 pub mod framed;
 pub mod layout;
+pub mod lease;
 pub mod master;
+pub mod promote;
 pub mod restore;
 pub mod segment;
 pub mod status;

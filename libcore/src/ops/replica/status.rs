@@ -38,6 +38,8 @@ fn text(r: &mut Reader) -> std::result::Result<String, crate::storage::codec::Sh
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasterStatus {
     pub env_id: u64,
+    /// The epoch the master ships in.
+    pub epoch: u64,
     pub pid: u32,
     /// When this status was written (ms).
     pub updated_ms: u64,
@@ -66,6 +68,7 @@ impl MasterStatus {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.env_id)
+            .u64(self.epoch)
             .u32(self.pid)
             .u32(u32::from(self.stopped))
             .u64(self.updated_ms)
@@ -86,6 +89,7 @@ impl MasterStatus {
         let parsed = (|| {
             Ok::<_, crate::storage::codec::Short>(MasterStatus {
                 env_id: r.u64()?,
+                epoch: r.u64()?,
                 pid: r.u32()?,
                 stopped: r.u32()? != 0,
                 updated_ms: r.u64()?,
@@ -244,6 +248,7 @@ mod tests {
     fn statuses_round_trip() {
         let m = MasterStatus {
             env_id: 1,
+            epoch: 5,
             pid: 2,
             updated_ms: 3,
             durable: Lsn::new(4, 5),
