@@ -9,6 +9,7 @@ mod bench_smoke;
 mod cli_harness;
 mod conformance;
 mod doc_examples;
+mod fencing;
 mod hostile;
 mod hot_failover;
 mod info_tools;
