@@ -148,6 +148,14 @@ fn promotion_while_the_old_master_runs_and_the_old_primary_back() {
     );
     assert!(new.running(), "the new master: {}", new.output());
     assert!(new.output().contains("promoted"), "{}", new.output());
+    // The promotion is marked in the new primary's log.
+    let log = ok(&t, &aws, "db_printlog", &[], &site.standby);
+    let mark = log
+        .split("\n\n")
+        .find(|e| e.contains("__rep_epoch"))
+        .unwrap_or_else(|| panic!("no epoch record in the log"));
+    assert!(mark.contains("epoch: 2"), "{mark}");
+    assert!(mark.contains("continues: 1"), "{mark}");
 
     // The application opens the new primary and commits.
     {

@@ -27,7 +27,7 @@
 //! ```text
 //! offset size  field
 //!   0     4    magic           LOG_MAGIC (0x474f_4c42, bytes "BLOG")
-//!   4     4    version         LOG_VERSION (1)
+//!   4     4    version         LOG_VERSION (2; version 1 files are read too)
 //!   8     4    file number     the N of log.N; must equal the name
 //!  12     4    reserved        0
 //!  16     8    env_id          random id of the environment; all its log
@@ -48,7 +48,7 @@
 //!   4     4    prev_len        len of the previous record in this file, 0
 //!                              for the first (lets readers walk backwards)
 //!   8     4    crc32           of bytes 0..8 and 12..len
-//!  12     1    type            Record type (1..=8, below)
+//!  12     1    type            Record type (1..=9, below)
 //!  13     8    txn id          TxnId (0 for records outside transactions)
 //!  21     -    payload         len - 21 bytes
 //! ```
@@ -68,7 +68,12 @@
 //! 7 checkpoint   redo_lsn u64, last_ckp u64, timestamp u64, count u32,
 //!                count x (file_id u32, name blob)
 //! 8 bulk_marker  file_id u32, first_new u32, last u32
+//! 9 epoch        epoch u64, begins u64, continues u64 (version 2: a
+//!                replica store's promotion, outside any transaction)
 //! ```
+//!
+//! Version 2 added the epoch record; a program that reads only version 1
+//! names the version of a newer file instead of failing on the record.
 //!
 //! LSNs inside payloads are `Lsn::to_u64`. Names are paths relative to the
 //! environment's data directory, as raw bytes. A payload must be consumed
@@ -97,8 +102,10 @@ use std::path::Path;
 
 /// First four bytes of every log file.
 pub const LOG_MAGIC: u32 = 0x474f_4c42;
-/// The one header/record format version this code reads and writes.
-pub const LOG_VERSION: u32 = 1;
+/// The header/record format version this code writes.
+pub const LOG_VERSION: u32 = 2;
+/// The oldest version it reads (version 1 lacks only the epoch record).
+pub const LOG_VERSION_MIN: u32 = 1;
 /// Mode of newly created log files.
 pub const LOG_FILE_MODE: u32 = 0o640;
 /// Default maximum size of one log file (Berkeley DB's default, 10 MiB).
@@ -231,12 +238,12 @@ impl FileHeader {
             });
         }
         let version = get_u32(b, HDR_VERSION);
-        if version != LOG_VERSION {
+        if !(LOG_VERSION_MIN..=LOG_VERSION).contains(&version) {
             return Err(Error::Version {
                 path: path.to_path_buf(),
                 what: format!(
-                    "unsupported log format version {} (this program reads version {})",
-                    version, LOG_VERSION
+                    "unsupported log format version {} (this program reads versions {} to {})",
+                    version, LOG_VERSION_MIN, LOG_VERSION
                 ),
             });
         }

@@ -575,7 +575,9 @@ impl Master {
                 false
             } else {
                 match Record::decode(r.ty, r.payload) {
-                    Ok(Record::Commit { .. }) | Ok(Record::Checkpoint(_)) => true,
+                    Ok(Record::Commit { .. })
+                    | Ok(Record::Checkpoint(_))
+                    | Ok(Record::Epoch { .. }) => true,
                     Ok(Record::BulkMarker { .. }) => {
                         bulk.push(r.lsn);
                         false

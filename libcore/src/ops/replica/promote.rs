@@ -31,9 +31,11 @@ use super::status::STATE_FILE;
 use super::store::ReplicaStore;
 use crate::engine::env::{Env, EnvOptions};
 use crate::error::{Error, Result, StoreFault};
+use crate::storage::layout::Layout;
 use crate::storage::vfs::SharedVfs;
 use crate::types::Lsn;
 use crate::wal::manifest::Manifest;
+use crate::wal::{LogCursor, OnBadRecord, PageRecord, Record};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,7 +157,33 @@ fn catch_up(
     Ok(client.consistent())
 }
 
-/// Step 5: the home becomes a primary of epoch `rec`.
+/// Whether the home's log from `rec.begins` on holds the epoch record of
+/// `rec` (appended by an earlier run of this promotion).
+fn marked(vfs: &SharedVfs, home: &Path, rec: &EpochRecord) -> Result<bool> {
+    let layout = Layout::resolve(vfs, home)?;
+    let mut cur = LogCursor::open_from(
+        vfs.clone(),
+        &layout.log_dir,
+        OnBadRecord::EndOfLog,
+        rec.begins.file,
+    )?;
+    cur.seek(rec.begins)?;
+    while let Some(r) = cur.next_raw()? {
+        if PageRecord::is_page_type(r.ty) {
+            continue;
+        }
+        if let Ok(Record::Epoch { epoch, .. }) = Record::decode(r.ty, r.payload) {
+            if epoch == rec.epoch {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Step 5: the home becomes a primary of epoch `rec`: opened by an owner
+/// (its log goes on in a new file, the backup manifest goes), the epoch
+/// marked in its log, closed.
 fn finish(
     vfs: &SharedVfs,
     home: &Path,
@@ -163,6 +191,10 @@ fn finish(
     say: &mut dyn FnMut(String),
 ) -> Result<()> {
     let env = Env::open(home, EnvOptions::default())?;
+    if !marked(vfs, home, rec)? {
+        let at = env.mark_epoch(rec.epoch, rec.begins, rec.continues)?;
+        say(format!("epoch {} marked in the log at {at}", rec.epoch));
+    }
     env.close()?;
     HomeEpoch {
         epoch: rec.epoch,
