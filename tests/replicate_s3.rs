@@ -290,3 +290,122 @@ fn segment_starts_at(key: &str, at: &str) -> bool {
     let at = format!("{:016x}-", (u64::from(file) << 32) | u64::from(offset));
     key.rsplit('/').next().is_some_and(|n| n.starts_with(&at))
 }
+
+/// The network between the master and the store drops connections,
+/// stalls, resets uploads midway and loses answers of requests the server
+/// served: the master retries, keeps its lease, never stops; at rest the
+/// standby equals the primary and holds every acknowledged commit.
+#[test]
+fn a_faulty_network_between_master_and_store_loses_nothing() {
+    use s3store::testsupport::{FaultProxy, Mode};
+    let srv = s3::shared_server();
+    let aws = Aws::of(&srv);
+    let proxy = FaultProxy::start(srv.s3_addr()).unwrap();
+    let through = aws.via(proxy.endpoint());
+    let t = Transcript::default();
+    let site = Site::new("faults", "");
+    let writer = Writer::start(&site.primary, &["-i", "2", "-c", "100"]);
+    writer.wait_for(20);
+    let mut master = Daemon::start(&t, &through, &site.primary, &["-M"], site.log("master"));
+    first_shipment(&t, &aws, &site.primary);
+    let mut client = Daemon::start(&t, &aws, &site.standby, &[], site.log("client"));
+    for (mode, ms) in [
+        (Mode::Refuse, 1500),
+        (Mode::Pass, 800),
+        (Mode::Stall, 2000),
+        (Mode::Pass, 800),
+        (Mode::CutUpstreamAfter(3000), 1500),
+        (Mode::Pass, 800),
+        (Mode::CutResponses(4), 1500),
+        (Mode::Pass, 0),
+    ] {
+        proxy.set_mode(mode);
+        std::thread::sleep(Duration::from_millis(ms));
+        assert!(master.running(), "under {mode:?}: {}", master.output());
+    }
+    assert!(proxy.cuts() > 0, "the proxy cut nothing");
+    let acked = writer.kill();
+    caught_up(&t, &aws, &site.primary, &site.standby);
+    client.stop();
+    master.stop();
+    // The master's retries are reported (db_stat -r's last error), and
+    // none of them stopped it.
+    assert!(master.output().contains("retrying"), "{}", master.output());
+    assert_eq!(contents(&site.standby), contents(&site.primary));
+    assert!(check_prefix(&site.standby) >= acked);
+    t.check(&aws);
+}
+
+/// A master whose store is out of reach for longer than its lease stops
+/// with one line once the lease runs out (another master may take the
+/// store then); started again when the store is back, it takes the lease
+/// over from its dead self and ships on.
+#[test]
+fn a_master_that_cannot_renew_its_lease_stops_with_one_line() {
+    use s3store::testsupport::{FaultProxy, Mode};
+    let srv = s3::shared_server();
+    let aws = Aws::of(&srv);
+    let proxy = FaultProxy::start(srv.s3_addr()).unwrap();
+    let through = aws.via(proxy.endpoint());
+    let t = Transcript::default();
+    let site = Site::new("lapse", "repl_lease_secs 2\n");
+    let writer = Writer::start(&site.primary, &["-i", "5", "-c", "100"]);
+    writer.wait_for(10);
+    let mut master = Daemon::start(&t, &through, &site.primary, &["-M"], site.log("master"));
+    first_shipment(&t, &aws, &site.primary);
+    proxy.set_mode(Mode::Refuse);
+    let code = master.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(1));
+    let out = master.output();
+    let last = out.lines().last().unwrap_or("");
+    assert!(last.contains("could not renew the lease"), "{out}");
+    proxy.set_mode(Mode::Pass);
+    let shipped = lsn(&stat_r(
+        &t,
+        &aws,
+        &site.primary,
+        "Shipped LSN (end of the store's log)",
+    ));
+    let mut again = Daemon::start(&t, &through, &site.primary, &["-M"], site.log("again"));
+    wait_until(Duration::from_secs(30), "the master to ship again", || {
+        lsn(&stat_r(
+            &t,
+            &aws,
+            &site.primary,
+            "Shipped LSN (end of the store's log)",
+        )) > shipped
+    });
+    assert!(again.running());
+    again.stop();
+    drop(writer);
+    t.check(&aws);
+}
+
+/// The server is killed (SIGKILL) while the master ships and the client
+/// follows, and started again on its data: both ride it out, and at rest
+/// the standby equals the primary with every acknowledged commit.
+#[test]
+fn the_server_killed_mid_upload_and_restarted() {
+    let mut srv = s3::own_server();
+    let aws = Aws::of(&srv);
+    let t = Transcript::default();
+    let site = Site::new("restart", "");
+    let writer = Writer::start(&site.primary, &["-i", "2", "-c", "100"]);
+    writer.wait_for(20);
+    let mut master = Daemon::start(&t, &aws, &site.primary, &["-M"], site.log("master"));
+    first_shipment(&t, &aws, &site.primary);
+    let mut client = Daemon::start(&t, &aws, &site.standby, &[], site.log("client"));
+    reaches_shipped(&t, &aws, &site.primary, &site.standby);
+    srv.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    srv.restart().unwrap();
+    assert!(master.running(), "{}", master.output());
+    assert!(client.running(), "{}", client.output());
+    let acked = writer.kill();
+    caught_up(&t, &aws, &site.primary, &site.standby);
+    client.stop();
+    master.stop();
+    assert_eq!(contents(&site.standby), contents(&site.primary));
+    assert!(check_prefix(&site.standby) >= acked);
+    t.check(&aws);
+}
