@@ -206,6 +206,18 @@ fn repl_lines(lines: &mut Vec<String>, r: &libcore::replica::status::Report) {
         }
         None => line(lines, "-", "Newest base"),
     }
+    match r.epoch {
+        Some((e, begins)) => {
+            line(lines, e, "Epoch (the store's newest primary)");
+            line(lines, begins, "Epoch began at LSN");
+        }
+        None => line(lines, "-", "Epoch (the store's newest primary)"),
+    }
+    if let Some(c) = &r.client {
+        line(lines, c.epoch, "Epoch of the last segment applied");
+    }
+    let lease = r.lease.as_ref().map(|l| l.describe(now_ms));
+    line(lines, lease.unwrap_or_else(|| "-".into()), "Lease held by");
     if let Some(m) = m {
         line(lines, m.pid, "Master process ID");
         line(lines, ctime(m.updated_ms / 1000), "Master status time");

@@ -296,6 +296,10 @@ pub struct Report {
     pub consistent: Option<Lsn>,
     /// The newest complete base and when it was made.
     pub newest_base: Option<(u64, u64)>,
+    /// The store's newest epoch and where its history begins.
+    pub epoch: Option<(u64, Lsn)>,
+    /// The store's lease.
+    pub lease: Option<super::lease::LeaseRecord>,
     /// Why the store could not be read, when it could not.
     pub store_error: Option<String>,
 }
@@ -375,7 +379,10 @@ pub fn report(vfs: &SharedVfs, dir: &Path, opener: super::StoreOpener<'_>) -> Re
 
 fn fill_from_store(store: &dyn ReplicaStore, r: &mut Report) -> Result<()> {
     r.master = MasterStatus::read(store)?;
-    r.newest_base = super::base::complete(store)?
+    let epochs = super::epoch::Epochs::read(store)?;
+    r.epoch = epochs.newest().map(|e| (e.epoch, e.begins));
+    r.lease = super::lease::read(store)?.map(|(l, _)| l);
+    r.newest_base = super::restore::valid_bases(store, &epochs)?
         .last()
         .map(|b| (b.number, b.created));
     Ok(())
