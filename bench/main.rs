@@ -17,7 +17,10 @@
 //! 5. commits/s, sync and nosync, 1 and 8 threads, vs libdb;
 //! 6. the primary's commits/s while `db_hotbackup` runs in a loop;
 //! 7. `db_archive` latency with many log files vs few;
-//! 8. `db_hotbackup` peak RSS.
+//! 8. `db_hotbackup` peak RSS;
+//! 9. `db_replicate` on an S3 store (a local SeaweedFS): the standby's lag
+//!    under 1,000 commits/s, a restore from S3 vs from a directory store,
+//!    the primary's commits/s with an S3 master running (`s3.rs`).
 //!
 //! Timings are warm-cache: `sync` (untimed) before each timed run. The
 //! table goes to stdout and, with the machine description, to
@@ -31,6 +34,7 @@ mod bdb;
 mod measure;
 mod plot;
 mod report;
+mod s3;
 mod workload;
 
 use bdb::Bdb;
@@ -907,6 +911,8 @@ fn run(size: Size, out: PathBuf, only: Option<Vec<u32>>, use_bdb: bool) -> R<()>
         "db_recover",
         "db_archive",
         "db_checkpoint",
+        "db_replicate",
+        "db_stat",
         "examples/writer",
     ] {
         if !bin.join(tool).exists() {
@@ -977,7 +983,7 @@ impl Bench {
         if let Err(e) = &self.bdb {
             say(&format!("Berkeley DB anchors left out: {e}"));
         }
-        if [1, 2, 6, 8].iter().any(|&n| want(n)) {
+        if [1, 2, 6, 8, 9].iter().any(|&n| want(n)) {
             let (small, large) = (self.size.env_small, self.size.env_large);
             say(&format!(
                 "building environments: {small} and {large} records of 1000 bytes"
@@ -1013,6 +1019,9 @@ impl Bench {
         }
         if want(8) {
             self.memory();
+        }
+        if want(9) {
+            self.s3()?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ fn bench_tiny_prints_every_row_and_writes_its_plots() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(r.status.success(), "bench failed:\n{stdout}\n{stderr}");
     // Every section of the table has at least one row.
-    for section in 1..=8 {
+    for section in 1..=9 {
         assert!(
             stdout
                 .lines()
