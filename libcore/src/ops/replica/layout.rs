@@ -275,6 +275,27 @@ mod tests {
         assert_eq!(parse_digest_key(&digest_key(4, b)), Some((4, b)));
     }
 
+    /// A store of layout version 1 (before fencing: no lease, no epochs,
+    /// segments keyed without an epoch) is refused by name, not misread.
+    #[test]
+    fn a_store_of_another_layout_version_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let store =
+            super::super::DirStore::open(crate::storage::vfs::OsVfs::shared(), d.path()).unwrap();
+        let old = StoreInfo {
+            version: 1,
+            env_id: 7,
+            created: 1,
+        };
+        framed::put_framed(&store, STORE_KEY, KIND_STORE, &old.encode()).unwrap();
+        let e = read_store_info(&store).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("store layout version 1 is not supported (this build reads 2)"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn the_store_record_names_its_environment() {
         let i = StoreInfo {
