@@ -246,6 +246,8 @@ impl Finder {
         let fetch = |key: String| -> Result<Option<(String, Segment)>> {
             Ok(Segment::get(store, &key)?.map(|seg| (key, seg)))
         };
+        // A walk never goes back: listings of files behind it go.
+        self.cache.retain(|&(_, f), _| f >= at.file);
         for fresh in [false, true] {
             if let Some(key) = here(self, fresh)? {
                 return fetch(key);
