@@ -438,6 +438,9 @@ fn a_bulk_load_while_a_master_runs_is_logged_in_full_and_followed() {
 struct LaggingListings {
     inner: Arc<dyn ReplicaStore>,
     hidden_from: std::sync::Mutex<Option<Lsn>>,
+    /// Hide only in the next per-file listing of the hidden position's
+    /// file, then show everything.
+    once: bool,
 }
 
 impl ReplicaStore for LaggingListings {
@@ -479,8 +482,14 @@ impl ReplicaStore for LaggingListings {
     }
     fn list(&self, prefix: &str) -> libcore::Result<Vec<libcore::replica::ObjectMeta>> {
         let all = self.inner.list(prefix)?;
-        let hidden = *self.hidden_from.lock().unwrap();
         let per_file = prefix.starts_with("segments/") && prefix.matches('/').count() == 2;
+        let mut guard = self.hidden_from.lock().unwrap();
+        let hidden = *guard;
+        let file_of_hidden = hidden.is_some_and(|h| prefix.ends_with(&format!("/{:08x}", h.file)));
+        if self.once && per_file && file_of_hidden {
+            *guard = None;
+        }
+        drop(guard);
         Ok(match hidden {
             Some(h) if per_file => all
                 .into_iter()
@@ -518,6 +527,7 @@ fn segments_shipped_between_two_listings_are_no_gap() {
     let lagging = Arc::new(LaggingListings {
         inner: store.clone(),
         hidden_from: std::sync::Mutex::new(None),
+        once: false,
     });
     let mut c = Client::open(
         &os(),
@@ -691,4 +701,59 @@ fn a_promotion_fences_the_old_master_and_clients_follow_the_new_epoch() {
     assert_eq!(digest_of(&spare).1, digest_of(&s.standby).1);
     p.finish(&mut quiet()).unwrap();
     env2.close().unwrap();
+}
+
+/// Regression: a follower that found nothing more in its log file's
+/// listing took the first segment of the next file, though the end of its
+/// own file had been shipped after that listing was made (the master went
+/// on into the next file between the two listings): its chain did not
+/// hold ("chain broken") and the client stopped. Now a next-file segment
+/// that does not chain sends it back to its own file, listed again.
+#[test]
+fn the_end_of_a_file_listed_late_is_not_skipped() {
+    let s = setup();
+    let store = store_at(&s.store_dir);
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 50);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    let lagging = Arc::new(LaggingListings {
+        inner: store.clone(),
+        hidden_from: std::sync::Mutex::new(None),
+        once: true,
+    });
+    let mut c = Client::open(
+        &os(),
+        &s.standby,
+        lagging.clone(),
+        &ClientOptions::default(),
+        &mut quiet(),
+    )
+    .unwrap();
+    follow_all(&mut c);
+    let at = c.state().applied;
+    // Ship the rest of this log file and the start of the next one.
+    let mut i = 1000;
+    while segment::list_file(&*store, m.epoch(), at.file + 1)
+        .unwrap()
+        .is_empty()
+    {
+        commit_range(&env, &db, i, i + 20);
+        m.tick(&mut quiet()).unwrap();
+        i += 20;
+    }
+    *lagging.hidden_from.lock().unwrap() = Some(at);
+    follow_all(&mut c);
+    assert!(c.state().applied.file > at.file, "{}", c.state().applied);
+    assert_eq!(c.state().last_error, "");
+    assert_eq!(digest_of(&s.standby).1, digest_of(&s.primary).1);
+    m.finish(&mut quiet()).unwrap();
+    env.close().unwrap();
 }
