@@ -22,6 +22,9 @@
 //!    commits/s, the primary's commits/s with a master, a restore from a
 //!    directory store vs `cp -r && sync`, failover time on both sizes, and
 //!    what logging a bulk load in full costs.
+//! 10. `db_replicate` on an S3 store (a local SeaweedFS): the standby's lag
+//!     under 1,000 commits/s, a restore from S3 vs from a directory store,
+//!     the primary's commits/s with an S3 master running (`s3.rs`).
 //!
 //! Timings are warm-cache: `sync` (untimed) before each timed run. The
 //! table goes to stdout and, with the machine description, to
@@ -36,6 +39,7 @@ mod measure;
 mod plot;
 mod replicate;
 mod report;
+mod s3;
 mod workload;
 
 use bdb::Bdb;
@@ -918,6 +922,7 @@ fn run(size: Size, out: PathBuf, only: Option<Vec<u32>>, use_bdb: bool) -> R<()>
         "db_archive",
         "db_checkpoint",
         "db_replicate",
+        "db_stat",
         "examples/writer",
     ] {
         if !bin.join(tool).exists() {
@@ -988,7 +993,7 @@ impl Bench {
         if let Err(e) = &self.bdb {
             say(&format!("Berkeley DB anchors left out: {e}"));
         }
-        if [1, 2, 6, 8].iter().any(|&n| want(n)) {
+        if [1, 2, 6, 8, 9].iter().any(|&n| want(n)) {
             let (small, large) = (self.size.env_small, self.size.env_large);
             say(&format!(
                 "building environments: {small} and {large} records of 1000 bytes"
@@ -1027,6 +1032,9 @@ impl Bench {
         }
         if want(9) {
             self.replication()?;
+        }
+        if want(10) {
+            self.s3()?;
         }
         Ok(())
     }

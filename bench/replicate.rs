@@ -106,7 +106,8 @@ fn config(home: &Path, store: &Path) -> R<()> {
 
 /// What `db_stat -r` would report for `dir`.
 fn status(dir: &Path) -> R<Report> {
-    report(&OsVfs::shared(), dir).map_err(|e| e.to_string())
+    let vfs = OsVfs::shared();
+    report(&vfs, dir, &|spec| libcore::replica::open_dir(&vfs, spec)).map_err(|e| e.to_string())
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> R<bool>) -> R<()> {

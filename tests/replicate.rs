@@ -264,7 +264,10 @@ fn a_restore_at_a_time_gives_exactly_the_commits_up_to_it() {
         digest_every: None,
         ..Default::default()
     };
-    let store = libcore::replica::open_store(&vfs, &primary).unwrap();
+    let store = libcore::replica::open_store(&vfs, &primary, &|spec| {
+        libcore::replica::open_dir(&vfs, spec)
+    })
+    .unwrap();
     let mut m = Master::open(&vfs, &primary, store.clone(), &opts, &mut |_| {}).unwrap();
     ship_all(&mut m, &env, 1);
     m.finish(&mut |_| {}).unwrap();
@@ -368,7 +371,10 @@ fn backups_into_a_standby_and_a_second_client_are_refused() {
     t.commit().unwrap();
     commit_keys(&env, &db, 0..20);
     let vfs = libcore::OsVfs::shared();
-    let store = libcore::replica::open_store(&vfs, &primary).unwrap();
+    let store = libcore::replica::open_store(&vfs, &primary, &|spec| {
+        libcore::replica::open_dir(&vfs, spec)
+    })
+    .unwrap();
     let opts = MasterOptions {
         digest_every: None,
         ..Default::default()

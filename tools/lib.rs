@@ -17,4 +17,5 @@ pub mod progress;
 pub mod recover;
 pub mod replicate;
 pub mod stat;
+pub mod store;
 pub mod verify;

@@ -1,7 +1,8 @@
 //! db_replicate: a warm standby through a replica store (issue 12). With
 //! `-M` on the primary's home it is the master (libcore::replica::master),
 //! without it the client keeping the standby home (replica::client); the
-//! store is the one DB_CONFIG's `repl_store` names. Our additions: `-R`
+//! store is the one DB_CONFIG's `repl_store` names (a directory or an S3
+//! address: `crate::store`). Our additions: `-R`
 //! restores the home from the store alone and exits (`-p time` for a
 //! point in time), `-D` prints a digest of the home's content.
 //!
@@ -16,9 +17,9 @@ use libcore::backup::StopFlag;
 use libcore::printlog::ctime;
 use libcore::recover;
 use libcore::replica::client::{self, ClientOptions};
+use libcore::replica::digest;
 use libcore::replica::master::{self, MasterOptions};
 use libcore::replica::restore::{self, Target};
-use libcore::replica::{digest, open_store};
 use libcore::OsVfs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -176,14 +177,18 @@ fn daemon(
     stop: StopFlag,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<()> {
-    let store = open_store(vfs, &args.home)?;
+    let store = crate::store::for_home(vfs, &args.home)?;
     if args.mode == Mode::Master {
-        let opts = MasterOptions {
+        let config = libcore::Layout::resolve(vfs, &args.home)?.config;
+        let mut opts = MasterOptions {
             lag_bound: Duration::from_secs(args.lag_secs),
             stop,
             progress: crate::progress::on_stderr(),
             ..Default::default()
         };
+        if let Some(secs) = config.repl_lease_secs {
+            opts.lease = Duration::from_secs(u64::from(secs));
+        }
         master::run(vfs, &args.home, store, &opts, say)?;
     } else {
         let opts = ClientOptions {
@@ -204,7 +209,7 @@ fn restore_home(
     until: Option<i64>,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<()> {
-    let store = open_store(vfs, home)?;
+    let store = crate::store::for_home(vfs, home)?;
     if libcore::replica::layout::read_store_info(&*store)?.is_none() {
         anyhow::bail!(
             "{}: not a replica store (no store record): is it the right directory, and has a master (db_replicate -M) run?",

@@ -106,10 +106,12 @@ pub fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         Mode::Db { file, fast } => db_lines(&mut lines, &stat::db(&args.home, file, *fast)?),
         Mode::Log => log_lines(&mut lines, &stat::log(&args.home)?),
         Mode::Txn => txn_lines(&mut lines, &stat::txn(&args.home)?),
-        Mode::Repl => repl_lines(
-            &mut lines,
-            &libcore::replica::status::report(&libcore::OsVfs::shared(), &args.home)?,
-        ),
+        Mode::Repl => repl_lines(&mut lines, &{
+            let vfs = libcore::OsVfs::shared();
+            libcore::replica::status::report(&vfs, &args.home, &|spec| {
+                crate::store::open(&vfs, spec)
+            })?
+        }),
         Mode::Env => {
             let e = stat::env(&args.home)?;
             line(&mut lines, ctime(now()), "Local time");
@@ -204,6 +206,18 @@ fn repl_lines(lines: &mut Vec<String>, r: &libcore::replica::status::Report) {
         }
         None => line(lines, "-", "Newest base"),
     }
+    match r.epoch {
+        Some((e, begins)) => {
+            line(lines, e, "Epoch (the store's newest primary)");
+            line(lines, begins, "Epoch began at LSN");
+        }
+        None => line(lines, "-", "Epoch (the store's newest primary)"),
+    }
+    if let Some(c) = &r.client {
+        line(lines, c.epoch, "Epoch of the last segment applied");
+    }
+    let lease = r.lease.as_ref().map(|l| l.describe(now_ms));
+    line(lines, lease.unwrap_or_else(|| "-".into()), "Lease held by");
     if let Some(m) = m {
         line(lines, m.pid, "Master process ID");
         line(lines, ctime(m.updated_ms / 1000), "Master status time");

@@ -463,6 +463,11 @@ impl Writer<'_> {
                 };
                 self.delta(file_id, pgno)
             }
+            10 if self.c.below(4) == 0 => Record::Epoch {
+                epoch: u64::from(self.c.u32()),
+                begins: Lsn::from_u64(u64::from(self.c.u32()) << self.c.below(33)),
+                continues: u64::from(self.c.u32()),
+            },
             10 => Record::BulkMarker {
                 file_id: self.file_id(),
                 first_new: self.pgno(),

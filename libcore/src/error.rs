@@ -99,6 +99,9 @@ pub enum StoreFault {
     Invalid,
     /// Any other permanent failure.
     Failed,
+    /// Fencing: the store belongs to another master (a newer epoch, or a
+    /// live lease of this one). The master stops at once, never retries.
+    Fenced,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

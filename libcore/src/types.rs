@@ -105,6 +105,15 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Now, in unix milliseconds: the times replication stamps its status,
+/// state and lease with (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,7 +247,7 @@ struct Gated {
 impl Gated {
     fn hidden(&self, key: &str) -> bool {
         let limit = *self.limit.lock().unwrap();
-        layout::parse_segment_key(key).is_some_and(|(_, end)| end > limit)
+        layout::parse_segment_key(key).is_some_and(|(_, _, end)| end > limit)
     }
 
     fn open_to(&self, limit: Lsn) {
@@ -617,7 +617,7 @@ impl StoreSide {
     /// and bytes checksums) and each complete base's manifest does.
     fn check_store_whole(&self, what: &str) {
         let store = self.reader();
-        for (_, _, key) in segment::list_from(&*store, 0).unwrap() {
+        for (_, _, _, key) in segment::list_from(&*store, 0).unwrap() {
             match Segment::get(&*store, &key) {
                 Ok(Some(_)) => {}
                 r => panic!("{what}: segment {key} after the power loss: {r:?}"),

@@ -163,4 +163,5 @@ pub fn example_exe(name: &str) -> PathBuf {
     dir.join("examples").join(name)
 }
 
+pub mod s3;
 pub mod workload;

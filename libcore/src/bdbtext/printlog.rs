@@ -47,6 +47,7 @@ pub fn record_name(rec: &Record) -> &'static str {
         Record::Commit { .. } => "__txn_regop",
         Record::Checkpoint(_) => "__txn_ckp",
         Record::BulkMarker { .. } => "__db_pg_bulk",
+        Record::Epoch { .. } => "__rep_epoch",
     }
 }
 
@@ -206,6 +207,15 @@ impl fmt::Display for Entry {
                 field(&mut t, "fileid", file_id);
                 field(&mut t, "first_pgno", first_new);
                 field(&mut t, "last_pgno", last);
+            }
+            Record::Epoch {
+                epoch,
+                begins,
+                continues,
+            } => {
+                field(&mut t, "epoch", epoch);
+                field(&mut t, "begins", begins);
+                field(&mut t, "continues", continues);
             }
         }
         t.push('\n');

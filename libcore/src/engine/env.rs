@@ -431,6 +431,33 @@ impl Env {
         self.inner.checkpoint()
     }
 
+    /// Appends an epoch record (a replica store's promotion, see
+    /// `ops/replica/promote.rs`) outside any transaction, under the writer
+    /// lock like a checkpoint's cut, and makes it durable; its LSN.
+    pub(crate) fn mark_epoch(&self, epoch: u64, begins: Lsn, continues: u64) -> Result<Lsn> {
+        self.inner.refuse_self_wait("mark an epoch")?;
+        let i = &self.inner;
+        let Some(log) = i.log.as_ref() else {
+            return Err(Error::misuse("a read-only environment appends nothing"));
+        };
+        let rec = crate::wal::Record::Epoch {
+            epoch,
+            begins,
+            continues,
+        };
+        let lsn = {
+            let _w = lock(&i.writer);
+            i.failure.check()?;
+            let mut app = log.lock();
+            let at = app
+                .append(&[(crate::types::TxnId(0), &rec)])
+                .map_err(|e| i.failure.fail(e))?;
+            at.first().copied().unwrap_or(Lsn::ZERO)
+        };
+        log.flush(lsn).map_err(|e| i.failure.fail(e))?;
+        Ok(lsn)
+    }
+
     /// Gives up this handle. The last handle to close checkpoints and
     /// marks the shutdown clean; closing any other clone leaves the
     /// environment open for the clones still alive. Dropping the last

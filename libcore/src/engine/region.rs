@@ -134,6 +134,15 @@ fn process_info(pid: u32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
+/// Whether the process `pid` that started at `start` (0: any) still runs
+/// on this host (a zombie or a reused pid does not).
+pub fn process_running(pid: u32, start: u64) -> bool {
+    match process_info(pid) {
+        Some((state, s)) => state != 'Z' && state != 'X' && (start == 0 || start == s),
+        None => false,
+    }
+}
+
 /// The start time of this process, for its leases.
 pub fn own_start_time() -> u64 {
     process_info(std::process::id())

@@ -1225,7 +1225,7 @@ impl BulkScan {
                         self.apply(at, rec);
                     }
                 }
-                Record::Checkpoint(_) => {}
+                Record::Checkpoint(_) | Record::Epoch { .. } => {}
                 other => self.open.entry(txn).or_default().push((lsn, other)),
             }
         }

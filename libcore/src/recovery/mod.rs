@@ -268,6 +268,11 @@ pub fn recover(
                 out.last_ckp = Some((lsn, c));
                 complete = true;
             }
+            // Outside any transaction, like a checkpoint: nothing to redo.
+            Some(Record::Epoch { .. }) => {
+                pending.clear();
+                complete = true;
+            }
             Some(Record::Commit { timestamp }) => {
                 if opts.until.is_some_and(|t| timestamp > t) {
                     out.stopped_at_time = true;
@@ -538,7 +543,7 @@ impl Redo<'_> {
                 out.bulk_markers.push(lsn);
                 Ok(())
             }
-            Record::Commit { .. } | Record::Checkpoint(_) => Ok(()),
+            Record::Commit { .. } | Record::Checkpoint(_) | Record::Epoch { .. } => Ok(()),
         }
     }
 

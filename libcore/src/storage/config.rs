@@ -13,8 +13,9 @@
 //! `set_lg_dir`, `set_lg_max`, `set_cachesize`, `set_flags`
 //! (`DB_TXN_NOSYNC` / `DB_TXN_WRITE_NOSYNC`), and our own `set_pagesize`,
 //! `repl_store` (where `db_replicate` keeps its replica store: a
-//! directory) and `repl_base_size` (megabytes of log after which the
-//! master writes a new base).
+//! directory or `s3://bucket/prefix`), `repl_base_size` (megabytes of log
+//! after which the master writes a new base) and `repl_lease_secs` (how
+//! long the master's lease on the store lasts unrenewed).
 //! Every other directive Berkeley DB 5.3 knows is accepted (it must carry
 //! a value) and ignored, so an existing DB_CONFIG keeps working. Anything
 //! else is an `Error::Config` naming the file, the line and the problem.
@@ -53,6 +54,9 @@ pub struct Config {
     /// `repl_base_size` (ours): megabytes of log shipped since the newest
     /// base after which the master writes a new one.
     pub repl_base_mb: Option<u32>,
+    /// `repl_lease_secs` (ours): how long the master's lease on the
+    /// replica store lasts unrenewed.
+    pub repl_lease_secs: Option<u32>,
 }
 
 /// Directive names of Berkeley DB 5.3 that we accept and ignore (checked
@@ -254,6 +258,13 @@ impl Config {
                     }
                     cfg.repl_base_mb = Some(n);
                 }
+                b"repl_lease_secs" => {
+                    let n = number()?;
+                    if n == 0 {
+                        return Err(err("the lease must last at least 1 second"));
+                    }
+                    cfg.repl_lease_secs = Some(n);
+                }
                 b"set_lg_max" => cfg.lg_max = Some(number()?).filter(|&n| n != 0),
                 b"set_pagesize" => {
                     let n = number()?;
@@ -367,6 +378,9 @@ mod tests {
         let c = parse("repl_store  /mnt/replica store \nrepl_base_size 512\n").unwrap();
         assert_eq!(c.repl_store, Some(PathBuf::from("/mnt/replica store")));
         assert_eq!(c.repl_base_mb, Some(512));
+        let c = parse("repl_store s3://bkt/p\nrepl_lease_secs 5\n").unwrap();
+        assert_eq!(c.repl_lease_secs, Some(5));
+        assert_eq!(fails("repl_lease_secs 0\n").0, 1);
         assert_eq!(fails("repl_store\n").2, INCORRECT);
         assert_eq!(fails("repl_base_size 0\n").0, 1);
         assert_eq!(fails("repl_base_size x\n").2, "invalid numeric argument");

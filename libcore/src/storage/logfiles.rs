@@ -17,7 +17,7 @@
 //! ```text
 //! offset size  field
 //!   0     4    magic           LOG_MAGIC (0x474f_4c42, bytes "BLOG")
-//!   4     4    version         LOG_VERSION (1)
+//!   4     4    version         LOG_VERSION (2; version 1 files are read too)
 //!   8     4    file number     the N of log.N; must equal the name
 //!  12     4    reserved        0
 //!  16     8    env_id          random id of the environment; all its log
@@ -71,8 +71,10 @@ pub fn log_path(dir: &Path, n: u32) -> PathBuf {
 
 /// First four bytes of every log file.
 pub const LOG_MAGIC: u32 = 0x474f_4c42;
-/// The one header/record format version this code reads and writes.
-pub const LOG_VERSION: u32 = 1;
+/// The header/record format version this code writes.
+pub const LOG_VERSION: u32 = 2;
+/// The oldest version it reads (version 1 lacks only the epoch record).
+pub const LOG_VERSION_MIN: u32 = 1;
 /// Mode of newly created log files.
 pub const LOG_FILE_MODE: u32 = 0o640;
 /// Default maximum size of one log file (Berkeley DB's default, 10 MiB).
@@ -209,12 +211,12 @@ impl FileHeader {
             });
         }
         let version = get_u32(b, HDR_VERSION);
-        if version != LOG_VERSION {
+        if !(LOG_VERSION_MIN..=LOG_VERSION).contains(&version) {
             return Err(Error::Version {
                 path: path.to_path_buf(),
                 what: format!(
-                    "unsupported log format version {} (this program reads version {})",
-                    version, LOG_VERSION
+                    "unsupported log format version {} (this program reads versions {} to {})",
+                    version, LOG_VERSION_MIN, LOG_VERSION
                 ),
             });
         }

@@ -26,7 +26,7 @@
 //!   4     4    prev_len        len of the previous record in this file, 0
 //!                              for the first (lets readers walk backwards)
 //!   8     4    crc32           of bytes 0..8 and 12..len
-//!  12     1    type            Record type (1..=8, below)
+//!  12     1    type            Record type (1..=9, below)
 //!  13     8    txn id          TxnId (0 for records outside transactions)
 //!  21     -    payload         len - 21 bytes
 //! ```
@@ -46,7 +46,12 @@
 //! 7 checkpoint   redo_lsn u64, last_ckp u64, timestamp u64, count u32,
 //!                count x (file_id u32, name blob)
 //! 8 bulk_marker  file_id u32, first_new u32, last u32
+//! 9 epoch        epoch u64, begins u64, continues u64 (version 2: a
+//!                replica store's promotion, outside any transaction)
 //! ```
+//!
+//! Version 2 added the epoch record; a program that reads only version 1
+//! names the version of a newer file instead of failing on the record.
 //!
 //! LSNs inside payloads are `Lsn::to_u64`. Names are paths relative to the
 //! environment's data directory, as raw bytes. A payload must be consumed

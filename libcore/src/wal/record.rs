@@ -14,6 +14,8 @@ pub const TYPE_PAGE_DELTA: u8 = 5;
 pub const TYPE_COMMIT: u8 = 6;
 pub const TYPE_CHECKPOINT: u8 = 7;
 pub const TYPE_BULK_MARKER: u8 = 8;
+/// Since log format version 2.
+pub const TYPE_EPOCH: u8 = 9;
 
 /// The body of a checkpoint record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -69,6 +71,15 @@ pub enum Record {
         first_new: PageNo,
         last: PageNo,
     },
+    /// A promotion (db_replicate -M on a standby): from here on this
+    /// environment is the primary of `epoch` of its replica store, whose
+    /// history begins at `begins` and continues epoch `continues`.
+    /// Outside any transaction, like a checkpoint.
+    Epoch {
+        epoch: u64,
+        begins: Lsn,
+        continues: u64,
+    },
 }
 
 /// A payload that does not decode (its checksum held, so this is corruption
@@ -103,6 +114,7 @@ impl Record {
             Record::Commit { .. } => TYPE_COMMIT,
             Record::Checkpoint(_) => TYPE_CHECKPOINT,
             Record::BulkMarker { .. } => TYPE_BULK_MARKER,
+            Record::Epoch { .. } => TYPE_EPOCH,
         }
     }
 
@@ -175,6 +187,13 @@ impl Record {
             } => {
                 w.u32(file_id.0).u32(first_new.0).u32(last.0);
             }
+            Record::Epoch {
+                epoch,
+                begins,
+                continues,
+            } => {
+                w.u64(*epoch).u64(begins.to_u64()).u64(*continues);
+            }
         }
         (self.type_code(), w.buf)
     }
@@ -195,6 +214,7 @@ impl Record {
                 28 + c.files.iter().map(|(_, n)| 4 + B + n.len()).sum::<usize>()
             }
             Record::BulkMarker { .. } => 12,
+            Record::Epoch { .. } => 24,
         }
     }
 
@@ -249,6 +269,11 @@ impl Record {
                     files,
                 })
             }
+            TYPE_EPOCH => Record::Epoch {
+                epoch: r.u64().map_err(&e)?,
+                begins: Lsn::from_u64(r.u64().map_err(&e)?),
+                continues: r.u64().map_err(&e)?,
+            },
             _ => Record::BulkMarker {
                 file_id: FileId(r.u32().map_err(&e)?),
                 first_new: PageNo(r.u32().map_err(&e)?),
@@ -406,6 +431,7 @@ pub fn type_name(ty: u8) -> Option<&'static str> {
         TYPE_COMMIT => "commit",
         TYPE_CHECKPOINT => "checkpoint",
         TYPE_BULK_MARKER => "bulk_marker",
+        TYPE_EPOCH => "epoch",
         _ => return None,
     })
 }

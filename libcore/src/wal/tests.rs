@@ -235,12 +235,22 @@ fn layout_sizes_are_pinned() {
         FileHeader::decode(Path::new("x"), &bad, 7),
         Err(Error::Version { .. })
     ));
+    // Version 2 added the epoch record: files of version 1 are read, a
+    // newer version is named.
+    assert_eq!(b[4], 2);
+    let mut v1 = b;
+    v1[4] = 1;
+    let crc = crate::storage::codec::crc32(&v1[..36]);
+    v1[36..40].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(FileHeader::decode(Path::new("x"), &v1, 7).unwrap(), h);
     let mut bad = b;
-    bad[4] = 2;
-    assert!(matches!(
-        FileHeader::decode(Path::new("x"), &bad, 7),
-        Err(Error::Version { .. })
-    ));
+    bad[4] = 3;
+    match FileHeader::decode(Path::new("x"), &bad, 7) {
+        Err(e @ Error::Version { .. }) => {
+            assert!(e.to_string().contains("version 3"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
     let mut bad = b;
     bad[20] ^= 1;
     assert!(matches!(
@@ -315,6 +325,11 @@ fn every_record_type_round_trips_and_damage_is_refused() {
             first_new: PageNo(10),
             last: PageNo(20),
         },
+        Record::Epoch {
+            epoch: 2,
+            begins: Lsn::new(3, 4567),
+            continues: 1,
+        },
     ];
     let mut seen = std::collections::BTreeSet::new();
     for r in &recs {
@@ -336,7 +351,7 @@ fn every_record_type_round_trips_and_damage_is_refused() {
     }
     assert_eq!(
         seen.into_iter().collect::<Vec<_>>(),
-        (1..=8).collect::<Vec<u8>>()
+        (1..=9).collect::<Vec<u8>>()
     );
     assert!(Record::decode(0, &[]).is_err());
     assert!(Record::decode(9, &[]).is_err());

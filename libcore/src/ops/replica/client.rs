@@ -7,6 +7,11 @@
 //!    (`Segment::decode`), environment, epoch, that it starts where the
 //!    applied log ends and chains to its checksum; a segment that fails is
 //!    one line naming it, and the client stops;
+//!    the segment is looked up in the epoch that holds the history at the
+//!    applied position (`epoch`), and just before it is applied the
+//!    store is asked whether that epoch has a successor yet: a segment
+//!    ending past where the successor began is rejected and reported (a
+//!    master fenced by a promotion shipped it), and never applied;
 //! 2. write its bytes into the standby's log file at their offset (the
 //!    same bytes at the same place however often: idempotent) and fsync;
 //! 3. if it closes a transaction: make sure no bulk load without its
@@ -26,12 +31,20 @@
 //! the standby's owner lock for its life. At every moment the home is a
 //! backup directory whose manifest names a consistency point: stop the
 //! client, `db_recover -c`, open it.
+//!
+//! A standby that applied an epoch's log past where its successor began
+//! (it followed the old primary further than the promoted standby had)
+//! has diverged: if its consistency point is not past that point, its log
+//! is cut back to the consistency point and it follows the new epoch;
+//! otherwise it restores from a base of the new history. Either is said
+//! in one line.
 
 use super::digest;
+use super::epoch::{self, Epochs};
 use super::framed;
 use super::layout;
 use super::restore::{self, Target};
-use super::segment::{self, Segment};
+use super::segment::{Finder, Segment};
 use super::status::{now_ms, ClientState, MasterStatus};
 use super::store::ReplicaStore;
 use crate::engine::owner::OwnerLock;
@@ -86,9 +99,12 @@ pub struct Client {
     manifest: Manifest,
     last_look: Option<Instant>,
     /// Digest positions the master posted, not reached yet.
-    digests: Vec<Lsn>,
+    digests: Vec<(u64, Lsn)>,
     check_digests: bool,
     progress: Option<Arc<dyn Progress>>,
+    /// The store's history, as last read.
+    epochs: Epochs,
+    finder: Finder,
 }
 
 /// What one step did.
@@ -144,6 +160,7 @@ impl Client {
                 home.display()
             )));
         };
+        let store_for_epochs = store.clone();
         let mut c = Client {
             _lock: lock,
             vfs: vfs.clone(),
@@ -155,6 +172,8 @@ impl Client {
             digests: Vec::new(),
             check_digests: opts.check_digests,
             progress: opts.progress.clone(),
+            epochs: Epochs::read(&*store_for_epochs)?,
+            finder: Finder::default(),
         };
         c.repair()?;
         c.resume_point()?;
@@ -200,6 +219,7 @@ impl Client {
                         };
                         state.write(vfs, home)?;
                         restore::unmark(vfs, home)?;
+                        let epochs = Epochs::read(&*store)?;
                         return Ok(Client {
                             _lock: lock,
                             vfs: vfs.clone(),
@@ -211,6 +231,8 @@ impl Client {
                             digests: Vec::new(),
                             check_digests: opts.check_digests,
                             progress: opts.progress.clone(),
+                            epochs,
+                            finder: Finder::default(),
                         });
                     }
                     Err(e) if e.is_transient() => say(format!("{e}; trying again")),
@@ -255,26 +277,33 @@ impl Client {
             return Ok(());
         }
         let end = self.manifest.end;
-        let Some((start, _, key)) = segment::list_file(&*self.store, end.file)?
-            .into_iter()
-            .find(|s| s.0 <= end && end < s.1 || s.1 == end)
-        else {
-            return Err(Error::invalid(format!(
+        self.rewind_to(end).map_err(|_| {
+            Error::invalid(format!(
                 "{}: its log ends before what it applied ({}), and the store no longer holds the log from {end}: restore it again (empty the directory)",
                 self.layout.home.display(),
                 self.state.applied
-            )));
+            ))
+        })
+    }
+
+    /// Takes the standby's log back to `end`, a segment end at or before
+    /// its consistency point: the chain checksum of the segment ending
+    /// there, read from the store, and the log cut there.
+    fn rewind_to(&mut self, end: Lsn) -> Result<()> {
+        let epoch = self.epochs.before(end).unwrap_or(self.state.epoch);
+        let Some((e, _, _, key)) = self.finder.ending_at(&*self.store, epoch, end)? else {
+            return Err(Error::store(
+                self.store.describe(),
+                "",
+                StoreFault::Missing,
+                format!("no segment of epoch {epoch} ends at {end}"),
+            ));
         };
-        // Take the chain back to the segment holding `end`.
         let seg = Segment::get(&*self.store, &key)?
             .ok_or_else(|| Error::invalid(format!("{}/{key}: vanished", self.store.describe())))?;
-        if seg.end == end {
-            self.state.applied = end;
-            self.state.chain_crc = seg.bytes_crc();
-        } else {
-            self.state.applied = start;
-            self.state.chain_crc = seg.prev_crc;
-        }
+        self.state.applied = end;
+        self.state.chain_crc = seg.bytes_crc();
+        self.state.epoch = e;
         restore::truncate_log(&self.vfs, &self.layout, self.state.applied)?;
         self.state.write(&self.vfs, &self.layout.home)
     }
@@ -282,12 +311,37 @@ impl Client {
     /// Applies the next segment if the store has it (steps 1-4).
     pub fn step(&mut self, say: &mut dyn FnMut(String)) -> Result<Step> {
         self.look(say)?;
-        let Some((_, _, key)) = segment::find_at(&*self.store, self.state.applied)? else {
-            return self.gap_check(say);
-        };
-        let Some(seg) = Segment::get(&*self.store, &key)? else {
+        if let Some(x) = self.epochs.end_of(self.state.epoch) {
+            if self.state.applied > x {
+                return self.diverged(x, say);
+            }
+        }
+        let Some(e) = self.epochs.at(self.state.applied) else {
             return Ok(Step::Idle);
         };
+        let next = self.finder.next(
+            &*self.store,
+            e,
+            self.state.applied,
+            Some(self.state.chain_crc),
+        )?;
+        let Some((key, seg)) = next else {
+            // A successor may have begun here: look before calling it a gap.
+            self.epochs = Epochs::read(&*self.store)?;
+            return self.gap_check(say);
+        };
+        if self.epochs.newest().is_some_and(|n| n.epoch == seg.epoch)
+            && epoch::read_one(&*self.store, seg.epoch + 1)?.is_some()
+        {
+            self.epochs = Epochs::read(&*self.store)?;
+            self.finder.clear();
+        }
+        if !self.epochs.holds(seg.epoch, seg.end) {
+            let e = restore::past_successor(&*self.store, &key, &seg, &self.epochs);
+            say(e.to_string());
+            self.note_error(&e);
+            return Ok(Step::Idle);
+        }
         let s = &self.state;
         let checked = restore::check_next(
             &*self.store,
@@ -304,10 +358,10 @@ impl Client {
             // file's first because none starts at the applied end): then
             // the chain goes through the piece over the applied end.
             let applied = self.state.applied;
-            let over = segment::list_file(&*self.store, applied.file)?
+            let over = super::segment::list_file(&*self.store, self.state.epoch, applied.file)?
                 .into_iter()
-                .find(|p| p.0 < applied && applied <= p.1);
-            if let Some((_, _, prev)) = over {
+                .find(|p| p.1 < applied && applied <= p.2);
+            if let Some((_, _, _, prev)) = over {
                 if let Some(step) = self.realign(&prev, say)? {
                     return Ok(step);
                 }
@@ -378,6 +432,27 @@ impl Client {
             self.store.describe()
         ));
         self.apply(seg, key, say).map(Some)
+    }
+
+    /// The standby applied its epoch's log past `x`, where the next epoch
+    /// began: cut its log back to its consistency point if that is not
+    /// past `x`, else restore from a base of the new history.
+    fn diverged(&mut self, x: Lsn, say: &mut dyn FnMut(String)) -> Result<Step> {
+        let (applied, epoch) = (self.state.applied, self.state.epoch);
+        let consistent = self.manifest.end;
+        if consistent <= x {
+            say(format!(
+                "the standby applied epoch {epoch}'s log to {applied}, past where epoch {} began ({x}); its consistency point {consistent} is not: taking its log back there",
+                epoch + 1
+            ));
+            self.rewind_to(consistent)?;
+            return Ok(Step::Idle);
+        }
+        say(format!(
+            "the standby holds epoch {epoch}'s transactions to {consistent}, past where epoch {} began ({x}): restoring from a base of the new history",
+            epoch + 1
+        ));
+        self.restore_again(Target::Newest, true, say)
     }
 
     /// A bulk load in the log written since the manifest's end, whose
@@ -473,7 +548,9 @@ impl Client {
             return Ok(());
         }
         self.last_look = Some(Instant::now());
-        if let Some(m) = MasterStatus::read(&*self.store)? {
+        self.epochs = Epochs::read(&*self.store)?;
+        let newest = self.epochs.newest().map(|e| e.epoch);
+        if let Some(m) = MasterStatus::read(&*self.store)?.filter(|m| Some(m.epoch) == newest) {
             self.state.primary_durable = m.durable;
         }
         if self.check_digests {
@@ -482,7 +559,7 @@ impl Client {
                 .list(layout::DIGESTS)?
                 .iter()
                 .filter_map(|m| layout::parse_digest_key(&m.key))
-                .filter(|&at| at >= self.state.applied)
+                .filter(|&(_, at)| at >= self.state.applied)
                 .collect();
         }
         Ok(())
@@ -491,10 +568,11 @@ impl Client {
     /// At a position the master posted a digest for: compare.
     fn check_digest(&mut self, say: &mut dyn FnMut(String)) -> Result<()> {
         let at = self.state.applied;
-        if !self.digests.contains(&at) || self.manifest.end != at {
+        let epoch = self.state.epoch;
+        if !self.digests.contains(&(epoch, at)) || self.manifest.end != at {
             return Ok(());
         }
-        let key = layout::digest_key(at);
+        let key = layout::digest_key(epoch, at);
         let Some((p, _)) = framed::get_framed(&*self.store, &key, digest::KIND_DIGEST)? else {
             return Ok(());
         };
@@ -538,8 +616,21 @@ impl Client {
     /// from that base.
     fn gap_check(&mut self, say: &mut dyn FnMut(String)) -> Result<Step> {
         let applied = self.state.applied;
-        let later = segment::list_from(&*self.store, applied.file)?;
-        if let Some((_, _, over)) = later.iter().find(|s| s.0 < applied && applied < s.1) {
+        let Some(from) = self.epochs.at(applied) else {
+            return Ok(Step::Idle);
+        };
+        let listed: Vec<_> = super::segment::list_from(&*self.store, applied.file)?
+            .into_iter()
+            .filter(|s| s.0 >= from && self.epochs.holds(s.0, s.2))
+            .collect();
+        // What the last look missed may have come since: the next step
+        // takes it (this listing came after the look, so it is no gap).
+        let next_file = Lsn::new(applied.file.saturating_add(1), 0);
+        if listed.iter().any(|s| s.1 == applied || s.1 == next_file) {
+            self.finder.clear();
+            return Ok(Step::Idle);
+        }
+        if let Some((_, _, _, over)) = listed.iter().find(|s| s.1 < applied && applied < s.2) {
             return match self.realign(over, say)? {
                 Some(step) => Ok(step),
                 None => Err(Error::store(
@@ -552,7 +643,11 @@ impl Client {
                 )),
             };
         }
-        let Some((s, _, key)) = later.into_iter().find(|s| s.0 > applied) else {
+        let later = listed
+            .into_iter()
+            .filter(|s| s.1 > applied)
+            .min_by_key(|s| s.1);
+        let Some((_, s, _, key)) = later else {
             return Ok(Step::Idle);
         };
         let Some(seg) = Segment::get(&*self.store, &key)? else {
@@ -564,16 +659,14 @@ impl Client {
                 key,
                 StoreFault::Corrupt,
                 format!(
-                    "the store's log goes on at {s} but holds nothing at {}, where the standby's ends",
-                    self.state.applied
+                    "the store's log goes on at {s} but holds nothing at {applied}, where the standby's ends"
                 ),
             ));
         }
         say(format!(
-            "the store's log has a gap after {} (a new chain starts at {s}): restoring from a newer base",
-            self.state.applied
+            "the store's log has a gap after {applied} (a new chain starts at {s}): restoring from a newer base"
         ));
-        self.restore_again(Target::Newest, say)
+        self.restore_again(Target::Newest, false, say)
     }
 
     fn restore_after(&mut self, m: Lsn, key: &str, say: &mut dyn FnMut(String)) -> Result<Step> {
@@ -581,14 +674,22 @@ impl Client {
             "{}/{key}: a bulk load at {m} wrote pages its log does not carry: waiting for a base copied after it",
             self.store.describe()
         ));
-        self.restore_again(Target::After(m), say)
+        self.restore_again(Target::After(m), false, say)
     }
 
-    fn restore_again(&mut self, target: Target, say: &mut dyn FnMut(String)) -> Result<Step> {
+    /// Restores the home from the base `target` picks; unless `any_base`,
+    /// only from one that starts past what the standby applied (an older
+    /// one would not get it over a gap).
+    fn restore_again(
+        &mut self,
+        target: Target,
+        any_base: bool,
+        say: &mut dyn FnMut(String),
+    ) -> Result<Step> {
         let Some(b) = restore::choose(&*self.store, target)? else {
             return Ok(Step::Idle);
         };
-        if matches!(target, Target::Newest) && b.start <= self.state.applied {
+        if matches!(target, Target::Newest) && !any_base && b.start <= self.state.applied {
             return Ok(Step::Idle);
         }
         let home = self.layout.home.clone();
@@ -614,6 +715,7 @@ impl Client {
         self.state.write(&self.vfs, &home)?;
         restore::unmark(&self.vfs, &home)?;
         self.manifest = r.manifest;
+        self.finder.clear();
         Ok(Step::Restored(r.applied))
     }
 

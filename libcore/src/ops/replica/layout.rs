@@ -6,20 +6,32 @@
 //!
 //! ```text
 //! store                                   STOR: layout version, env_id, created
+//! lease                                   LEAS: which master may ship (lease.rs)
+//! epochs/<16 hex epoch>                   EPOC: where that epoch's history
+//!                                         begins (epoch.rs), create-only
 //! bases/<16 hex number>/file-<6 digits>   a database file of base N (streamed)
 //! bases/<16 hex number>/manifest          BASE: written last; a base without
 //!                                         it does not exist
-//! segments/<8 hex file>/<16 hex start>-<16 hex end>
-//!                                         SEGM: bytes [start, end) of one log file
+//! segments/<16 hex epoch>/<8 hex file>/<16 hex start>-<16 hex end>
+//!                                         SEGM: bytes [start, end) of one log
+//!                                         file, shipped in that epoch
 //! status/master                           MSTA: the master's positions and errors
-//! digests/<16 hex lsn>                    DGST: the primary's content digest at lsn
+//! digests/<16 hex epoch>/<16 hex lsn>     DGST: the primary's content digest at lsn
 //! ```
 //!
 //! Database files are stored under numbered keys, their names in the base
-//! manifest: a name may hold any byte a file name may, a key may not.
-//! Segments are grouped by log file so that a follower lists only the
-//! file it is in (a listing of every segment grows with the store), and
-//! LSNs are `Lsn::to_u64` in fixed-width hex so keys sort in log order.
+//! manifest: a name may hold any byte a file name may, a key may not. A
+//! base number carries the epoch of the master that wrote it in its top
+//! 24 bits (`base_number`), so masters of two epochs never write the same
+//! base. Segments are keyed by epoch, so two masters can never write one
+//! key (and a fenced master's late segments are told apart), and grouped
+//! by log file so that a follower lists only the file it is in (a listing
+//! of every segment grows with the store); LSNs are `Lsn::to_u64` in
+//! fixed-width hex so keys sort in log order.
+//!
+//! Layout version 2 (fencing, issue 13) added the lease, the epochs and
+//! the epoch in segment and digest keys; a store of version 1 is refused
+//! by name (replicate into a fresh store).
 
 use super::framed::{self, Kind};
 use super::store::ReplicaStore;
@@ -28,7 +40,7 @@ use crate::storage::codec::{Reader, Writer};
 use crate::types::Lsn;
 
 /// The layout version this build writes and reads.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 pub const STORE_KEY: &str = "store";
 pub const BASES: &str = "bases";
 pub const SEGMENTS: &str = "segments";
@@ -36,33 +48,54 @@ pub const DIGESTS: &str = "digests";
 pub const MASTER_STATUS: &str = "status/master";
 pub const KIND_STORE: Kind = Kind(*b"STOR");
 
-/// `segments/<file>`: the segments of one log file.
-pub fn segment_dir(file: u32) -> String {
-    format!("{SEGMENTS}/{file:08x}")
+/// `segments/<epoch>`: the segments one epoch shipped.
+pub fn segment_epoch_dir(epoch: u64) -> String {
+    format!("{SEGMENTS}/{epoch:016x}")
 }
 
-pub fn segment_key(start: Lsn, end: Lsn) -> String {
+/// `segments/<epoch>/<file>`: the segments of one log file in one epoch.
+pub fn segment_dir(epoch: u64, file: u32) -> String {
+    format!("{}/{file:08x}", segment_epoch_dir(epoch))
+}
+
+pub fn segment_key(epoch: u64, start: Lsn, end: Lsn) -> String {
     format!(
         "{}/{:016x}-{:016x}",
-        segment_dir(start.file),
+        segment_dir(epoch, start.file),
         start.to_u64(),
         end.to_u64()
     )
 }
 
-/// The (start, end) a segment key names; `None` for any other key.
-pub fn parse_segment_key(key: &str) -> Option<(Lsn, Lsn)> {
+fn hex(s: &str, n: usize) -> Option<u64> {
+    (s.len() == n && s.bytes().all(|c| c.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(s, 16).ok())
+        .flatten()
+}
+
+/// The (epoch, start, end) a segment key names; `None` for any other key.
+pub fn parse_segment_key(key: &str) -> Option<(u64, Lsn, Lsn)> {
     let rest = key.strip_prefix(SEGMENTS)?.strip_prefix('/')?;
-    let (dir, name) = rest.split_once('/')?;
+    let mut parts = rest.split('/');
+    let (epoch, dir, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
     let (a, b) = name.split_once('-')?;
-    let hex = |s: &str, n: usize| {
-        (s.len() == n && s.bytes().all(|c| c.is_ascii_hexdigit()))
-            .then(|| u64::from_str_radix(s, 16).ok())
-            .flatten()
-    };
+    let epoch = hex(epoch, 16)?;
     let file = hex(dir, 8)? as u32;
     let (start, end) = (Lsn::from_u64(hex(a, 16)?), Lsn::from_u64(hex(b, 16)?));
-    (start.file == file && end.file == file && start < end).then_some((start, end))
+    (start.file == file && end.file == file && start < end).then_some((epoch, start, end))
+}
+
+/// The number of the `seq`th base written in `epoch`.
+pub fn base_number(epoch: u64, seq: u64) -> u64 {
+    (epoch << 40) | (seq & ((1 << 40) - 1))
+}
+
+/// The epoch whose master wrote base `number`.
+pub fn base_epoch(number: u64) -> u64 {
+    number >> 40
 }
 
 pub fn base_prefix(number: u64) -> String {
@@ -86,16 +119,19 @@ pub fn parse_base_number(key: &str) -> Option<u64> {
         .flatten()
 }
 
-pub fn digest_key(at: Lsn) -> String {
-    format!("{DIGESTS}/{:016x}", at.to_u64())
+pub fn digest_dir(epoch: u64) -> String {
+    format!("{DIGESTS}/{epoch:016x}")
 }
 
-pub fn parse_digest_key(key: &str) -> Option<Lsn> {
+pub fn digest_key(epoch: u64, at: Lsn) -> String {
+    format!("{}/{:016x}", digest_dir(epoch), at.to_u64())
+}
+
+/// The (epoch, position) of a digest key.
+pub fn parse_digest_key(key: &str) -> Option<(u64, Lsn)> {
     let rest = key.strip_prefix(DIGESTS)?.strip_prefix('/')?;
-    (rest.len() == 16)
-        .then(|| u64::from_str_radix(rest, 16).ok())
-        .flatten()
-        .map(Lsn::from_u64)
+    let (e, at) = rest.split_once('/')?;
+    Some((hex(e, 16)?, Lsn::from_u64(hex(at, 16)?)))
 }
 
 /// The `store` object: which environment the store replicates.
@@ -218,20 +254,46 @@ mod tests {
     #[test]
     fn keys_round_trip_and_sort_in_log_order() {
         let (a, b) = (Lsn::new(3, 40), Lsn::new(3, 9000));
-        let k = segment_key(a, b);
+        let k = segment_key(2, a, b);
         super::super::store::check_key("loc", &k).unwrap();
-        assert_eq!(parse_segment_key(&k), Some((a, b)));
-        assert!(segment_key(Lsn::new(3, 9000), Lsn::new(3, 9100)) > k);
-        assert!(segment_key(Lsn::new(16, 0), Lsn::new(16, 40)) > k);
-        assert_eq!(parse_segment_key("segments/00000003/zz"), None);
+        assert_eq!(parse_segment_key(&k), Some((2, a, b)));
+        assert!(segment_key(2, Lsn::new(3, 9000), Lsn::new(3, 9100)) > k);
+        assert!(segment_key(2, Lsn::new(16, 0), Lsn::new(16, 40)) > k);
         assert_eq!(
-            parse_segment_key(&segment_key(Lsn::new(3, 40), Lsn::new(4, 40))),
+            parse_segment_key("segments/0000000000000002/00000003/zz"),
+            None
+        );
+        assert_eq!(
+            parse_segment_key(&segment_key(2, Lsn::new(3, 40), Lsn::new(4, 40))),
             None,
             "a segment never spans two files"
         );
         assert_eq!(parse_base_number(&base_file_key(7, 2)), Some(7));
         assert_eq!(parse_base_number(&base_manifest_key(0x1234)), Some(0x1234));
-        assert_eq!(parse_digest_key(&digest_key(b)), Some(b));
+        assert_eq!(base_epoch(base_number(3, 9)), 3);
+        assert!(base_number(3, 1) > base_number(2, 900));
+        assert_eq!(parse_digest_key(&digest_key(4, b)), Some((4, b)));
+    }
+
+    /// A store of layout version 1 (before fencing: no lease, no epochs,
+    /// segments keyed without an epoch) is refused by name, not misread.
+    #[test]
+    fn a_store_of_another_layout_version_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let store =
+            super::super::DirStore::open(crate::storage::vfs::OsVfs::shared(), d.path()).unwrap();
+        let old = StoreInfo {
+            version: 1,
+            env_id: 7,
+            created: 1,
+        };
+        framed::put_framed(&store, STORE_KEY, KIND_STORE, &old.encode()).unwrap();
+        let e = read_store_info(&store).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("store layout version 1 is not supported (this build reads 2)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,6 +16,15 @@
 //!    `MAX_SEGMENT` bytes each, cut at record ends), each chained to the
 //!    previous by its checksum, with create-only writes.
 //!
+//! Fencing (issue 13): the master ships only while it holds the store's
+//! lease (`lease`) for its environment's epoch (`epoch`): it checks the
+//! lease is still valid before every segment, renews it, and confirms it
+//! is still its own before it posts a status (so nothing is reported
+//! shipped after a promotion fenced it), writes a base or prunes. A lease
+//! lost, or a newer epoch, stops it at once with one line. A home whose
+//! epoch is older than the store's is an old primary: refused before it
+//! writes anything. A standby's home is promoted (`promote`) first.
+//!
 //! A store that fails makes the shipped position stay where it is (lag
 //! grows and is reported); the next tick tries again, with backoff. The
 //! master holds a lease in the primary's region on the oldest log file it
@@ -26,13 +35,16 @@
 
 use super::base::{self, BaseManifest};
 use super::digest;
+use super::epoch::{self, EpochRecord, Epochs, HomeEpoch};
 use super::framed;
 use super::layout;
+use super::lease::Lease;
+use super::restore;
 use super::segment::{self, Segment, FLAG_BOUNDARY, FLAG_CHAIN_START};
-use super::status::{now_ms, MasterStatus};
+use super::status::{now_ms, ClientState, MasterStatus};
 use super::store::ReplicaStore;
 use crate::engine::region::Region;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreFault};
 use crate::ops::interrupt::{raised, StopFlag};
 use crate::progress::Progress;
 use crate::storage::layout::Layout;
@@ -74,8 +86,9 @@ pub struct MasterOptions {
     /// Raised to stop: the master ships what is durable, writes its
     /// status and returns.
     pub stop: StopFlag,
-    /// The epoch written in every segment (0 until fencing, issue 13).
-    pub epoch: u64,
+    /// How long the store's lease lasts unrenewed (`repl_lease_secs`);
+    /// renewed every third of it.
+    pub lease: Duration,
     /// Told of each base copy (`Phase::WriteBase`).
     pub progress: Option<Arc<dyn Progress>>,
 }
@@ -87,7 +100,7 @@ impl Default for MasterOptions {
             base_bytes: None,
             digest_every: Some(Duration::from_secs(60)),
             stop: StopFlag::default(),
-            epoch: 0,
+            lease: super::lease::DEFAULT_LEASE,
             progress: None,
         }
     }
@@ -205,6 +218,8 @@ pub struct Master {
     store: Arc<dyn ReplicaStore>,
     env_id: u64,
     epoch: u64,
+    /// The store's lease for `epoch`.
+    fence: Lease,
     shipped: Lsn,
     chain_crc: u32,
     /// The next segment starts a new chain (first base, or after a gap).
@@ -246,9 +261,10 @@ pub fn source_env_id(vfs: &SharedVfs, src: &Layout) -> Result<u64> {
 
 impl Master {
     /// Starts a master for the primary at `home`: checks the store belongs
-    /// to it (creating the store record in an empty store), finds where
-    /// shipping stopped and checks the primary's log still continues it,
-    /// and takes the lease.
+    /// to it (creating the store record in an empty store), promotes a
+    /// standby's home, takes the store's lease for the home's epoch
+    /// (refusing an old primary), finds where shipping stopped and checks
+    /// the primary's log still continues it, and takes the region lease.
     pub fn open(
         vfs: &SharedVfs,
         home: &Path,
@@ -264,27 +280,36 @@ impl Master {
             )));
         }
         let env_id = source_env_id(vfs, &src)?;
-        layout::check_store(&*store, env_id, true)?;
+        let (fence, rec) = if ClientState::read(vfs, home)?.is_some() {
+            super::promote::promote(vfs, home, &store, env_id, opts.lease, say)?
+        } else {
+            layout::check_store(&*store, env_id, true)?;
+            claim(vfs, &src, &*store, opts.lease, say)?
+        };
+        let epoch = rec.epoch;
         let history = crate::wal::history::read(vfs, home)?;
-        let last = segment::last(&*store)?;
-        let (shipped, chain_crc, chain_start) = match &last {
-            Some((_, end, key)) => {
-                let seg = Segment::get(&*store, key)?.ok_or_else(|| {
+        let (shipped, chain_crc, chain_start) = match segment::last(&*store, epoch)? {
+            Some((_, _, end, key)) => {
+                let seg = Segment::get(&*store, &key)?.ok_or_else(|| {
                     Error::invalid(format!(
                         "{}/{key}: the last segment vanished while the master started",
                         store.describe()
                     ))
                 })?;
-                check_continues(vfs, &src, &store, &seg, &history)?;
-                (*end, seg.bytes_crc(), false)
+                check_continues(vfs, &src, &store, &seg, Some(&history))?;
+                (end, seg.bytes_crc(), false)
             }
-            None => {
-                let (start, _) = base::start_point(vfs, &src)?;
-                (Lsn::new(start.file, 0), 0, true)
-            }
+            None if rec.continues == 0 => (rec.begins, 0, true),
+            None => match chain_before(&*store, rec.begins)? {
+                Some(seg) => {
+                    check_continues(vfs, &src, &store, &seg, None)?;
+                    (rec.begins, seg.bytes_crc(), false)
+                }
+                None => (rec.begins, 0, true),
+            },
         };
         let lease = MasterLease::take(vfs, home, shipped.file)?;
-        let bases = base::complete(&*store)?;
+        let bases = restore::valid_bases(&*store, &Epochs::read(&*store)?)?;
         let newest_base = bases.last().cloned();
         let base_bytes = match opts.base_bytes {
             Some(b) => b,
@@ -292,6 +317,7 @@ impl Master {
         };
         let status = MasterStatus {
             env_id,
+            epoch,
             pid: std::process::id(),
             shipped,
             history: history.id(),
@@ -300,7 +326,7 @@ impl Master {
             ..Default::default()
         };
         say(format!(
-            "master of {} shipping to {} from {shipped}",
+            "master of {} (epoch {epoch}) shipping to {} from {shipped}",
             home.display(),
             store.describe()
         ));
@@ -309,7 +335,8 @@ impl Master {
             src,
             store,
             env_id,
-            epoch: opts.epoch,
+            epoch,
+            fence,
             shipped,
             chain_crc,
             chain_start,
@@ -331,6 +358,10 @@ impl Master {
         })
     }
 
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Where the store's log ends.
     pub fn shipped(&self) -> Lsn {
         self.shipped
@@ -343,6 +374,7 @@ impl Master {
     /// One round: collect finished jobs, ship, start jobs that are due,
     /// keep the lease, post the status.
     pub fn tick(&mut self, say: &mut dyn FnMut(String)) -> Result<Tick> {
+        self.fence.keep(&*self.store)?;
         self.collect_jobs(say);
         let shipped = match self.retry_at {
             Some(t) if Instant::now() < t => Ok(Tick::default()),
@@ -356,7 +388,11 @@ impl Master {
             }
             Err(e) => {
                 self.fail(&e);
-                if !e.is_transient() && e.store_fault().is_none() && !matches!(e, Error::Io { .. })
+                let fenced = e.store_fault() == Some(StoreFault::Fenced);
+                if fenced
+                    || (!e.is_transient()
+                        && e.store_fault().is_none()
+                        && !matches!(e, Error::Io { .. }))
                 {
                     return Err(e);
                 }
@@ -371,14 +407,20 @@ impl Master {
             .map(|_| self.shipped.file)
             .unwrap_or(self.shipped.file);
         self.lease.keep(&self.vfs, &self.src.home, first)?;
-        self.post_status(false);
+        self.post_status(false)?;
         Ok(tick)
     }
 
     /// Ships what is durable once more, waits for the jobs running, and
     /// posts a final status: a clean stop.
     pub fn finish(mut self, say: &mut dyn FnMut(String)) -> Result<()> {
+        self.fence.keep(&*self.store)?;
         let shipped = self.ship(say);
+        if let Err(e) = &shipped {
+            if e.store_fault() == Some(StoreFault::Fenced) {
+                return shipped.map(|_| ());
+            }
+        }
         if let Some((_, job)) = self.base_job.take() {
             match job.join() {
                 Ok(m) => self.base_done(m, say),
@@ -391,7 +433,8 @@ impl Master {
         }
         self.status.stopped = true;
         self.last_status = None;
-        self.post_status(true);
+        self.post_status(true)?;
+        self.fence.release(&*self.store);
         shipped.map(|_| ())
     }
 
@@ -403,9 +446,18 @@ impl Master {
         self.status.last_error_ms = now_ms();
     }
 
-    fn post_status(&mut self, force: bool) {
+    /// Posts the status (at most once a second unless `force`), after
+    /// confirming the lease is still this master's: a fenced master
+    /// reports nothing more shipped, and stops.
+    fn post_status(&mut self, force: bool) -> Result<()> {
         if !force && self.last_status.is_some_and(|t| t.elapsed() < STATUS_EVERY) {
-            return;
+            return Ok(());
+        }
+        match self.fence.confirm(&*self.store) {
+            Ok(()) => {}
+            Err(e) if e.store_fault() == Some(StoreFault::Fenced) => return Err(e),
+            // The store cannot be read now: no status this time.
+            Err(_) => return Ok(()),
         }
         self.status.updated_ms = now_ms();
         self.status.shipped = self.shipped;
@@ -414,6 +466,7 @@ impl Master {
         if self.status.write(&*self.store).is_ok() {
             self.last_status = Some(Instant::now());
         }
+        Ok(())
     }
 
     /// Notes the durable end seen now, and forgets what is shipped.
@@ -452,6 +505,7 @@ impl Master {
                 flags,
                 bytes,
             };
+            self.fence.check(&*self.store)?;
             put_segment(&*self.store, &seg)?;
             self.chain_crc = seg.bytes_crc();
             self.chain_start = false;
@@ -527,7 +581,9 @@ impl Master {
                 false
             } else {
                 match Record::decode(r.ty, r.payload) {
-                    Ok(Record::Commit { .. }) | Ok(Record::Checkpoint(_)) => true,
+                    Ok(Record::Commit { .. })
+                    | Ok(Record::Checkpoint(_))
+                    | Ok(Record::Epoch { .. }) => true,
                     Ok(Record::BulkMarker { .. }) => {
                         bulk.push(r.lsn);
                         false
@@ -634,8 +690,15 @@ impl Master {
         if self.base_job.is_some() {
             return;
         }
+        let epoch = self.epoch;
         let number = match base::list(&*self.store) {
-            Ok(l) => l.last().map(|b| b.0 + 1).unwrap_or(1),
+            Ok(l) => l
+                .iter()
+                .map(|b| b.0)
+                .filter(|&n| layout::base_epoch(n) == epoch)
+                .max()
+                .map(|n| n + 1)
+                .unwrap_or(layout::base_number(epoch, 1)),
             Err(e) => {
                 self.fail(&e);
                 return;
@@ -702,7 +765,7 @@ impl Master {
     fn post_digest(&mut self, at: Lsn, sum: [u8; 32]) {
         let r = framed::put_framed(
             &*self.store,
-            &layout::digest_key(at),
+            &layout::digest_key(self.epoch, at),
             digest::KIND_DIGEST,
             &digest::encode(at, &sum),
         );
@@ -736,12 +799,22 @@ impl Master {
         }
     }
 
-    /// Keeps the newest `KEEP_BASES` complete bases and what they need:
-    /// older bases, leftovers of unfinished ones, and segments and digests
-    /// before the oldest kept base's start file go.
+    /// Keeps the newest `KEEP_BASES` complete bases of the history and
+    /// what they need: older bases, leftovers of unfinished ones, bases
+    /// and segments a fenced master wrote past where its successor began,
+    /// and segments and digests before the oldest kept base's start file
+    /// go. Only while the lease is still this master's.
     fn prune(&mut self) -> Result<()> {
+        self.fence.confirm(&*self.store)?;
+        let epochs = Epochs::read(&*self.store)?;
         let all = base::list(&*self.store)?;
-        let complete: Vec<&BaseManifest> = all.iter().filter_map(|b| b.1.as_ref()).collect();
+        let valid =
+            |m: &BaseManifest| epochs.holds(layout::base_epoch(m.number), m.consistent_from);
+        let complete: Vec<&BaseManifest> = all
+            .iter()
+            .filter_map(|b| b.1.as_ref())
+            .filter(|m| valid(m))
+            .collect();
         if complete.len() < KEEP_BASES {
             return Ok(());
         }
@@ -750,22 +823,119 @@ impl Master {
         let running = self.base_job.as_ref().map(|j| j.0);
         for (n, m) in &all {
             let keep = kept.iter().any(|k| k.number == *n) || Some(*n) == running;
-            if !keep && (m.is_some() || *n < oldest.number) {
+            let invalid = m.as_ref().is_some_and(|m| !valid(m));
+            if !keep && (m.is_some() || *n < oldest.number || invalid) {
                 base::delete(&*self.store, *n)?;
             }
         }
-        for (s, _, key) in segment::list_from(&*self.store, 0)? {
-            if s.file >= oldest.start.file {
-                break;
+        for (e, s, end, key) in segment::list_from(&*self.store, 0)? {
+            if s.file < oldest.start.file || !epochs.holds(e, end) {
+                self.store.delete(&key)?;
             }
-            self.store.delete(&key)?;
         }
         for m in self.store.list(layout::DIGESTS)? {
-            if layout::parse_digest_key(&m.key).is_some_and(|at| at < oldest.start) {
+            if layout::parse_digest_key(&m.key).is_some_and(|(_, at)| at < oldest.start) {
                 self.store.delete(&m.key)?;
             }
         }
         Ok(())
+    }
+}
+
+/// The first epoch of a store, or this home's epoch of it: the lease for
+/// it, and its record. Refuses (with a `Fenced` error, before writing
+/// anything) a home that never was the store's primary, an old primary
+/// whose epoch the store has moved past, and another copy of the
+/// primary of the store's epoch.
+fn claim(
+    vfs: &SharedVfs,
+    src: &Layout,
+    store: &dyn ReplicaStore,
+    lease_for: Duration,
+    say: &mut dyn FnMut(String),
+) -> Result<(Lease, EpochRecord)> {
+    let home = &src.home;
+    let mine = HomeEpoch::read(vfs, home)?;
+    let epochs = Epochs::read(store)?;
+    let fenced = |what: String| {
+        Error::store(
+            store.describe(),
+            "",
+            StoreFault::Fenced,
+            format!("{}: {what}", home.display()),
+        )
+    };
+    let Some(newest) = epochs.newest() else {
+        // The first master of this store.
+        let (epoch, tenure) = mine
+            .map(|m| (m.epoch.max(1), m.tenure))
+            .unwrap_or((1, epoch::random_id()));
+        let lease = Lease::take(store, epoch, tenure, lease_for)?;
+        let (start, _) = base::start_point(vfs, src)?;
+        let begins = Lsn::new(start.file, 0);
+        HomeEpoch {
+            epoch,
+            begins,
+            continues: 0,
+            tenure,
+            promoting: false,
+        }
+        .write(vfs, home)?;
+        let rec = epoch::begin(
+            store,
+            &EpochRecord {
+                epoch,
+                begins,
+                continues: 0,
+                tenure,
+                created: crate::types::now_secs(),
+                host: epoch::host_name(),
+            },
+        )?;
+        say(format!("epoch {epoch} begins at {}", rec.begins));
+        return Ok((lease, rec));
+    };
+    let Some(mine) = mine else {
+        return Err(fenced(format!(
+            "has no epoch of this store, which is at epoch {} (begun at {} on host {:?}): it never was the store's primary; a standby becomes the primary with db_replicate -M on its home, and this one can be made a standby (db_replicate on an empty home)",
+            newest.epoch, newest.begins, newest.host
+        )));
+    };
+    if mine.epoch < newest.epoch {
+        return Err(fenced(format!(
+            "was the primary of epoch {}, but the store has moved on to epoch {} (begun at {} on host {:?}): an old primary must not ship; make it a standby of the new primary (db_replicate on an empty home)",
+            mine.epoch, newest.epoch, newest.begins, newest.host
+        )));
+    }
+    let Some(rec) = epochs
+        .get(mine.epoch)
+        .filter(|_| mine.epoch == newest.epoch)
+    else {
+        return Err(fenced(format!(
+            "is the primary of epoch {}, which this store (at epoch {}) does not have: is it the right store?",
+            mine.epoch, newest.epoch
+        )));
+    };
+    if rec.tenure != mine.tenure {
+        return Err(fenced(format!(
+            "epoch {} of the store was begun by another copy of this environment (on host {:?}): this one is not its primary",
+            rec.epoch, rec.host
+        )));
+    }
+    let lease = Lease::take(store, mine.epoch, mine.tenure, lease_for)?;
+    Ok((lease, rec.clone()))
+}
+
+/// The segment that ends at `at` in the store's history (the chain a
+/// promoted epoch continues), `None` when it is gone.
+fn chain_before(store: &dyn ReplicaStore, at: Lsn) -> Result<Option<Segment>> {
+    let epochs = Epochs::read(store)?;
+    let Some(e) = epochs.before(at) else {
+        return Ok(None);
+    };
+    match segment::Finder::default().ending_at(store, e, at)? {
+        Some((_, _, _, key)) => Segment::get(store, &key),
+        None => Ok(None),
     }
 }
 
@@ -820,14 +990,18 @@ fn check_continues(
     src: &Layout,
     store: &Arc<dyn ReplicaStore>,
     last: &Segment,
-    history: &crate::wal::history::History,
+    history: Option<&crate::wal::history::History>,
 ) -> Result<()> {
-    let recorded = MasterStatus::read(&**store)?
-        .map(|s| s.history)
-        .unwrap_or(0);
-    let cut = match history.cuts_since(recorded) {
-        Some(cuts) => cuts.iter().find(|c| c.at < last.end).map(|c| c.at),
-        None => Some(Lsn::ZERO),
+    // The status's history id is this home's only when the last status
+    // was posted by a master of this epoch (after a promotion it is the
+    // old primary's).
+    let recorded = MasterStatus::read(&**store)?.filter(|s| s.epoch == last.epoch);
+    let cut = match history {
+        Some(history) => match history.cuts_since(recorded.map(|s| s.history).unwrap_or(0)) {
+            Some(cuts) => cuts.iter().find(|c| c.at < last.end).map(|c| c.at),
+            None => Some(Lsn::ZERO),
+        },
+        None => None,
     };
     let diverged = |why: String| {
         Error::invalid(format!(

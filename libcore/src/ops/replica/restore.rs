@@ -1,6 +1,10 @@
 //! Restoring from the store alone: a base's files, then the segments from
 //! its start, written into log files at their offsets, then redo from the
-//! base's start (at least to its `consistent_from`, or up to a time). The
+//! base's start (at least to its `consistent_from`, or up to a time).
+//! The segments follow the store's history (`epoch`): each epoch's up to
+//! where the next one began. A base is only taken if it is part of that
+//! history (its copy ends no later than where its epoch's successor
+//! began). The
 //! result is a backup directory (a `__db.manifest` names its consistency
 //! point): `db_recover -c` works on it and an owner open fails it over.
 //! A client restores its empty home this way before it follows.
@@ -11,8 +15,9 @@
 //! again.
 
 use super::base::{self, BaseManifest};
+use super::epoch::Epochs;
 use super::layout;
-use super::segment::{self, Segment};
+use super::segment::{Finder, Segment};
 use super::store::ReplicaStore;
 use crate::engine::owner::LOCK_FILE;
 use crate::error::{Error, Result, StoreFault};
@@ -59,10 +64,31 @@ pub fn mark_path(home: &Path) -> PathBuf {
     home.join(MARK_FILE)
 }
 
+/// Where the store's history ends: the last segment of its newest epoch,
+/// or where that epoch began when it shipped nothing yet.
+pub fn history_end(store: &dyn ReplicaStore, epochs: &Epochs) -> Result<Lsn> {
+    let Some(newest) = epochs.newest() else {
+        return Ok(Lsn::ZERO);
+    };
+    Ok(match super::segment::last(store, newest.epoch)? {
+        Some(s) => s.2,
+        None => newest.begins,
+    })
+}
+
+/// The complete bases that are part of the store's history.
+pub fn valid_bases(store: &dyn ReplicaStore, epochs: &Epochs) -> Result<Vec<BaseManifest>> {
+    Ok(base::complete(store)?
+        .into_iter()
+        .filter(|b| epochs.holds(layout::base_epoch(b.number), b.consistent_from))
+        .collect())
+}
+
 /// The base to restore for `target`, among the store's complete bases.
 pub fn choose(store: &dyn ReplicaStore, target: Target) -> Result<Option<BaseManifest>> {
-    let bases = base::complete(store)?;
-    let log_end = segment::last(store)?.map(|s| s.1).unwrap_or(Lsn::ZERO);
+    let epochs = Epochs::read(store)?;
+    let bases = valid_bases(store, &epochs)?;
+    let log_end = history_end(store, &epochs)?;
     Ok(match target {
         Target::Newest => bases
             .iter()
@@ -75,8 +101,8 @@ pub fn choose(store: &dyn ReplicaStore, target: Target) -> Result<Option<BaseMan
     })
 }
 
-/// Whether `home` holds nothing but a DB_CONFIG (and the restore mark, and
-/// the owner lock a client takes first).
+/// Whether `home` holds nothing but a DB_CONFIG (and the restore mark,
+/// and the owner lock file a client takes).
 pub fn is_empty_home(vfs: &SharedVfs, home: &Path) -> Result<bool> {
     for name in vfs.list(home)? {
         let n = name.to_string_lossy();
@@ -331,9 +357,9 @@ pub fn check_next(
     Ok(())
 }
 
-/// Fetches the segments from the base's start file on, up to the last
-/// one that closes a transaction, into the log. Returns the end, the
-/// chain checksum and the epoch there.
+/// Fetches the segments from the base's start file on, following the
+/// store's history, up to the last one that closes a transaction, into
+/// the log. Returns the end, the chain checksum and the epoch there.
 fn fetch_log(
     vfs: &SharedVfs,
     store: &dyn ReplicaStore,
@@ -342,23 +368,26 @@ fn fetch_log(
     progress: Option<&dyn Progress>,
 ) -> Result<(Lsn, u32, u64)> {
     crate::progress::start(progress, Phase::FetchLog, None);
+    let epochs = Epochs::read(store)?;
+    let mut finder = Finder::default();
     let first = Lsn::new(b.start.file, 0);
     let mut applied = first;
     let mut crc = 0;
     let mut epoch = 0;
     let mut done = (first, 0, 0);
     let mut written: Vec<Segment> = Vec::new();
-    for (s, _, key) in segment::list_from(store, b.start.file)? {
-        if s < applied {
-            continue;
-        }
-        let Some(seg) = Segment::get(store, &key)? else {
-            break; // pruned meanwhile: the log ends here for this restore
+    while let Some(e) = epochs.at(applied) {
+        let crc_wanted = (applied != first).then_some(crc);
+        let Some((key, seg)) = finder.next(store, e, applied, crc_wanted)? else {
+            break; // the end, or pruned meanwhile: the log ends here for this restore
         };
-        if s == first {
+        if !epochs.holds(seg.epoch, seg.end) {
+            return Err(past_successor(store, &key, &seg, &epochs));
+        }
+        if applied == first {
             // The base's first segment: what it chains to is before the
             // base, so only its environment is checked.
-            check_next(store, &key, &seg, b.env_id, s, seg.prev_crc, 0).or_else(|e| {
+            check_next(store, &key, &seg, b.env_id, seg.start, seg.prev_crc, 0).or_else(|e| {
                 if seg.starts_chain() && seg.env_id == b.env_id {
                     Ok(())
                 } else {
@@ -385,7 +414,11 @@ fn fetch_log(
     if applied == first {
         return Err(Error::store(
             store.describe(),
-            layout::segment_key(first, Lsn::new(first.file, 1)),
+            layout::segment_key(
+                epochs.at(first).unwrap_or(0),
+                first,
+                Lsn::new(first.file, 1),
+            ),
             StoreFault::Transient,
             format!(
                 "no segment starts at {first}, where base {} needs the log from",
@@ -399,6 +432,29 @@ fn fetch_log(
         truncate_log(vfs, layout, s.start)?;
     }
     Ok(done)
+}
+
+/// The error for a segment of an older epoch that ends past where its
+/// successor began (a master fenced by a promotion shipped it late): it
+/// is not part of the history.
+pub fn past_successor(
+    store: &dyn ReplicaStore,
+    key: &str,
+    seg: &Segment,
+    epochs: &Epochs,
+) -> Error {
+    Error::store(
+        store.describe(),
+        key,
+        StoreFault::Corrupt,
+        format!(
+            "segment of epoch {} ends at {}, past where epoch {} began ({}): rejected (a fenced master shipped it)",
+            seg.epoch,
+            seg.end,
+            seg.epoch + 1,
+            epochs.end_of(seg.epoch).unwrap_or(Lsn::ZERO)
+        ),
+    )
 }
 
 /// Cuts the local log at `at`: later files go, `at`'s file is shortened.

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! 0  env_id     8  the primary's environment id
-//! 8  epoch      8  the master's epoch (0 until fencing: issue 13)
+//! 8  epoch      8  the epoch of the master that shipped it (its key's)
 //! 16 start      8  Lsn::to_u64 of the first byte
 //! 24 end        8  Lsn::to_u64 past the last byte (same file)
 //! 32 prev_crc   4  CRC-32 of the previous segment's log bytes (the chain)
@@ -53,7 +53,7 @@ pub struct Segment {
 
 impl Segment {
     pub fn key(&self) -> String {
-        layout::segment_key(self.start, self.end)
+        layout::segment_key(self.epoch, self.start, self.end)
     }
 
     pub fn bytes_crc(&self) -> u32 {
@@ -104,9 +104,9 @@ impl Segment {
         let bytes_crc = word(&mut r);
         word(&mut r);
         let bytes = r.rest().to_vec();
-        if layout::parse_segment_key(key) != Some((start, end)) {
+        if layout::parse_segment_key(key) != Some((epoch, start, end)) {
             return Err(bad(format!(
-                "holds the log bytes {start}..{end}, which is not what its name says"
+                "holds the log bytes {start}..{end} of epoch {epoch}, which is not what its name says"
             )));
         }
         if bytes.len() as u64 != u64::from(end.offset - start.offset) {
@@ -138,14 +138,17 @@ impl Segment {
     }
 }
 
-/// The segments of the store from log file `from_file` on, as (start,
-/// end, key), in log order.
-pub fn list_from(store: &dyn ReplicaStore, from_file: u32) -> Result<Vec<(Lsn, Lsn, String)>> {
+/// One segment as listed: its epoch, start, end and key.
+pub type Listed = (u64, Lsn, Lsn, String);
+
+/// Every segment of the store (all epochs) from log file `from_file` on,
+/// in (epoch, log) order.
+pub fn list_from(store: &dyn ReplicaStore, from_file: u32) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     for m in store.list(layout::SEGMENTS)? {
-        if let Some((s, e)) = layout::parse_segment_key(&m.key) {
+        if let Some((e, s, end)) = layout::parse_segment_key(&m.key) {
             if s.file >= from_file {
-                out.push((s, e, m.key));
+                out.push((e, s, end, m.key));
             }
         }
     }
@@ -153,40 +156,168 @@ pub fn list_from(store: &dyn ReplicaStore, from_file: u32) -> Result<Vec<(Lsn, L
     Ok(out)
 }
 
-/// The segments of one log file, in order.
-pub fn list_file(store: &dyn ReplicaStore, file: u32) -> Result<Vec<(Lsn, Lsn, String)>> {
-    let mut out: Vec<(Lsn, Lsn, String)> = store
-        .list(&layout::segment_dir(file))?
+/// The segments of one log file in one epoch, in order.
+pub fn list_file(store: &dyn ReplicaStore, epoch: u64, file: u32) -> Result<Vec<Listed>> {
+    let mut out: Vec<Listed> = store
+        .list(&layout::segment_dir(epoch, file))?
         .into_iter()
-        .filter_map(|m| layout::parse_segment_key(&m.key).map(|(s, e)| (s, e, m.key)))
+        .filter_map(|m| layout::parse_segment_key(&m.key).map(|(e, s, end)| (e, s, end, m.key)))
         .collect();
     out.sort();
     Ok(out)
 }
 
-/// The segment that starts at `at`: in `at`'s file, or, when `at` is the
-/// end of its file, the first segment of the next file (offset 0).
-pub fn find_at(store: &dyn ReplicaStore, at: Lsn) -> Result<Option<(Lsn, Lsn, String)>> {
-    if let Some(s) = list_file(store, at.file)?.into_iter().find(|s| s.0 == at) {
-        return Ok(Some(s));
-    }
-    let next = Lsn::new(at.file.saturating_add(1), 0);
-    Ok(list_file(store, next.file)?
-        .into_iter()
-        .find(|s| s.0 == next))
+/// Listings of (epoch, file) directories, kept while a follower walks
+/// them: the walk lists each directory once, and again only when what it
+/// looks for is not in the listing it has (it may have come since).
+#[derive(Default)]
+pub struct Finder {
+    cache: std::collections::HashMap<(u64, u32), Vec<Listed>>,
 }
 
-/// The last segment of the store (the master's shipped position).
-pub fn last(store: &dyn ReplicaStore) -> Result<Option<(Lsn, Lsn, String)>> {
+impl Finder {
+    fn dir(
+        &mut self,
+        store: &dyn ReplicaStore,
+        epoch: u64,
+        file: u32,
+        fresh: bool,
+    ) -> Result<&[Listed]> {
+        if fresh || !self.cache.contains_key(&(epoch, file)) {
+            let l = list_file(store, epoch, file)?;
+            self.cache.insert((epoch, file), l);
+        }
+        Ok(self
+            .cache
+            .get(&(epoch, file))
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]))
+    }
+
+    /// The segment of `epoch` that starts at `at`: in `at`'s file, or,
+    /// when `at` is the end of its file, the first of the next file
+    /// (offset 0).
+    pub fn find_at(
+        &mut self,
+        store: &dyn ReplicaStore,
+        epoch: u64,
+        at: Lsn,
+    ) -> Result<Option<Listed>> {
+        for fresh in [false, true] {
+            if let Some(s) = self
+                .dir(store, epoch, at.file, fresh)?
+                .iter()
+                .find(|s| s.1 == at)
+            {
+                return Ok(Some(s.clone()));
+            }
+            let next = Lsn::new(at.file.saturating_add(1), 0);
+            if let Some(s) = self
+                .dir(store, epoch, next.file, fresh)?
+                .iter()
+                .find(|s| s.1 == next)
+            {
+                return Ok(Some(s.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next segment of `epoch` after `at`, fetched: the one starting
+    /// at `at`, else the first of the next log file. A listing is a
+    /// moment's: the next file's first segment may be listed while the
+    /// end of `at`'s file was not yet when it was listed; so one that does
+    /// not chain to `crc` (when given) sends the walk back to `at`'s file,
+    /// listed again, and is returned (for the caller to refuse) only if
+    /// nothing starts at `at` even then.
+    pub fn next(
+        &mut self,
+        store: &dyn ReplicaStore,
+        epoch: u64,
+        at: Lsn,
+        crc: Option<u32>,
+    ) -> Result<Option<(String, Segment)>> {
+        let here = |f: &mut Finder, fresh: bool| -> Result<Option<String>> {
+            Ok(f.dir(store, epoch, at.file, fresh)?
+                .iter()
+                .find(|s| s.1 == at)
+                .map(|s| s.3.clone()))
+        };
+        let fetch = |key: String| -> Result<Option<(String, Segment)>> {
+            Ok(Segment::get(store, &key)?.map(|seg| (key, seg)))
+        };
+        // A walk never goes back: listings of files behind it go.
+        self.cache.retain(|&(_, f), _| f >= at.file);
+        for fresh in [false, true] {
+            if let Some(key) = here(self, fresh)? {
+                return fetch(key);
+            }
+        }
+        let next = Lsn::new(at.file.saturating_add(1), 0);
+        for fresh in [false, true] {
+            let Some(key) = self
+                .dir(store, epoch, next.file, fresh)?
+                .iter()
+                .find(|s| s.1 == next)
+                .map(|s| s.3.clone())
+            else {
+                continue;
+            };
+            let Some((key, seg)) = fetch(key)? else {
+                return Ok(None);
+            };
+            if crc.is_none_or(|c| seg.prev_crc == c) || seg.starts_chain() {
+                return Ok(Some((key, seg)));
+            }
+            if let Some(k) = here(self, true)? {
+                return fetch(k);
+            }
+            return Ok(Some((key, seg)));
+        }
+        Ok(None)
+    }
+
+    /// The segment of `epoch` that ends at `end`.
+    pub fn ending_at(
+        &mut self,
+        store: &dyn ReplicaStore,
+        epoch: u64,
+        end: Lsn,
+    ) -> Result<Option<Listed>> {
+        for fresh in [false, true] {
+            if let Some(s) = self
+                .dir(store, epoch, end.file, fresh)?
+                .iter()
+                .find(|s| s.2 == end)
+            {
+                return Ok(Some(s.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets every listing (after the store changed under a walk).
+    pub fn clear(&mut self) {
+        self.cache.clear();
+    }
+}
+
+/// The segment of `epoch` that starts at `at` (see `Finder::find_at`).
+pub fn find_at(store: &dyn ReplicaStore, epoch: u64, at: Lsn) -> Result<Option<Listed>> {
+    Finder::default().find_at(store, epoch, at)
+}
+
+/// The last segment `epoch` shipped (its master's shipped position).
+pub fn last(store: &dyn ReplicaStore, epoch: u64) -> Result<Option<Listed>> {
     let mut dirs: Vec<u32> = store
-        .list(layout::SEGMENTS)?
+        .list(&layout::segment_epoch_dir(epoch))?
         .iter()
-        .filter_map(|m| layout::parse_segment_key(&m.key).map(|(s, _)| s.file))
+        .filter_map(|m| layout::parse_segment_key(&m.key).map(|(_, s, _)| s.file))
         .collect();
     dirs.sort_unstable();
     dirs.dedup();
     for f in dirs.into_iter().rev() {
-        if let Some(l) = list_file(store, f)?.pop() {
+        if let Some(l) = list_file(store, epoch, f)?.pop() {
             return Ok(Some(l));
         }
     }
@@ -200,7 +331,7 @@ mod tests {
     fn seg() -> Segment {
         Segment {
             env_id: 9,
-            epoch: 0,
+            epoch: 3,
             start: Lsn::new(2, 40),
             end: Lsn::new(2, 50),
             prev_crc: 7,
@@ -214,13 +345,21 @@ mod tests {
         let s = seg();
         let enc = s.encode().unwrap();
         assert_eq!(Segment::decode("/st", &s.key(), &enc).unwrap(), s);
-        let other = layout::segment_key(Lsn::new(2, 40), Lsn::new(2, 51));
-        let e = Segment::decode("/st", &other, &enc).unwrap_err();
-        assert!(e.to_string().contains("not what its name says"), "{e}");
+        for other in [
+            layout::segment_key(3, Lsn::new(2, 40), Lsn::new(2, 51)),
+            layout::segment_key(4, Lsn::new(2, 40), Lsn::new(2, 50)),
+        ] {
+            let e = Segment::decode("/st", &other, &enc).unwrap_err();
+            assert!(e.to_string().contains("not what its name says"), "{e}");
+        }
         for cut in [0, 30, enc.len() - 1] {
             let e = Segment::decode("/st", &s.key(), &enc[..cut]).unwrap_err();
             assert_eq!(e.store_fault(), Some(StoreFault::Corrupt));
-            assert!(e.to_string().starts_with("/st/segments/00000002/"), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with("/st/segments/0000000000000003/00000002/"),
+                "{e}"
+            );
         }
     }
 }

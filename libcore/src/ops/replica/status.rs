@@ -22,13 +22,7 @@ pub const KIND_MASTER: Kind = Kind(*b"MSTA");
 pub const KIND_CLIENT: Kind = Kind(*b"CLNT");
 pub const STATE_FILE: &str = "__db.replica";
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::types::now_ms;
 
 fn text(r: &mut Reader) -> std::result::Result<String, crate::storage::codec::Short> {
     Ok(String::from_utf8_lossy(r.blob()?).into_owned())
@@ -38,6 +32,8 @@ fn text(r: &mut Reader) -> std::result::Result<String, crate::storage::codec::Sh
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasterStatus {
     pub env_id: u64,
+    /// The epoch the master ships in.
+    pub epoch: u64,
     pub pid: u32,
     /// When this status was written (ms).
     pub updated_ms: u64,
@@ -66,6 +62,7 @@ impl MasterStatus {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.env_id)
+            .u64(self.epoch)
             .u32(self.pid)
             .u32(u32::from(self.stopped))
             .u64(self.updated_ms)
@@ -86,6 +83,7 @@ impl MasterStatus {
         let parsed = (|| {
             Ok::<_, crate::storage::codec::Short>(MasterStatus {
                 env_id: r.u64()?,
+                epoch: r.u64()?,
                 pid: r.u32()?,
                 stopped: r.u32()? != 0,
                 updated_ms: r.u64()?,
@@ -244,6 +242,7 @@ mod tests {
     fn statuses_round_trip() {
         let m = MasterStatus {
             env_id: 1,
+            epoch: 5,
             pid: 2,
             updated_ms: 3,
             durable: Lsn::new(4, 5),
@@ -291,6 +290,10 @@ pub struct Report {
     pub consistent: Option<Lsn>,
     /// The newest complete base and when it was made.
     pub newest_base: Option<(u64, u64)>,
+    /// The store's newest epoch and where its history begins.
+    pub epoch: Option<(u64, Lsn)>,
+    /// The store's lease.
+    pub lease: Option<super::lease::LeaseRecord>,
     /// Why the store could not be read, when it could not.
     pub store_error: Option<String>,
 }
@@ -332,8 +335,9 @@ impl Report {
 
 /// The report for `dir`: a store directory (it holds a `store` record), a
 /// standby home (it holds `__db.replica`), else a primary home whose
-/// DB_CONFIG names the store.
-pub fn report(vfs: &SharedVfs, dir: &Path) -> Result<Report> {
+/// DB_CONFIG names the store (a directory or an S3 address: `opener`
+/// opens it).
+pub fn report(vfs: &SharedVfs, dir: &Path, opener: super::StoreOpener<'_>) -> Result<Report> {
     if vfs.exists(&dir.join(layout::STORE_KEY)) && !vfs.is_dir(&dir.join(layout::STORE_KEY)) {
         let store = super::DirStore::open(vfs.clone(), dir)?;
         let mut r = Report {
@@ -354,7 +358,7 @@ pub fn report(vfs: &SharedVfs, dir: &Path) -> Result<Report> {
         client,
         ..Default::default()
     };
-    match super::open_store(vfs, dir) {
+    match super::open_store(vfs, dir, opener) {
         Ok(store) => {
             r.store = store.describe();
             if let Err(e) = fill_from_store(&*store, &mut r) {
@@ -369,7 +373,10 @@ pub fn report(vfs: &SharedVfs, dir: &Path) -> Result<Report> {
 
 fn fill_from_store(store: &dyn ReplicaStore, r: &mut Report) -> Result<()> {
     r.master = MasterStatus::read(store)?;
-    r.newest_base = super::base::complete(store)?
+    let epochs = super::epoch::Epochs::read(store)?;
+    r.epoch = epochs.newest().map(|e| (e.epoch, e.begins));
+    r.lease = super::lease::read(store)?.map(|(l, _)| l);
+    r.newest_base = super::restore::valid_bases(store, &epochs)?
         .last()
         .map(|b| (b.number, b.created));
     Ok(())
