@@ -98,7 +98,8 @@ wait_for 200
 db_replicate -M -h "$prim" &
 mpid=$!
 for _ in $(seq 1 600); do # a client needs the store the master makes
-    [ "$(stat_r "$store" "Newest base" 2>/dev/null)" = 1 ] && break
+    base=$(stat_r "$store" "Newest base" 2>/dev/null)
+    [ -n "$base" ] && [ "$base" != - ] && break
     sleep 0.05
 done
 db_replicate -h "$sb" &
