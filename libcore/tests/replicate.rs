@@ -967,7 +967,11 @@ fn log_removed_by_hand(which: u32) {
         m.tick(&mut quiet()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert_eq!(m.status().newest_base, layout::base_number(1, 2), "a new base after the gap");
+    assert_eq!(
+        m.status().newest_base,
+        layout::base_number(1, 2),
+        "a new base after the gap"
+    );
     let starts = check_chains(&*store);
     assert_eq!(starts.len(), 1, "one new chain: {starts:?}");
     assert!(

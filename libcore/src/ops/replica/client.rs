@@ -289,20 +289,36 @@ impl Client {
     /// Takes the standby's log back to `end`, a segment end at or before
     /// its consistency point: the chain checksum of the segment ending
     /// there, read from the store, and the log cut there.
+    /// When no segment ends exactly at `end` (a power loss left the
+    /// consistency point inside one), the log goes back to the start of
+    /// the segment holding it, whose bytes are then applied again.
     fn rewind_to(&mut self, end: Lsn) -> Result<()> {
         let epoch = self.epochs.before(end).unwrap_or(self.state.epoch);
-        let Some((e, _, _, key)) = self.finder.ending_at(&*self.store, epoch, end)? else {
-            return Err(Error::store(
-                self.store.describe(),
-                "",
-                StoreFault::Missing,
-                format!("no segment of epoch {epoch} ends at {end}"),
-            ));
+        let (e, to, key, inside) = match self.finder.ending_at(&*self.store, epoch, end)? {
+            Some((e, _, _, key)) => (e, end, key, false),
+            None => {
+                let holding = super::segment::list_file(&*self.store, epoch, end.file)?
+                    .into_iter()
+                    .find(|s| s.1 <= end && end < s.2);
+                let Some((e, start, _, key)) = holding else {
+                    return Err(Error::store(
+                        self.store.describe(),
+                        "",
+                        StoreFault::Missing,
+                        format!("no segment of epoch {epoch} ends at or holds {end}"),
+                    ));
+                };
+                (e, start, key, true)
+            }
         };
         let seg = Segment::get(&*self.store, &key)?
             .ok_or_else(|| Error::invalid(format!("{}/{key}: vanished", self.store.describe())))?;
-        self.state.applied = end;
-        self.state.chain_crc = seg.bytes_crc();
+        self.state.applied = to;
+        self.state.chain_crc = if inside {
+            seg.prev_crc
+        } else {
+            seg.bytes_crc()
+        };
         self.state.epoch = e;
         restore::truncate_log(&self.vfs, &self.layout, self.state.applied)?;
         self.state.write(&self.vfs, &self.layout.home)
