@@ -170,3 +170,89 @@ fn two_backups_at_once_keep_their_own_leases() {
         left.leases
     );
 }
+
+/// Regression: `db_archive -d` read the leases, then removed the unused
+/// log files without holding the region's lock. A backup (or a
+/// replication master) whose lease went in between had a file it had just
+/// leased, and seen present, removed after all: tests/hot_failover.rs's
+/// archive-during-backups test failed now and then with a log gap. The
+/// removals now run under the region's lock, so a lease asked for while
+/// they run is granted after them, and protects every file present when
+/// it is granted.
+#[test]
+fn a_lease_granted_while_db_archive_d_runs_protects_what_it_names() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("src");
+    std::fs::create_dir(&home).unwrap();
+    let mut o = EnvOptions::create();
+    o.lg_max = Some(16 * 1024);
+    let env = Env::open(&home, o).unwrap();
+    commit(&env, 0, 400);
+    env.checkpoint().unwrap();
+    commit(&env, 400, 10);
+    env.checkpoint().unwrap();
+    let os = OsVfs::shared();
+    let layout = Layout::resolve(&os, &home).unwrap();
+    let unused = archive::unused_logs(&os, &layout).unwrap();
+    assert!(unused.len() >= 3, "{unused:?}");
+    let (first, leased) = (unused[0], unused[1]);
+    let log_path = |n: u32| layout.log_path(n);
+
+    // When the first removal is about to happen, another process's lease
+    // from `leased` on is asked for; the files it names that exist when
+    // it is granted must all stay.
+    let granted: Arc<Mutex<Option<Vec<u32>>>> = Arc::new(Mutex::new(None));
+    let asker = Arc::new(Mutex::new(None));
+    let hooked = HookVfs::os();
+    {
+        let (granted, asker, home) = (granted.clone(), asker.clone(), home.clone());
+        let (watch, unused) = (log_path(first), unused.clone());
+        let present = move |home: &std::path::Path| -> Vec<u32> {
+            unused
+                .iter()
+                .copied()
+                .filter(|n| *n >= leased)
+                .filter(|n| home.join(libcore::testing::log::log_name(*n)).exists())
+                .collect()
+        };
+        hooked.set_hook(move |when, ev| {
+            if let (When::Before, Event::Remove(p)) = (when, ev) {
+                if *p == watch.as_path() && asker.lock().unwrap().is_none() {
+                    let (to_fill, home, present) = (granted.clone(), home.clone(), present.clone());
+                    let t = std::thread::spawn(move || {
+                        Region::at(&OsVfs::shared(), &home)
+                            .update(false, |s| {
+                                s.add_lease(std::process::id(), 0, leased, now() + 600, now())
+                            })
+                            .unwrap()
+                            .expect("a free lease slot");
+                        *to_fill.lock().unwrap() = Some(present(&home));
+                    });
+                    *asker.lock().unwrap() = Some(t);
+                    // Give the lease every chance to go in before the removals.
+                    let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
+                    while granted.lock().unwrap().is_none() && std::time::Instant::now() < until {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    let shared: SharedVfs = hooked.clone();
+    archive::remove_unused(&shared, &layout).unwrap();
+    let t = asker
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the removal of the first file was seen");
+    t.join().unwrap();
+    let kept = granted.lock().unwrap().clone().unwrap();
+    for n in kept {
+        assert!(
+            log_path(n).exists(),
+            "log file {n} was present when the lease from {leased} was granted, and was removed after it"
+        );
+    }
+    env.close().unwrap();
+}

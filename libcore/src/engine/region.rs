@@ -401,12 +401,30 @@ impl Region {
         self.read_waiting(Wait::Never).ok().flatten()
     }
 
-    /// For a caller that must honour the leases: `Ok(None)` only when there
-    /// is no region file or it is not a valid one (then there are no
-    /// leases to honour), an error naming the file when it cannot be read
-    /// or its lock stayed taken for [`LOCK_WAIT`].
-    pub fn read_checked(&self) -> Result<Option<RegionState>> {
-        self.read_waiting(Wait::Upto(LOCK_WAIT))
+    /// Runs `f` on the region's state (`None`: no valid region) while
+    /// holding its lock shared, waiting for it up to [`LOCK_WAIT`]: no
+    /// lease can be added until `f` returns. `db_archive -d` removes logs
+    /// inside it, so a lease granted after it read the leases cannot see a
+    /// file it protects removed after all.
+    pub fn while_leases_held<T>(
+        &self,
+        f: impl FnOnce(Option<RegionState>) -> Result<T>,
+    ) -> Result<T> {
+        let file = match self.vfs.open(&self.path, OpenMode::Read) {
+            Ok(file) => file,
+            Err(e) if e.is_not_found() => return f(None),
+            Err(e) => return Err(e),
+        };
+        let wait = Wait::Upto(LOCK_WAIT);
+        if !self.lock(file.as_ref(), LockKind::Shared, wait)? {
+            return Err(self.busy(wait));
+        }
+        let state = read_all(file.as_ref())
+            .ok()
+            .and_then(|b| RegionState::decode(&b));
+        let out = f(state);
+        let _ = file.unlock();
+        out
     }
 
     fn read_waiting(&self, wait: Wait) -> Result<Option<RegionState>> {
@@ -767,7 +785,7 @@ mod tests {
         holder.lock_exclusive().unwrap();
         let e = r.update(false, |s| s.ckp_requested += 1).unwrap_err();
         assert!(e.to_string().contains(REGION_FILE), "{e}");
-        assert!(r.read_checked().is_err());
+        assert!(r.while_leases_held(|_| Ok(())).is_err());
         assert_eq!(r.read(), None);
         let owner = OwnerRegion::new(r.clone());
         owner.publish(|s| s.owner_pid = 2).unwrap();

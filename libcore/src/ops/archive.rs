@@ -13,13 +13,13 @@
 //! use, and a region whose leases cannot be read (its lock held by a
 //! stopped process) stops the removal with an error rather than a guess.
 
-use crate::engine::region::{BackupLease, Region};
+use crate::engine::region::Region;
 use crate::error::{Error, Result};
 use crate::storage::layout::Layout;
 use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::Lsn;
 use crate::wal::{self, FileHeader, FILE_HEADER_SIZE};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveMode {
@@ -208,15 +208,6 @@ pub fn list(
     Ok(out)
 }
 
-/// The live lease with the lowest first log file among those of the
-/// running hot backups, if any. An error (naming the region file) when the
-/// leases cannot be read: removing logs without knowing them could take
-/// a running backup's files.
-pub fn lowest_live_lease(vfs: &SharedVfs, home: &Path) -> Result<Option<BackupLease>> {
-    let st = Region::at(vfs, home).read_checked()?;
-    Ok(st.and_then(|s| s.lowest_live_lease(crate::types::now_secs())))
-}
-
 /// Removes the log files no longer in use, except those from the lowest
 /// live backup lease's file on. Returns what was removed.
 pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
@@ -224,22 +215,28 @@ pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
     if unused.is_empty() {
         return Ok(Vec::new());
     }
-    let floor = lowest_live_lease(vfs, &layout.home)?.map(|l| l.first_log);
-    let mut removed = Vec::new();
-    // Oldest first, each removal durable before the next: a power loss
-    // keeps any subset of unsynced unlinks, and a gap among the files left
-    // would make catastrophic recovery of this directory (or of a copy of
-    // it) refuse.
-    for n in unused {
-        if floor.is_some_and(|f| n >= f) {
-            continue;
+    // The leases are read and the files removed under the region's lock:
+    // a lease taken in between would otherwise not protect what it names.
+    Region::at(vfs, &layout.home).while_leases_held(|state| {
+        let floor = state
+            .and_then(|s| s.lowest_live_lease(crate::types::now_secs()))
+            .map(|l| l.first_log);
+        let mut removed = Vec::new();
+        // Oldest first, each removal durable before the next: a power loss
+        // keeps any subset of unsynced unlinks, and a gap among the files
+        // left would make catastrophic recovery of this directory (or of a
+        // copy of it) refuse.
+        for n in unused {
+            if floor.is_some_and(|f| n >= f) {
+                continue;
+            }
+            let p = layout.log_path(n);
+            vfs.remove(&p)?;
+            vfs.sync_dir(&layout.log_dir)?;
+            removed.push(p);
         }
-        let p = layout.log_path(n);
-        vfs.remove(&p)?;
-        vfs.sync_dir(&layout.log_dir)?;
-        removed.push(p);
-    }
-    Ok(removed)
+        Ok(removed)
+    })
 }
 
 #[cfg(test)]
