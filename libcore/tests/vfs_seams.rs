@@ -193,7 +193,7 @@ fn a_power_loss_beside_a_lease_in_the_region_loses_nothing_and_archive_keeps_lea
             let raw = std::fs::read(home.join(REGION_FILE)).ok();
             // What the region says now (the test process, the "backup",
             // is still alive, so a lease that survived is live).
-            let st = Region::at(&vfs, home).read_checked().unwrap();
+            let st = Region::at(&vfs, home).while_leases_held(Ok).unwrap();
             let ours = st
                 .as_ref()
                 .and_then(|s| s.lowest_live_lease(now()))
