@@ -419,10 +419,11 @@ impl Region {
         if !self.lock(file.as_ref(), LockKind::Shared, wait)? {
             return Err(self.busy(wait));
         }
-        let state = read_all(file.as_ref())
-            .ok()
-            .and_then(|b| RegionState::decode(&b));
-        let out = f(state);
+        // A region that cannot be read is an error, never "no leases".
+        let out = match read_all(file.as_ref()) {
+            Ok(bytes) => f(RegionState::decode(&bytes)),
+            Err(e) => Err(e),
+        };
         let _ = file.unlock();
         out
     }
