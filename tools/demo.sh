@@ -98,7 +98,7 @@ wait_for 200
 db_replicate -M -h "$prim" &
 mpid=$!
 for _ in $(seq 1 600); do # a client needs the store the master makes
-    base=$(stat_r "$store" "Newest base" 2>/dev/null)
+    base=$(stat_r "$store" "Newest base" 2>/dev/null || true)
     [ -n "$base" ] && [ "$base" != - ] && break
     sleep 0.05
 done
