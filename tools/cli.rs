@@ -232,8 +232,7 @@ fn command(spec: &Spec) -> clap::Command {
                 .action(ArgAction::Append)
                 .value_parser(clap::value_parser!(OsString)),
         );
-    for (letter, takes_value) in spec.letters() {
-        let id = spec.letter_id(letter).expect("a letter of the optstring");
+    for (letter, id, takes_value) in spec.letter_ids() {
         let arg = Arg::new(id).short(letter);
         let arg = if takes_value {
             // getopt takes the next word as the value whatever it looks like.
@@ -267,8 +266,7 @@ pub fn parse(tool: Tool, prog: &str, args: Vec<OsString>) -> Result<Request, Usa
     };
 
     let mut opts: Vec<(usize, Opt)> = Vec::new();
-    for (letter, takes_value) in spec.letters() {
-        let id = spec.letter_id(letter).expect("a letter of the optstring");
+    for (letter, id, takes_value) in spec.letter_ids() {
         let Some(indices) = matches.indices_of(id) else {
             continue;
         };

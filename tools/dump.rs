@@ -105,11 +105,11 @@ struct LazyFile {
 
 impl LazyFile {
     fn get(&mut self) -> io::Result<&mut io::BufWriter<File>> {
-        if self.file.is_none() {
-            let f = File::create(&self.path)?;
-            self.file = Some(io::BufWriter::with_capacity(1 << 16, f));
-        }
-        Ok(self.file.as_mut().expect("just created"))
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => io::BufWriter::with_capacity(1 << 16, File::create(&self.path)?),
+        };
+        Ok(self.file.insert(file))
     }
 }
 

@@ -83,22 +83,22 @@ impl Spec {
             .map(|(_, value)| value)
     }
 
-    /// The letter as a `'static` one-character string (clap's argument id),
-    /// cut from the option string; `None` for a letter not in it.
-    pub fn letter_id(&self, letter: char) -> Option<&'static str> {
+    /// The option letters in getopt order, each with its clap id (the
+    /// letter's own slice of the optstring, so it lives as long as the
+    /// spec) and whether it takes a value.
+    pub fn letter_ids(&self) -> impl Iterator<Item = (char, &'static str, bool)> {
         let optstring: &'static str = self.optstring;
-        let at = optstring.find(letter).filter(|_| letter != ':')?;
-        Some(&optstring[at..at + letter.len_utf8()])
+        let mut chars = optstring.char_indices().peekable();
+        std::iter::from_fn(move || {
+            let (at, c) = chars.next()?;
+            let value = chars.next_if(|&(_, n)| n == ':').is_some();
+            Some((c, &optstring[at..at + c.len_utf8()], value))
+        })
     }
 
     /// The option letters in getopt order, each with whether it takes a value.
     pub fn letters(&self) -> impl Iterator<Item = (char, bool)> + '_ {
-        let mut chars = self.optstring.chars().peekable();
-        std::iter::from_fn(move || {
-            let c = chars.next()?;
-            let value = chars.next_if_eq(&':').is_some();
-            Some((c, value))
-        })
+        self.letter_ids().map(|(c, _, value)| (c, value))
     }
 }
 
