@@ -67,6 +67,7 @@ pub use error::{Error, Location, Result, StoreFault};
 pub use storage::dbfile::Db;
 pub use storage::layout::Layout;
 pub use storage::vfs::{FileMeta, FileType, LockKind, OpenMode, OsVfs, SharedVfs, VFile, Vfs};
+pub use storage::vfs_layer::{FileLayer, VfsLayer};
 pub use types::{FileId, Lsn, PageNo, TxnId};
 
 /// The replica store layer replication stands on: the [`ReplicaStore`]

@@ -9,8 +9,9 @@
 //! and std, so libcore's own unit tests compile it too (see
 //! `libcore/src/lib.rs`, `test_support`).
 
-use libcore::{Error, FileMeta, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
-use std::ffi::OsString;
+use libcore::{
+    Error, FileLayer, FileMeta, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs, VfsLayer,
+};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -310,7 +311,11 @@ impl FaultyFile {
     }
 }
 
-impl VFile for FaultyFile {
+impl FileLayer for FaultyFile {
+    fn lower(&self) -> &dyn VFile {
+        &*self.inner
+    }
+
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         self.fate(Op::Read)?;
         self.inner.read_at(buf, off)
@@ -328,10 +333,6 @@ impl VFile for FaultyFile {
         }
     }
 
-    fn len(&self) -> Result<u64> {
-        self.inner.len()
-    }
-
     fn set_len(&self, len: u64) -> Result<()> {
         self.fate(Op::SetLen)?;
         self.inner.set_len(len)
@@ -340,10 +341,6 @@ impl VFile for FaultyFile {
     fn sync(&self) -> Result<()> {
         self.fate(Op::Sync)?;
         self.inner.sync()
-    }
-
-    fn path(&self) -> &Path {
-        self.inner.path()
     }
 
     fn try_lock(&self, kind: LockKind) -> Result<bool> {
@@ -372,7 +369,11 @@ impl VFile for FaultyFile {
     }
 }
 
-impl Vfs for FaultyVfs {
+impl VfsLayer for FaultyVfs {
+    fn lower(&self) -> &dyn Vfs {
+        &*self.inner
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
         self.fate(Op::Open, path)?;
         let inner = self.inner.open(path, mode)?;
@@ -395,22 +396,6 @@ impl Vfs for FaultyVfs {
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         self.fate(Op::SyncDir, dir)?;
         self.inner.sync_dir(dir)
-    }
-
-    fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
-        self.inner.list(dir)
-    }
-
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-
-    fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
-        self.inner.create_dir(path, mode)
     }
 
     fn remove_dir(&self, path: &Path) -> Result<()> {

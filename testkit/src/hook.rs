@@ -10,11 +10,9 @@
 //! the operation's success. No lock is held while the hook runs, so it may
 //! block, or use the same file system (its own operations call it again).
 
-use libcore::{FileMeta, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
-use std::ffi::OsString;
+use libcore::{FileLayer, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs, VfsLayer};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
 
 /// Whether the hook runs before or after the operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,21 +123,9 @@ struct HookFile {
     st: Arc<State>,
 }
 
-impl VFile for HookFile {
-    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.inner.read_at(buf, off)
-    }
-
-    fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {
-        self.inner.write_at(buf, off)
-    }
-
-    fn len(&self) -> Result<u64> {
-        self.inner.len()
-    }
-
-    fn set_len(&self, len: u64) -> Result<()> {
-        self.inner.set_len(len)
+impl FileLayer for HookFile {
+    fn lower(&self) -> &dyn VFile {
+        &*self.inner
     }
 
     fn sync(&self) -> Result<()> {
@@ -151,34 +137,18 @@ impl VFile for HookFile {
         })
     }
 
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
     fn try_lock(&self, kind: LockKind) -> Result<bool> {
         let path = self.inner.path();
         self.st
             .around(Event::Lock { path, kind }, || self.inner.try_lock(kind))
     }
-
-    fn unlock(&self) -> Result<()> {
-        self.inner.unlock()
-    }
-
-    fn meta(&self) -> Result<FileMeta> {
-        self.inner.meta()
-    }
-
-    fn set_mode(&self, mode: u32) -> Result<()> {
-        self.inner.set_mode(mode)
-    }
-
-    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
-        self.inner.set_times(accessed, modified)
-    }
 }
 
-impl Vfs for HookVfs {
+impl VfsLayer for HookVfs {
+    fn lower(&self) -> &dyn Vfs {
+        &*self.st.inner
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
         let inner = self.st.around(Event::Open { path, mode }, || {
             self.st.inner.open(path, mode)
@@ -207,39 +177,11 @@ impl Vfs for HookVfs {
             .around(Event::SyncDir(dir), || self.st.inner.sync_dir(dir))
     }
 
-    fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
-        self.st.inner.list(dir)
-    }
-
-    fn exists(&self, path: &Path) -> bool {
-        self.st.inner.exists(path)
-    }
-
-    fn is_dir(&self, path: &Path) -> bool {
-        self.st.inner.is_dir(path)
-    }
-
-    fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
-        self.st.inner.create_dir(path, mode)
-    }
-
-    fn remove_dir(&self, path: &Path) -> Result<()> {
-        self.st.inner.remove_dir(path)
-    }
-
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
         self.st.around(Event::HardLink { from, to }, || {
             self.st.inner.hard_link(from, to)?;
             self.st.note("link", to);
             Ok(())
         })
-    }
-
-    fn metadata(&self, path: &Path) -> Result<FileMeta> {
-        self.st.inner.metadata(path)
-    }
-
-    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
-        self.st.inner.symlink_metadata(path)
     }
 }

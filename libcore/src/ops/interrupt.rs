@@ -9,12 +9,11 @@
 //! itself: it never prints and never exits.
 
 use crate::error::{Error, Result};
-use crate::storage::vfs::{FileMeta, LockKind, OpenMode, SharedVfs, VFile, Vfs};
-use std::ffi::OsString;
+use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
+use crate::storage::vfs_layer::{FileLayer, VfsLayer};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// Raised (made non-zero, usually the signal number) to stop.
 pub type StopFlag = Arc<AtomicUsize>;
@@ -55,7 +54,14 @@ struct StopFile {
     flag: StopFlag,
 }
 
-impl VFile for StopFile {
+// Locks, metadata, permission bits and times are not file data, and
+// neither are removals, renames, listings and directory fsyncs: they pass,
+// so cleaning up (and giving back a lease) still works.
+impl FileLayer for StopFile {
+    fn lower(&self) -> &dyn VFile {
+        &*self.inner
+    }
+
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         check(&self.flag, self.inner.path(), "read")?;
         self.inner.read_at(buf, off)
@@ -64,10 +70,6 @@ impl VFile for StopFile {
     fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {
         check(&self.flag, self.inner.path(), "write")?;
         self.inner.write_at(buf, off)
-    }
-
-    fn len(&self) -> Result<u64> {
-        self.inner.len()
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
@@ -79,35 +81,13 @@ impl VFile for StopFile {
         check(&self.flag, self.inner.path(), "fsync")?;
         self.inner.sync()
     }
-
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
-    // Locks, metadata, permission bits and times are not file data: they
-    // pass, so cleaning up (and giving back a lease) still works.
-    fn try_lock(&self, kind: LockKind) -> Result<bool> {
-        self.inner.try_lock(kind)
-    }
-
-    fn unlock(&self) -> Result<()> {
-        self.inner.unlock()
-    }
-
-    fn meta(&self) -> Result<FileMeta> {
-        self.inner.meta()
-    }
-
-    fn set_mode(&self, mode: u32) -> Result<()> {
-        self.inner.set_mode(mode)
-    }
-
-    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
-        self.inner.set_times(accessed, modified)
-    }
 }
 
-impl Vfs for StopVfs {
+impl VfsLayer for StopVfs {
+    fn lower(&self) -> &dyn Vfs {
+        &*self.inner
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
         check(&self.flag, path, "open")?;
         Ok(Box::new(StopFile {
@@ -116,49 +96,9 @@ impl Vfs for StopVfs {
         }))
     }
 
-    fn remove(&self, path: &Path) -> Result<()> {
-        self.inner.remove(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.rename(from, to)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> Result<()> {
-        self.inner.sync_dir(dir)
-    }
-
-    fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
-        self.inner.list(dir)
-    }
-
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
         check(&self.flag, path, "mkdir")?;
         self.inner.create_dir(path, mode)
-    }
-
-    fn remove_dir(&self, path: &Path) -> Result<()> {
-        self.inner.remove_dir(path)
-    }
-
-    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.hard_link(from, to)
-    }
-
-    fn metadata(&self, path: &Path) -> Result<FileMeta> {
-        self.inner.metadata(path)
-    }
-
-    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
-        self.inner.symlink_metadata(path)
     }
 }
 

@@ -13,3 +13,4 @@ pub mod logfiles;
 pub mod page;
 pub mod pagestore;
 pub mod vfs;
+pub mod vfs_layer;

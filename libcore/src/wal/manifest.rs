@@ -272,7 +272,7 @@ pub fn last_record(vfs: &SharedVfs, dir: &Path, end: Lsn) -> Result<Option<(Lsn,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::vfs::{OsVfs, VFile, Vfs};
+    use crate::storage::vfs::{OsVfs, Vfs};
     use std::ffi::OsString;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -281,19 +281,11 @@ mod tests {
     /// log files can.
     struct RacyListing(AtomicBool);
 
-    impl Vfs for RacyListing {
-        fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
-            OsVfs.open(path, mode)
+    impl crate::storage::vfs_layer::VfsLayer for RacyListing {
+        fn lower(&self) -> &dyn Vfs {
+            &OsVfs
         }
-        fn remove(&self, path: &Path) -> Result<()> {
-            OsVfs.remove(path)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-            OsVfs.rename(from, to)
-        }
-        fn sync_dir(&self, dir: &Path) -> Result<()> {
-            OsVfs.sync_dir(dir)
-        }
+
         fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
             let mut names = OsVfs.list(dir)?;
             if self.0.swap(false, Ordering::SeqCst) {
@@ -302,27 +294,6 @@ mod tests {
                 names.retain(|n| *n != skip);
             }
             Ok(names)
-        }
-        fn exists(&self, path: &Path) -> bool {
-            OsVfs.exists(path)
-        }
-        fn is_dir(&self, path: &Path) -> bool {
-            OsVfs.is_dir(path)
-        }
-        fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
-            OsVfs.create_dir(path, mode)
-        }
-        fn remove_dir(&self, path: &Path) -> Result<()> {
-            OsVfs.remove_dir(path)
-        }
-        fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
-            OsVfs.hard_link(from, to)
-        }
-        fn metadata(&self, path: &Path) -> Result<crate::storage::vfs::FileMeta> {
-            OsVfs.metadata(path)
-        }
-        fn symlink_metadata(&self, path: &Path) -> Result<crate::storage::vfs::FileMeta> {
-            OsVfs.symlink_metadata(path)
         }
     }
 

@@ -926,19 +926,11 @@ fn page_records_read_in_place_match_their_decoded_form() {
 /// returns them.
 struct ScriptedListing(std::sync::Mutex<Vec<Vec<u32>>>);
 
-impl Vfs for ScriptedListing {
-    fn open(&self, path: &Path, mode: OpenMode) -> crate::Result<Box<dyn VFile>> {
-        OsVfs.open(path, mode)
+impl crate::storage::vfs_layer::VfsLayer for ScriptedListing {
+    fn lower(&self) -> &dyn Vfs {
+        &OsVfs
     }
-    fn remove(&self, path: &Path) -> crate::Result<()> {
-        OsVfs.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> crate::Result<()> {
-        OsVfs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> crate::Result<()> {
-        OsVfs.sync_dir(dir)
-    }
+
     fn list(&self, _dir: &Path) -> crate::Result<Vec<OsString>> {
         let mut script = self.0.lock().unwrap();
         let names = if script.len() > 1 {
@@ -947,27 +939,6 @@ impl Vfs for ScriptedListing {
             script[0].clone()
         };
         Ok(names.into_iter().map(|n| log_name(n).into()).collect())
-    }
-    fn exists(&self, path: &Path) -> bool {
-        OsVfs.exists(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        OsVfs.is_dir(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> crate::Result<()> {
-        OsVfs.create_dir(path, mode)
-    }
-    fn remove_dir(&self, path: &Path) -> crate::Result<()> {
-        OsVfs.remove_dir(path)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> crate::Result<()> {
-        OsVfs.hard_link(from, to)
-    }
-    fn metadata(&self, path: &Path) -> crate::Result<crate::storage::vfs::FileMeta> {
-        OsVfs.metadata(path)
-    }
-    fn symlink_metadata(&self, path: &Path) -> crate::Result<crate::storage::vfs::FileMeta> {
-        OsVfs.symlink_metadata(path)
     }
 }
 

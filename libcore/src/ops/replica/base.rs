@@ -28,13 +28,12 @@ use crate::ops::copy::{settle_page, total_size};
 use crate::progress::{self, Phase, Progress};
 use crate::storage::codec::{Reader, Writer};
 use crate::storage::layout::Layout;
-use crate::storage::vfs::{FileMeta, LockKind, OpenMode, SharedVfs, VFile, Vfs};
+use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
+use crate::storage::vfs_layer::{FileLayer, VfsLayer};
 use crate::types::{Lsn, PageNo};
 use crate::wal::{LogCursor, OnBadRecord, PageRecord, Record};
-use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 pub const KIND_BASE: Kind = Kind(*b"BASE");
 
@@ -175,7 +174,11 @@ struct PageCheckedFile {
     progress: Option<Arc<dyn Progress>>,
 }
 
-impl VFile for PageCheckedFile {
+impl FileLayer for PageCheckedFile {
+    fn lower(&self) -> &dyn VFile {
+        &*self.file
+    }
+
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         let ps = self.page_size;
         let n = self.file.read_at(buf, off)?;
@@ -192,10 +195,6 @@ impl VFile for PageCheckedFile {
         Err(Error::invalid("a page-checked read is read only"))
     }
 
-    fn len(&self) -> Result<u64> {
-        self.file.len()
-    }
-
     fn set_len(&self, _: u64) -> Result<()> {
         Err(Error::invalid("a page-checked read is read only"))
     }
@@ -203,33 +202,13 @@ impl VFile for PageCheckedFile {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
-
-    fn path(&self) -> &Path {
-        self.file.path()
-    }
-
-    fn try_lock(&self, kind: LockKind) -> Result<bool> {
-        self.file.try_lock(kind)
-    }
-
-    fn unlock(&self) -> Result<()> {
-        self.file.unlock()
-    }
-
-    fn meta(&self) -> Result<FileMeta> {
-        self.file.meta()
-    }
-
-    fn set_mode(&self, mode: u32) -> Result<()> {
-        self.file.set_mode(mode)
-    }
-
-    fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
-        self.file.set_times(accessed, modified)
-    }
 }
 
-impl Vfs for PageChecked {
+impl VfsLayer for PageChecked {
+    fn lower(&self) -> &dyn Vfs {
+        &*self.inner
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>> {
         let file = self.inner.open(path, mode)?;
         Ok(Box::new(PageCheckedFile {
@@ -237,41 +216,6 @@ impl Vfs for PageChecked {
             page_size: self.page_size,
             progress: self.progress.clone(),
         }))
-    }
-    fn remove(&self, path: &Path) -> Result<()> {
-        self.inner.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> Result<()> {
-        self.inner.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> Result<Vec<OsString>> {
-        self.inner.list(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn is_dir(&self, path: &Path) -> bool {
-        self.inner.is_dir(path)
-    }
-    fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
-        self.inner.create_dir(path, mode)
-    }
-    fn remove_dir(&self, path: &Path) -> Result<()> {
-        self.inner.remove_dir(path)
-    }
-    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.hard_link(from, to)
-    }
-
-    fn metadata(&self, path: &Path) -> Result<FileMeta> {
-        self.inner.metadata(path)
-    }
-
-    fn symlink_metadata(&self, path: &Path) -> Result<FileMeta> {
-        self.inner.symlink_metadata(path)
     }
 }
 
