@@ -448,3 +448,33 @@ fn a_failed_db_config_read_fails_the_open_naming_it() {
     one_line_naming(&e, "DB_CONFIG");
     assert_eq!(files(d.path()), before);
 }
+
+/// The directory store's lock (held around every put, replace and
+/// removal, so two writers on one shared directory cannot both win a
+/// compare-and-swap) used to be taken with `fs2` on a `std::fs` file: no
+/// fault could reach it. Through the `Vfs`, a failed lock fails the write
+/// with one line naming the lock file and leaves the store as it was.
+#[test]
+fn a_failed_store_lock_fails_the_write_naming_it_and_writes_nothing() {
+    use libcore::replica::{DirStore, ReplicaStore};
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    let good = DirStore::open(OsVfs::shared(), &root).unwrap();
+    assert!(good.create("lease", b"one").unwrap());
+    good.put("seed", b"takes the lock once").unwrap();
+    let version = good.get("lease").unwrap().unwrap().version;
+    let before = files(&root);
+
+    let f = faulty_on(Op::Lock, ".lock");
+    let store = DirStore::open(f.clone(), &root).unwrap();
+    let e = store.replace("lease", b"two", &version).unwrap_err();
+    one_line_naming(&e, ".lock");
+    let e = store.put("other", b"x").unwrap_err();
+    one_line_naming(&e, ".lock");
+    let e = store.delete("lease").unwrap_err();
+    one_line_naming(&e, ".lock");
+    assert!(f.counts().injected > 0);
+    assert_eq!(files(&root), before);
+    assert_eq!(good.get("lease").unwrap().unwrap().bytes, b"one");
+}

@@ -39,8 +39,7 @@ use super::store::{
     SummingWriter, Version, CHUNK,
 };
 use crate::error::{strip_os_suffix, Error, Result, StoreFault};
-use crate::storage::vfs::{OpenMode, SharedVfs, VFile, Vfs};
-use fs2::FileExt;
+use crate::storage::vfs::{LockKind, OpenMode, SharedVfs, VFile, Vfs};
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
@@ -175,16 +174,11 @@ impl Drop for Temp<'_> {
     }
 }
 
-/// Held while a compare-and-swap, a put's rename or a removal runs.
+/// Held while a compare-and-swap, a put's rename or a removal runs (the
+/// file lock goes when the file is closed).
 struct StoreLock {
-    _file: std::fs::File,
+    _file: Box<dyn VFile>,
     _process: MutexGuard<'static, ()>,
-}
-
-impl Drop for StoreLock {
-    fn drop(&mut self) {
-        let _ = FileExt::unlock(&self._file);
-    }
 }
 
 impl DirStore {
@@ -254,14 +248,24 @@ impl DirStore {
     /// A libcore error from the `Vfs` as a store error naming `key`, its
     /// fault kind from the errno.
     fn fail(&self, key: &str, e: Error) -> Error {
+        self.fail_on(key, None, e)
+    }
+
+    /// As `fail`, for an error on a file other than the key's own (the
+    /// store's lock file), which the message then names.
+    fn fail_on(&self, key: &str, file: Option<&str>, e: Error) -> Error {
         match e {
             Error::Io { op, source, .. } => {
                 let fault = self.errno_fault(&source);
+                let what = match file {
+                    Some(f) => format!("{op} {f}"),
+                    None => op.to_string(),
+                };
                 Error::store(
                     &self.location,
                     key,
                     fault,
-                    format!("{op}: {}", strip_os_suffix(&source)),
+                    format!("{what}: {}", strip_os_suffix(&source)),
                 )
             }
             other => other,
@@ -333,38 +337,33 @@ impl DirStore {
     fn lock(&self, key: &str) -> Result<StoreLock> {
         let process = PROCESS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.root.join(LOCK_NAME);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| self.fail(key, Error::io(&path, "open lock", e)))?;
+        let file = self
+            .vfs
+            .open(&path, OpenMode::Create(FILE_MODE))
+            .map_err(|e| self.fail_on(key, Some(LOCK_NAME), e))?;
         let start = Instant::now();
         loop {
-            match file.try_lock_exclusive() {
-                Ok(()) => {
-                    return Ok(StoreLock {
-                        _file: file,
-                        _process: process,
-                    })
-                }
-                Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
-                    if start.elapsed() >= self.lock_wait {
-                        return Err(Error::store(
-                            &self.location,
-                            key,
-                            StoreFault::Transient,
-                            format!(
-                                "the store lock {LOCK_NAME} is held by another writer (waited {} s)",
-                                self.lock_wait.as_secs()
-                            ),
-                        ));
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(self.fail(key, Error::io(&path, "lock", e))),
+            if file
+                .try_lock(LockKind::Exclusive)
+                .map_err(|e| self.fail_on(key, Some(LOCK_NAME), e))?
+            {
+                return Ok(StoreLock {
+                    _file: file,
+                    _process: process,
+                });
             }
+            if start.elapsed() >= self.lock_wait {
+                return Err(Error::store(
+                    &self.location,
+                    key,
+                    StoreFault::Transient,
+                    format!(
+                        "the store lock {LOCK_NAME} is held by another writer (waited {} s)",
+                        self.lock_wait.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

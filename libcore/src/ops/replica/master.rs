@@ -948,7 +948,7 @@ fn default_base_bytes(vfs: &SharedVfs, src: &Layout) -> Result<u64> {
     }
     let mut total = 0u64;
     for f in src.db_files(vfs)? {
-        total += std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+        total += vfs.metadata(&f.path).map(|m| m.len).unwrap_or(0);
     }
     Ok(total.max(DEFAULT_BASE_BYTES))
 }
