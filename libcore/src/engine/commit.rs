@@ -27,7 +27,8 @@
 //!    keeps checkpoints out;
 //! 4. **durability**: releases the writer lock, then waits for the log
 //!    fsync, so other committers' records share it (group commit). Skipped
-//!    in nosync mode, but for a commit that creates or removes a database;
+//!    for a nosync commit (the environment's mode or the transaction's
+//!    `Durability`), but for one that creates or removes a database;
 //! 5. **files**: the pages of created databases are written back and
 //!    fsynced (a new database is a database on disk from its commit on),
 //!    their bulk markers removed; removed databases are unlinked, and their
@@ -42,9 +43,9 @@
 use super::cache::PageKey;
 use super::env::Inner;
 use super::reentry::{self, Hold};
-use super::txn::Txn;
+use super::txn::{Durability, Txn};
 use crate::error::{Error, Result};
-use crate::storage::dbfile::{Db, DbFile};
+use crate::storage::dbfile::DbFile;
 use crate::storage::page;
 use crate::types::{now_secs, FileId, Lsn, PageNo, TxnId};
 use crate::wal::{Log, Record};
@@ -81,8 +82,15 @@ struct Batch {
 const IMAGE_CHUNK: usize = 256;
 
 impl<'e> Txn<'e> {
-    /// Makes the transaction durable (unless the environment is nosync)
-    /// and visible. Returns the LSN of its commit record.
+    /// Commits: makes the transaction visible and, with
+    /// [`Durability::Sync`] (the default unless the environment is opened
+    /// nosync), durable before it returns. Returns the LSN of its commit
+    /// record. A commit that creates or removes a database is always
+    /// durable when it returns.
+    ///
+    /// On an error the transaction is not committed (nothing of it is
+    /// visible); after a failed log write or fsync the environment is in
+    /// the failed state ([`Error::Failed`]) until it is reopened.
     pub fn commit(mut self) -> Result<Lsn> {
         if let Some(why) = self.failed.take() {
             self.rollback();
@@ -114,14 +122,19 @@ impl<'e> Txn<'e> {
         let commit_lsn = self.append(&inner, log, &batch)?;
         let created_ids: Vec<FileId> = self.created.keys().copied().collect();
         let _removing = (!self.removed.is_empty()).then(|| inner.files.start_removal());
-        self.install(&inner, commit_lsn, &batch);
+        let sync = match self.durability {
+            Some(d) => d == Durability::Sync,
+            None => !inner.nosync,
+        } || !self.removed.is_empty()
+            || !created_ids.is_empty();
+        self.install(&inner, commit_lsn, &batch, sync);
         inner.commits.fetch_add(1, Ordering::Relaxed);
         let removed = std::mem::take(&mut self.removed);
         let markers = std::mem::take(&mut self.markers);
 
         // 4. Durability, outside the writer lock so commits can group.
         drop(self);
-        if !inner.nosync || !removed.is_empty() || !created_ids.is_empty() {
+        if sync {
             log.flush(commit_lsn).map_err(|e| inner.fail(e))?;
         }
         finish_files(&inner, &created_ids, markers, removed)?;
@@ -152,10 +165,7 @@ impl<'e> Txn<'e> {
         let mut last_committed: HashMap<FileId, Option<PageNo>> = HashMap::new();
         let keys: Vec<PageKey> = self.pages.keys().copied().collect();
         for key in keys {
-            let file = self.file(&Db {
-                id: key.0,
-                name: String::new(),
-            })?;
+            let file = self.file_by_id(key.0, "")?;
             let committed_last = match last_committed.get(&key.0) {
                 Some(v) => *v,
                 None => {
@@ -229,10 +239,7 @@ impl<'e> Txn<'e> {
         // the marker that makes them part of the database is logged.
         let mut direct_files: Vec<Arc<DbFile>> = Vec::new();
         for (id, _, _) in &bulk_files {
-            direct_files.push(self.file(&Db {
-                id: *id,
-                name: String::new(),
-            })?);
+            direct_files.push(self.file_by_id(*id, "")?);
         }
         let markers: Vec<Record> = bulk_files
             .iter()
@@ -342,10 +349,7 @@ impl<'e> Txn<'e> {
             let Some((first, last)) = set.span() else {
                 continue;
             };
-            let file = self.file(&Db {
-                id,
-                name: String::new(),
-            })?;
+            let file = self.file_by_id(id, "")?;
             for no in (first.0..=last.0)
                 .map(PageNo)
                 .filter(|no| set.contains(*no))
@@ -357,7 +361,9 @@ impl<'e> Txn<'e> {
     }
 
     /// Step 3: installs the transaction for readers, under the commit lock.
-    fn install(&mut self, inner: &Inner, commit_lsn: Lsn, batch: &Batch) {
+    /// A `sync` commit is seen by readers (in a sync environment) once it
+    /// is durable; a nosync one at once.
+    fn install(&mut self, inner: &Inner, commit_lsn: Lsn, batch: &Batch, sync: bool) {
         let _w = inner.commit_lock.write().unwrap_or_else(|p| p.into_inner());
         inner.files.apply(self.created.drain(), &self.removed);
         let on_disk: HashSet<PageKey> = batch.direct.iter().map(|(f, p)| (f.id, *p)).collect();
@@ -368,6 +374,7 @@ impl<'e> Txn<'e> {
             std::mem::take(&mut self.pages),
             &on_disk,
             &removed,
+            sync,
         );
     }
 }

@@ -43,6 +43,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 
+/// The next `Inner::open_id`.
+static NEXT_OPEN_ID: AtomicU64 = AtomicU64::new(1);
+
 /// How to open an environment.
 #[derive(Clone)]
 pub struct EnvOptions {
@@ -127,6 +130,9 @@ pub(crate) struct Inner {
     pub(super) failure: Failure,
     pub(super) region: OwnerRegion,
     pub(super) env_id: u64,
+    /// Unique to this open in this process: the `Db` handles it gives out
+    /// carry it, so a handle used with another environment is caught.
+    pub(crate) open_id: u64,
     /// Transactions committed since the owner opened.
     pub(super) commits: AtomicU64,
     /// Set when the last handle closes (stops the request server).
@@ -306,6 +312,7 @@ impl Env {
             failure: Failure::new(home.to_path_buf()),
             region,
             env_id,
+            open_id: NEXT_OPEN_ID.fetch_add(1, Ordering::Relaxed),
             commits: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             handles: Mutex::new(1),
@@ -409,6 +416,7 @@ impl Env {
             .map(|f| Db {
                 id: f.id,
                 name: f.name.clone(),
+                owner: self.inner.open_id,
             })
             .ok_or_else(|| {
                 Error::NotFound(format!(
@@ -419,9 +427,24 @@ impl Env {
     }
 
     pub(crate) fn file(&self, db: &Db) -> Result<Arc<DbFile>> {
+        self.inner.check_owner(db)?;
         self.inner
             .file(db.id)
             .ok_or_else(|| Error::NotFound(format!("{}: database was removed", db.name)))
+    }
+
+    /// Makes every transaction committed so far durable (one fdatasync of
+    /// the log, shared with concurrent commits), without a checkpoint:
+    /// what a nosync commit needs to survive a crash. Nothing to do on a
+    /// read-only view.
+    pub fn flush(&self) -> Result<()> {
+        let i = &self.inner;
+        i.check_failed()?;
+        let Some(log) = &i.log else {
+            return Ok(());
+        };
+        log.flush(log.end()).map_err(|e| i.fail(e))?;
+        Ok(())
     }
 
     /// Writes back every dirty page and records a checkpoint in the log and
@@ -549,6 +572,18 @@ fn new_env_id() -> u64 {
 impl Inner {
     pub(crate) fn file(&self, id: FileId) -> Option<Arc<DbFile>> {
         self.files.get(id)
+    }
+
+    /// Refuses a `Db` handle another open environment gave out.
+    pub(crate) fn check_owner(&self, db: &Db) -> Result<()> {
+        if db.owner == self.open_id {
+            return Ok(());
+        }
+        Err(Error::misuse(format!(
+            "{}: the database handle for {} belongs to another open environment; open it again with Env::open_db",
+            self.layout.home.display(),
+            db.name
+        )))
     }
 
     /// A key naming this environment in per-thread marks (reentry.rs).

@@ -203,15 +203,20 @@ impl Pool {
 
     /// Installs a commit's pages (under the commit lock): every page is
     /// dirty until written back, but those in `on_disk`, which bulk mode
-    /// wrote to their files already. Pages of `removed` files go.
+    /// wrote to their files already. Pages of `removed` files go. Readers
+    /// of a sync environment wait for a `sync` commit to be durable before
+    /// they see it (`installed`); a nosync one they see at once.
     pub(crate) fn install(
         &self,
         commit: Lsn,
         pages: BTreeMap<PageKey, PageBuf>,
         on_disk: &HashSet<PageKey>,
         removed: &[FileId],
+        sync: bool,
     ) {
-        *lock(&self.installed) = commit;
+        if sync {
+            *lock(&self.installed) = commit;
+        }
         let mut cache = lock(&self.cache);
         for f in removed {
             cache.forget_file(*f);

@@ -49,6 +49,19 @@ const DB_FILE_MODE: u32 = 0o660;
 /// an operator sets for pages in memory (16 MiB by default).
 const SPILL_SHARE: usize = 2;
 
+/// Whether a commit waits for its log records to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The commit returns once its records are on disk (fdatasync, shared
+    /// with the commits around it): it survives a crash or power loss.
+    Sync,
+    /// The commit returns at once; a crash or power loss may lose it (and
+    /// any later nosync commit), never part of it, and never an earlier
+    /// sync commit. Other readers see it at once. It becomes durable with
+    /// the next sync commit, [`Env::flush`], or a checkpoint.
+    NoSync,
+}
+
 /// A write transaction. Its fields are the transaction's private state;
 /// commit.rs turns them into log records and installs them.
 pub struct Txn<'e> {
@@ -70,6 +83,8 @@ pub struct Txn<'e> {
     /// each spill), and the count that triggers the next spill.
     held: usize,
     spill_at: usize,
+    /// Set by `set_durability`; the environment's mode otherwise.
+    pub(super) durability: Option<Durability>,
     /// Committed or rolled back: nothing left to undo when dropped.
     pub(super) finished: bool,
     /// The first change that failed: its pages may hold half of it (a
@@ -121,6 +136,7 @@ impl<'e> Txn<'e> {
             spilled: HashMap::new(),
             held: 0,
             spill_at: spill_budget(env),
+            durability: None,
             finished: false,
             failed: None,
         })
@@ -130,18 +146,32 @@ impl<'e> Txn<'e> {
         self.id
     }
 
+    /// Chooses whether this transaction's commit waits for the disk; the
+    /// default is the environment's (`EnvOptions::nosync`, `DB_CONFIG`'s
+    /// `set_flags DB_TXN_NOSYNC`).
+    pub fn set_durability(&mut self, d: Durability) {
+        self.durability = Some(d);
+    }
+
     /// The file of `db` as this transaction sees it (created, removed).
     pub(super) fn file(&self, db: &Db) -> Result<Arc<DbFile>> {
-        if let Some(f) = self.created.get(&db.id) {
+        self.env.inner.check_owner(db)?;
+        self.file_by_id(db.id, &db.name)
+    }
+
+    /// The file with id `id` as this transaction sees it; `name` is what an
+    /// error calls it.
+    pub(super) fn file_by_id(&self, id: FileId, name: &str) -> Result<Arc<DbFile>> {
+        if let Some(f) = self.created.get(&id) {
             return Ok(f.clone());
         }
-        if self.removed.iter().any(|f| f.id == db.id) {
-            return Err(Error::NotFound(format!(
-                "{}: database was removed",
-                db.name
-            )));
+        if self.removed.iter().any(|f| f.id == id) {
+            return Err(Error::NotFound(format!("{name}: database was removed")));
         }
-        self.env.file(db)
+        self.env
+            .inner
+            .file(id)
+            .ok_or_else(|| Error::NotFound(format!("{name}: database was removed")))
     }
 
     fn store(&mut self, db: &Db) -> Result<TxnStore<'_>> {
@@ -192,10 +222,7 @@ impl<'e> Txn<'e> {
             .filter(|k| k.1 != PageNo::META)
             .collect();
         for key in keys {
-            let file = self.file(&Db {
-                id: key.0,
-                name: String::new(),
-            })?;
+            let file = self.file_by_id(key.0, "")?;
             self.spill_set(&file)?;
             let Some(set) = self.spilled.get_mut(&key.0) else {
                 continue;
@@ -406,6 +433,7 @@ impl<'e> Txn<'e> {
         let db = Db {
             id,
             name: name.to_string(),
+            owner: self.env.inner.open_id,
         };
         let r = {
             let mut s = self.store(&db)?;

@@ -26,18 +26,26 @@ impl std::fmt::Debug for DbFile {
     }
 }
 
-/// A handle on one database (one file) of an environment.
+/// A handle on one database (one file) of an open environment, from
+/// [`Env::open_db`](crate::Env::open_db) or
+/// [`Txn::create_db`](crate::Txn::create_db). It belongs to the `Env` it
+/// came from (and its clones): used with any other, even one opened on
+/// the same directory, every call fails with [`Error::Misuse`](crate::Error::Misuse).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Db {
     pub(crate) id: FileId,
     pub(crate) name: String,
+    /// The open environment it belongs to (`Inner::open_id`).
+    pub(crate) owner: u64,
 }
 
 impl Db {
+    /// The database's name (its file name relative to the data directory).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The id the log knows the database's file by.
     pub fn file_id(&self) -> FileId {
         self.id
     }
