@@ -63,6 +63,7 @@ extern crate self as libcore;
 pub use engine::env::{Env, EnvOptions};
 pub use engine::reader::{scan, Cursor, Pair};
 pub use engine::txn::{BulkBuild, Durability, Txn};
+pub use engine::upkeep::Upkeep;
 pub use error::{Error, Location, Result, StoreFault};
 pub use storage::dbfile::Db;
 pub use storage::layout::Layout;

@@ -144,3 +144,126 @@ fn a_database_handle_works_only_with_its_own_environment() {
     again.close().unwrap();
     env_b.close().unwrap();
 }
+
+fn log_files(home: &Path) -> Vec<u32> {
+    libcore::testing::log::list_log_files(&libcore::OsVfs::shared(), home).unwrap()
+}
+
+/// Waits (at most 20 s) for `what` to hold, committing one more small
+/// transaction each round so the owner has something to check.
+fn until(env: &Env, db: &libcore::Db, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut i = 0u32;
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        let mut t = env.begin().unwrap();
+        t.put(db, format!("tick{i}").as_bytes(), b"t").unwrap();
+        t.commit().unwrap();
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// An owner asked for upkeep checkpoints by itself once enough log was
+/// written and removes the log files recovery no longer needs, but never
+/// one a live lease in the region (a hot backup, a replication master)
+/// covers; without upkeep it does neither.
+#[test]
+fn upkeep_checkpoints_by_log_size_and_removes_only_unleased_logs() {
+    use libcore::testing::region::Region;
+    for auto in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        let opts = EnvOptions {
+            lg_max: Some(16 * 1024),
+            upkeep: libcore::Upkeep {
+                checkpoint_log_bytes: auto.then_some(64 * 1024),
+                remove_unused_logs: auto,
+                ..Default::default()
+            },
+            ..EnvOptions::create()
+        };
+        let env = Env::open(d.path(), opts).unwrap();
+        let mut t = env.begin().unwrap();
+        let db = t.create_db("a.db", None).unwrap();
+        t.commit().unwrap();
+        // A backup holds a lease from log file 3 on.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Region::at(&libcore::OsVfs::shared(), d.path())
+            .update(false, |s| {
+                s.add_lease(std::process::id(), 0, 3, now + 600, now);
+            })
+            .unwrap();
+        for round in 0..40u32 {
+            let mut t = env.begin().unwrap();
+            for i in 0..20u32 {
+                t.put(&db, &key(round * 20 + i), &[9u8; 200]).unwrap();
+            }
+            t.commit().unwrap();
+        }
+        if !auto {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert_eq!(env.last_checkpoint(), libcore::Lsn::ZERO);
+            assert_eq!(log_files(d.path())[0], 1);
+            env.close().unwrap();
+            continue;
+        }
+        until(&env, &db, "a checkpoint past file 5", || {
+            env.last_checkpoint().file > 5
+        });
+        until(&env, &db, "log files 1 and 2 removed", || {
+            log_files(d.path())[0] == 3
+        });
+        // The leased files stay, however far the checkpoints go.
+        let files = log_files(d.path());
+        assert!(files.len() > 3, "{files:?}");
+        assert!(files.windows(2).all(|w| w[1] == w[0] + 1), "{files:?}");
+        // Lease given back: the next checkpoint's removal takes them.
+        Region::at(&libcore::OsVfs::shared(), d.path())
+            .update(false, |s| s.leases.clear())
+            .unwrap();
+        let redo_file = || env.redo_point().file;
+        until(&env, &db, "files below the redo point removed", || {
+            log_files(d.path())[0] >= redo_file().saturating_sub(1) && log_files(d.path())[0] > 3
+        });
+        let files = log_files(d.path());
+        assert!(files.windows(2).all(|w| w[1] == w[0] + 1), "{files:?}");
+        // Everything is still there.
+        for k in 0..800u32 {
+            assert!(env.get(&db, &key(k)).unwrap().is_some(), "k{k}");
+        }
+        env.close().unwrap();
+        let env = Env::open(d.path(), EnvOptions::default()).unwrap();
+        let db = env.open_db("a.db").unwrap();
+        assert!(env.get(&db, &key(799)).unwrap().is_some());
+        env.close().unwrap();
+    }
+}
+
+/// A checkpoint interval checkpoints while transactions commit, and not
+/// while nothing happens.
+#[test]
+fn upkeep_checkpoints_by_time_while_commits_happen() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = EnvOptions {
+        upkeep: libcore::Upkeep {
+            checkpoint_interval: Some(std::time::Duration::from_millis(100)),
+            ..Default::default()
+        },
+        ..EnvOptions::create()
+    };
+    let env = Env::open(d.path(), opts).unwrap();
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    let first = env.last_checkpoint();
+    until(&env, &db, "a checkpoint", || env.last_checkpoint() != first);
+    // Idle: after at most one more (for the last commit), none.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let settled = env.last_checkpoint();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(env.last_checkpoint(), settled, "checkpointed while idle");
+    env.close().unwrap();
+}

@@ -25,6 +25,7 @@ use super::owner::OwnerLock;
 use super::pool::{Pool, WriteBack};
 use super::reentry::{self, Hold};
 use super::region::{OwnerRegion, Region};
+use super::upkeep::{remove_logs_below, Standing, Upkeep};
 use crate::error::{Error, Result};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::config::Config;
@@ -39,7 +40,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
 
@@ -66,6 +67,8 @@ pub struct EnvOptions {
     pub vfs: Option<SharedVfs>,
     /// Answer checkpoint requests of other processes posted in the region.
     pub serve_requests: bool,
+    /// Automatic checkpoints and log removal (upkeep.rs); off by default.
+    pub upkeep: Upkeep,
 }
 
 impl Default for EnvOptions {
@@ -80,6 +83,7 @@ impl Default for EnvOptions {
             cache_size: None,
             vfs: None,
             serve_requests: true,
+            upkeep: Upkeep::default(),
         }
     }
 }
@@ -116,6 +120,8 @@ pub(crate) struct Inner {
     pub(super) nosync: bool,
     /// Page size given to databases created without one.
     pub(super) page_size: usize,
+    /// The log's file size (what upkeep counts log bytes in).
+    pub(super) lg_max: u32,
     /// The log appender; `None` for a read-only view.
     pub(super) log: Option<Log>,
     pub(super) pool: Pool,
@@ -294,6 +300,7 @@ impl Env {
             read_only: opts.read_only,
             nosync,
             page_size,
+            lg_max,
             log,
             pool: Pool::new(
                 cache_size,
@@ -340,9 +347,11 @@ impl Env {
                 s.log_end = end;
                 s.commits = 0;
             })?;
-            if opts.serve_requests {
-                spawn_request_server(Arc::downgrade(&env.inner));
-            }
+            spawn_housekeeper(
+                Arc::downgrade(&env.inner),
+                opts.serve_requests,
+                opts.upkeep.clone(),
+            );
         }
         Ok(env)
     }
@@ -531,26 +540,43 @@ fn remove_unfinished_log(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// The owner polls the region for checkpoint requests from other processes
-/// (`db_checkpoint`, `db_hotbackup -c`) and answers them.
-fn spawn_request_server(weak: Weak<Inner>) {
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let Some(inner) = weak.upgrade() else { return };
-        if inner.stop.load(Ordering::Relaxed) {
-            return;
-        }
-        // Never waits for the region's lock: a tool stopped while holding
-        // it delays the answer, not the owner.
-        let _ = inner.region.flush();
-        let Some(st) = inner.region.try_read() else {
-            continue;
-        };
-        if st.ckp_requested > st.ckp_done && inner.checkpoint().is_ok() {
-            let want = st.ckp_requested;
-            let _ = inner
-                .region
-                .publish(move |s| s.ckp_done = s.ckp_done.max(want));
+/// The owner's housekeeping thread: every tick it answers checkpoint
+/// requests other processes post in the region (`db_checkpoint`,
+/// `db_hotbackup -c`) and does the upkeep asked for (upkeep.rs). It holds
+/// the environment weakly and stops when the last handle closes.
+fn spawn_housekeeper(weak: Weak<Inner>, serve_requests: bool, upkeep: Upkeep) {
+    if !serve_requests && !upkeep.any() {
+        return;
+    }
+    std::thread::spawn(move || {
+        let mut last_auto = Instant::now();
+        let mut commits_then = 0u64;
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if serve_requests {
+                inner.serve_checkpoint_request();
+            }
+            let Some(log) = &inner.log else { continue };
+            let standing = Standing {
+                last_checkpoint: inner.checkpointer.last(),
+                log_end: log.end(),
+                lg_max: inner.lg_max,
+                commits: inner.commits.load(Ordering::Relaxed),
+                commits_then,
+                since_last_auto: last_auto.elapsed(),
+            };
+            if upkeep.due(&standing) {
+                last_auto = Instant::now();
+                commits_then = standing.commits;
+                if inner.checkpoint().is_ok() && upkeep.remove_unused_logs {
+                    let below = inner.checkpointer.redo_point().file;
+                    let _ = remove_logs_below(&inner.vfs, &inner.layout, below);
+                }
+            }
         }
     });
 }
@@ -606,6 +632,22 @@ impl Inner {
             )));
         }
         Ok(())
+    }
+
+    /// Answers a checkpoint request posted in the region. Never waits
+    /// for the region's lock: a tool stopped while holding it delays the
+    /// answer, not the owner.
+    fn serve_checkpoint_request(&self) {
+        let _ = self.region.flush();
+        let Some(st) = self.region.try_read() else {
+            return;
+        };
+        if st.ckp_requested > st.ckp_done && self.checkpoint().is_ok() {
+            let want = st.ckp_requested;
+            let _ = self
+                .region
+                .publish(move |s| s.ckp_done = s.ckp_done.max(want));
+        }
     }
 
     pub(crate) fn check_failed(&self) -> Result<()> {

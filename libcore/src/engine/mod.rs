@@ -16,6 +16,7 @@
 //! | the owner lock | owner.rs | one writing process per environment |
 //! | the region | region.rs | the state shared with other processes |
 //! | re-entry marks | reentry.rs | what this thread holds, so self-waits fail at once |
+//! | housekeeping | upkeep.rs | checkpoint requests, automatic checkpoints and log removal |
 //!
 //! # Lock order
 //!
@@ -53,6 +54,7 @@ pub mod reader;
 pub(crate) mod reentry;
 pub mod region;
 pub mod txn;
+pub mod upkeep;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -16,6 +16,7 @@
 use crate::engine::region::Region;
 use crate::error::{Error, Result};
 use crate::storage::layout::Layout;
+use crate::storage::logfiles::run_below;
 use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::Lsn;
 use crate::wal::{self, FileHeader, FILE_HEADER_SIZE};
@@ -110,20 +111,6 @@ pub fn unused_logs(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<u32>> {
     Ok(run_below(&files, redo.file.min(st.last)))
 }
 
-/// The unbroken run of file numbers just below `top` in `files`
-/// (ascending, no duplicates), ascending: Berkeley DB's "count down and
-/// stop at the first missing file".
-fn run_below(files: &[u32], top: u32) -> Vec<u32> {
-    let end = files.partition_point(|&n| n < top);
-    let mut start = end;
-    let mut want = top;
-    while start > 0 && want > 1 && files[start - 1] == want - 1 {
-        start -= 1;
-        want -= 1;
-    }
-    files[start..end].to_vec()
-}
-
 /// Every log file, counting down from the last to the first missing one.
 pub fn all_logs(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<u32>> {
     let files = layout.env_log(vfs)?.unwrap_or_default();
@@ -211,32 +198,10 @@ pub fn list(
 /// Removes the log files no longer in use, except those from the lowest
 /// live backup lease's file on. Returns what was removed.
 pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
-    let unused = unused_logs(vfs, layout)?;
-    if unused.is_empty() {
+    let Some(&below) = unused_logs(vfs, layout)?.last() else {
         return Ok(Vec::new());
-    }
-    // The leases are read and the files removed under the region's lock:
-    // a lease taken in between would otherwise not protect what it names.
-    Region::at(vfs, &layout.home).while_leases_held(|state| {
-        let floor = state
-            .and_then(|s| s.lowest_live_lease(crate::types::now_secs()))
-            .map(|l| l.first_log);
-        let mut removed = Vec::new();
-        // Oldest first, each removal durable before the next: a power loss
-        // keeps any subset of unsynced unlinks, and a gap among the files
-        // left would make catastrophic recovery of this directory (or of a
-        // copy of it) refuse.
-        for n in unused {
-            if floor.is_some_and(|f| n >= f) {
-                continue;
-            }
-            let p = layout.log_path(n);
-            vfs.remove(&p)?;
-            vfs.sync_dir(&layout.log_dir)?;
-            removed.push(p);
-        }
-        Ok(removed)
-    })
+    };
+    crate::engine::upkeep::remove_logs_below(vfs, layout, below + 1)
 }
 
 #[cfg(test)]

@@ -246,3 +246,17 @@ impl FileHeader {
         })
     }
 }
+
+/// The unbroken run of file numbers just below `top` in `files`
+/// (ascending, no duplicates), ascending: Berkeley DB's "count down and
+/// stop at the first missing file".
+pub(crate) fn run_below(files: &[u32], top: u32) -> Vec<u32> {
+    let end = files.partition_point(|&n| n < top);
+    let mut start = end;
+    let mut want = top;
+    while start > 0 && want > 1 && files[start - 1] == want - 1 {
+        start -= 1;
+        want -= 1;
+    }
+    files[start..end].to_vec()
+}
