@@ -79,6 +79,16 @@ pub enum Error {
         fault: StoreFault,
         what: String,
     },
+    /// A database or file that is already there (`create_db` of a name in
+    /// use, a file in the way that is not ours).
+    Exists(String),
+    /// Something ran out that only a new environment gives back
+    /// (transaction or file ids).
+    Exhausted(String),
+    /// A defect in libcore itself: an internal rule was found broken.
+    /// Nothing was committed by the call that reports it; please report
+    /// it with the message.
+    Internal(String),
 }
 
 /// What kind of failure a replica store reported, so a caller knows
@@ -106,6 +116,46 @@ pub enum StoreFault {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// What happened, in the few classes a caller acts on (`Error::kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The operating system refused or failed a call (disk full, no
+    /// permission, an I/O error). Fix the cause; the data is as it was.
+    Io,
+    /// Bytes on disk are not what the format allows, or a log file or
+    /// record is missing: restore from a backup or run catastrophic
+    /// recovery (`db_recover -c`).
+    Corrupt,
+    /// A file of a format version this program does not read.
+    Version,
+    /// Something another process holds (the environment's owner lock, a
+    /// replica store's lease): wait and try again, or stop the other.
+    Busy,
+    /// A caller's mistake that can never succeed as asked: a bad argument
+    /// or `DB_CONFIG` line, a handle of another environment, a call that
+    /// would wait for its own thread, a write on a read-only view. Nothing
+    /// was changed.
+    Misuse,
+    /// The named database, key, file or environment does not exist.
+    NotFound,
+    /// An earlier write or fsync failed: the environment refuses every
+    /// further call until it is reopened (which runs recovery).
+    Failed,
+    /// A read-only view saw the owner change a page under it: reopen and
+    /// retry.
+    Retry,
+    /// A replica store failed; `Error::store_fault` says how.
+    Store,
+    /// The database or file is already there.
+    Exists,
+    /// Transaction or file ids are used up: dump and reload into a new
+    /// environment.
+    Exhausted,
+    /// A defect in libcore (please report it).
+    Internal,
+}
+
 impl Error {
     pub fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Error {
         Error::Io {
@@ -131,6 +181,11 @@ impl Error {
         Error::Misuse(msg.into())
     }
 
+    /// An internal rule found broken (`Error::Internal`).
+    pub(crate) fn internal(msg: impl Into<String>) -> Error {
+        Error::Internal(msg.into())
+    }
+
     pub fn store(
         location: impl Into<String>,
         key: impl Into<String>,
@@ -142,6 +197,33 @@ impl Error {
             key: key.into(),
             fault,
             what: what.into(),
+        }
+    }
+
+    /// What kind of error this is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Corrupt { .. } | Error::LogSequence { .. } | Error::LogGap { .. } => {
+                ErrorKind::Corrupt
+            }
+            Error::NotEnvironment { .. } => ErrorKind::NotFound,
+            Error::Version { .. } => ErrorKind::Version,
+            Error::Locked { .. } => ErrorKind::Busy,
+            Error::InvalidArgument(_) | Error::Misuse(_) | Error::Config { .. } => {
+                ErrorKind::Misuse
+            }
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Exists(_) => ErrorKind::Exists,
+            Error::Exhausted(_) => ErrorKind::Exhausted,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::Failed { .. } => ErrorKind::Failed,
+            Error::SnapshotMoved => ErrorKind::Retry,
+            Error::Store {
+                fault: StoreFault::Fenced,
+                ..
+            } => ErrorKind::Busy,
+            Error::Store { .. } => ErrorKind::Store,
         }
     }
 
@@ -220,6 +302,8 @@ impl fmt::Display for Error {
             ),
             Error::SnapshotMoved => write!(f, "the environment changed during a read; retry"),
             Error::Misuse(m) => write!(f, "{}", m),
+            Error::Exists(m) | Error::Exhausted(m) => write!(f, "{}", m),
+            Error::Internal(m) => write!(f, "internal error (please report it): {}", m),
             Error::Store {
                 location,
                 key,

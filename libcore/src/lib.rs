@@ -60,11 +60,11 @@ pub mod testing;
 #[cfg(test)]
 extern crate self as libcore;
 
-pub use engine::env::{Env, EnvOptions};
+pub use engine::env::{Env, EnvOptions, HOUSEKEEPER};
 pub use engine::reader::{scan, Cursor, Pair};
 pub use engine::txn::{BulkBuild, Durability, Txn};
 pub use engine::upkeep::Upkeep;
-pub use error::{Error, Location, Result, StoreFault};
+pub use error::{Error, ErrorKind, Location, Result, StoreFault};
 pub use storage::dbfile::Db;
 pub use storage::layout::Layout;
 pub use storage::vfs::{FileMeta, FileType, LockKind, OpenMode, OsVfs, SharedVfs, VFile, Vfs};

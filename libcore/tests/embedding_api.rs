@@ -267,3 +267,93 @@ fn upkeep_checkpoints_by_time_while_commits_happen() {
     assert_eq!(env.last_checkpoint(), settled, "checkpointed while idle");
     env.close().unwrap();
 }
+
+/// Errors say what happened by kind, not only by message: an
+/// application matches `kind()` to decide what to do next.
+#[test]
+fn errors_come_with_a_kind_to_act_on() {
+    use libcore::ErrorKind;
+    let d = tempfile::tempdir().unwrap();
+    let env = Env::open(d.path(), EnvOptions::create()).unwrap();
+    let mut t = env.begin().unwrap();
+    t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    let mut t = env.begin().unwrap();
+    assert_eq!(
+        t.create_db("a.db", None).unwrap_err().kind(),
+        ErrorKind::Exists
+    );
+    drop(t);
+    assert_eq!(env.open_db("b.db").unwrap_err().kind(), ErrorKind::NotFound);
+    let mut t = env.begin().unwrap();
+    assert_eq!(
+        t.create_db("c.db", Some(1000)).unwrap_err().kind(),
+        ErrorKind::Misuse,
+        "a page size that is not a power of two"
+    );
+    drop(t);
+    let missing = d.path().join("nothing here");
+    std::fs::create_dir(&missing).unwrap();
+    assert_eq!(
+        Env::open(&missing, EnvOptions::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    env.close().unwrap();
+    let view = Env::open(d.path(), EnvOptions::read_only()).unwrap();
+    assert_eq!(view.begin().unwrap_err().kind(), ErrorKind::Misuse);
+}
+
+/// Regression: the housekeeping thread holds the environment while it
+/// checkpoints; `close` returned while it still did, so reopening the
+/// directory at once in the same process failed with "already open in
+/// this process". The last `close` now waits for it. Here the thread's
+/// removal of an unused log file is held up while the application closes
+/// and reopens.
+#[test]
+fn an_environment_reopens_at_once_after_close_while_upkeep_was_busy() {
+    use std::sync::mpsc;
+    use testkit::{Event, HookVfs, When};
+    let d = tempfile::tempdir().unwrap();
+    let vfs = HookVfs::os();
+    let (busy_tx, busy_rx) = mpsc::channel::<()>();
+    let busy_tx = std::sync::Mutex::new(busy_tx);
+    vfs.set_hook(move |when, ev| {
+        let upkeep = std::thread::current().name() == Some(libcore::HOUSEKEEPER);
+        if let (When::Before, Event::Remove(p), true) = (when, ev, upkeep) {
+            if p.to_string_lossy().contains("log.") {
+                let _ = busy_tx.lock().unwrap().send(());
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        }
+        Ok(())
+    });
+    let opts = EnvOptions {
+        vfs: Some(vfs.clone()),
+        lg_max: Some(16 * 1024),
+        upkeep: libcore::Upkeep {
+            checkpoint_log_bytes: Some(32 * 1024),
+            remove_unused_logs: true,
+            ..Default::default()
+        },
+        ..EnvOptions::create()
+    };
+    let env = Env::open(d.path(), opts).unwrap();
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    let mut t = env.begin().unwrap();
+    for i in 0..300u32 {
+        t.put(&db, &key(i), &[5u8; 300]).unwrap();
+    }
+    t.commit().unwrap();
+    busy_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("an automatic checkpoint");
+    env.close().unwrap();
+    let env = Env::open(d.path(), EnvOptions::default()).unwrap();
+    let db = env.open_db("a.db").unwrap();
+    assert!(env.get(&db, &key(1)).unwrap().is_some());
+    env.close().unwrap();
+}

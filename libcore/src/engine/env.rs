@@ -141,8 +141,12 @@ pub(crate) struct Inner {
     pub(crate) open_id: u64,
     /// Transactions committed since the owner opened.
     pub(super) commits: AtomicU64,
-    /// Set when the last handle closes (stops the request server).
+    /// Set when the last handle closes (stops the housekeeping thread).
     stop: AtomicBool,
+    /// The housekeeping thread, joined by the last `close`: it holds the
+    /// environment while it works, and an environment closed must be
+    /// closed (reopenable in this process) when `close` returns.
+    housekeeper: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Live `Env` handles: the last one to `close` closes.
     handles: Mutex<usize>,
     recovered: RecoveryOutcome,
@@ -155,6 +159,16 @@ pub struct Env {
     pub(super) inner: Arc<Inner>,
     /// Set by `close`, which has already given up this handle's count.
     released: bool,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("home", &self.inner.layout.home)
+            .field("read_only", &self.inner.read_only)
+            .field("nosync", &self.inner.nosync)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Clone for Env {
@@ -322,6 +336,7 @@ impl Env {
             open_id: NEXT_OPEN_ID.fetch_add(1, Ordering::Relaxed),
             commits: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            housekeeper: Mutex::new(None),
             handles: Mutex::new(1),
             recovered: RecoveryOutcome {
                 overlay: HashMap::new(),
@@ -347,11 +362,12 @@ impl Env {
                 s.log_end = end;
                 s.commits = 0;
             })?;
-            spawn_housekeeper(
+            *lock(&i.housekeeper) = spawn_housekeeper(
                 Arc::downgrade(&env.inner),
                 opts.serve_requests,
                 opts.upkeep.clone(),
-            );
+            )
+            .map_err(|e| Error::io(home, "start the housekeeping thread", e))?;
         }
         Ok(env)
     }
@@ -509,6 +525,10 @@ impl Env {
             return Ok(());
         }
         self.inner.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = lock(&self.inner.housekeeper).take() {
+            // It finishes what it is doing (a checkpoint) and lets go.
+            let _ = h.join();
+        }
         if self.inner.read_only {
             return Ok(());
         }
@@ -540,45 +560,55 @@ fn remove_unfinished_log(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// The housekeeping thread's name (what a debugger or `top -H` shows).
+pub const HOUSEKEEPER: &str = "libcore-upkeep";
+
 /// The owner's housekeeping thread: every tick it answers checkpoint
 /// requests other processes post in the region (`db_checkpoint`,
 /// `db_hotbackup -c`) and does the upkeep asked for (upkeep.rs). It holds
 /// the environment weakly and stops when the last handle closes.
-fn spawn_housekeeper(weak: Weak<Inner>, serve_requests: bool, upkeep: Upkeep) {
+fn spawn_housekeeper(
+    weak: Weak<Inner>,
+    serve_requests: bool,
+    upkeep: Upkeep,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     if !serve_requests && !upkeep.any() {
-        return;
+        return Ok(None);
     }
-    std::thread::spawn(move || {
-        let mut last_auto = Instant::now();
-        let mut commits_then = 0u64;
-        loop {
-            std::thread::sleep(Duration::from_millis(50));
-            let Some(inner) = weak.upgrade() else { return };
-            if inner.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if serve_requests {
-                inner.serve_checkpoint_request();
-            }
-            let Some(log) = &inner.log else { continue };
-            let standing = Standing {
-                last_checkpoint: inner.checkpointer.last(),
-                log_end: log.end(),
-                lg_max: inner.lg_max,
-                commits: inner.commits.load(Ordering::Relaxed),
-                commits_then,
-                since_last_auto: last_auto.elapsed(),
-            };
-            if upkeep.due(&standing) {
-                last_auto = Instant::now();
-                commits_then = standing.commits;
-                if inner.checkpoint().is_ok() && upkeep.remove_unused_logs {
-                    let below = inner.checkpointer.redo_point().file;
-                    let _ = remove_logs_below(&inner.vfs, &inner.layout, below);
+    let thread = std::thread::Builder::new().name(HOUSEKEEPER.into());
+    thread
+        .spawn(move || {
+            let mut last_auto = Instant::now();
+            let mut commits_then = 0u64;
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                if serve_requests {
+                    inner.serve_checkpoint_request();
+                }
+                let Some(log) = &inner.log else { continue };
+                let standing = Standing {
+                    last_checkpoint: inner.checkpointer.last(),
+                    log_end: log.end(),
+                    lg_max: inner.lg_max,
+                    commits: inner.commits.load(Ordering::Relaxed),
+                    commits_then,
+                    since_last_auto: last_auto.elapsed(),
+                };
+                if upkeep.due(&standing) {
+                    last_auto = Instant::now();
+                    commits_then = standing.commits;
+                    if inner.checkpoint().is_ok() && upkeep.remove_unused_logs {
+                        let below = inner.checkpointer.redo_point().file;
+                        let _ = remove_logs_below(&inner.vfs, &inner.layout, below);
+                    }
                 }
             }
-        }
-    });
+        })
+        .map(Some)
 }
 
 fn new_env_id() -> u64 {
@@ -662,7 +692,7 @@ impl Inner {
 
     pub(crate) fn log(&self) -> Result<&Log> {
         self.log.as_ref().ok_or_else(|| {
-            Error::invalid(format!(
+            Error::misuse(format!(
                 "{}: opened read-only; cannot write",
                 self.layout.home.display()
             ))

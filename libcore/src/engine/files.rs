@@ -82,7 +82,7 @@ impl FileTable {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
             .map(FileId)
             .map_err(|_| {
-                Error::invalid(format!(
+                Error::Exhausted(format!(
                     "{}: database file ids are used up; dump and reload the databases into a new environment",
                     home.display()
                 ))

@@ -369,7 +369,7 @@ impl Pool {
     /// a failed write fails the environment.
     fn write_page(&self, file: &DbFile, no: PageNo, buf: &[u8], failure: &Failure) -> Result<()> {
         let Some(h) = &file.handle else {
-            return Err(Error::invalid("write to a file without a handle"));
+            return Err(Error::internal("write to a file without a handle"));
         };
         let mut out = buf.to_vec();
         page::seal(&mut out);

@@ -93,6 +93,16 @@ pub struct Txn<'e> {
     pub(super) failed: Option<String>,
 }
 
+impl std::fmt::Debug for Txn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Txn")
+            .field("id", &self.id)
+            .field("bulk", &self.bulk)
+            .field("pages", &self.pages.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Env {
     /// Begins the one write transaction (waits for the current one; fails
     /// with `Error::Misuse` if this thread holds it or is inside a read).
@@ -118,7 +128,7 @@ impl<'e> Txn<'e> {
         let mark = Mark::new(env.inner.key(), Hold::Writer);
         let id = TxnId(w.next_txn);
         w.next_txn = w.next_txn.checked_add(1).ok_or_else(|| {
-            Error::invalid(format!(
+            Error::Exhausted(format!(
                 "{}: transaction ids are used up; dump and reload the databases into a new environment",
                 env.inner.layout.home.display()
             ))
@@ -292,7 +302,7 @@ impl<'e> Txn<'e> {
                 };
                 bb.b.push(&mut sink, key, val)
             }
-            None => Err(Error::invalid("spill set vanished from transaction")),
+            None => Err(Error::internal("spill set vanished from transaction")),
         };
         self.note(r)
     }
@@ -307,7 +317,7 @@ impl<'e> Txn<'e> {
     fn build_finish_inner(&mut self, bb: BulkBuild) -> Result<()> {
         let BulkBuild { db, file, stamp, b } = bb;
         let Some(spill) = self.spilled.get_mut(&file.id) else {
-            return Err(Error::invalid("spill set vanished from transaction"));
+            return Err(Error::internal("spill set vanished from transaction"));
         };
         let mut sink = BuildSink {
             inner: &self.env.inner,
@@ -380,7 +390,7 @@ impl<'e> Txn<'e> {
         let exists =
             inner.files.find(name).is_some() || self.created.values().any(|f| f.name == name);
         if exists {
-            return Err(Error::invalid(format!(
+            return Err(Error::Exists(format!(
                 "{}: database already exists",
                 inner.layout.db_path(&inner.vfs, name).display()
             )));
@@ -401,7 +411,7 @@ impl<'e> Txn<'e> {
             let h = inner.vfs.open(&path, OpenMode::Read)?;
             leftover = h.len()? != 0;
             if !dbfile::is_uncommitted_leftover(&inner.vfs, &*h, &path)? {
-                return Err(Error::invalid(format!(
+                return Err(Error::Exists(format!(
                     "{}: file exists and is not a database of this environment",
                     path.display()
                 )));
@@ -545,7 +555,7 @@ impl PageSink for BuildSink<'_> {
     fn put_page(&mut self, no: PageNo, page: &[u8]) -> Result<()> {
         let key = (self.file.id, no);
         if page.len() != self.file.page_size {
-            return Err(Error::invalid("built page has the wrong size"));
+            return Err(Error::internal("built page has the wrong size"));
         }
         if self.spill.may_spill(no) {
             // A copy held from before (the new root leaf of a created

@@ -374,7 +374,7 @@ fn the_last_transaction_id_is_refused_not_wrapped() {
     drop(log);
     let env = Env::open(dir.path(), EnvOptions::default()).unwrap();
     match env.begin() {
-        Err(Error::InvalidArgument(m)) => assert!(m.contains("used up"), "{m}"),
+        Err(Error::Exhausted(m)) => assert!(m.contains("used up"), "{m}"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a transaction got the id that has no successor"),
     }
