@@ -993,7 +993,7 @@ impl Bench {
         if let Err(e) = &self.bdb {
             say(&format!("Berkeley DB anchors left out: {e}"));
         }
-        if [1, 2, 6, 8, 9].iter().any(|&n| want(n)) {
+        if [1, 2, 6, 8, 9, 10].iter().any(|&n| want(n)) {
             let (small, large) = (self.size.env_small, self.size.env_large);
             say(&format!(
                 "building environments: {small} and {large} records of 1000 bytes"

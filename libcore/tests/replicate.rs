@@ -1196,3 +1196,172 @@ fn last_segment(store: &dyn ReplicaStore) -> (Lsn, Lsn, String) {
     let (_, start, end, key) = segment::list_from(store, 0).unwrap().pop().unwrap();
     (start, end, key)
 }
+
+/// A segment as listed: start, end, key.
+type SegmentAt = (Lsn, Lsn, String);
+
+/// A primary shipped in many small segments (a tick per few commits), as
+/// a store fills while a master follows a live primary: what a restore
+/// fetches ahead. Returns the store and the segments from the newest
+/// base's start.
+fn many_small_segments(s: &Setup) -> (Arc<dyn ReplicaStore>, Vec<SegmentAt>) {
+    let (env, db) = open_primary(&s.primary);
+    commit_range(&env, &db, 0, 100);
+    let store = store_at(&s.store_dir);
+    let mut m = Master::open(
+        &os(),
+        &s.primary,
+        store.clone(),
+        &no_digests(),
+        &mut quiet(),
+    )
+    .unwrap();
+    ship_all(&mut m, &s.primary);
+    for i in 0..60 {
+        commit_range(&env, &db, 100 + i * 5, 105 + i * 5);
+        m.tick(&mut quiet()).unwrap();
+    }
+    env.close().unwrap();
+    ship_all(&mut m, &s.primary);
+    drop(m);
+    let b = restore::choose(&*store, Target::Newest).unwrap().unwrap();
+    let segs: Vec<SegmentAt> = segment::list_from(&*store, b.start.file)
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.1 >= b.start)
+        .map(|l| (l.1, l.2, l.3))
+        .collect();
+    assert!(segs.len() >= 40, "only {} segments", segs.len());
+    (store, segs)
+}
+
+/// A directory store whose `get` of one key stalls and of another fails
+/// once: a network that holds one request and drops another.
+struct Unreliable {
+    inner: Arc<dyn ReplicaStore>,
+    stall: String,
+    fail_once: String,
+    failed: std::sync::atomic::AtomicBool,
+    stalls: std::sync::atomic::AtomicUsize,
+}
+
+impl ReplicaStore for Unreliable {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn get(&self, key: &str) -> libcore::Result<Option<libcore::replica::Object>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if key == self.stall {
+            self.stalls.fetch_add(1, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+        if key == self.fail_once && !self.failed.swap(true, SeqCst) {
+            return Err(libcore::Error::store(
+                self.describe(),
+                key,
+                libcore::StoreFault::Transient,
+                "connection reset",
+            ));
+        }
+        self.inner.get(key)
+    }
+    fn get_to_file(
+        &self,
+        key: &str,
+        vfs: &dyn libcore::Vfs,
+        path: &Path,
+    ) -> libcore::Result<Option<libcore::replica::FileSum>> {
+        self.inner.get_to_file(key, vfs, path)
+    }
+    fn put(&self, key: &str, bytes: &[u8]) -> libcore::Result<()> {
+        self.inner.put(key, bytes)
+    }
+    fn put_file(
+        &self,
+        key: &str,
+        vfs: &dyn libcore::Vfs,
+        path: &Path,
+    ) -> libcore::Result<libcore::replica::FileSum> {
+        self.inner.put_file(key, vfs, path)
+    }
+    fn create(&self, key: &str, bytes: &[u8]) -> libcore::Result<bool> {
+        self.inner.create(key, bytes)
+    }
+    fn replace(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        expected: &libcore::replica::Version,
+    ) -> libcore::Result<bool> {
+        self.inner.replace(key, bytes, expected)
+    }
+    fn list(&self, prefix: &str) -> libcore::Result<Vec<libcore::replica::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> libcore::Result<()> {
+        self.inner.delete(key)
+    }
+}
+
+/// A restore fetches segments ahead of applying them, on several threads.
+/// One fetch that stalls must only be waited for, and one that fails must
+/// be done again by the walk itself (a failed prefetch is never taken as
+/// the segment, nor as its absence, which would end the restored log
+/// early): the restore equals the primary.
+#[test]
+fn a_restore_waits_for_a_stalled_prefetch_and_refetches_a_failed_one() {
+    let s = setup();
+    let (store, segs) = many_small_segments(&s);
+    let flaky = Unreliable {
+        inner: store.clone(),
+        stall: segs[5].2.clone(),
+        fail_once: segs[9].2.clone(),
+        failed: Default::default(),
+        stalls: Default::default(),
+    };
+    let b = restore::choose(&flaky, Target::Newest).unwrap().unwrap();
+    let out = s.standby.join("restored");
+    std::fs::create_dir(&out).unwrap();
+    let r = restore::restore(&os(), &flaky, &out, &b, Target::Newest, None, &mut quiet()).unwrap();
+    restore::unmark(&os(), &out).unwrap();
+    assert!(flaky.failed.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(flaky.stalls.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(r.outcome.end, logical_end(&s.primary));
+    assert_eq!(r.applied, segs.last().unwrap().1);
+    assert_eq!(digest_of(&out), digest_of(&s.primary));
+}
+
+/// A damaged segment among those fetched ahead is named by the restore,
+/// and nothing after it reaches the restored log: segments fetched ahead
+/// are applied only in order, each after its own check.
+#[test]
+fn a_damaged_segment_among_prefetched_ones_is_named_and_nothing_after_it_applied() {
+    let s = setup();
+    let (store, segs) = many_small_segments(&s);
+    let (start, _, key) = segs[segs.len() / 2].clone();
+    let path = s.store_dir.join(&key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len() - 3;
+    bytes[n] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let b = restore::choose(&*store, Target::Newest).unwrap().unwrap();
+    let out = s.standby.join("restored");
+    std::fs::create_dir(&out).unwrap();
+    let e =
+        restore::restore(&os(), &*store, &out, &b, Target::Newest, None, &mut quiet()).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(&key), "{msg}");
+    assert!(!msg.contains('\n'));
+    for f in log_files(&out) {
+        let layout = libcore::Layout::resolve(&os(), &out).unwrap();
+        let len = std::fs::metadata(layout.log_path(f)).unwrap().len();
+        assert!(f <= start.file, "log file {f} is past the damaged segment");
+        if f == start.file {
+            assert!(
+                len <= u64::from(start.offset),
+                "log file {f} holds {len} bytes, past the damaged segment at {start}"
+            );
+        }
+    }
+    assert!(out.join(restore::MARK_FILE).exists());
+}

@@ -23,6 +23,7 @@ pub mod framed;
 pub mod layout;
 pub mod lease;
 pub mod master;
+pub mod prefetch;
 pub mod promote;
 pub mod restore;
 pub mod segment;

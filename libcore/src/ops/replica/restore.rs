@@ -17,6 +17,7 @@
 use super::base::{self, BaseManifest};
 use super::epoch::Epochs;
 use super::layout;
+use super::prefetch::{self, Prefetcher};
 use super::segment::{Finder, Segment};
 use super::store::ReplicaStore;
 use crate::engine::owner::LOCK_FILE;
@@ -273,6 +274,7 @@ fn fetch_files(
         }
         None => vfs.clone(),
     };
+    let mut jobs = Vec::new();
     for f in &b.files {
         let key = layout::base_file_key(b.number, f.index);
         let path = layout.create_dir.join(&f.name);
@@ -284,20 +286,62 @@ fn fetch_files(
             store.describe(),
             path.display()
         ));
-        let Some(sum) = store.get_to_file(&key, &*to, &path)? else {
-            return Err(Error::store(
-                store.describe(),
-                key,
-                StoreFault::Transient,
-                format!(
-                    "base {} lost this file (pruned while it was restored?)",
-                    b.number
-                ),
-            ));
-        };
-        sum.verify(&store.describe(), &key, f.sum)?;
+        jobs.push((key, path, f.sum));
+    }
+    // A round trip per file adds up over many small databases: a few are
+    // fetched at once. Each is checked against its manifest entry; the
+    // first failure in the manifest's order is the one reported.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<()>>> = (0..jobs.len()).map(|_| None).collect();
+    let done = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|s| {
+        for _ in 0..BASE_FILES_AT_ONCE.min(jobs.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((key, path, sum)) = jobs.get(i) else {
+                    return;
+                };
+                let r = fetch_file(store, &*to, b, key, path, *sum);
+                let failed = r.is_err();
+                done.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                if failed {
+                    // Nothing after a failure needs fetching.
+                    next.store(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    for r in results.into_iter().flatten() {
+        r?;
     }
     vfs.sync_dir(&layout.create_dir)
+}
+
+/// Base files fetched at once by a restore.
+const BASE_FILES_AT_ONCE: usize = 4;
+
+/// Fetches one base file into `path` and checks it against its manifest
+/// entry `want`.
+fn fetch_file(
+    store: &dyn ReplicaStore,
+    to: &dyn crate::storage::vfs::Vfs,
+    b: &BaseManifest,
+    key: &str,
+    path: &Path,
+    want: super::store::FileSum,
+) -> Result<()> {
+    let Some(sum) = store.get_to_file(key, to, path)? else {
+        return Err(Error::store(
+            store.describe(),
+            key,
+            StoreFault::Transient,
+            format!(
+                "base {} lost this file (pruned while it was restored?)",
+                b.number
+            ),
+        ));
+    };
+    sum.verify(&store.describe(), key, want)
 }
 
 /// Writes one segment's bytes into the log file it came from, durably.
@@ -311,6 +355,62 @@ pub fn write_segment(vfs: &SharedVfs, layout: &Layout, seg: &Segment) -> Result<
         vfs.sync_dir(&layout.log_dir)?;
     }
     Ok(())
+}
+
+/// A restore's log writer: segments go into their log files as a client's
+/// do, but each file is made durable once, when the walk leaves it or
+/// ends, not after every segment (a backlog of thousands of small
+/// segments cost a flush each). Nothing before that relies on them: the
+/// restore mark stays until the restore is complete, and `finish` runs
+/// before recovery reads the log.
+struct RestoreLog<'a> {
+    vfs: &'a SharedVfs,
+    layout: &'a Layout,
+    open: Option<(u32, Box<dyn crate::storage::vfs::VFile>)>,
+    created: bool,
+}
+
+impl<'a> RestoreLog<'a> {
+    fn new(vfs: &'a SharedVfs, layout: &'a Layout) -> RestoreLog<'a> {
+        RestoreLog {
+            vfs,
+            layout,
+            open: None,
+            created: false,
+        }
+    }
+
+    fn write(&mut self, seg: &Segment) -> Result<()> {
+        if self.open.as_ref().is_none_or(|o| o.0 != seg.start.file) {
+            self.close_file()?;
+            let path = self.layout.log_path(seg.start.file);
+            self.created |= !self.vfs.exists(&path);
+            let f = self
+                .vfs
+                .open(&path, OpenMode::Create(crate::wal::LOG_FILE_MODE))?;
+            self.open = Some((seg.start.file, f));
+        }
+        if let Some((_, f)) = &self.open {
+            f.write_at(&seg.bytes, u64::from(seg.start.offset))?;
+        }
+        Ok(())
+    }
+
+    fn close_file(&mut self) -> Result<()> {
+        match self.open.take() {
+            Some((_, f)) => f.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes everything written durable (the files and their names).
+    fn finish(mut self) -> Result<()> {
+        self.close_file()?;
+        if self.created {
+            self.vfs.sync_dir(&self.layout.log_dir)?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks that `seg` continues a chain ending at `applied` with `crc`.
@@ -369,6 +469,23 @@ fn fetch_log(
 ) -> Result<(Lsn, u32, u64)> {
     crate::progress::start(progress, Phase::FetchLog, None);
     let epochs = Epochs::read(store)?;
+    let first = Lsn::new(b.start.file, 0);
+    let expected = prefetch::expected_segments(store, &epochs, first)?;
+    Prefetcher::run(store, expected, |ahead| {
+        walk_log(vfs, ahead, layout, b, &epochs, progress)
+    })
+}
+
+/// `fetch_log`'s walk, in order, over a store that may answer from
+/// objects fetched ahead.
+fn walk_log(
+    vfs: &SharedVfs,
+    store: &dyn ReplicaStore,
+    layout: &Layout,
+    b: &BaseManifest,
+    epochs: &Epochs,
+    progress: Option<&dyn Progress>,
+) -> Result<(Lsn, u32, u64)> {
     let mut finder = Finder::default();
     let first = Lsn::new(b.start.file, 0);
     let mut applied = first;
@@ -376,13 +493,14 @@ fn fetch_log(
     let mut epoch = 0;
     let mut done = (first, 0, 0);
     let mut written: Vec<Segment> = Vec::new();
+    let mut log = RestoreLog::new(vfs, layout);
     while let Some(e) = epochs.at(applied) {
         let crc_wanted = (applied != first).then_some(crc);
         let Some((key, seg)) = finder.next(store, e, applied, crc_wanted)? else {
             break; // the end, or pruned meanwhile: the log ends here for this restore
         };
         if !epochs.holds(seg.epoch, seg.end) {
-            return Err(past_successor(store, &key, &seg, &epochs));
+            return Err(past_successor(store, &key, &seg, epochs));
         }
         if applied == first {
             // The base's first segment: what it chains to is before the
@@ -399,7 +517,7 @@ fn fetch_log(
         } else {
             check_next(store, &key, &seg, b.env_id, applied, crc, epoch)?;
         }
-        write_segment(vfs, layout, &seg)?;
+        log.write(&seg)?;
         crate::progress::advance(progress, seg.bytes.len() as u64);
         applied = seg.end;
         crc = seg.bytes_crc();
@@ -411,6 +529,7 @@ fn fetch_log(
             written.push(seg);
         }
     }
+    log.finish()?;
     if applied == first {
         return Err(Error::store(
             store.describe(),
