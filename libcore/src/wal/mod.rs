@@ -66,7 +66,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use cursor::{last_checkpoint, last_checkpoint_in, LogCursor, OnBadRecord};
+pub use cursor::{last_checkpoint, last_checkpoint_in, records_end, LogCursor, OnBadRecord};
 pub use record::{Checkpoint, PageRecord, Record, RecordError};
 pub use writer::{Durable, Log};
 
@@ -74,7 +74,7 @@ pub(crate) use crate::storage::logfiles::is_torn_creation;
 #[cfg(test)]
 use crate::storage::logfiles::live_log_files;
 pub use crate::storage::logfiles::{
-    list_log_files, log_name, log_path, parse_log_name, FileHeader, DEFAULT_LG_MAX,
+    list_log_files, log_name, log_path, parse_log_name, preallocated_len, FileHeader, DEFAULT_LG_MAX,
     FILE_HEADER_SIZE, FIRST_RECORD_OFFSET, LOG_FILE_MODE, LOG_MAGIC, LOG_VERSION, MIN_LG_MAX,
 };
 #[cfg(test)]
