@@ -719,9 +719,7 @@ impl LogCursor {
                         format!("record has {} bytes, the next record says {}", len, back),
                     ))
                 }
-                Frame::End | Frame::ZeroTail => {
-                    return Err(r.corrupt(start, "record missing"))
-                }
+                Frame::End | Frame::ZeroTail => return Err(r.corrupt(start, "record missing")),
                 Frame::Bad(why) => return Err(r.corrupt(start, why)),
             }
         }

@@ -1021,7 +1021,7 @@ fn new_files_are_preallocated_and_older_files_end_at_their_last_record() {
     let end = log.end();
     assert!(end.file >= 3, "{end}");
     for n in 1..end.file {
-        let last = all.iter().filter(|r| r.0.file == n).next_back().unwrap();
+        let last = all.iter().rfind(|r| r.0.file == n).unwrap();
         let rec_end = u64::from(last.0.offset) + last.2.encoded_len() as u64;
         assert_eq!(file_len(d.path(), n), rec_end, "log file {n}");
     }
@@ -1132,7 +1132,10 @@ fn a_torn_header_in_a_preallocated_newest_file_is_an_unfinished_creation() {
     drop(log);
     let two = log_path(d.path(), 2);
     let mut b = std::fs::read(&two).unwrap();
-    assert_eq!(b.len() as u64, crate::storage::logfiles::preallocated_len(MIN_LG_MAX));
+    assert_eq!(
+        b.len() as u64,
+        crate::storage::logfiles::preallocated_len(MIN_LG_MAX)
+    );
     b[20] ^= 0x21;
     std::fs::write(&two, &b).unwrap();
     assert_eq!(live_log_files(&vfs, d.path()).unwrap(), [1]);

@@ -25,9 +25,8 @@
 
 use super::{
     list_log_files, log_path, preallocated_len, FileHeader, Record, FILE_HEADER_SIZE,
-    FIRST_RECORD_OFFSET,
-    LOG_FILE_MODE, MAX_RECORD_LEN, MIN_LG_MAX, RECORD_HEADER_SIZE, REC_CRC, REC_LEN, REC_PREV_LEN,
-    REC_TXN, REC_TYPE,
+    FIRST_RECORD_OFFSET, LOG_FILE_MODE, MAX_RECORD_LEN, MIN_LG_MAX, RECORD_HEADER_SIZE, REC_CRC,
+    REC_LEN, REC_PREV_LEN, REC_TXN, REC_TYPE,
 };
 use crate::error::{Error, Location, Result};
 use crate::storage::codec::{crc32_parts, put_u32, put_u64};
