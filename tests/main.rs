@@ -22,3 +22,4 @@ mod recover_tool;
 mod replicate;
 mod replicate_s3;
 mod security;
+mod zero_tail;

@@ -31,8 +31,9 @@ pub mod dump {
 /// `wal/` (the log).
 pub mod log {
     pub use crate::wal::{
-        last_checkpoint, list_log_files, log_name, log_path, parse_log_name, Checkpoint,
-        FileHeader, Log, LogCursor, OnBadRecord, Record, FIRST_RECORD_OFFSET, MIN_LG_MAX,
+        last_checkpoint, list_log_files, log_name, log_path, parse_log_name, preallocated_len,
+        records_end, Checkpoint, FileHeader, Log, LogCursor, OnBadRecord, Record,
+        FIRST_RECORD_OFFSET, MIN_LG_MAX,
     };
 }
 

@@ -46,7 +46,9 @@ use crate::storage::layout::Layout;
 use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::{FileId, Lsn, TxnId};
 use crate::wal::manifest::{FileEntry, Manifest};
-use crate::wal::{self, parse_log_name, LogCursor, OnBadRecord, Record, FILE_HEADER_SIZE};
+use crate::wal::{
+    self, parse_log_name, records_end, LogCursor, OnBadRecord, Record, FILE_HEADER_SIZE,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -275,17 +277,18 @@ enum Full {
     BulkDuringCopy(Lsn),
 }
 
-/// A position no earlier than every log record already written: the
-/// last log file and its current length. A bulk transaction fsyncs its
-/// pages before appending its marker, so a marker below this mark had its
-/// pages on disk before this moment.
+/// A position no earlier than every log record already written and no
+/// later than any record written after this moment: the end of the
+/// records of the last log file now (not its size: the newest file is
+/// preallocated, its records end at its zero tail). A bulk transaction
+/// fsyncs its pages before appending its marker, so a marker below this
+/// mark had its pages on disk before this moment.
 fn log_mark(vfs: &SharedVfs, src: &Layout) -> Result<Lsn> {
     let logs = src.log_files(vfs)?;
     let Some(&last) = logs.last() else {
         return Ok(Lsn::ZERO);
     };
-    let len = vfs.open(&src.log_path(last), OpenMode::Read)?.len()?;
-    Ok(Lsn::new(last, u32::try_from(len).unwrap_or(u32::MAX)))
+    Ok(Lsn::new(last, records_end(vfs, &src.log_path(last))?))
 }
 
 /// The source's directories: DB_CONFIG's, overridden by `-d`/`-l`.
@@ -789,7 +792,9 @@ fn update(
     }
     let _lease = Lease::take(base, &src.home, b)?;
     let bk_path = dst.log_path(b);
-    let bk_len = vfs.open(&bk_path, OpenMode::Read)?.len()?;
+    // Where the backup's records end, not its size: a copied newest file
+    // may hold its source's zero tail (or a torn record) after them.
+    let bk_len = u64::from(records_end(vfs, &bk_path)?);
     let history = crate::wal::history::read(vfs, &src.home)?;
     let bk_end = Lsn::new(b, u32::try_from(bk_len).unwrap_or(u32::MAX));
     check_history(vfs, src, &manifest, &history, bk_end)?;
@@ -985,8 +990,14 @@ fn append_log(
         Err(e) => return Err(e),
     };
     let out = vfs.open(&bk_path, OpenMode::ReadWrite)?;
-    let bk_len = out.len()?;
-    let until = src_h.len()?;
+    // Append after the backup's records, over any zeros or torn bytes a
+    // copy left after them (cut first: none may follow what is copied),
+    // and copy the source's records only, not its zero tail.
+    let bk_len = u64::from(records_end(vfs, &bk_path)?);
+    if out.len()? > bk_len {
+        out.set_len(bk_len)?;
+    }
+    let until = u64::from(records_end(vfs, &from)?);
     if copy.progress.is_some() {
         let later: Vec<PathBuf> = src
             .log_files(vfs)?
@@ -1422,7 +1433,7 @@ fn log_entries(
 /// over) or the source was rebuilt, and appending would mix two histories.
 fn check_prefix(vfs: &SharedVfs, src: &Path, bk: &Path, bk_len: u64) -> Result<()> {
     let s = vfs.open(src, OpenMode::Read)?;
-    if s.len()? < bk_len {
+    if u64::from(records_end(vfs, src)?) < bk_len {
         return Err(Error::invalid(format!(
             "{}: is longer in the backup than in the source; the backup's log is not a prefix of the source's (take a full backup)",
             src.display()

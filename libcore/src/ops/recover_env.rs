@@ -101,12 +101,20 @@ pub struct Report {
     pub nothing_committed: bool,
 }
 
-/// Every log file and its size.
+/// Every log file and its size, a file whose first record header is all
+/// zeros (a preallocated file nothing was written into) counted as a
+/// bare header: it holds no records.
 fn log_sizes(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<(u32, u64)>> {
     let mut out = Vec::new();
     for n in layout.log_files(vfs)? {
         let h = vfs.open(&layout.log_path(n), crate::storage::vfs::OpenMode::Read)?;
-        out.push((n, h.len()?));
+        let mut first = [0u8; wal::RECORD_HEADER_SIZE];
+        let got = h.read_at(&mut first, u64::from(wal::FIRST_RECORD_OFFSET))?;
+        let len = match got > 0 && first[..got].iter().all(|&b| b == 0) {
+            true => u64::from(wal::FIRST_RECORD_OFFSET),
+            false => h.len()?,
+        };
+        out.push((n, len));
     }
     Ok(out)
 }

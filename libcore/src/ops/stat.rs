@@ -126,8 +126,14 @@ pub fn log(home: &Path) -> Result<LogStat> {
     let end = cur.end()?;
     let ckp = wal::last_checkpoint(&vfs, &layout.log_dir)?;
     let mut sizes = Vec::with_capacity(files.len());
+    // The newest file is preallocated: its bytes are its records, up to
+    // the end of the log, not its size.
     for &n in &files {
-        sizes.push((n, vfs.metadata(&layout.log_path(n))?.len));
+        let len = match n == end.file {
+            true => u64::from(end.offset),
+            false => vfs.metadata(&layout.log_path(n))?.len,
+        };
+        sizes.push((n, len));
     }
     let file_mode = vfs
         .metadata(&layout.log_path(end.file.max(files[0])))

@@ -203,17 +203,21 @@ pub fn recover(
     };
     redo.load_file_table(ckp.as_ref().map(|c| &c.1))?;
 
-    // Sizes of the files from `start` on, for progress percentages.
+    // Sizes of the files from `start` on, for progress percentages; the
+    // newest one's up to the end of its records (it is preallocated).
+    let log_end = cur.end()?;
     let sizes: Vec<(u32, u64)> = cur
         .files()
         .iter()
         .filter(|&&n| n >= start.file)
         .map(|&n| {
-            let len = vfs
-                .open(&layout.log_path(n), OpenMode::Read)
-                .and_then(|h| h.len())
-                .unwrap_or(0);
-            (n, len)
+            let len = match n == log_end.file {
+                true => Ok(u64::from(log_end.offset)),
+                false => vfs
+                    .open(&layout.log_path(n), OpenMode::Read)
+                    .and_then(|h| h.len()),
+            };
+            (n, len.unwrap_or(0))
         })
         .collect();
     let total: u64 = sizes.iter().map(|s| s.1).sum::<u64>().max(1);

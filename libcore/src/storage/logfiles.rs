@@ -17,7 +17,7 @@
 //! ```text
 //! offset size  field
 //!   0     4    magic           LOG_MAGIC (0x474f_4c42, bytes "BLOG")
-//!   4     4    version         LOG_VERSION (2; version 1 files are read too)
+//!   4     4    version         LOG_VERSION (3; versions 1 and 2 are read too)
 //!   8     4    file number     the N of log.N; must equal the name
 //!  12     4    reserved        0
 //!  16     8    env_id          random id of the environment; all its log
@@ -29,6 +29,21 @@
 //!  36     4    crc32           of bytes 0..36
 //!  40          first record    FIRST_RECORD_OFFSET
 //! ```
+//!
+//! # The zero tail (version 3)
+//!
+//! A log file is created at its full size ([`preallocated_len`]: `lg_max`
+//! rounded up to 4 KiB) and its records are written into the zeros, so a
+//! commit's fdatasync never has a file size to commit. The records of the
+//! newest file therefore end at the first record header that is all zero
+//! (or the file's end): its *zero tail*. Before the log moves on to the
+//! next file, the current one is cut to its last record and that cut is
+//! fsynced, and only then is the next file created: every older file ends
+//! exactly at its last record, as files of versions 1 and 2 always do, and
+//! zeros in an older file are damage (`Error::Corrupt`), never an end.
+//! Version 3 names the zero tail: a program that reads only versions 1
+//! and 2 would take the file's size for the end of its records (a backup,
+//! a replication master), so it refuses the file, naming its version.
 //!
 
 use crate::error::{Error, Location, Result};
@@ -71,9 +86,11 @@ pub fn log_path(dir: &Path, n: u32) -> PathBuf {
 
 /// First four bytes of every log file.
 pub const LOG_MAGIC: u32 = 0x474f_4c42;
-/// The header/record format version this code writes.
-pub const LOG_VERSION: u32 = 2;
-/// The oldest version it reads (version 1 lacks only the epoch record).
+/// The header/record format version this code writes (3: the newest
+/// file may end in a zero tail; see the module's doc).
+pub const LOG_VERSION: u32 = 3;
+/// The oldest version it reads (version 1 lacks only the epoch record,
+/// versions 1 and 2 the zero tail).
 pub const LOG_VERSION_MIN: u32 = 1;
 /// Mode of newly created log files.
 pub const LOG_FILE_MODE: u32 = 0o640;
@@ -81,6 +98,15 @@ pub const LOG_FILE_MODE: u32 = 0o640;
 pub const DEFAULT_LG_MAX: u32 = 10 * 1024 * 1024;
 /// Smallest accepted `lg_max`.
 pub const MIN_LG_MAX: u32 = 4096;
+/// The block size a new log file's size is rounded up to.
+pub const PREALLOC_BLOCK: u64 = 4096;
+
+/// The size a new log file is created at: `lg_max` rounded up to a whole
+/// block, as Berkeley DB does, so every record the file can take lands in
+/// bytes that already exist.
+pub fn preallocated_len(lg_max: u32) -> u64 {
+    u64::from(lg_max).div_ceil(PREALLOC_BLOCK) * PREALLOC_BLOCK
+}
 
 pub(crate) const HDR_MAGIC: usize = 0;
 pub(crate) const HDR_VERSION: usize = HDR_MAGIC + size_of::<u32>();
@@ -149,18 +175,42 @@ pub fn live_log_files(vfs: &SharedVfs, dir: &Path) -> Result<Vec<u32>> {
 }
 
 /// True for a file that a crash left while it was being created: shorter
-/// than a header, a header of zeroes, or a file of exactly a header whose
-/// checksum fails (the write of the header was torn). The header is
-/// fsynced before any record is written into the file, so such a file
-/// holds nothing; a file with records after a bad header is damage, not
-/// an interrupted creation.
+/// than a header, a header of zeroes, or a header whose checksum fails
+/// (its write was torn) followed by nothing but zeros (the preallocated
+/// size may have survived without the header). The header is fsynced
+/// before any record is written into the file, so such a file holds
+/// nothing; a file with bytes after a bad header is damage, not an
+/// interrupted creation.
 pub(crate) fn is_torn_creation(f: &dyn VFile) -> Result<bool> {
     let mut b = [0u8; FILE_HEADER_SIZE];
     let n = f.read_at(&mut b, 0)?;
     if n < FILE_HEADER_SIZE || b.iter().all(|&x| x == 0) {
         return Ok(true);
     }
-    Ok(!FileHeader::checksum_holds(&b) && f.len()? == FILE_HEADER_SIZE as u64)
+    if FileHeader::checksum_holds(&b) {
+        return Ok(false);
+    }
+    zeros_from(f, FILE_HEADER_SIZE as u64)
+}
+
+/// Whether every byte of `f` from `off` to its end is zero. Read in
+/// blocks: only a file whose header failed gets here, which is rare.
+fn zeros_from(f: &dyn VFile, off: u64) -> Result<bool> {
+    let len = f.len()?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = off;
+    while at < len {
+        let want = buf.len().min((len - at) as usize);
+        let n = f.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&x| x != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// The decoded header of one log file.

@@ -7,6 +7,12 @@
 //! `READ_BUF` bytes, so walking a log costs one read per window, not one per
 //! record.
 //!
+//! The newest file may end in a zero tail (`storage/logfiles.rs`): a record
+//! header of zeros there (or zeros up to the file's end, fewer than a
+//! header) is the end of the log whatever the policy; in an older file it
+//! is `Error::Corrupt`, because an older file is cut to its last record
+//! before the next one is created.
+//!
 //! What counts as the end of the log is decided by `OnBadRecord`: with
 //! `EndOfLog` (the default), the first record of the *last* file whose
 //! length, checksum or back link fails is the torn tail of a crash and ends
@@ -30,6 +36,12 @@ use std::path::{Path, PathBuf};
 
 /// Size of one read while walking a log file.
 pub const READ_BUF: usize = 1 << 20;
+
+/// Zeros where a record should be, in a file that is not the newest: the
+/// file was cut to its last record before the next was created, so its
+/// records were lost (damage), never a zero tail.
+const ZEROS_IN_OLDER_FILE: &str =
+    "zeros where a log record should be (a log file before the newest ends at its last record)";
 
 /// What a bad record (length, checksum or back link fails) means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,6 +110,10 @@ impl Window {
 enum Frame {
     /// `off` is the end of the file.
     End,
+    /// The bytes at `off` are zeros: a record header of zeros, or zeros up
+    /// to the end of the file. The end of the records of a preallocated
+    /// newest file.
+    ZeroTail,
     /// Length, checksum or back link fails.
     Bad(String),
     Good {
@@ -121,6 +137,12 @@ fn frame(
     let off64 = u64::from(off);
     if off64 == flen {
         return Ok(Frame::End);
+    }
+    let room = (flen.saturating_sub(off64)).min(RECORD_HEADER_SIZE as u64) as usize;
+    if let Some(h) = w.get(f, flen, off64, room, backward)? {
+        if h.iter().all(|&b| b == 0) {
+            return Ok(Frame::ZeroTail);
+        }
     }
     let h = match w.get(f, flen, off64, RECORD_HEADER_SIZE, backward)? {
         Some(h) => h,
@@ -203,7 +225,7 @@ pub(crate) fn last_record_len_before(f: &dyn VFile, path: &Path, end: u32) -> Re
                 last = len;
                 off += len;
             }
-            Frame::End => break,
+            Frame::End | Frame::ZeroTail => break,
             Frame::Bad(why) => {
                 return Err(Error::corrupt(path, Location::Offset(u64::from(off)), why))
             }
@@ -217,6 +239,28 @@ pub(crate) fn last_record_len_before(f: &dyn VFile, path: &Path, end: u32) -> Re
         )));
     }
     Ok(last)
+}
+
+/// Where the records of the log file at `path` end: the first offset at
+/// which no valid record follows the ones before it (its zero tail, a
+/// half-written or torn record, or its end). The size of a newest file is
+/// not where its records end, so a reader of a live log (a backup's mark,
+/// a replication master, `db_hotbackup -u`) asks this instead. Meant for
+/// the newest file: damage in an older one also just ends its records
+/// here. A file shorter than a header ends at its length.
+pub fn records_end(vfs: &SharedVfs, path: &Path) -> Result<u32> {
+    let f = vfs.open(path, OpenMode::Read)?;
+    let flen = f.len()?;
+    if flen <= u64::from(FIRST_RECORD_OFFSET) {
+        return Ok(flen as u32);
+    }
+    let mut w = Window::new();
+    let (mut off, mut last) = (FIRST_RECORD_OFFSET, 0u32);
+    while let Frame::Good { len, .. } = frame(&*f, &mut w, flen, off, Some(last), false)? {
+        last = len;
+        off += len;
+    }
+    Ok(off)
 }
 
 /// One open log file.
@@ -280,8 +324,9 @@ impl FileReader {
     }
 
     /// (end of valid records, length of the last one), walking the whole
-    /// file. A bad record ends the file only if `torn_ok`.
-    fn scan_end(&mut self, torn_ok: bool) -> Result<(u32, u32)> {
+    /// file. A zero tail ends the file only if it is the newest (`newest`),
+    /// a bad record only if `torn_ok`.
+    fn scan_end(&mut self, newest: bool, torn_ok: bool) -> Result<(u32, u32)> {
         let (mut off, mut last) = (FIRST_RECORD_OFFSET, 0u32);
         loop {
             match self.frame(off, Some(last), false)? {
@@ -290,6 +335,8 @@ impl FileReader {
                     off += len;
                 }
                 Frame::End => return Ok((off, last)),
+                Frame::ZeroTail if newest => return Ok((off, last)),
+                Frame::ZeroTail => return Err(self.corrupt(off, ZEROS_IN_OLDER_FILE)),
                 Frame::Bad(_) if torn_ok => return Ok((off, last)),
                 Frame::Bad(why) => return Err(self.corrupt(off, why)),
             }
@@ -434,8 +481,9 @@ impl LogCursor {
         if let Some(&e) = self.ends.get(&no) {
             return Ok(e);
         }
+        let newest = self.is_last(self.idx);
         let torn_ok = self.torn_ok(self.idx);
-        let e = self.reader()?.scan_end(torn_ok)?;
+        let e = self.reader()?.scan_end(newest, torn_ok)?;
         self.ends.insert(no, e);
         Ok(e)
     }
@@ -491,8 +539,16 @@ impl LogCursor {
             return Ok(());
         }
         let torn_ok = self.torn_ok(self.idx);
+        let newest = self.is_last(self.idx);
         match self.reader()?.frame(off, None, false)? {
             Frame::Good { .. } | Frame::End => Ok(()),
+            Frame::ZeroTail => {
+                if newest && self.current_end()?.0 == off {
+                    return Ok(());
+                }
+                let r = self.reader()?;
+                Err(r.corrupt(off, "no log record starts here (zeros)"))
+            }
             Frame::Bad(why) => {
                 if torn_ok && self.current_end()?.0 == off {
                     return Ok(());
@@ -543,6 +599,7 @@ impl LogCursor {
                 self.back_len
             };
             let torn_ok = self.torn_ok(self.idx);
+            let newest = self.is_last(self.idx);
             let r = self.reader()?;
             let no = r.no;
             match r.frame(off, expect, false)? {
@@ -579,6 +636,11 @@ impl LogCursor {
                     self.off = FIRST_RECORD_OFFSET;
                     self.back_len = Some(0);
                 }
+                Frame::ZeroTail if newest => {
+                    self.note_end(no, off);
+                    return Ok(None);
+                }
+                Frame::ZeroTail => return Err(r.corrupt(off, ZEROS_IN_OLDER_FILE)),
                 Frame::Bad(_) if torn_ok => {
                     self.note_end(no, off);
                     return Ok(None);
@@ -622,7 +684,7 @@ impl LogCursor {
                     let f = self.reader()?.frame(off, None, true)?;
                     match f {
                         Frame::Good { prev_len, .. } => prev_len,
-                        Frame::End | Frame::Bad(_) => {
+                        Frame::End | Frame::ZeroTail | Frame::Bad(_) => {
                             let (end, last) = self.current_end()?;
                             if end != off {
                                 let r = self.reader()?;
@@ -657,7 +719,7 @@ impl LogCursor {
                         format!("record has {} bytes, the next record says {}", len, back),
                     ))
                 }
-                Frame::End => return Err(r.corrupt(start, "record missing")),
+                Frame::End | Frame::ZeroTail => return Err(r.corrupt(start, "record missing")),
                 Frame::Bad(why) => return Err(r.corrupt(start, why)),
             }
         }
@@ -716,7 +778,7 @@ impl LogCursor {
             return Ok(Lsn::new(last, e));
         }
         let mut r = FileReader::open(&self.vfs, &self.dir, last)?;
-        let e = r.scan_end(self.policy == OnBadRecord::EndOfLog)?;
+        let e = r.scan_end(true, self.policy == OnBadRecord::EndOfLog)?;
         self.ends.insert(last, e);
         Ok(Lsn::new(last, e.0))
     }

@@ -14,6 +14,10 @@
 //!   checksum does not hold is the torn tail (the end of the log) in the
 //!   last file and `Error::Corrupt` (file and offset) in an earlier one
 //!   (`OnBadRecord`).
+//! - files are created at their full size and records written into the
+//!   zeros; the newest file's records end at its zero tail (a record header
+//!   of zeros), every older file at its last record (it is cut, and the cut
+//!   fsynced, before the next file exists): see `storage/logfiles.rs`.
 //!
 //! Log file names, the file header and which files make up the log are
 //! `storage/logfiles.rs` (re-exported here).
@@ -66,7 +70,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use cursor::{last_checkpoint, last_checkpoint_in, LogCursor, OnBadRecord};
+pub use cursor::{last_checkpoint, last_checkpoint_in, records_end, LogCursor, OnBadRecord};
 pub use record::{Checkpoint, PageRecord, Record, RecordError};
 pub use writer::{Durable, Log};
 
@@ -74,8 +78,9 @@ pub(crate) use crate::storage::logfiles::is_torn_creation;
 #[cfg(test)]
 use crate::storage::logfiles::live_log_files;
 pub use crate::storage::logfiles::{
-    list_log_files, log_name, log_path, parse_log_name, FileHeader, DEFAULT_LG_MAX,
-    FILE_HEADER_SIZE, FIRST_RECORD_OFFSET, LOG_FILE_MODE, LOG_MAGIC, LOG_VERSION, MIN_LG_MAX,
+    list_log_files, log_name, log_path, parse_log_name, preallocated_len, FileHeader,
+    DEFAULT_LG_MAX, FILE_HEADER_SIZE, FIRST_RECORD_OFFSET, LOG_FILE_MODE, LOG_MAGIC, LOG_VERSION,
+    MIN_LG_MAX,
 };
 #[cfg(test)]
 use crate::storage::logfiles::{

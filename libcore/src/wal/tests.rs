@@ -235,19 +235,21 @@ fn layout_sizes_are_pinned() {
         FileHeader::decode(Path::new("x"), &bad, 7),
         Err(Error::Version { .. })
     ));
-    // Version 2 added the epoch record: files of version 1 are read, a
-    // newer version is named.
-    assert_eq!(b[4], 2);
-    let mut v1 = b;
-    v1[4] = 1;
-    let crc = crate::storage::codec::crc32(&v1[..36]);
-    v1[36..40].copy_from_slice(&crc.to_le_bytes());
-    assert_eq!(FileHeader::decode(Path::new("x"), &v1, 7).unwrap(), h);
+    // Version 2 added the epoch record, version 3 the zero tail: files of
+    // versions 1 and 2 are read, a newer version is named.
+    assert_eq!(b[4], 3);
+    for old in [1u8, 2] {
+        let mut v = b;
+        v[4] = old;
+        let crc = crate::storage::codec::crc32(&v[..36]);
+        v[36..40].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(FileHeader::decode(Path::new("x"), &v, 7).unwrap(), h);
+    }
     let mut bad = b;
-    bad[4] = 3;
+    bad[4] = 4;
     match FileHeader::decode(Path::new("x"), &bad, 7) {
         Err(e @ Error::Version { .. }) => {
-            assert!(e.to_string().contains("version 3"), "{e}")
+            assert!(e.to_string().contains("version 4"), "{e}")
         }
         other => panic!("{other:?}"),
     }
@@ -485,7 +487,13 @@ fn torn_tail_at_every_byte_ends_at_the_previous_record() {
         .unwrap();
     assert_eq!(end, last_lsn);
     let log = Log::open_at(vfs.clone(), d.path(), ENV, MIN_LG_MAX, end, Lsn::ZERO).unwrap();
-    assert_eq!(file_len(d.path(), n), u64::from(end.offset));
+    // Cut at the end, then given its zero tail back.
+    assert_eq!(
+        file_len(d.path(), n),
+        crate::storage::logfiles::preallocated_len(MIN_LG_MAX)
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes[end.offset as usize..].iter().all(|&b| b == 0));
     assert_eq!(log.durable(), end);
     all.extend(fill(&log, 5000, 30, 60));
     assert_eq!(read_all(&vfs, d.path()).unwrap(), all);
@@ -965,4 +973,149 @@ fn a_listing_that_races_creation_or_removal_is_taken_again() {
         let vfs: SharedVfs = Arc::new(ScriptedListing(std::sync::Mutex::new(script.clone())));
         assert_eq!(list_log_files(&vfs, dir).unwrap(), want, "{script:?}");
     }
+}
+
+#[test]
+fn new_files_are_preallocated_and_older_files_end_at_their_last_record() {
+    // Log files are created at their full size (a commit's fdatasync then
+    // never commits a size) and cut to their last record when the log
+    // leaves them: the newest file ends in zeros, every older one exactly
+    // where its records end, as before preallocation.
+    let d = tmp();
+    let vfs = OsVfs::shared();
+    let lg_max = 5000;
+    let full = crate::storage::logfiles::preallocated_len(lg_max);
+    assert_eq!(full, 8192);
+    let log = Log::create(vfs.clone(), d.path(), ENV, lg_max).unwrap();
+    assert_eq!(file_len(d.path(), 1), full);
+    let all = fill(&log, 1, 150, 70);
+    let end = log.end();
+    assert!(end.file >= 3, "{end}");
+    for n in 1..end.file {
+        let last = all.iter().rfind(|r| r.0.file == n).unwrap();
+        let rec_end = u64::from(last.0.offset) + last.2.encoded_len() as u64;
+        assert_eq!(file_len(d.path(), n), rec_end, "log file {n}");
+    }
+    assert_eq!(file_len(d.path(), end.file), full);
+    let newest = log_path(d.path(), end.file);
+    assert_eq!(records_end(&vfs, &newest).unwrap(), end.offset);
+    drop(log);
+    assert_eq!(read_all(&vfs, d.path()).unwrap(), all);
+    for policy in [OnBadRecord::EndOfLog, OnBadRecord::Fail] {
+        let mut c = LogCursor::open_with(vfs.clone(), d.path(), policy).unwrap();
+        assert_eq!(c.end().unwrap(), end, "{policy:?}");
+        c.seek(end).unwrap();
+        assert_eq!(c.prev().unwrap().as_ref(), all.last());
+        c.check_tail().unwrap();
+        // A position in the zeros past the end is no record.
+        let mut c = LogCursor::open_with(vfs.clone(), d.path(), policy).unwrap();
+        let inside = Lsn::new(end.file, end.offset + 64);
+        assert!(matches!(c.seek(inside), Err(Error::Corrupt { .. })));
+    }
+}
+
+#[test]
+fn zeros_in_a_file_before_the_newest_are_corrupt_not_an_end() {
+    // Only the newest file may end in zeros: an older one was cut to its
+    // last record (and the cut fsynced) before the next file existed, so
+    // zeros there are records lost to damage. Taking them for an end
+    // would skip straight into the next file and replay a log with a hole.
+    let d = tmp();
+    let vfs = OsVfs::shared();
+    let log = Log::create(vfs.clone(), d.path(), ENV, MIN_LG_MAX).unwrap();
+    let all = fill(&log, 1, 40, 60);
+    let end = log.end();
+    assert!(end.file >= 2);
+    drop(log);
+    let one: Vec<_> = all.iter().filter(|r| r.0.file == 1).collect();
+    let p = log_path(d.path(), 1);
+    let mut b = std::fs::read(&p).unwrap();
+    let cut = one[one.len() / 2].0.offset as usize;
+    b[cut..].iter_mut().for_each(|x| *x = 0);
+    std::fs::write(&p, &b).unwrap();
+    match read_all(&vfs, d.path()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, p),
+        other => panic!("{other:?}"),
+    }
+    // A zero tail appended to an older file is the same damage.
+    let d2 = tmp();
+    let log = Log::create(vfs.clone(), d2.path(), ENV, MIN_LG_MAX).unwrap();
+    fill(&log, 1, 40, 60);
+    drop(log);
+    let p = log_path(d2.path(), 1);
+    let f = OsVfs.open(&p, OpenMode::ReadWrite).unwrap();
+    f.set_len(f.len().unwrap() + 512).unwrap();
+    match read_all(&vfs, d2.path()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, p),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reopening_cuts_records_a_power_loss_kept_after_a_lost_one() {
+    // A power loss can keep a later write into the preallocated zeros and
+    // lose an earlier one: records after a hole of zeros. The log ends at
+    // the hole; reopening must cut those stale records before it gives
+    // the file its zeros back, or a new record of the lost one's length
+    // would link them back into the log: a commit nobody acknowledged,
+    // replayed by the next recovery.
+    let d = tmp();
+    let vfs = OsVfs::shared();
+    let log = Log::create(vfs.clone(), d.path(), ENV, 1 << 16).unwrap();
+    let mut all = fill(&log, 1, 6, 50);
+    drop(log);
+    // Lose the 4th transaction (its two records), keep the 5th and 6th.
+    let lost = all[6].0;
+    let kept = all[8].0;
+    let p = log_path(d.path(), 1);
+    let mut b = std::fs::read(&p).unwrap();
+    b[lost.offset as usize..kept.offset as usize]
+        .iter_mut()
+        .for_each(|x| *x = 0);
+    std::fs::write(&p, &b).unwrap();
+    all.truncate(6);
+    let end = LogCursor::open(vfs.clone(), d.path())
+        .unwrap()
+        .end()
+        .unwrap();
+    assert_eq!(end, lost);
+    let log = Log::open_at(vfs.clone(), d.path(), ENV, 1 << 16, end, Lsn::ZERO).unwrap();
+    assert_eq!(file_len(d.path(), 1), 1 << 16);
+    // The same sizes as the lost transaction: the stale 5th would follow.
+    all.extend(fill(&log, 4, 1, 50));
+    assert_eq!(log.end(), kept);
+    drop(log);
+    assert_eq!(read_all(&vfs, d.path()).unwrap(), all);
+}
+
+#[test]
+fn a_torn_header_in_a_preallocated_newest_file_is_an_unfinished_creation() {
+    // The file's size can survive a power loss without its header: a
+    // header whose checksum fails followed by nothing but zeros is a
+    // creation that never finished (nothing was written into it), not a
+    // damaged file that stops every reader. A nonzero byte after it is
+    // damage.
+    let d = tmp();
+    let vfs = OsVfs::shared();
+    let log = Log::create(vfs.clone(), d.path(), ENV, MIN_LG_MAX).unwrap();
+    let all = fill(&log, 1, 3, 10);
+    log.new_file().unwrap();
+    drop(log);
+    let two = log_path(d.path(), 2);
+    let mut b = std::fs::read(&two).unwrap();
+    assert_eq!(
+        b.len() as u64,
+        crate::storage::logfiles::preallocated_len(MIN_LG_MAX)
+    );
+    b[20] ^= 0x21;
+    std::fs::write(&two, &b).unwrap();
+    assert_eq!(live_log_files(&vfs, d.path()).unwrap(), [1]);
+    assert_eq!(read_all(&vfs, d.path()).unwrap(), all);
+    b[3000] = 1;
+    std::fs::write(&two, &b).unwrap();
+    assert_eq!(live_log_files(&vfs, d.path()).unwrap(), [1, 2]);
+    assert!(matches!(
+        read_all(&vfs, d.path()),
+        Err(Error::Corrupt { .. })
+    ));
 }

@@ -12,11 +12,21 @@
 //! others; a waiter whose LSN that sync covered returns without its own
 //! fsync. Older files are always synced when the log rotates away from them,
 //! so only the current file ever holds unsynced bytes.
+//!
+//! Preallocation: a new file is created at `preallocated_len(lg_max)` (its
+//! header written, the size set, both fsynced with the directory before any
+//! record goes in), and records are written into its zeros, so a commit's
+//! fdatasync writes data only, never a new file size. Rotation first cuts
+//! the current file to its last record and fsyncs the cut, then creates the
+//! next file: only the newest file ever has a zero tail. Reopening cuts
+//! whatever follows the end of the log (a torn record, bytes of records a
+//! power loss kept after a lost one) and fsyncs that before extending the
+//! file with zeros again, so no stale byte can ever follow a new record.
 
 use super::{
-    list_log_files, log_path, FileHeader, Record, FILE_HEADER_SIZE, FIRST_RECORD_OFFSET,
-    LOG_FILE_MODE, MAX_RECORD_LEN, MIN_LG_MAX, RECORD_HEADER_SIZE, REC_CRC, REC_LEN, REC_PREV_LEN,
-    REC_TXN, REC_TYPE,
+    list_log_files, log_path, preallocated_len, FileHeader, Record, FILE_HEADER_SIZE,
+    FIRST_RECORD_OFFSET, LOG_FILE_MODE, MAX_RECORD_LEN, MIN_LG_MAX, RECORD_HEADER_SIZE, REC_CRC,
+    REC_LEN, REC_PREV_LEN, REC_TXN, REC_TYPE,
 };
 use crate::error::{Error, Location, Result};
 use crate::storage::codec::{crc32_parts, put_u32, put_u64};
@@ -135,10 +145,12 @@ impl Log {
     }
 
     /// Continues appending at `end` (the end of the valid log, as recovery
-    /// found it). Bytes beyond `end` in its file (a torn tail) are cut and
-    /// the cut is fsynced; a later log file that only holds a torn header
-    /// (a crash while it was being created) is removed. A later file with a
-    /// valid header is refused: `end` would not be the end of the log.
+    /// found it). Bytes beyond `end` in its file (a zero tail, a torn tail,
+    /// records a power loss kept after a lost one) are cut and the cut is
+    /// fsynced, then the file is extended with zeros to its preallocated
+    /// size again; a later log file that only holds a torn header (a crash
+    /// while it was being created) is removed. A later file with a valid
+    /// header is refused: `end` would not be the end of the log.
     pub fn open_at(
         vfs: SharedVfs,
         dir: &Path,
@@ -203,8 +215,11 @@ impl Log {
             file.set_len(u64::from(end.offset))?;
         }
         // What we read may still be only in the OS cache (a process crash
-        // keeps it); make it durable before calling it durable.
+        // keeps it); make it durable before calling it durable. This also
+        // makes the cut durable before the extension below: were only the
+        // extension kept, stale bytes could follow the next records.
         file.sync()?;
+        extend_with_zeros(&*file, u64::from(end.offset), lg_max)?;
         Ok(Log::assemble(
             vfs, dir, env_id, lg_max, file, end.file, end.offset, prev_len, last_ckp,
         ))
@@ -357,6 +372,8 @@ impl Log {
     }
 }
 
+/// Creates log file `n`: its header, then its preallocated size of zeros,
+/// fsynced, then the directory fsynced, before any record goes in.
 fn create_file(
     vfs: &SharedVfs,
     dir: &Path,
@@ -374,9 +391,32 @@ fn create_file(
         last_ckp,
     };
     file.write_at(&h.encode(), 0)?;
+    file.set_len(preallocated_len(lg_max).max(FILE_HEADER_SIZE as u64))?;
     file.sync()?;
     vfs.sync_dir(dir)?;
     Ok(file)
+}
+
+/// Gives the newest file, whose records end at `end`, its zero tail back
+/// (durably) when it is shorter than its preallocated size: an old
+/// environment's file, or one recovery cut.
+fn extend_with_zeros(file: &dyn VFile, end: u64, lg_max: u32) -> Result<()> {
+    let full = preallocated_len(lg_max);
+    if full > end && file.len()? < full {
+        file.set_len(full)?;
+        file.sync()?;
+    }
+    Ok(())
+}
+
+/// Cuts the zero tail off a file the log is leaving (its records end at
+/// `end`) and fsyncs the file, cut and records, so it ends at its last
+/// record before the next file exists.
+fn seal_file(file: &dyn VFile, end: u32) -> Result<()> {
+    if file.len()? > u64::from(end) {
+        file.set_len(u64::from(end))?;
+    }
+    file.sync()
 }
 
 impl Appender<'_> {
@@ -494,8 +534,9 @@ impl Appender<'_> {
         Ok(())
     }
 
-    /// Makes the current file durable, then creates the next one (header,
-    /// fsync, directory fsync) and makes it current.
+    /// Cuts the current file to its last record and makes it durable, then
+    /// creates the next one (header, size, fsync, directory fsync) and
+    /// makes it current.
     fn rotate(&mut self) -> Result<()> {
         let log = self.log;
         let next = match self.st.file_no.checked_add(1) {
@@ -504,7 +545,7 @@ impl Appender<'_> {
                 return Err(log.fail(Error::invalid("log file numbers exhausted")));
             }
         };
-        if let Err(e) = self.st.file.sync() {
+        if let Err(e) = seal_file(&*self.st.file, self.st.offset) {
             return Err(log.fail(e));
         }
         let file = match create_file(

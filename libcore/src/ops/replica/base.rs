@@ -232,16 +232,18 @@ pub fn start_point(vfs: &SharedVfs, src: &Layout) -> Result<(Lsn, Lsn)> {
     })
 }
 
-/// A position no earlier than every record already written: the last log
-/// file and its length now. A bulk load fsyncs its pages before its marker
-/// is appended, so a marker below this mark had its pages on disk before.
+/// A position no earlier than every record already written and no later
+/// than any record written after this moment: where the records of the
+/// last log file end now (its zero tail, not its preallocated size). A
+/// bulk load fsyncs its pages before its marker is appended, so a marker
+/// below this mark had its pages on disk before.
 pub fn log_mark(vfs: &SharedVfs, src: &Layout) -> Result<Lsn> {
     let logs = src.log_files(vfs)?;
     let Some(&last) = logs.last() else {
         return Ok(Lsn::ZERO);
     };
-    let len = vfs.open(&src.log_path(last), OpenMode::Read)?.len()?;
-    Ok(Lsn::new(last, u32::try_from(len).unwrap_or(u32::MAX)))
+    let end = crate::wal::records_end(vfs, &src.log_path(last))?;
+    Ok(Lsn::new(last, end))
 }
 
 /// Bulk markers in the source's log between `from` and `to`: loads whose

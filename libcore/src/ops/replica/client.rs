@@ -268,8 +268,10 @@ impl Client {
     /// manifest's end is fetched again, so the state goes back there.
     fn resume_point(&mut self) -> Result<()> {
         let path = self.layout.log_path(self.state.applied.file);
-        let len = match self.vfs.open(&path, crate::storage::vfs::OpenMode::Read) {
-            Ok(f) => f.len()?,
+        // Where its records end, not its size: a log the engine opened is
+        // preallocated with zeros after them.
+        let len = match crate::wal::records_end(&self.vfs, &path) {
+            Ok(end) => u64::from(end),
             Err(e) if e.is_not_found() => 0,
             Err(e) => return Err(e),
         };

@@ -181,8 +181,8 @@ struct Scan {
     /// Ends of the records read, with whether each closes a transaction
     /// or checkpoint.
     ends: Vec<(Lsn, bool)>,
-    /// The primary's durable end: its newest log file's length when it was
-    /// fsynced.
+    /// The primary's durable end: where the records of its newest log file
+    /// ended when it was fsynced (not the file's size: it is preallocated).
     durable: Lsn,
     /// Bulk markers read.
     bulk: Vec<Lsn>,
@@ -547,10 +547,10 @@ impl Master {
                 path: self.src.log_path(self.shipped.file),
             });
         }
-        let newest = self.vfs.open(&self.src.log_path(last), OpenMode::Read)?;
-        let durable_len = newest.len()?;
-        newest.sync()?;
-        let durable = Lsn::new(last, u32::try_from(durable_len).unwrap_or(u32::MAX));
+        // Records are read first and the newest file fsynced after: every
+        // record read was in the file before that fsync, so it is durable.
+        let newest_path = self.src.log_path(last);
+        let newest = self.vfs.open(&newest_path, OpenMode::Read)?;
         let mut cur = LogCursor::open_from(
             self.vfs.clone(),
             &self.src.log_dir,
@@ -569,12 +569,18 @@ impl Master {
         let mut ends = Vec::new();
         let mut bulk = Vec::new();
         let limit = self.shipped;
-        while let Some(r) = cur.next_raw()? {
+        let mut walked_to_end = false;
+        loop {
+            let Some(r) = cur.next_raw()? else {
+                walked_to_end = true;
+                break;
+            };
             let end = Lsn::new(
                 r.lsn.file,
                 r.lsn.offset + (RECORD_HEADER_SIZE + r.payload.len()) as u32,
             );
-            if end.file == last && u64::from(end.offset) > durable_len {
+            // A file created since the listing: not covered by the fsync.
+            if end.file > last {
                 break;
             }
             let closes = if PageRecord::is_page_type(r.ty) {
@@ -596,6 +602,11 @@ impl Master {
                 break;
             }
         }
+        let durable = match cur.position() {
+            p if walked_to_end && p.file == last => p,
+            _ => Lsn::new(last, crate::wal::records_end(&self.vfs, &newest_path)?),
+        };
+        newest.sync()?;
         Ok(Scan {
             ends,
             durable,
