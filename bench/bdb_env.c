@@ -9,6 +9,10 @@
  *                              value sizes) into a.db and "last" into b.db;
  *                              prints "txn/s" on stderr
  *   bdb_env HOME ckp           checkpoint and remove unneeded logs
+ *   bdb_env HOME big MIB [nosync]
+ *                              one transaction of MIB MiB of 1000-byte
+ *                              values into a.db (tests/writer.rs --big is
+ *                              the twin)
  *   bdb_env HOME run SECONDS THREADS [nosync]
  *                              THREADS threads commit the write-mode
  *                              transaction for SECONDS (j from one shared
@@ -82,13 +86,14 @@ int main(int argc, char **argv)
     DB_ENV *env; DB *a, *b; DB_TXN *t; DBT k, v;
     static char key[32], val[6000], last[32];
     long n, j, i, start = 0;
-    int nosync, load, ckp, run, threads = 0;
+    int nosync, load, ckp, run, big, threads = 0;
     double t0, seconds = 0;
 
-    if (argc < 3) { fprintf(stderr, "usage: bdb_env HOME load|write|ckp [N] [nosync]\n"
+    if (argc < 3) { fprintf(stderr, "usage: bdb_env HOME load|write|ckp|big [N] [nosync]\n"
                             "       bdb_env HOME run SECONDS THREADS [nosync]\n"); return 2; }
     load = !strcmp(argv[2], "load"); ckp = !strcmp(argv[2], "ckp");
     run = !strcmp(argv[2], "run");
+    big = !strcmp(argv[2], "big");
     n = argc > 3 ? atol(argv[3]) : 0;
     nosync = argc > 4 && !strcmp(argv[4], "nosync");
     if (run) {
@@ -105,6 +110,11 @@ int main(int argc, char **argv)
     /* Threads of one transaction mode can deadlock on b.db's one page:
      * the detector picks a victim at once, which retries. */
     if (run) CHECK(env->set_lk_detect(env, DB_LOCK_DEFAULT));
+    /* One transaction locks every page it writes. */
+    if (big) {
+        CHECK(env->set_lk_max_locks(env, 1000000));
+        CHECK(env->set_lk_max_objects(env, 1000000));
+    }
     CHECK(env->open(env, argv[1], DB_CREATE | DB_INIT_TXN | DB_INIT_LOG | DB_INIT_LOCK |
                     DB_INIT_MPOOL | (run ? DB_THREAD : 0), 0644));
     if (nosync) CHECK(env->set_flags(env, DB_TXN_NOSYNC, 1));
@@ -135,6 +145,20 @@ int main(int argc, char **argv)
         CHECK(a->close(a, 0)); CHECK(b->close(b, 0));
         CHECK(env->close(env, 0));
         printf("RATE %.0f %ld %.3f\n", r_commits / el, r_commits, el);
+        return 0;
+    }
+    if (big) { /* n MiB in one transaction */
+        CHECK(env->txn_begin(env, NULL, &t, 0));
+        for (j = start + 1, i = 0; i < n * 1048576 / 1000; j++, i++) {
+            k.size = sprintf(key, "k%010ld", j); v.size = 1000;
+            memset(val, 'a' + j % 26, v.size);
+            CHECK(a->put(a, t, &k, &v, 0));
+        }
+        k.data = "last"; k.size = 4; v.data = last; v.size = sprintf(last, "%ld", j - 1);
+        CHECK(b->put(b, t, &k, &v, 0));
+        CHECK(t->commit(t, 0));
+        CHECK(a->close(a, 0)); CHECK(b->close(b, 0));
+        CHECK(env->close(env, 0));
         return 0;
     }
     t0 = now();

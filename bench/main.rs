@@ -12,8 +12,10 @@
 //! 2. `db_hotbackup -u` after N MiB of new log, on an environment and on
 //!    one 10x larger (plot `u-time.svg`);
 //! 3. `db_recover -c` vs `db5.3_recover -c` on the same transactions
-//!    (plot `recovery-time.svg`);
-//! 4. `db_load` of a dump vs `db5.3_load` of the same dump;
+//!    (plot `recovery-time.svg`), and their peak RSS recovering one huge
+//!    transaction;
+//! 4. `db_load` of a dump vs `db5.3_load` of the same dump, sorted and
+//!    shuffled;
 //! 5. commits/s, sync and nosync, 1 and 8 threads, vs libdb;
 //! 6. the primary's commits/s while `db_hotbackup` runs in a loop;
 //! 7. `db_archive` latency with many log files vs few;
@@ -65,6 +67,8 @@ struct Size {
     u_mib: Vec<f64>,
     /// Transactions replayed by catastrophic recovery.
     recovery_txns: Vec<u64>,
+    /// MiB of values in the one transaction of the recovery-memory row.
+    big_txn_mib: u64,
     commit_secs: f64,
     /// Seconds of paced commits in each standby lag run.
     repl_secs: f64,
@@ -83,6 +87,7 @@ impl Size {
                 load_records: 20_000,
                 u_mib: vec![0.25, 1.0],
                 recovery_txns: vec![1_000, 2_000],
+                big_txn_mib: 8,
                 commit_secs: 0.3,
                 repl_secs: 1.0,
                 archive_logs: (10, 100),
@@ -95,6 +100,7 @@ impl Size {
                 load_records: 1_000_000,
                 u_mib: vec![1.0, 4.0, 16.0],
                 recovery_txns: vec![20_000, 40_000, 80_000],
+                big_txn_mib: 100,
                 commit_secs: 3.0,
                 repl_secs: 10.0,
                 archive_logs: (100, 10_000),
@@ -107,6 +113,7 @@ impl Size {
                 load_records: 1_000_000,
                 u_mib: vec![1.0, 4.0, 16.0, 64.0],
                 recovery_txns: vec![50_000, 100_000, 200_000, 400_000],
+                big_txn_mib: 100,
                 commit_secs: 5.0,
                 repl_secs: 20.0,
                 archive_logs: (100, 10_000),
@@ -473,12 +480,107 @@ impl Bench {
         write(&self.out.join("recovery-time.svg"), &chart.svg())
     }
 
-    /// Section 4: db_load of the same dump.
+    /// Section 3, memory: peak RSS of `db_recover -c` replaying one
+    /// transaction of `big_txn_mib` MiB of values, and of
+    /// `db5.3_recover -c` replaying the same transaction.
+    fn recovery_memory(&mut self) -> R<()> {
+        let mib_v = self.size.big_txn_mib;
+        say(&format!(
+            "3. db_recover -c peak RSS, one {mib_v} MiB transaction"
+        ));
+        let (env, copy) = (self.dir("bigtxn"), self.dir("bigtxn-copy"));
+        fresh(&env)?;
+        measure::time(
+            self.ours
+                .writer()
+                .arg(&env)
+                .arg("--big")
+                .arg(mib_v.to_string())
+                .arg("--nosync"),
+        )?;
+        let log = log_bytes(&env);
+        let mut ours = Vec::new();
+        for _ in 0..self.runs() {
+            remove(&copy);
+            workload::cp_r(&env, &copy)?;
+            measure::sync();
+            ours.push(measure::time(
+                self.ours.tool("db_recover").arg("-c").arg("-h").arg(&copy),
+            )?);
+        }
+        remove(&copy);
+        remove(&env);
+        let mut theirs = Vec::new();
+        if let Some(bdb) = self.bdb() {
+            fresh(&env)?;
+            measure::time(
+                bdb.env()
+                    .arg(&env)
+                    .arg("big")
+                    .arg(mib_v.to_string())
+                    .arg("nosync"),
+            )?;
+            for _ in 0..self.runs() {
+                remove(&copy);
+                Bdb::copy_for_recovery(&env, &copy)?;
+                measure::sync();
+                theirs.push(measure::time(
+                    Command::new("db5.3_recover").arg("-c").arg("-h").arg(&copy),
+                )?);
+            }
+            remove(&copy);
+            remove(&env);
+        }
+        let m = peak_rss_mib(&ours);
+        let rss = |v: &[Sample]| {
+            all(
+                &v.iter()
+                    .map(|s| s.max_rss_kib as f64 / 1024.0)
+                    .collect::<Vec<_>>(),
+                1,
+            )
+        };
+        let anchor = match theirs.is_empty() {
+            true => "-".to_string(),
+            false => format!(
+                "{:.1} MiB ({:.2} s, db5.3_recover)",
+                peak_rss_mib(&theirs),
+                median_secs(&theirs)
+            ),
+        };
+        let r = self.row(
+            "3",
+            format!("db_recover -c peak RSS, one {mib_v} MiB transaction"),
+            format!(
+                "{m:.1} MiB ({:.2} s, {:.1} MiB log)",
+                median_secs(&ours),
+                mib(log)
+            ),
+            anchor,
+        );
+        r.ratio = Some(m);
+        r.ratio_is = "MiB";
+        r.goal = Goal::AtMost(32.0);
+        r.runs = format!("{} vs {}", rss(&ours), rss(&theirs));
+        Ok(())
+    }
+
+    /// Section 4: db_load of the same dump, sorted (as every dump of a
+    /// B-tree is) and shuffled.
     fn load(&mut self) -> R<()> {
+        self.load_one(false)?;
+        self.load_one(true)
+    }
+
+    fn load_one(&mut self, shuffled: bool) -> R<()> {
         let n = self.size.load_records;
-        say(&format!("4. db_load vs db5.3_load, {n} records"));
+        let order = if shuffled { "shuffled" } else { "sorted" };
+        say(&format!("4. db_load vs db5.3_load, {n} {order} records"));
         let dump = self.dir("load.dump");
-        workload::write_hex_dump(&dump, n)?;
+        match shuffled {
+            true => workload::write_shuffled_hex_dump(&dump, n)?,
+            false => workload::write_hex_dump(&dump, n)?,
+        }
         let dir = self.dir("load");
         let mut ours = Vec::new();
         let mut log = 0;
@@ -529,7 +631,10 @@ impl Bench {
         };
         let r = self.row(
             "4",
-            format!("db_load of {n} records (dump format)"),
+            match shuffled {
+                true => format!("db_load of {n} shuffled records (dump format)"),
+                false => format!("db_load of {n} records (dump format)"),
+            },
             format!(
                 "{:.0} rec/s ({o:.2} s, {:.1} MiB RSS, {:.1} MiB log)",
                 rate(o),
@@ -540,7 +645,7 @@ impl Bench {
         );
         r.ratio = ratio;
         r.ratio_is = "ours/bdb rec/s";
-        r.goal = Goal::AtLeast(1.5);
+        r.goal = Goal::AtLeast(if shuffled { 1.0 } else { 1.5 });
         r.runs = format!("{} vs {}", rates(&ours), rates(&theirs));
         Ok(())
     }
@@ -1014,6 +1119,7 @@ impl Bench {
         }
         if want(3) {
             self.recovery()?;
+            self.recovery_memory()?;
         }
         if want(4) {
             self.load()?;

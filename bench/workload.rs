@@ -62,6 +62,25 @@ pub fn write_text_dump(path: &Path, first: u64, count: u64) -> Result<(), String
 /// Writes a `db_dump` format (bytevalue) dump of `count` records with keys
 /// `k%08d` and 16-byte values, readable by our `db_load` and `db5.3_load`.
 pub fn write_hex_dump(path: &Path, count: u64) -> Result<(), String> {
+    write_hex_dump_in(path, count, 1)
+}
+
+/// The same records, in the order `i * stride mod count` (a stride prime
+/// to `count` visits each once): shuffled input for db_load.
+pub fn write_shuffled_hex_dump(path: &Path, count: u64) -> Result<(), String> {
+    let stride = (7919..).find(|s| gcd(*s, count) == 1).unwrap_or(1);
+    write_hex_dump_in(path, count, stride)
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn write_hex_dump_in(path: &Path, count: u64, stride: u64) -> Result<(), String> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let f = File::create(path).map_err(|e| io(path, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
@@ -77,7 +96,8 @@ pub fn write_hex_dump(path: &Path, count: u64) -> Result<(), String> {
     };
     let r = (|| -> std::io::Result<()> {
         w.write_all(b"VERSION=3\nformat=bytevalue\ntype=btree\ndb_pagesize=4096\nHEADER=END\n")?;
-        for i in 0..count {
+        for n in 0..count {
+            let i = n * stride % count;
             line(&mut w, format!("k{i:08}").as_bytes())?;
             line(&mut w, format!("value-{i:010}").as_bytes())?;
         }

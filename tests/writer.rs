@@ -17,6 +17,10 @@
 //! With `--bulk-at J`, transaction J is a bulk-mode one that also loads
 //! 300 records of 1000 bytes into c.db.
 //!
+//! `writer HOME --big MIB [--nosync]` commits one transaction of MIB MiB:
+//! 1000-byte values under the next keys (k<j+1>.., `last` set after them),
+//! the huge transaction of the recovery-memory bench.
+//!
 //! Timed mode, for benchmarks (`bench/bdb_env.c run` is the Berkeley DB
 //! twin):
 //!
@@ -44,7 +48,7 @@ use std::time::{Duration, Instant};
 mod workload;
 use workload::{key, value};
 
-const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES]";
+const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES]\n       writer HOME --big MIB [--nosync]";
 
 fn die(msg: impl std::fmt::Display) -> ! {
     eprintln!("writer: {msg}");
@@ -103,8 +107,13 @@ fn main() {
     }
     let env = Env::open(std::path::Path::new(home), opts).unwrap_or_else(|e| die(e));
     let dbs = open_or_create(&env).unwrap_or_else(|e| die(e));
+    let big: Option<u64> = flag(&args, "--big");
     let rate = match timed {
         Some((t, s)) => Some(timed_run(&env, &dbs, t, s).unwrap_or_else(|e| die(e))),
+        None if big.is_some() => {
+            big_txn(&env, &dbs, big.unwrap_or(0)).unwrap_or_else(|e| die(e));
+            None
+        }
         None => {
             counted_run(&env, &dbs, count, pace, ckp_every, bulk_at).unwrap_or_else(|e| die(e));
             None
@@ -199,6 +208,19 @@ fn counted_run(
             std::thread::sleep(pace.interval);
         }
     }
+    Ok(())
+}
+
+/// One transaction of `mib` MiB of 1000-byte values (`--big`).
+fn big_txn(env: &Env, dbs: &Dbs, mib: u64) -> libcore::Result<()> {
+    let mut j = last_j(env, dbs)?;
+    let mut t = env.begin()?;
+    for _ in 0..mib * 1_048_576 / 1000 {
+        j += 1;
+        t.put(&dbs.a, &key(j), &[b'a' + (j % 26) as u8; 1000])?;
+    }
+    t.put(&dbs.b, b"last", j.to_string().as_bytes())?;
+    t.commit()?;
     Ok(())
 }
 

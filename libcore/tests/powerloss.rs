@@ -1591,3 +1591,74 @@ fn pages_of_a_transaction_reach_disk_only_after_its_commit_record_is_durable() {
 fn rng(seed: u64) -> Rng {
     Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
 }
+
+#[test]
+fn a_power_loss_during_recovery_of_a_transaction_too_big_to_hold_keeps_it_whole() {
+    // Recovery held a whole transaction in memory until its commit and
+    // applied it before writing anything back; now a transaction over the
+    // batch limit (4 MiB) is read again from the log at its commit, and
+    // replayed pages are written back whenever they pass 16 MiB, in the
+    // middle of the transaction. Those writes reach the data files before
+    // recovery ends, so a power loss there must still leave a state that
+    // the next recovery turns into the whole transaction: never part of it.
+    let dir = scratch();
+    let home = dir.path();
+    let mut o = EnvOptions::create();
+    o.serve_requests = false;
+    let value = |j: u32| {
+        let mut v = vec![(j % 251) as u8; 4000];
+        v[..4].copy_from_slice(&j.to_le_bytes());
+        v
+    };
+    let env = Env::open(home, o.clone()).unwrap();
+    let db = {
+        let mut t = env.begin().unwrap();
+        let db = t.create_db("g.db", None).unwrap();
+        t.put(&db, b"kept", b"1").unwrap();
+        t.commit().unwrap();
+        db
+    };
+    env.checkpoint().unwrap();
+    // The data file as of the checkpoint: the crash comes before any page
+    // of the big transaction is written back, so redo replays all of it.
+    let before_big = std::fs::read(home.join("g.db")).unwrap();
+    let mut t = env.begin().unwrap();
+    for j in 0..5000u32 {
+        t.put(&db, format!("b{j:05}").as_bytes(), &value(j))
+            .unwrap();
+    }
+    t.commit().unwrap();
+    drop(env);
+    std::fs::write(home.join("g.db"), &before_big).unwrap();
+    let before = copy_env(home);
+    let count = copy_env(before.path());
+    let counter = CrashVfs::new(count.path());
+    let mut oc = o.clone();
+    oc.vfs = Some(counter.clone());
+    drop(Env::open(count.path(), oc).unwrap());
+    let ops = counter.mutations();
+    assert!(
+        ops > 4,
+        "recovery wrote back in several steps: {ops} operations"
+    );
+    for cut in 0..=ops {
+        let case = copy_env(before.path());
+        let crash = CrashVfs::new(case.path());
+        crash.crash_after(cut);
+        let mut oc = o.clone();
+        oc.vfs = Some(crash.clone());
+        if let Ok(env) = Env::open(case.path(), oc) {
+            drop(env);
+        }
+        crash.power_loss(cut).unwrap();
+        let ctx = format!("power lost {cut} of {ops} operations into recovery");
+        let env = Env::open(case.path(), o.clone()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let got = read_state(&env).unwrap();
+        let g = &got["g.db"];
+        assert_eq!(g.len(), 5001, "{ctx}");
+        for j in [0u32, 2500, 4999] {
+            assert_eq!(g[format!("b{j:05}").as_bytes()], value(j), "{ctx}: b{j:05}");
+        }
+        env.close().unwrap();
+    }
+}

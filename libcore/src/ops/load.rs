@@ -24,14 +24,19 @@
 //! and the rest goes in by ordinary puts in the same transaction, with
 //! the result of putting every pair (the build makes the pages those puts
 //! would). A load into a database that holds keys is ordinary puts
-//! throughout, so it leaves `db_hotbackup -u` able to follow it.
+//! throughout, so it leaves `db_hotbackup -u` able to follow it. Pairs
+//! that go in by puts are gathered in bounded chunks and put in key order
+//! (`sorted_load.rs`), with the result of putting them in input order.
 
+use super::sorted_load::Chunk;
 use crate::bdbtext::dump::{DumpHeader, DumpReader, PairSource, TextReader};
 use crate::btree::build::Builder;
 use crate::btree::MAX_ITEM;
 use crate::engine::env::{Env, EnvOptions};
+use crate::engine::txn::Txn;
 use crate::error::{Error, Result};
 use crate::progress::{self, Phase, Progress};
+use crate::storage::dbfile::Db;
 use crate::storage::layout::{check_new_db_name, is_env_internal, Layout};
 use crate::storage::vfs::{OsVfs, SharedVfs};
 use crate::wal::parse_log_name;
@@ -192,6 +197,8 @@ fn fill(
             .unwrap_or(0)
     };
     let (mut key, mut val) = (Vec::new(), Vec::new());
+    // The pairs that do not go to the builder, put in key order.
+    let mut chunk = Chunk::default();
     while source.next_pair_into(&mut key, &mut val)? {
         for (what, item) in [("key", &key), ("value", &val)] {
             if item.len() > MAX_ITEM {
@@ -216,22 +223,36 @@ fn fill(
         if let Some(b) = build.take() {
             txn.build_finish(b)?;
         }
-        if opts.no_overwrite && txn.get(&db, &key)?.is_some() {
-            report.existed += 1;
-            let line = line_of_key(opts);
-            if let Some(cb) = opts.on_existing.as_mut() {
-                cb(line, &key);
-            }
-            continue;
+        chunk.push(&key, &val, line_of_key(opts));
+        if chunk.is_full() {
+            put_chunk(&mut chunk, &mut txn, &db, opts, report)?;
         }
-        txn.put(&db, &key, &val)?;
-        report.loaded += 1;
     }
     progress::start(opts.progress, Phase::Commit, None);
     if let Some(b) = build.take() {
         txn.build_finish(b)?;
     }
+    put_chunk(&mut chunk, &mut txn, &db, opts, report)?;
     txn.commit()?;
+    Ok(())
+}
+
+/// Puts the pairs gathered in `chunk` in key order (sorted_load.rs).
+fn put_chunk(
+    chunk: &mut Chunk,
+    txn: &mut Txn<'_>,
+    db: &Db,
+    opts: &mut LoadOptions<'_>,
+    report: &mut LoadReport,
+) -> Result<()> {
+    let mut skipped = |line: usize, key: &[u8]| {
+        if let Some(cb) = opts.on_existing.as_mut() {
+            cb(line, key);
+        }
+    };
+    let done = chunk.put_all(txn, db, opts.no_overwrite, &mut skipped)?;
+    report.loaded += done.loaded;
+    report.existed += done.existed;
     Ok(())
 }
 

@@ -15,5 +15,6 @@ pub mod metered;
 pub mod recover_env;
 pub mod replica;
 pub mod request_checkpoint;
+mod sorted_load;
 pub mod stat;
 pub mod verify;

@@ -118,6 +118,14 @@ pub struct RecoveryOutcome {
     pub stopped_at_time: bool,
     /// Things worth telling an operator that did not stop recovery.
     pub warnings: Vec<String>,
+    /// Transactions too big to hold whose records redo read again from the
+    /// log at their commit (batch.rs).
+    pub spilled: u64,
+    /// The most bytes redo held at once in record payloads and replayed
+    /// pages (an upper bound: the two peaks added), for tests of its
+    /// memory bound; in write mode at most `HOLD_LIMIT + BUFFER_LIMIT`
+    /// and one page.
+    pub held_peak: usize,
 }
 
 struct Redo<'a> {
@@ -233,8 +241,11 @@ pub fn recover(
     let mut end = start;
     let mut complete = false;
     let mut last_record = None;
+    // Reads spilled batches again (batch.rs), opened at the first one.
+    let mut reread: Option<LogCursor> = None;
     while let Some(raw) = cur.next_raw()? {
         let (lsn, txn, ty, payload) = (raw.lsn, raw.txn, raw.ty, raw.payload);
+        let size = payload.len();
         // Page records are held raw (see batch.rs); only the others are
         // decoded into a `Record` here.
         let rec = if PageRecord::is_page_type(ty) {
@@ -286,7 +297,13 @@ pub fn recover(
                 if txn != pending.txn {
                     pending.clear();
                 }
-                pending.drain(|p| redo.apply(p, &mut out), |l, e| cur.corrupt_at(l, e.0))?;
+                if let Some(first) = pending.spilled_from() {
+                    redo.replay_spilled(&mut reread, first, lsn, txn, &mut out)?;
+                    pending.clear();
+                    out.spilled += 1;
+                } else {
+                    pending.drain(|p| redo.apply(p, &mut out), |l, e| cur.corrupt_at(l, e.0))?;
+                }
                 out.commits += 1;
                 out.max_txn = out.max_txn.max(txn);
                 out.last_commit_time = Some(timestamp);
@@ -298,14 +315,11 @@ pub fn recover(
                     pending.txn = txn;
                 }
                 out.max_txn = out.max_txn.max(txn);
-                pending.push(lsn, r);
+                pending.push(lsn, r, size);
             }
         }
-        if redo.write && redo.pages.buffered() > BUFFER_LIMIT {
-            redo.flush()?;
-            redo.sync_behind()?;
-        }
     }
+    out.held_peak = pending.peak + redo.pages.peak;
     out.found_end = cur.end()?;
     out.last_record = last_record;
     if complete {
@@ -497,7 +511,73 @@ impl Redo<'_> {
         Ok(())
     }
 
+    /// Applies one record of a committed transaction, then writes the
+    /// replayed pages back if they outgrew `BUFFER_LIMIT` (also in the
+    /// middle of a transaction: its commit is in the log, so its pages
+    /// may reach the files in any order, and a recovery struck again
+    /// replays them from the same log).
     fn apply(&mut self, p: Pending<'_>, out: &mut RecoveryOutcome) -> Result<()> {
+        self.apply_record(p, out)?;
+        if self.write && self.pages.buffered() > BUFFER_LIMIT {
+            self.flush()?;
+            self.sync_behind()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the records of a spilled batch of transaction `txn`: read
+    /// again from the log, from its first record at `first` up to its
+    /// commit record at `commit`, which redo read before (so they are
+    /// there and sound unless the log changed under recovery, which is
+    /// `Error::Corrupt`).
+    fn replay_spilled(
+        &mut self,
+        reread: &mut Option<LogCursor>,
+        first: Lsn,
+        commit: Lsn,
+        txn: TxnId,
+        out: &mut RecoveryOutcome,
+    ) -> Result<()> {
+        let cur = match reread {
+            Some(c) => c,
+            None => reread.insert(LogCursor::open_from(
+                self.vfs.clone(),
+                &self.layout.log_dir,
+                OnBadRecord::EndOfLog,
+                first.file,
+            )?),
+        };
+        cur.seek(first)?;
+        loop {
+            let at = |lsn: Lsn, what: String| {
+                Error::corrupt(
+                    self.layout.log_path(lsn.file),
+                    Location::Offset(u64::from(lsn.offset)),
+                    what,
+                )
+            };
+            let changed = |lsn: Lsn| at(lsn, "log changed while recovery read it".into());
+            let Some(raw) = cur.next_raw()? else {
+                return Err(changed(commit));
+            };
+            let lsn = raw.lsn;
+            if lsn == commit {
+                return Ok(());
+            }
+            if lsn > commit || raw.txn != txn {
+                return Err(changed(lsn));
+            }
+            let p = if PageRecord::is_page_type(raw.ty) {
+                PageRecord::decode(raw.ty, raw.payload).map(|r| Pending::Page(lsn, r))
+            } else {
+                Record::decode(raw.ty, raw.payload).map(|r| Pending::Other(lsn, r))
+            };
+            let p = p.map_err(|e| at(lsn, e.0))?;
+            self.apply(p, out)?;
+        }
+    }
+
+    fn apply_record(&mut self, p: Pending<'_>, out: &mut RecoveryOutcome) -> Result<()> {
         let (lsn, rec) = match p {
             Pending::Page(
                 lsn,

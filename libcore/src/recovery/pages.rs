@@ -118,6 +118,8 @@ pub(super) struct PageTable {
     scratch_key: Option<PageKey>,
     /// Pages read from disk (for tests and statistics).
     pub reads: u64,
+    /// The most bytes held in `Replayed` slots at once.
+    pub peak: usize,
 }
 
 impl PageTable {
@@ -147,6 +149,7 @@ impl PageTable {
             self.scratch_key = None;
             let buf = std::mem::take(&mut self.scratch);
             self.buffered += buf.len();
+            self.peak = self.peak.max(self.buffered);
             self.slots.insert(key, Slot::Replayed(buf));
         }
         match self.slots.get_mut(&key) {
@@ -165,6 +168,7 @@ impl PageTable {
         if let Some(Slot::Replayed(old)) = self.slots.insert(key, Slot::Replayed(buf)) {
             self.buffered -= old.len();
         }
+        self.peak = self.peak.max(self.buffered);
     }
 
     /// Forgets every page of a removed file.

@@ -2,6 +2,7 @@
 //! table promises (`pages.rs`) holds for a whole recovery, and the result
 //! is the committed state.
 
+use super::batch::HOLD_LIMIT;
 use super::*;
 use crate::engine::env::{Env, EnvOptions};
 use crate::test_support::faulty::{FaultyVfs, Op};
@@ -471,4 +472,76 @@ fn recovery_to_a_time_checks_only_the_pages_that_were_there_before_redo() {
     assert!(out.stopped_at_time);
     assert!(vfs.counts().get(Op::Write) > 1, "written out during redo");
     assert!(!dir.path().join("b.db").exists());
+}
+
+/// Keys and values of `big_txn`: 6,000 values of 4,000 bytes, about 24 MiB
+/// of log in one transaction.
+fn big_value(j: u32) -> Vec<u8> {
+    let mut v = vec![(j % 251) as u8; 4000];
+    v[..4].copy_from_slice(&j.to_le_bytes());
+    v
+}
+
+/// One transaction of about 24 MiB of log into a.db, after a small one
+/// that creates it, closed cleanly.
+fn big_txn(home: &std::path::Path) {
+    let env = Env::open(home, EnvOptions::create()).unwrap();
+    let mut t = env.begin().unwrap();
+    let a = t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    let mut t = env.begin().unwrap();
+    for j in 0..6000u32 {
+        t.put(&a, format!("k{j:05}").as_bytes(), &big_value(j))
+            .unwrap();
+    }
+    t.commit().unwrap();
+    env.close().unwrap();
+}
+
+/// Recovery used to hold a whole transaction's records in memory until its
+/// commit, and apply them all before writing a page back: a 100 MiB
+/// transaction took 141 MiB to recover, so a big enough one could not be
+/// recovered on a small machine at all. Now a batch over `HOLD_LIMIT`
+/// spills (its records are read again from the log at the commit) and the
+/// replayed pages are written back whenever they outgrow `BUFFER_LIMIT`,
+/// also in the middle of a transaction. Asserted structurally: the
+/// transaction spilled, and what redo held never passed the two limits
+/// (plus a page); and the result is the committed state.
+#[test]
+fn a_transaction_larger_than_the_limits_spills_and_recovers_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    big_txn(dir.path());
+    let log: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("log."))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(log > 4 * HOLD_LIMIT as u64, "{log} bytes of log");
+    // Every page must be replayed: more than BUFFER_LIMIT of them.
+    let a = dir.path().join("a.db");
+    std::fs::File::options()
+        .write(true)
+        .open(&a)
+        .and_then(|f| f.set_len(0))
+        .unwrap();
+    let vfs = data_file_counter();
+    let out = recover_on(&vfs, dir.path(), false).unwrap();
+    assert_eq!(out.spilled, 1);
+    assert!(out.pages_applied as usize * 4096 > BUFFER_LIMIT);
+    assert!(
+        out.held_peak <= HOLD_LIMIT + BUFFER_LIMIT + 65536,
+        "redo held {} bytes",
+        out.held_peak
+    );
+    let env = Env::open(dir.path(), EnvOptions::default()).unwrap();
+    let db = env.open_db("a.db").unwrap();
+    for j in [0u32, 1, 2999, 5998, 5999] {
+        assert_eq!(
+            env.get(&db, format!("k{j:05}").as_bytes()).unwrap(),
+            Some(big_value(j)),
+            "k{j:05}"
+        );
+    }
+    assert_eq!(env.get(&db, b"k06000").unwrap(), None);
 }
