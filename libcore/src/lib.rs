@@ -62,6 +62,7 @@ extern crate self as libcore;
 
 pub use engine::env::{Env, EnvOptions};
 pub use engine::reader::{scan, Cursor, Pair};
+pub use engine::snapshot::{Range, Snapshot, SnapshotStats};
 pub use engine::txn::{BulkBuild, Txn};
 pub use error::{Error, Location, Result, StoreFault};
 pub use storage::dbfile::Db;
