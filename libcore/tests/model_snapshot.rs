@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use testkit::Rng;
-use testkit::{FaultyVfs, Op};
+use testkit::{Event, FaultyVfs, HookVfs, Op, When};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 type Pair = (Vec<u8>, Vec<u8>);
@@ -555,5 +555,81 @@ fn pre_images_are_kept_for_live_snapshots_only() {
     assert_eq!(snap.get(&db, b"k").unwrap().unwrap(), b"0");
     drop(snap);
     assert_eq!(env.snapshot_stats(), Default::default());
+    env.close().unwrap();
+}
+
+/// Regression: a snapshot reads pages without the commit lock, and a page
+/// it missed in the cache went into the cache after its file read. When a
+/// commit replaced that page, a checkpoint wrote it back and an eviction
+/// dropped it during the read, the older image went into the cache as
+/// the committed one: every later reader and writer saw the commit
+/// undone. The snapshot's read is held right after its file read while
+/// all three happen.
+#[test]
+fn a_snapshot_read_racing_a_commit_never_caches_the_older_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = HookVfs::os();
+    let vfs: SharedVfs = hook.clone();
+    let mut o = EnvOptions::create();
+    o.vfs = Some(vfs);
+    o.nosync = Some(true);
+    o.page_size = Some(4096);
+    o.cache_size = Some(64 * 1024);
+    let (a, b) = {
+        let env = Env::open(dir.path(), o.clone()).unwrap();
+        let mut t = env.begin().unwrap();
+        let a = t.create_db("a.db", None).unwrap();
+        let b = t.create_db("b.db", None).unwrap();
+        t.put(&a, b"k", b"old").unwrap();
+        for i in 0..300u32 {
+            t.put(&b, &i.to_be_bytes(), &[7u8; 1000]).unwrap();
+        }
+        t.commit().unwrap();
+        env.close().unwrap();
+        (a, b)
+    };
+    let env = Env::open(dir.path(), o).unwrap(); // an empty cache
+    let snap = env.snapshot().unwrap();
+    let reader: Arc<std::sync::Mutex<Option<std::thread::ThreadId>>> = Default::default();
+    let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = std::sync::Mutex::new(go_rx);
+    let fired = AtomicBool::new(false);
+    let who = reader.clone();
+    hook.set_hook(move |when, ev| {
+        if let (When::After, Event::Read { path, offset }) = (when, ev) {
+            let mine = *who.lock().unwrap() == Some(std::thread::current().id());
+            if mine && *offset > 0 && path.ends_with("a.db") && !fired.swap(true, Ordering::SeqCst)
+            {
+                read_tx.send(()).unwrap();
+                go_rx.lock().unwrap().recv().unwrap();
+            }
+        }
+        Ok(())
+    });
+    hook.hook_reads(true);
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            *reader.lock().unwrap() = Some(std::thread::current().id());
+            snap.get(&a, b"k").unwrap()
+        });
+        read_rx.recv().unwrap();
+        let mut t = env.begin().unwrap();
+        t.put(&a, b"k", b"new").unwrap();
+        t.commit().unwrap();
+        env.checkpoint().unwrap();
+        for _ in 0..2 {
+            libcore::scan(&env, &b, |_, _| Ok(())).unwrap(); // evicts
+        }
+        go_tx.send(()).unwrap();
+        assert_eq!(h.join().unwrap().unwrap(), b"old", "the snapshot's view");
+    });
+    hook.hook_reads(false);
+    assert_eq!(
+        env.get(&a, b"k").unwrap().unwrap(),
+        b"new",
+        "the committed value after the snapshot's read"
+    );
+    drop(snap);
     env.close().unwrap();
 }

@@ -13,6 +13,7 @@
 use libcore::{FileMeta, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -40,6 +41,9 @@ pub enum Event<'a> {
     SyncDir(&'a Path),
     /// `VFile::try_lock` of an open file (after: whatever it answered).
     Lock { path: &'a Path, kind: LockKind },
+    /// `VFile::read_at` at byte `offset` (only once
+    /// [`HookVfs::hook_reads`] turned it on: reads are many).
+    Read { path: &'a Path, offset: u64 },
 }
 
 type Hook = Arc<dyn Fn(When, &Event<'_>) -> Result<()> + Send + Sync>;
@@ -47,6 +51,8 @@ type Hook = Arc<dyn Fn(When, &Event<'_>) -> Result<()> + Send + Sync>;
 struct State {
     inner: SharedVfs,
     hook: RwLock<Option<Hook>>,
+    /// Whether reads go through the hook.
+    reads: AtomicBool,
     /// ("sync", file), ("rename", new name), ("link", new name), in order,
     /// each once it succeeded.
     journal: Mutex<Vec<(&'static str, PathBuf)>>,
@@ -89,6 +95,7 @@ impl HookVfs {
             st: Arc::new(State {
                 inner,
                 hook: RwLock::new(None),
+                reads: AtomicBool::new(false),
                 journal: Mutex::new(Vec::new()),
             }),
         })
@@ -102,6 +109,11 @@ impl HookVfs {
     /// Sets the hook (replacing any earlier one).
     pub fn set_hook(&self, f: impl Fn(When, &Event<'_>) -> Result<()> + Send + Sync + 'static) {
         *self.st.hook.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(f));
+    }
+
+    /// Sends reads through the hook too ([`Event::Read`]), or stops.
+    pub fn hook_reads(&self, on: bool) {
+        self.st.reads.store(on, Ordering::Relaxed);
     }
 
     /// Removes the hook.
@@ -127,7 +139,14 @@ struct HookFile {
 
 impl VFile for HookFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.inner.read_at(buf, off)
+        if !self.st.reads.load(Ordering::Relaxed) {
+            return self.inner.read_at(buf, off);
+        }
+        let ev = Event::Read {
+            path: self.inner.path(),
+            offset: off,
+        };
+        self.st.around(ev, || self.inner.read_at(buf, off))
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> Result<()> {

@@ -151,13 +151,24 @@ impl Pool {
         if let Some(b) = self.overlay.get(&key) {
             return Ok((b.clone(), false));
         }
-        if let Some(b) = lock(&self.cache).get(key) {
-            return Ok((b, false));
-        }
+        let gen = {
+            let mut c = lock(&self.cache);
+            if let Some(b) = c.get(key) {
+                return Ok((b, false));
+            }
+            self.generation()
+        };
         let buf = std::sync::Arc::new(self.read_uncached(file, no)?);
         let over = {
             let mut c = lock(&self.cache);
-            c.insert_clean(key, buf.clone());
+            // A snapshot reads without the commit lock: an install, its
+            // write-back and an eviction may have come and gone during the
+            // file read, leaving the image read older than the committed
+            // one. Cached only if no install ended meanwhile (an install
+            // bumps the generation under the cache lock).
+            if self.generation() == gen {
+                c.insert_clean(key, buf.clone());
+            }
             c.over_capacity()
         };
         Ok((buf, over))
@@ -244,7 +255,9 @@ impl Pool {
                 cache.install(key, buf);
             }
         }
+        // Bumped while the cache lock is held: `read` relies on it.
         self.generation.fetch_add(1, Ordering::Release);
+        drop(cache);
     }
 
     /// The committed images an install is about to replace that a live
