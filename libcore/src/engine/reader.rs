@@ -1,6 +1,6 @@
 //! What a reader (`Env::read`, `get`, `Cursor`, `scan`) sees, and how.
 //! (Snapshots, which hold no lock, are snapshot.rs; they share the
-//! durability rule here: `Env::snapshot` takes the reader lock once.)
+//! durability rule here, waiting for the fsync without the lock.)
 //!
 //! Concurrency inside one process: one write transaction at a time (the
 //! writer lock); readers take the commit lock for reading for the span of

@@ -17,8 +17,10 @@
 //! torn by a write-back under a lock-free read shows up the same way).
 //!
 //! What it sees: in the default (sync) mode, as every reader, only
-//! durable commits (taking one waits for the log fsync of the newest
-//! installed commit, reader.rs); in nosync mode every commit returned. A
+//! durable commits: taking one registers it at the newest install, then,
+//! without the lock, waits for the log fsync of that install's commit
+//! (joining the committer's: reader.rs); in nosync mode every commit
+//! returned. A
 //! database removed after the snapshot stays readable through it: the
 //! snapshot holds the file's open handle (the name is unlinked, the
 //! space freed when the snapshot ends), and the removal keeps the file's
@@ -29,7 +31,8 @@
 //! (failure.rs), every read of a live snapshot fails too.
 
 use super::env::{Env, Inner};
-use super::reader::{read_lock, Pair};
+use super::reader::Pair;
+use super::reentry::{self, Hold};
 use super::versions::PreImage;
 pub use super::versions::SnapshotStats;
 use crate::btree;
@@ -93,15 +96,28 @@ impl Env {
     /// ```
     pub fn snapshot(&self) -> Result<Snapshot<'_>> {
         let inner = &self.inner;
-        let _r = read_lock(inner)?;
-        let seq = inner.pool.generation();
-        let files = inner.files.all();
-        inner.pool.versions().register(seq);
-        Ok(Snapshot {
-            env: self,
-            seq,
-            files,
-        })
+        let (snap, need) = {
+            let _r = commit_lock_unless_held(inner);
+            inner.check_failed()?;
+            let seq = inner.pool.generation();
+            inner.pool.versions().register(seq);
+            let snap = Snapshot {
+                env: self,
+                seq,
+                files: inner.files.all(),
+            };
+            (snap, inner.pool.installed())
+        };
+        // Registered: every later install keeps what it replaces for this
+        // snapshot, so its commit may be made durable without the lock
+        // (holding it across the fsync would hold the next install).
+        match &inner.log {
+            Some(log) if !inner.nosync && !need.is_zero() && log.durable() <= need => {
+                log.flush(need).map_err(|e| inner.fail(e))?;
+            }
+            _ => {}
+        }
+        Ok(snap)
     }
 
     /// How many snapshots are alive and how many replaced page images
@@ -121,6 +137,16 @@ impl Env {
     pub fn snapshot_stats(&self) -> SnapshotStats {
         self.inner.pool.versions().stats()
     }
+}
+
+/// The commit lock's read side for taking a snapshot, unless this thread
+/// holds it already (inside an `Env::read` closure: a second read lock
+/// could wait behind a waiting install, which waits for the first).
+fn commit_lock_unless_held(inner: &Inner) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+    if reentry::holds(inner.key(), Hold::Reader) {
+        return None;
+    }
+    Some(inner.commit_lock.read().unwrap_or_else(|p| p.into_inner()))
 }
 
 impl Drop for Snapshot<'_> {
