@@ -27,6 +27,9 @@
 //! 10. `db_replicate` on an S3 store (a local SeaweedFS): the standby's lag
 //!     under 1,000 commits/s, a restore from S3 vs from a directory store,
 //!     the primary's commits/s with an S3 master running (`s3.rs`).
+//! 11. commits/s while 4 threads read in snapshots (each looping: take a
+//!     snapshot, read a range of 100 keys, drop it) over commits/s
+//!     without, sync and nosync.
 //!
 //! Timings are warm-cache: `sync` (untimed) before each timed run. The
 //! table goes to stdout and, with the machine description, to
@@ -156,6 +159,14 @@ fn parse_rate(out: &str, who: &str) -> R<f64> {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("{who}: no RATE line in its output: {out:?}"))
+}
+
+/// The pairs read of the `READS <pairs>` line of the writer's output.
+fn parse_reads(out: &str) -> R<f64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("READS "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("writer: no READS line in its output: {out:?}"))
 }
 
 impl Bench {
@@ -714,6 +725,64 @@ impl Bench {
         Ok(())
     }
 
+    /// Section 11: what snapshot readers cost the writer: commits/s of one
+    /// writer thread with 4 snapshot-reading threads beside it over
+    /// commits/s alone, the two runs interleaved (the machine may be
+    /// shared: a drift in its load hits both alike).
+    fn snapshot_readers(&mut self) -> R<()> {
+        const READERS: usize = 4;
+        const RANGE: usize = 100;
+        let secs = self.size.commit_secs;
+        say(&format!(
+            "11. commits/s with {READERS} snapshot readers ({RANGE}-key ranges) and without, {secs} s a run"
+        ));
+        let dir = self.dir("snapshots");
+        for nosync in [false, true] {
+            let mut alone = Vec::new();
+            let mut beside = Vec::new();
+            let mut reads = Vec::new();
+            for _ in 0..self.runs() {
+                for readers in [0, READERS] {
+                    fresh(&dir)?;
+                    measure::sync();
+                    let mut w = self.ours.writer();
+                    w.arg(&dir).arg("--seconds").arg(secs.to_string());
+                    if nosync {
+                        w.arg("--nosync");
+                    }
+                    if readers > 0 {
+                        w.arg("--readers")
+                            .arg(readers.to_string())
+                            .arg("--range")
+                            .arg(RANGE.to_string());
+                    }
+                    let out = measure::run(&mut w, true)?.stdout;
+                    let rate = parse_rate(&out, "writer")?;
+                    if readers == 0 {
+                        alone.push(rate);
+                    } else {
+                        beside.push(rate);
+                        reads.push(parse_reads(&out)? / secs);
+                    }
+                }
+            }
+            remove(&dir);
+            let (a, b) = (median(&alone), median(&beside));
+            let mode = if nosync { "nosync" } else { "sync" };
+            let r = self.row(
+                "11",
+                format!("commits/s, {mode}, with {READERS} snapshot readers"),
+                format!("{b:.0} commits/s ({:.0} pairs/s read)", median(&reads)),
+                format!("{a:.0} commits/s without readers"),
+            );
+            r.ratio = Some(b / a);
+            r.ratio_is = "with/without";
+            r.goal = Goal::AtLeast(0.9);
+            r.runs = format!("{} vs {}", all(&beside, 0), all(&alone, 0));
+        }
+        Ok(())
+    }
+
     /// Section 6: the primary's commit rate while backups run, unpaced and
     /// paced with `-r`.
     fn primary_during_backup(&mut self) -> R<()> {
@@ -1141,6 +1210,9 @@ impl Bench {
         }
         if want(10) {
             self.s3()?;
+        }
+        if want(11) {
+            self.snapshot_readers()?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@
 //! Timed mode, for benchmarks (`bench/bdb_env.c run` is the Berkeley DB
 //! twin):
 //!
-//! `writer HOME --threads T --seconds S [--nosync] [--lg-max BYTES]`
+//! `writer HOME --threads T --seconds S [--nosync] [--lg-max BYTES] [--readers R [--range N]]`
 //!
 //! T threads share one `Env` and commit the same transactions for S
 //! seconds (`--seconds` alone means one thread; `--threads` needs
@@ -33,6 +33,12 @@
 //! goes to stdout: `RATE <commits/s> <commits> <elapsed s>`, where elapsed
 //! runs from the first begin to the last commit's return (open and close
 //! are not timed: they are a recovery and a checkpoint, not commits).
+//!
+//! With `--readers R`, R more threads read while the writers commit, each
+//! in a loop: take a snapshot, read N (`--range`, 100 by default) pairs of
+//! a.db from a random key on, drop the snapshot (the snapshot-reader
+//! bench row: commits/s with readers over without). `READS <count>`
+//! follows the RATE line.
 //!
 //! With T > 1 the prefix property is not promised: a thread takes j once it
 //! holds the write transaction, so j follows the commit order while every
@@ -48,7 +54,7 @@ use std::time::{Duration, Instant};
 mod workload;
 use workload::{key, value};
 
-const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES]\n       writer HOME --big MIB [--nosync]";
+const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES] [--readers R [--range N]]\n       writer HOME --big MIB [--nosync]";
 
 fn die(msg: impl std::fmt::Display) -> ! {
     eprintln!("writer: {msg}");
@@ -100,6 +106,13 @@ fn main() {
             Some((t, Duration::from_secs_f64(s)))
         }
     };
+    let readers = Readers {
+        threads: flag(&args, "--readers").unwrap_or(0),
+        range: flag(&args, "--range").unwrap_or(100),
+    };
+    if readers.threads > 0 && timed.is_none() {
+        usage("--readers needs --seconds");
+    }
     let mut opts = EnvOptions::create();
     opts.nosync = Some(args.iter().any(|a| a == "--nosync"));
     if let Some(m) = flag::<u32>(&args, "--lg-max") {
@@ -109,7 +122,7 @@ fn main() {
     let dbs = open_or_create(&env).unwrap_or_else(|e| die(e));
     let big: Option<u64> = flag(&args, "--big");
     let rate = match timed {
-        Some((t, s)) => Some(timed_run(&env, &dbs, t, s).unwrap_or_else(|e| die(e))),
+        Some((t, s)) => Some(timed_run(&env, &dbs, t, s, readers).unwrap_or_else(|e| die(e))),
         None if big.is_some() => {
             big_txn(&env, &dbs, big.unwrap_or(0)).unwrap_or_else(|e| die(e));
             None
@@ -122,10 +135,13 @@ fn main() {
     if let Err(e) = env.close() {
         die(e);
     }
-    if let Some((n, elapsed)) = rate {
+    if let Some((n, elapsed, reads)) = rate {
         let secs = elapsed.as_secs_f64();
         let per_sec = if secs > 0.0 { n as f64 / secs } else { 0.0 };
         println!("RATE {} {} {:.3}", per_sec.round() as u64, n, secs);
+        if readers.threads > 0 {
+            println!("READS {reads}");
+        }
     }
 }
 
@@ -224,20 +240,65 @@ fn big_txn(env: &Env, dbs: &Dbs, mib: u64) -> libcore::Result<()> {
     Ok(())
 }
 
-/// `threads` threads commit until `span` has passed; returns the number of
-/// commits and the time from the start to the last thread's end.
+/// Snapshot readers beside the timed writers (`--readers`, `--range`).
+#[derive(Clone, Copy)]
+struct Readers {
+    threads: usize,
+    range: usize,
+}
+
+/// One reader thread: snapshot, `range` pairs of a.db from a key drawn
+/// among those written so far, drop; until `stop`. Returns pairs read.
+fn read_loop(
+    env: &Env,
+    dbs: &Dbs,
+    range: usize,
+    seed: u64,
+    next: &AtomicU64,
+    stop: &AtomicBool,
+) -> libcore::Result<u64> {
+    let mut x = seed | 1;
+    let mut pairs = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // xorshift: a different start key each round, no dependency.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let from = key(1 + x % next.load(Ordering::Relaxed).max(1));
+        let snap = env.snapshot()?;
+        for p in snap.range(&dbs.a, from..)?.take(range) {
+            p?;
+            pairs += 1;
+        }
+    }
+    Ok(pairs)
+}
+
+/// `threads` threads commit until `span` has passed (while `readers` read);
+/// returns the number of commits, the time from the start to the last
+/// writer's end, and the pairs the readers read.
 fn timed_run(
     env: &Env,
     dbs: &Dbs,
     threads: usize,
     span: Duration,
-) -> libcore::Result<(u64, Duration)> {
+    readers: Readers,
+) -> libcore::Result<(u64, Duration, u64)> {
     let next = AtomicU64::new(last_j(env, dbs)?);
     let commits = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
+    let readers_stop = AtomicBool::new(false);
     let start = Instant::now();
     let deadline = start + span;
+    let mut elapsed = Duration::ZERO;
+    let mut reads = 0;
     let results: Vec<libcore::Result<()>> = std::thread::scope(|sc| {
+        let reading: Vec<_> = (0..readers.threads as u64)
+            .map(|i| {
+                let (next, readers_stop) = (&next, &readers_stop);
+                sc.spawn(move || read_loop(env, dbs, readers.range, i + 1, next, readers_stop))
+            })
+            .collect();
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 sc.spawn(|| -> libcore::Result<()> {
@@ -255,7 +316,7 @@ fn timed_run(
                 })
             })
             .collect();
-        handles
+        let mut all: Vec<libcore::Result<()>> = handles
             .into_iter()
             .map(|h| {
                 let r = h.join().unwrap_or_else(|_| die("a writer thread panicked"));
@@ -265,11 +326,19 @@ fn timed_run(
                 }
                 r
             })
-            .collect()
+            .collect();
+        elapsed = start.elapsed();
+        readers_stop.store(true, Ordering::Relaxed);
+        for h in reading {
+            match h.join().unwrap_or_else(|_| die("a reader thread panicked")) {
+                Ok(n) => reads += n,
+                Err(e) => all.push(Err(e)),
+            }
+        }
+        all
     });
-    let elapsed = start.elapsed();
     for r in results {
         r?;
     }
-    Ok((commits.load(Ordering::Relaxed), elapsed))
+    Ok((commits.load(Ordering::Relaxed), elapsed, reads))
 }

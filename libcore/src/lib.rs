@@ -62,6 +62,7 @@ extern crate self as libcore;
 
 pub use engine::env::{Env, EnvOptions, HOUSEKEEPER};
 pub use engine::reader::{scan, Cursor, Pair};
+pub use engine::snapshot::{Range, Snapshot, SnapshotStats};
 pub use engine::txn::{BulkBuild, Durability, Txn};
 pub use engine::upkeep::Upkeep;
 pub use error::{Error, ErrorKind, Location, Result, StoreFault};

@@ -12,6 +12,7 @@
 
 use libcore::{FileLayer, LockKind, OpenMode, OsVfs, Result, SharedVfs, VFile, Vfs, VfsLayer};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Whether the hook runs before or after the operation.
@@ -38,6 +39,9 @@ pub enum Event<'a> {
     SyncDir(&'a Path),
     /// `VFile::try_lock` of an open file (after: whatever it answered).
     Lock { path: &'a Path, kind: LockKind },
+    /// `VFile::read_at` at byte `offset` (only once
+    /// [`HookVfs::hook_reads`] turned it on: reads are many).
+    Read { path: &'a Path, offset: u64 },
 }
 
 type Hook = Arc<dyn Fn(When, &Event<'_>) -> Result<()> + Send + Sync>;
@@ -45,6 +49,8 @@ type Hook = Arc<dyn Fn(When, &Event<'_>) -> Result<()> + Send + Sync>;
 struct State {
     inner: SharedVfs,
     hook: RwLock<Option<Hook>>,
+    /// Whether reads go through the hook.
+    reads: AtomicBool,
     /// ("sync", file), ("rename", new name), ("link", new name), in order,
     /// each once it succeeded.
     journal: Mutex<Vec<(&'static str, PathBuf)>>,
@@ -87,6 +93,7 @@ impl HookVfs {
             st: Arc::new(State {
                 inner,
                 hook: RwLock::new(None),
+                reads: AtomicBool::new(false),
                 journal: Mutex::new(Vec::new()),
             }),
         })
@@ -100,6 +107,11 @@ impl HookVfs {
     /// Sets the hook (replacing any earlier one).
     pub fn set_hook(&self, f: impl Fn(When, &Event<'_>) -> Result<()> + Send + Sync + 'static) {
         *self.st.hook.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(f));
+    }
+
+    /// Sends reads through the hook too ([`Event::Read`]), or stops.
+    pub fn hook_reads(&self, on: bool) {
+        self.st.reads.store(on, Ordering::Relaxed);
     }
 
     /// Removes the hook.
@@ -126,6 +138,17 @@ struct HookFile {
 impl FileLayer for HookFile {
     fn lower(&self) -> &dyn VFile {
         &*self.inner
+    }
+
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        if !self.st.reads.load(Ordering::Relaxed) {
+            return self.inner.read_at(buf, off);
+        }
+        let ev = Event::Read {
+            path: self.inner.path(),
+            offset: off,
+        };
+        self.st.around(ev, || self.inner.read_at(buf, off))
     }
 
     fn sync(&self) -> Result<()> {

@@ -62,6 +62,12 @@ impl Cache {
         }
     }
 
+    /// The image of `key` if it is cached, without counting a hit or
+    /// marking it used (keeping a snapshot's pre-image is not a use).
+    pub fn peek(&self, key: PageKey) -> Option<PageBuf> {
+        self.pages.get(&key).map(|s| s.buf.clone())
+    }
+
     /// Adds a clean page just read from disk (unless a newer one is there).
     pub fn insert_clean(&mut self, key: PageKey, buf: PageBuf) {
         if self.pages.contains_key(&key) {

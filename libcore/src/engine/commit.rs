@@ -365,7 +365,6 @@ impl<'e> Txn<'e> {
     /// is durable; a nosync one at once.
     fn install(&mut self, inner: &Inner, commit_lsn: Lsn, batch: &Batch, sync: bool) {
         let _w = inner.commit_lock.write().unwrap_or_else(|p| p.into_inner());
-        inner.files.apply(self.created.drain(), &self.removed);
         let on_disk: HashSet<PageKey> = batch.direct.iter().map(|(f, p)| (f.id, *p)).collect();
         inner.checkpointer.note_bulk_written(&batch.bulk_files);
         let removed: Vec<FileId> = self.removed.iter().map(|f| f.id).collect();
@@ -374,8 +373,10 @@ impl<'e> Txn<'e> {
             std::mem::take(&mut self.pages),
             &on_disk,
             &removed,
+            &inner.files,
             sync,
         );
+        inner.files.apply(self.created.drain(), &self.removed);
     }
 }
 

@@ -53,6 +53,11 @@ impl FileTable {
         self.read().get(&id).cloned()
     }
 
+    /// Every file by id (a snapshot's view of the databases).
+    pub(crate) fn all(&self) -> HashMap<FileId, Arc<DbFile>> {
+        self.read().clone()
+    }
+
     /// The file of the database called `name`.
     pub(crate) fn find(&self, name: &str) -> Option<Arc<DbFile>> {
         self.read().values().find(|f| f.name == name).cloned()

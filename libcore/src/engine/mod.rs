@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | `Env`, `Inner` | env.rs | open and close, the handles, the aggregate of the rest |
 //! | readers | reader.rs | what a reader sees: `read`, `get`, `Cursor`, `scan` |
+//! | snapshots | snapshot.rs (versions.rs) | read transactions on one commit, range iterators; the pre-images they need |
 //! | transactions | txn.rs | a write transaction's private pages and its API |
 //! | the commit | commit.rs | the commit protocol, step by step |
 //! | the log | `wal::Log` | appending, group commit, the `Durable` proof |
@@ -32,7 +33,8 @@
 //! 6. leaf mutexes, held briefly and never around another lock: the file
 //!    table, the cache, the bulk pages, the redo point and last
 //!    checkpoint, `installed`, the unsynced set, the failed state, the
-//!    pending removals, the region's pending updates;
+//!    pending removals, the region's pending updates, the version map of
+//!    snapshots (versions.rs);
 //! 7. the log's sync state (`Log::flush`, never held across an fsync).
 //!
 //! A commit releases the writer lock before it waits for its fsync, and a
@@ -53,8 +55,10 @@ mod pool;
 pub mod reader;
 pub(crate) mod reentry;
 pub mod region;
+pub mod snapshot;
 pub mod txn;
 pub mod upkeep;
+mod versions;
 
 use std::sync::{Mutex, MutexGuard};
 

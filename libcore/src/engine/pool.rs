@@ -26,12 +26,17 @@
 //! What is installed: a commit swaps its page images in under the commit
 //! lock ([`Pool::install`]), notes its commit record (`installed`, what a
 //! reader in sync mode waits to be durable) and bumps `generation` (how a
-//! long scan sees that something changed between two batches).
+//! long scan sees that something changed between two batches, and the
+//! sequence number snapshots are taken at). While a snapshot is alive, an
+//! install first keeps the committed images it replaces in the version
+//! map (versions.rs), from the cache or read from their files; they never
+//! enter the cache, so they are never written back.
 
 use super::cache::{Cache, PageKey};
 use super::failure::Failure;
 use super::files::FileTable;
 use super::lock;
+use super::versions::{PreImage, Versions};
 use crate::error::{Error, Location, Result};
 use crate::storage::dbfile::DbFile;
 use crate::storage::page::{self, PageCheck};
@@ -75,6 +80,8 @@ pub(crate) struct Pool {
     installed: Mutex<Lsn>,
     /// Bumped by every install.
     generation: AtomicU64,
+    /// Live snapshots and the page images they still need.
+    versions: Versions,
 }
 
 impl Pool {
@@ -97,7 +104,13 @@ impl Pool {
             unsynced: Mutex::new(HashSet::new()),
             installed: Mutex::new(Lsn::ZERO),
             generation: AtomicU64::new(0),
+            versions: Versions::default(),
         }
+    }
+
+    /// Live snapshots and their pre-images (versions.rs).
+    pub(crate) fn versions(&self) -> &Versions {
+        &self.versions
     }
 
     /// Read-only views: the end of the log the view reflects.
@@ -138,13 +151,24 @@ impl Pool {
         if let Some(b) = self.overlay.get(&key) {
             return Ok((b.clone(), false));
         }
-        if let Some(b) = lock(&self.cache).get(key) {
-            return Ok((b, false));
-        }
+        let gen = {
+            let mut c = lock(&self.cache);
+            if let Some(b) = c.get(key) {
+                return Ok((b, false));
+            }
+            self.generation()
+        };
         let buf = std::sync::Arc::new(self.read_uncached(file, no)?);
         let over = {
             let mut c = lock(&self.cache);
-            c.insert_clean(key, buf.clone());
+            // A snapshot reads without the commit lock: an install, its
+            // write-back and an eviction may have come and gone during the
+            // file read, leaving the image read older than the committed
+            // one. Cached only if no install ended meanwhile (an install
+            // bumps the generation under the cache lock).
+            if self.generation() == gen {
+                c.insert_clean(key, buf.clone());
+            }
             c.over_capacity()
         };
         Ok((buf, over))
@@ -203,17 +227,25 @@ impl Pool {
 
     /// Installs a commit's pages (under the commit lock): every page is
     /// dirty until written back, but those in `on_disk`, which bulk mode
-    /// wrote to their files already. Pages of `removed` files go. Readers
-    /// of a sync environment wait for a `sync` commit to be durable before
-    /// they see it (`installed`); a nosync one they see at once.
+    /// wrote to their files already. Pages of `removed` files go. While a
+    /// snapshot is alive the images replaced are kept for it first (`files`
+    /// is the file table before this commit's changes). Readers of a sync
+    /// environment wait for a `sync` commit to be durable before they see
+    /// it (`installed`); a nosync one they see at once.
     pub(crate) fn install(
         &self,
         commit: Lsn,
         pages: BTreeMap<PageKey, PageBuf>,
         on_disk: &HashSet<PageKey>,
         removed: &[FileId],
+        files: &FileTable,
         sync: bool,
     ) {
+        let seq = self.generation.load(Ordering::Acquire) + 1;
+        if let Some(newest) = self.versions.newest_live() {
+            let pre = self.pre_images(&pages, on_disk, removed, files, newest);
+            self.versions.keep(seq, pre);
+        }
         if sync {
             *lock(&self.installed) = commit;
         }
@@ -228,7 +260,70 @@ impl Pool {
                 cache.install(key, buf);
             }
         }
+        // Bumped while the cache lock is held: `read` relies on it.
         self.generation.fetch_add(1, Ordering::Release);
+        drop(cache);
+    }
+
+    /// The committed images an install is about to replace that a live
+    /// snapshot (the newest at `newest`) may read: each changed page of a
+    /// file that exists, and every dirty page of a removed file (its clean
+    /// ones are in the file, which a snapshot keeps open).
+    fn pre_images(
+        &self,
+        pages: &BTreeMap<PageKey, PageBuf>,
+        on_disk: &HashSet<PageKey>,
+        removed: &[FileId],
+        files: &FileTable,
+        newest: u64,
+    ) -> Vec<(PageKey, PreImage)> {
+        let mut out = Vec::new();
+        for key in pages.keys() {
+            let Some(file) = files.get(key.0) else {
+                continue; // created by this commit: no snapshot has it
+            };
+            if !self.versions.wants(*key, newest) {
+                continue;
+            }
+            let img = if on_disk.contains(key) {
+                PreImage::Absent
+            } else {
+                self.current_image(&file, key.1)
+            };
+            out.push((*key, img));
+        }
+        if !removed.is_empty() {
+            let dirty = lock(&self.cache).dirty_pages();
+            for (key, buf) in dirty {
+                if removed.contains(&key.0) && self.versions.wants(key, newest) {
+                    out.push((key, PreImage::Image(buf)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The committed image of a page as a pre-image: from the cache, else
+    /// its file (not cached: no reader but a snapshot needs it), absent
+    /// past the file's end.
+    fn current_image(&self, file: &DbFile, no: PageNo) -> PreImage {
+        if let Some(b) = lock(&self.cache).peek((file.id, no)) {
+            return PreImage::Image(b);
+        }
+        let Some(h) = &file.handle else {
+            return PreImage::Absent;
+        };
+        let past_end = match h.len() {
+            Ok(len) => (u64::from(no.0) + 1) * file.page_size as u64 > len,
+            Err(e) => return PreImage::Unreadable(e.to_string()),
+        };
+        if past_end {
+            return PreImage::Absent;
+        }
+        match self.read_uncached(file, no) {
+            Ok(b) => PreImage::Image(std::sync::Arc::new(b)),
+            Err(e) => PreImage::Unreadable(e.to_string()),
+        }
     }
 
     /// Takes the write-back lock.

@@ -1,4 +1,6 @@
 //! What a reader (`Env::read`, `get`, `Cursor`, `scan`) sees, and how.
+//! (Snapshots, which hold no lock, are snapshot.rs; they share the
+//! durability rule here, waiting for the fsync without the lock.)
 //!
 //! Concurrency inside one process: one write transaction at a time (the
 //! writer lock); readers take the commit lock for reading for the span of
@@ -58,7 +60,8 @@ impl Env {
 
     /// A cursor over `db` in key order. Each step sees one committed state;
     /// between steps other transactions may commit, and the cursor carries
-    /// on from the last key it returned.
+    /// on from the last key it returned. For one consistent state over many
+    /// steps, iterate a [`crate::Snapshot`]'s `range` instead.
     pub fn cursor(&self, db: &Db) -> Cursor {
         Cursor {
             env: self.clone(),
