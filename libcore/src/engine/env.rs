@@ -18,13 +18,14 @@
 //! commit.rs; checkpoints checkpoint.rs.
 
 use super::checkpoint::{Checkpointer, Parts};
+use super::commit_wait::{self, CommitWait};
 use super::failure::Failure;
 use super::files::{open_files, FileTable};
 use super::lock;
 use super::owner::OwnerLock;
 use super::pool::{Pool, WriteBack};
 use super::reentry::{self, Hold};
-use super::region::{OwnerRegion, Region};
+use super::region::{CommitWaitSample, OwnerRegion, Region};
 use crate::error::{Error, Result};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::config::Config;
@@ -129,6 +130,9 @@ pub(crate) struct Inner {
     pub(super) env_id: u64,
     /// Transactions committed since the owner opened.
     pub(super) commits: AtomicU64,
+    /// How long synchronous commits waited for their flush, published in
+    /// the region for backups to pace by.
+    pub(super) commit_wait: CommitWait,
     /// Set when the last handle closes (stops the request server).
     stop: AtomicBool,
     /// Live `Env` handles: the last one to `close` closes.
@@ -307,6 +311,7 @@ impl Env {
             region,
             env_id,
             commits: AtomicU64::new(0),
+            commit_wait: CommitWait::default(),
             stop: AtomicBool::new(false),
             handles: Mutex::new(1),
             recovered: RecoveryOutcome {
@@ -509,13 +514,24 @@ fn remove_unfinished_log(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
 }
 
 /// The owner polls the region for checkpoint requests from other processes
-/// (`db_checkpoint`, `db_hotbackup -c`) and answers them.
+/// (`db_checkpoint`, `db_hotbackup -c`) and answers them; and, after 50 ms
+/// with synchronous commits, publishes how long they waited (for backups
+/// to pace by: commit_wait.rs).
 fn spawn_request_server(weak: Weak<Inner>) {
+    let mut wait = CommitWaitSample::default();
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_millis(50));
         let Some(inner) = weak.upgrade() else { return };
         if inner.stop.load(Ordering::Relaxed) {
             return;
+        }
+        if let Some(mean) = inner.commit_wait.take_mean_us() {
+            wait = commit_wait::next_sample(wait, mean);
+            let (sample, commits) = (wait, inner.commits.load(Ordering::Relaxed));
+            let _ = inner.region.publish(move |s| {
+                s.commit_wait = sample;
+                s.commits = commits;
+            });
         }
         // Never waits for the region's lock: a tool stopped while holding
         // it delays the answer, not the owner.
