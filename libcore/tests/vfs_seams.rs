@@ -508,25 +508,32 @@ fn a_backup_writes_behind_through_the_vfs_and_refused_advice_changes_nothing() {
     env.close().unwrap();
 }
 
-/// The owner publishes in the region how long its synchronous commits
-/// waited for their log flush (and the floor of that), which backups pace
-/// themselves by; with the commit count, so a reader tells a new sample
-/// from an old one.
+/// While a copy holds a lease, the owner publishes in the region how long
+/// its synchronous commits waited for their log flush (and the floor of
+/// that), which the copy paces itself by; with the commit count, so a
+/// reader tells a new sample from an old one. Without a lease it leaves
+/// the region alone.
 #[test]
-fn the_owner_publishes_its_commit_wait_in_the_region() {
+fn the_owner_publishes_its_commit_wait_in_the_region_while_leased() {
     let d = tempfile::tempdir().unwrap();
     let home = d.path();
     let env = Env::open(home, EnvOptions::create()).unwrap();
     let mut t = env.begin().unwrap();
     let db = t.create_db("a.db", Some(512)).unwrap();
     t.commit().unwrap();
+    let vfs = OsVfs::shared();
+    let region = Region::at(&vfs, home);
+    region
+        .update(false, |s| {
+            s.add_lease(std::process::id(), own_start(), 1, now() + 600, now())
+        })
+        .unwrap()
+        .unwrap();
     for i in 0..20u32 {
         let mut t = env.begin().unwrap();
         t.put(&db, &key(i), b"v").unwrap();
         t.commit().unwrap();
     }
-    let vfs = OsVfs::shared();
-    let region = Region::at(&vfs, home);
     // Published every 50 ms by the owner's request thread: wait for it,
     // with a bound far above that.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -514,9 +514,11 @@ fn remove_unfinished_log(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
 }
 
 /// The owner polls the region for checkpoint requests from other processes
-/// (`db_checkpoint`, `db_hotbackup -c`) and answers them; and, after 50 ms
-/// with synchronous commits, publishes how long they waited (for backups
-/// to pace by: commit_wait.rs).
+/// (`db_checkpoint`, `db_hotbackup -c`) and answers them; and, while a copy
+/// holds a lease there (a backup, a replication master), publishes every
+/// 50 ms with synchronous commits how long they waited, for the copy to
+/// pace itself by (commit_wait.rs). Without a lease the region is left
+/// alone: nobody reads the wait then.
 fn spawn_request_server(weak: Weak<Inner>) {
     let mut wait = CommitWaitSample::default();
     std::thread::spawn(move || loop {
@@ -525,13 +527,10 @@ fn spawn_request_server(weak: Weak<Inner>) {
         if inner.stop.load(Ordering::Relaxed) {
             return;
         }
-        if let Some(mean) = inner.commit_wait.take_mean_us() {
+        // The floor learns from every interval, leased or not.
+        let fresh = inner.commit_wait.take_mean_us();
+        if let Some(mean) = fresh {
             wait = commit_wait::next_sample(wait, mean);
-            let (sample, commits) = (wait, inner.commits.load(Ordering::Relaxed));
-            let _ = inner.region.publish(move |s| {
-                s.commit_wait = sample;
-                s.commits = commits;
-            });
         }
         // Never waits for the region's lock: a tool stopped while holding
         // it delays the answer, not the owner.
@@ -539,6 +538,13 @@ fn spawn_request_server(weak: Weak<Inner>) {
         let Some(st) = inner.region.try_read() else {
             continue;
         };
+        if fresh.is_some() && !st.live_leases(crate::types::now_secs()).is_empty() {
+            let (sample, commits) = (wait, inner.commits.load(Ordering::Relaxed));
+            let _ = inner.region.publish(move |s| {
+                s.commit_wait = sample;
+                s.commits = commits;
+            });
+        }
         if st.ckp_requested > st.ckp_done && inner.checkpoint().is_ok() {
             let want = st.ckp_requested;
             let _ = inner

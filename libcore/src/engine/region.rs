@@ -21,7 +21,8 @@
 //!  88    4   N, the number of lease slots that follow (8)
 //!  92    2   commit wait: the mean time a synchronous commit waited for
 //!            its log fsync over the owner's last 50 ms with commits,
-//!            in units of 4 us (saturating; 0: none measured yet)
+//!            in units of 4 us (saturating; 0: none measured yet);
+//!            written only while a lease is held (a copy is running)
 //!  94    2   commit wait floor: the lowest of those means, rising 1% a
 //!            sample so it follows a changed workload (same units)
 //!  96  32*N  backup lease slots, each:
