@@ -17,7 +17,10 @@
 //! 4. `db_load` of a dump vs `db5.3_load` of the same dump, sorted and
 //!    shuffled;
 //! 5. commits/s, sync and nosync, 1 and 8 threads, vs libdb;
-//! 6. the primary's commits/s while `db_hotbackup` runs in a loop;
+//! 6. the primary's commits/s while `db_hotbackup` runs in a loop (self-
+//!    paced by default, and with the self-pacing, the write-behind or both
+//!    turned off, and with `-r`), and an idle primary's backup time with
+//!    and without the self-pacing;
 //! 7. `db_archive` latency with many log files vs few;
 //! 8. `db_hotbackup` peak RSS;
 //! 9. replication (`db_replicate`, replicate.rs): standby lag at 1,000
@@ -57,6 +60,47 @@ use workload::{fresh, log_bytes, log_files, remove, Ours};
 
 /// The `db_hotbackup -r` cap of the paced rows of section 6, MiB/s.
 const PACE_MIB: u32 = 32;
+
+/// How the backups of section 6 run. The two environment variables are
+/// the bench's switches (ops/pacing.rs, ops/copy.rs), not operators'.
+#[derive(Debug, Clone, Copy)]
+enum Copier {
+    /// As `db_hotbackup` runs by default.
+    Default,
+    /// `BDBTOOLS_SELF_PACING=0`: write-behind only.
+    NoSelfPacing,
+    /// Neither self-pacing nor write-behind: the copy before issue 14.
+    Neither,
+    /// `-r PACE_MIB`.
+    Capped,
+}
+
+impl Copier {
+    fn label(self) -> String {
+        match self {
+            Copier::Default => "default: self-paced".into(),
+            Copier::NoSelfPacing => "self-pacing off".into(),
+            Copier::Neither => "self-pacing and write-behind off".into(),
+            Copier::Capped => format!("-r {PACE_MIB}"),
+        }
+    }
+
+    fn configure(self, c: &mut Command) {
+        match self {
+            Copier::Default => {}
+            Copier::NoSelfPacing => {
+                c.env("BDBTOOLS_SELF_PACING", "0");
+            }
+            Copier::Neither => {
+                c.env("BDBTOOLS_SELF_PACING", "0")
+                    .env("BDBTOOLS_WRITE_BEHIND", "0");
+            }
+            Copier::Capped => {
+                c.arg("-r").arg(PACE_MIB.to_string());
+            }
+        }
+    }
+}
 
 /// How big each part of the run is.
 struct Size {
@@ -783,20 +827,27 @@ impl Bench {
         Ok(())
     }
 
-    /// Section 6: the primary's commit rate while backups run, unpaced and
-    /// paced with `-r`.
+    /// Section 6: the primary's commit rate while backups run: as they
+    /// run by default (self-paced by the primary's commit wait, with
+    /// write-behind), with the self-pacing turned off, with neither (the
+    /// copy before issue 14), and capped with `-r`; then the time of one
+    /// backup of the idle primary with and without the self-pacing.
     fn primary_during_backup(&mut self) -> R<()> {
         let secs = self.size.commit_secs;
         say(&format!(
-            "6. primary commits/s alone and while db_hotbackup runs in a loop (unpaced, -r {PACE_MIB})"
+            "6. primary commits/s alone and while db_hotbackup runs in a loop (default, no self-pacing, neither, -r {PACE_MIB})"
         ));
         let env = self.dir("large");
         let bk = self.dir("loop-bk");
-        for (pace, threads) in [
-            (None, 1),
-            (None, 8),
-            (Some(PACE_MIB), 1),
-            (Some(PACE_MIB), 8),
+        for (how, threads) in [
+            (Copier::Default, 1),
+            (Copier::Default, 8),
+            (Copier::NoSelfPacing, 1),
+            (Copier::NoSelfPacing, 8),
+            (Copier::Neither, 1),
+            (Copier::Neither, 8),
+            (Copier::Capped, 1),
+            (Copier::Capped, 8),
         ] {
             let (mut alone, mut during) = (Vec::new(), Vec::new());
             let mut backups = 0;
@@ -818,7 +869,7 @@ impl Bench {
                 measure::sync();
                 let stop = std::sync::atomic::AtomicBool::new(false);
                 let (rate, n) = std::thread::scope(|s| -> R<(f64, usize)> {
-                    let looper = s.spawn(|| self.backup_loop(&env, &bk, pace, &stop));
+                    let looper = s.spawn(|| self.backup_loop(&env, &bk, how, &stop));
                     let rate = measure::run(&mut writer(), true)
                         .and_then(|f| parse_rate(&f.stdout, "writer"));
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -832,18 +883,56 @@ impl Bench {
                 remove(&bk);
             }
             let (a, d) = (median(&alone), median(&during));
-            let how = pace.map_or("unpaced".to_string(), |r| format!("-r {r}"));
             let r = self.row(
                 "6",
-                format!("primary commits/s during backups ({how}), sync, {threads} thread(s)"),
+                format!(
+                    "primary commits/s during backups ({}), sync, {threads} thread(s)",
+                    how.label()
+                ),
                 format!("{d:.0} commits/s ({backups} backups done)"),
                 format!("{a:.0} commits/s alone"),
             );
             r.ratio = Some(d / a);
             r.ratio_is = "during/alone";
-            r.goal = Goal::AtLeast(0.9);
+            r.goal = match how {
+                Copier::Default | Copier::Capped => Goal::AtLeast(0.9),
+                Copier::NoSelfPacing | Copier::Neither => Goal::None,
+            };
             r.runs = format!("{} vs {}", all(&during, 0), all(&alone, 0));
         }
+        self.idle_primary_backup(&env, &bk)
+    }
+
+    /// Section 6, last row: one full backup of the primary while it is
+    /// idle (its region still holds the samples of the last writer), self-
+    /// paced against the self-pacing turned off, interleaved.
+    fn idle_primary_backup(&mut self, env: &Path, bk: &Path) -> R<()> {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        let settle = |dir: &Path| {
+            measure::sync();
+            remove(dir);
+            measure::sync();
+        };
+        for _ in 0..self.runs() {
+            for (how, into) in [(Copier::Default, &mut on), (Copier::NoSelfPacing, &mut off)] {
+                settle(bk);
+                let mut c = self.ours.tool("db_hotbackup");
+                how.configure(&mut c);
+                into.push(measure::time(c.arg("-h").arg(env).arg("-b").arg(bk))?);
+            }
+        }
+        settle(bk);
+        let (a, b) = (median_secs(&on), median_secs(&off));
+        let r = self.row(
+            "6",
+            "full db_hotbackup of the idle primary, self-paced vs not".to_string(),
+            format!("{a:.2} s"),
+            format!("{b:.2} s without self-pacing"),
+        );
+        r.ratio = Some(a / b);
+        r.ratio_is = "paced/unpaced";
+        r.goal = Goal::AtMost(1.1);
+        r.runs = format!("{} vs {}", all_secs(&on, 2), all_secs(&off, 2));
         Ok(())
     }
 
@@ -854,7 +943,7 @@ impl Bench {
         &self,
         env: &Path,
         bk: &Path,
-        pace: Option<u32>,
+        how: Copier,
         stop: &std::sync::atomic::AtomicBool,
     ) -> R<usize> {
         let mut done = 0;
@@ -863,9 +952,7 @@ impl Bench {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             remove(bk);
             let mut c = self.ours.tool("db_hotbackup");
-            if let Some(r) = pace {
-                c.arg("-r").arg(r.to_string());
-            }
+            how.configure(&mut c);
             c.arg("-h").arg(env).arg("-b").arg(bk);
             c.stdout(std::process::Stdio::null());
             let mut child = c.spawn().map_err(|e| format!("db_hotbackup: {e}"))?;

@@ -478,3 +478,73 @@ fn a_failed_store_lock_fails_the_write_naming_it_and_writes_nothing() {
     assert_eq!(files(&root), before);
     assert_eq!(good.get("lease").unwrap().unwrap().bytes, b"one");
 }
+
+/// A backup asks the file system to write its copies out behind its
+/// writes (`VFile::write_behind`, so the primary's fsyncs never wait
+/// behind a flood of its dirty pages: issue 14, bench row 6). That is
+/// advice: a file system that refuses every such call must leave the
+/// backup exactly as it would be without it.
+#[test]
+fn a_backup_writes_behind_through_the_vfs_and_refused_advice_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("env");
+    std::fs::create_dir(&home).unwrap();
+    build(&home);
+    let before = files(&home);
+    let f = FaultyVfs::os();
+    f.fail_from(Op::WriteBehind, 1);
+    let vfs: SharedVfs = f.clone();
+    let target = d.path().join("bk");
+    hot_backup(&vfs, &home, &target, &BackupOptions::default(), &mut |_| {}).unwrap();
+    let c = f.counts();
+    assert!(c.write_behinds > 0, "no write-behind asked: {c:?}");
+    assert_eq!(c.injected, c.write_behinds, "only the advice failed");
+    assert_eq!(files(&target)["a.db"], before["a.db"]);
+    let env = Env::open(&target, EnvOptions::default()).unwrap();
+    let db = env.open_db("a.db").unwrap();
+    for i in [0, 719] {
+        assert_eq!(env.get(&db, &key(i)).unwrap(), Some(vec![7u8; 200]));
+    }
+    env.close().unwrap();
+}
+
+/// While a copy holds a lease, the owner publishes in the region how long
+/// its synchronous commits waited for their log flush (and the floor of
+/// that), which the copy paces itself by; with the commit count, so a
+/// reader tells a new sample from an old one. Without a lease it leaves
+/// the region alone.
+#[test]
+fn the_owner_publishes_its_commit_wait_in_the_region_while_leased() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    let env = Env::open(home, EnvOptions::create()).unwrap();
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("a.db", Some(512)).unwrap();
+    t.commit().unwrap();
+    let vfs = OsVfs::shared();
+    let region = Region::at(&vfs, home);
+    region
+        .update(false, |s| {
+            s.add_lease(std::process::id(), own_start(), 1, now() + 600, now())
+        })
+        .unwrap()
+        .unwrap();
+    for i in 0..20u32 {
+        let mut t = env.begin().unwrap();
+        t.put(&db, &key(i), b"v").unwrap();
+        t.commit().unwrap();
+    }
+    // Published every 50 ms by the owner's request thread: wait for it,
+    // with a bound far above that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        match region.read() {
+            Some(st) if st.commit_wait.recent != 0 => break st,
+            _ if std::time::Instant::now() > deadline => panic!("never published"),
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    assert_eq!(st.commits, 21);
+    assert!(st.commit_wait.floor != 0 && st.commit_wait.floor <= st.commit_wait.recent);
+    env.close().unwrap();
+}

@@ -57,6 +57,9 @@ pub enum Op {
     SetTimes,
     /// `VFile::meta`, `Vfs::metadata` and `Vfs::symlink_metadata`.
     Stat,
+    /// `VFile::write_behind` (advice: a copy's write-out behind its
+    /// writes).
+    WriteBehind,
 }
 
 /// Which occurrences of an operation fail (1-based, counted over the
@@ -94,6 +97,7 @@ pub struct OpCounts {
     pub set_modes: u64,
     pub set_times: u64,
     pub stats: u64,
+    pub write_behinds: u64,
     /// Bytes written (short writes count what was written).
     pub bytes_written: u64,
     /// Faults injected so far.
@@ -116,6 +120,7 @@ impl OpCounts {
             Op::SetMode => self.set_modes,
             Op::SetTimes => self.set_times,
             Op::Stat => self.stats,
+            Op::WriteBehind => self.write_behinds,
         }
     }
 
@@ -134,6 +139,7 @@ impl OpCounts {
             Op::SetMode => &mut self.set_modes,
             Op::SetTimes => &mut self.set_times,
             Op::Stat => &mut self.stats,
+            Op::WriteBehind => &mut self.write_behinds,
         };
         *c += 1;
         *c
@@ -294,6 +300,7 @@ fn op_name(op: Op) -> &'static str {
         Op::SetMode => "chmod",
         Op::SetTimes => "utimes",
         Op::Stat => "stat",
+        Op::WriteBehind => "fadvise",
     }
 }
 
@@ -341,6 +348,11 @@ impl FileLayer for FaultyFile {
     fn sync(&self) -> Result<()> {
         self.fate(Op::Sync)?;
         self.inner.sync()
+    }
+
+    fn write_behind(&self, off: u64, len: u64) -> Result<()> {
+        self.fate(Op::WriteBehind)?;
+        self.inner.write_behind(off, len)
     }
 
     fn try_lock(&self, kind: LockKind) -> Result<bool> {

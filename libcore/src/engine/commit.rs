@@ -135,7 +135,9 @@ impl<'e> Txn<'e> {
         // 4. Durability, outside the writer lock so commits can group.
         drop(self);
         if sync {
+            let waited = std::time::Instant::now();
             log.flush(commit_lsn).map_err(|e| inner.fail(e))?;
+            inner.commit_wait.record(waited.elapsed());
         }
         finish_files(&inner, &created_ids, markers, removed)?;
         // 6. Keep the cache within its size. The commit is done; a failed

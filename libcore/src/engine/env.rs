@@ -18,13 +18,14 @@
 //! commit.rs; checkpoints checkpoint.rs.
 
 use super::checkpoint::{Checkpointer, Parts};
+use super::commit_wait::{self, CommitWait};
 use super::failure::Failure;
 use super::files::{open_files, FileTable};
 use super::lock;
 use super::owner::OwnerLock;
 use super::pool::{Pool, WriteBack};
 use super::reentry::{self, Hold};
-use super::region::{OwnerRegion, Region};
+use super::region::{CommitWaitSample, OwnerRegion, Region};
 use super::upkeep::{remove_logs_below, Standing, Upkeep};
 use crate::error::{Error, Result};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
@@ -141,6 +142,9 @@ pub(crate) struct Inner {
     pub(crate) open_id: u64,
     /// Transactions committed since the owner opened.
     pub(super) commits: AtomicU64,
+    /// How long synchronous commits waited for their flush, published in
+    /// the region for backups to pace by.
+    pub(super) commit_wait: CommitWait,
     /// Set when the last handle closes (stops the housekeeping thread).
     stop: AtomicBool,
     /// The housekeeping thread, joined by the last `close`: it holds the
@@ -335,6 +339,7 @@ impl Env {
             env_id,
             open_id: NEXT_OPEN_ID.fetch_add(1, Ordering::Relaxed),
             commits: AtomicU64::new(0),
+            commit_wait: CommitWait::default(),
             stop: AtomicBool::new(false),
             housekeeper: Mutex::new(None),
             handles: Mutex::new(1),
@@ -563,10 +568,10 @@ fn remove_unfinished_log(vfs: &SharedVfs, layout: &Layout) -> Result<()> {
 /// The housekeeping thread's name (what a debugger or `top -H` shows).
 pub const HOUSEKEEPER: &str = "libcore-upkeep";
 
-/// The owner's housekeeping thread: every tick it answers checkpoint
-/// requests other processes post in the region (`db_checkpoint`,
-/// `db_hotbackup -c`) and does the upkeep asked for (upkeep.rs). It holds
-/// the environment weakly and stops when the last handle closes.
+/// The owner's housekeeping thread: every tick (50 ms) it serves the
+/// processes that share the region (`serve_region`) and does the upkeep
+/// asked for (upkeep.rs). It holds the environment weakly and stops when
+/// the last handle closes.
 fn spawn_housekeeper(
     weak: Weak<Inner>,
     serve_requests: bool,
@@ -580,6 +585,7 @@ fn spawn_housekeeper(
         .spawn(move || {
             let mut last_auto = Instant::now();
             let mut commits_then = 0u64;
+            let mut wait = CommitWaitSample::default();
             loop {
                 std::thread::sleep(Duration::from_millis(50));
                 let Some(inner) = weak.upgrade() else { return };
@@ -587,7 +593,7 @@ fn spawn_housekeeper(
                     return;
                 }
                 if serve_requests {
-                    inner.serve_checkpoint_request();
+                    inner.serve_region(&mut wait);
                 }
                 let Some(log) = &inner.log else { continue };
                 let standing = Standing {
@@ -664,14 +670,31 @@ impl Inner {
         Ok(())
     }
 
-    /// Answers a checkpoint request posted in the region. Never waits
-    /// for the region's lock: a tool stopped while holding it delays the
-    /// answer, not the owner.
-    fn serve_checkpoint_request(&self) {
+    /// Serves the processes that share the region: answers a checkpoint
+    /// request posted there (`db_checkpoint`, `db_hotbackup -c`) and, while
+    /// a copy holds a lease (a backup, a replication master), publishes how
+    /// long synchronous commits waited, for the copy to pace itself by
+    /// (commit_wait.rs); without a lease the region is left alone, nobody
+    /// reads the wait then. `wait` is the sample carried between ticks.
+    /// Never waits for the region's lock: a tool stopped while holding it
+    /// delays the answer, not the owner.
+    fn serve_region(&self, wait: &mut CommitWaitSample) {
+        // The floor learns from every interval, leased or not.
+        let fresh = self.commit_wait.take_mean_us();
+        if let Some(mean) = fresh {
+            *wait = commit_wait::next_sample(*wait, mean);
+        }
         let _ = self.region.flush();
         let Some(st) = self.region.try_read() else {
             return;
         };
+        if fresh.is_some() && !st.live_leases(crate::types::now_secs()).is_empty() {
+            let (sample, commits) = (*wait, self.commits.load(Ordering::Relaxed));
+            let _ = self.region.publish(move |s| {
+                s.commit_wait = sample;
+                s.commits = commits;
+            });
+        }
         if st.ckp_requested > st.ckp_done && self.checkpoint().is_ok() {
             let want = st.ckp_requested;
             let _ = self

@@ -16,6 +16,7 @@
 //! | the failed state | failure.rs | the first write error, after which nothing is written |
 //! | the owner lock | owner.rs | one writing process per environment |
 //! | the region | region.rs | the state shared with other processes |
+//! | commit wait | commit_wait.rs | how long synchronous commits waited, for the region |
 //! | re-entry marks | reentry.rs | what this thread holds, so self-waits fail at once |
 //! | housekeeping | upkeep.rs | checkpoint requests, automatic checkpoints and log removal |
 //!
@@ -47,6 +48,7 @@ pub mod bulk;
 pub mod cache;
 mod checkpoint;
 mod commit;
+pub(crate) mod commit_wait;
 pub mod env;
 mod failure;
 mod files;

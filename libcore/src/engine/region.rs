@@ -19,7 +19,12 @@
 //!  72    8   end of log when last written (LSN)
 //!  80    8   the last backup lease id handed out
 //!  88    4   N, the number of lease slots that follow (8)
-//!  92    4   reserved (0)
+//!  92    2   commit wait: the mean time a synchronous commit waited for
+//!            its log fsync over the owner's last 50 ms with commits,
+//!            in units of 4 us (saturating; 0: none measured yet);
+//!            written only while a lease is held (a copy is running)
+//!  94    2   commit wait floor: the lowest of those means, rising 1% a
+//!            sample so it follows a changed workload (same units)
 //!  96  32*N  backup lease slots, each:
 //!              +0  4  pid of the backup (0: free slot)
 //!              +4  4  first log file it still needs
@@ -150,6 +155,25 @@ pub fn own_start_time() -> u64 {
         .unwrap_or(0)
 }
 
+/// The commit wait the owner publishes (offsets 92 and 94), in units of
+/// [`CommitWaitSample::UNIT_US`] microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitWaitSample {
+    /// The mean over the owner's last interval with synchronous commits.
+    pub recent: u16,
+    /// The lowest mean seen, slowly rising: what the commits need alone.
+    pub floor: u16,
+}
+
+impl CommitWaitSample {
+    pub const UNIT_US: u64 = 4;
+
+    /// `us` microseconds in the region's units, saturating.
+    pub fn units(us: u64) -> u16 {
+        u16::try_from(us.div_ceil(Self::UNIT_US)).unwrap_or(u16::MAX)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegionState {
     pub owner_pid: u32,
@@ -164,6 +188,9 @@ pub struct RegionState {
     pub log_end: Lsn,
     /// The last lease id handed out.
     pub last_lease_id: u64,
+    /// What the owner's synchronous commits felt lately: backups pace
+    /// themselves by it (ops/pacing.rs, engine/commit_wait.rs).
+    pub commit_wait: CommitWaitSample,
     /// Every lease recorded, void ones included until the next
     /// [`RegionState::add_lease`] drops them.
     pub leases: Vec<BackupLease>,
@@ -262,6 +289,8 @@ impl RegionState {
         put_u64(&mut b, 72, self.log_end.to_u64());
         put_u64(&mut b, 80, self.last_lease_id);
         put_u32(&mut b, 88, slots as u32);
+        b[92..94].copy_from_slice(&self.commit_wait.recent.to_le_bytes());
+        b[94..96].copy_from_slice(&self.commit_wait.floor.to_le_bytes());
         for (i, l) in self.leases.iter().enumerate() {
             let at = HEADER + i * SLOT;
             put_u32(&mut b, at, l.pid);
@@ -319,6 +348,10 @@ impl RegionState {
             commits: get_u64(b, 64),
             log_end: Lsn::from_u64(get_u64(b, 72)),
             last_lease_id: get_u64(b, 80),
+            commit_wait: CommitWaitSample {
+                recent: u16::from_le_bytes([b[92], b[93]]),
+                floor: u16::from_le_bytes([b[94], b[95]]),
+            },
             leases,
         })
     }
@@ -349,6 +382,7 @@ impl RegionState {
             commits: get_u64(b, 80),
             log_end: Lsn::from_u64(get_u64(b, 88)),
             last_lease_id: 0,
+            commit_wait: CommitWaitSample::default(),
             leases: if old.pid != 0 { vec![old] } else { Vec::new() },
         })
     }
@@ -671,6 +705,10 @@ mod tests {
             s.owner_pid = 42;
             s.last_ckp = Lsn::new(3, 40);
             s.leases.push(lease(7, 2));
+            s.commit_wait = CommitWaitSample {
+                recent: 300,
+                floor: 0xfe01,
+            };
         })
         .unwrap();
         let s = r.read().unwrap();
@@ -678,6 +716,8 @@ mod tests {
             (s.owner_pid, s.last_ckp, s.leases[0].first_log),
             (42, Lsn::new(3, 40), 2)
         );
+        assert_eq!((s.commit_wait.recent, s.commit_wait.floor), (300, 0xfe01));
+        assert_eq!(CommitWaitSample::units(1 << 40), u16::MAX, "saturates");
         assert_eq!(fs::metadata(r.path()).unwrap().len(), REGION_SIZE as u64);
         let n = r.update(false, |s| {
             s.ckp_requested += 1;

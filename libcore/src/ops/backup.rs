@@ -590,10 +590,10 @@ fn full(
     let created = crate::types::now_secs();
     let mut copied_crc: HashMap<PathBuf, u32> = HashMap::new();
     let mut bytes = 0u64;
-    let pacer = opts.max_rate.map(Pacer::new);
+    let pacer = Pacer::for_env(vfs, &src.home, opts.max_rate);
     let copy = CopyOptions {
         plain: opts.plain,
-        pace: pacer.as_ref(),
+        pace: Some(&pacer),
         progress: opts.progress.as_deref(),
     };
     if opts.config_dirs {
@@ -800,10 +800,10 @@ fn update(
     check_history(vfs, src, &manifest, &history, bk_end)?;
     check_prefix(vfs, &src.log_path(b), &bk_path, bk_len)?;
 
-    let pacer = opts.max_rate.map(Pacer::new);
+    let pacer = Pacer::for_env(vfs, &src.home, opts.max_rate);
     let copy = CopyOptions {
         plain: opts.plain,
-        pace: pacer.as_ref(),
+        pace: Some(&pacer),
         progress: opts.progress.as_deref(),
     };
     let mut bytes = append_log(vfs, src, &dst, copy, say)?;

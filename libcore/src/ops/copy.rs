@@ -19,6 +19,7 @@
 //!   a trailing slash) and is not one is refused, never made a file.
 
 use crate::error::{Error, Location, Result};
+pub use crate::ops::pacing::Pacer;
 use crate::progress::{self, Phase, Progress};
 use crate::storage::layout::probe_db;
 use crate::storage::page::{self, PageCheck};
@@ -44,7 +45,8 @@ pub enum FileKind {
 pub struct CopyOptions<'a> {
     /// `-F`: plain reads, no page checks (only where reads are atomic).
     pub plain: bool,
-    /// A bandwidth cap shared by every file of one backup (`-r`).
+    /// How fast the copy may go, shared by every file of one backup
+    /// (`-r`, and the self-pacing by the primary: ops/pacing.rs).
     pub pace: Option<&'a Pacer>,
     /// Told of each chunk copied (the caller starts the phase).
     pub progress: Option<&'a dyn Progress>,
@@ -58,47 +60,6 @@ impl CopyOptions<'_> {
         }
         progress::advance(self.progress, n);
     }
-}
-
-/// Keeps the average rate of a copy (over every file it is used for) at or
-/// under a cap, by sleeping after a chunk that got ahead of it. On a
-/// primary whose disk the backup shares, an unpaced copy fills the device
-/// queue and the primary's log fsyncs wait behind it (bench row 6): the cap
-/// trades backup time for the primary's commit latency.
-#[derive(Debug)]
-pub struct Pacer {
-    bytes_per_sec: u64,
-    /// When the first byte went, and how many have gone since.
-    progress: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
-}
-
-impl Pacer {
-    pub fn new(bytes_per_sec: u64) -> Pacer {
-        Pacer {
-            bytes_per_sec: bytes_per_sec.max(1),
-            progress: std::sync::Mutex::new((None, 0)),
-        }
-    }
-
-    /// Counts `n` more bytes copied and sleeps while the copy is ahead of
-    /// the cap.
-    pub fn pace(&self, n: u64) {
-        let wait = {
-            let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            let start = *p.0.get_or_insert_with(std::time::Instant::now);
-            p.1 += n;
-            ahead_by(p.1, self.bytes_per_sec, start.elapsed())
-        };
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-    }
-}
-
-/// How far a copy of `bytes` done after `elapsed` is ahead of `rate`
-/// bytes a second (zero when it is behind).
-fn ahead_by(bytes: u64, rate: u64, elapsed: Duration) -> Duration {
-    Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64).saturating_sub(elapsed)
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +215,7 @@ fn copy_bytes(
             break;
         }
         out.write_at(&buf[..n], off)?;
+        write_behind(out, off, n as u64);
         if off / SYNC_EVERY != (off + n as u64) / SYNC_EVERY {
             nudge();
         }
@@ -288,6 +250,7 @@ fn copy_pages(
             rereads += settle_page(input, page_buf, no, off + (i * ps) as u64)?;
         }
         out.write_at(&buf[..whole], off)?;
+        write_behind(out, off, whole as u64);
         h.update(&buf[..whole]);
         if off / SYNC_EVERY != (off + whole as u64) / SYNC_EVERY {
             nudge();
@@ -299,6 +262,34 @@ fn copy_pages(
         }
     }
     Ok((off, rereads, h.finalize()))
+}
+
+/// How far behind its writes a copy tells the file system to drop what is
+/// on disk: far enough that the write-out started then has finished.
+const DROP_BEHIND: u64 = 8 << 20;
+
+/// After `len` bytes were written at `off`: starts their write-out, and
+/// asks again for the range `DROP_BEHIND` earlier, written out by now, so
+/// the cache drops it. The copy's dirty data stays at a few MiB instead of
+/// all it wrote since the last fsync, and the pages it made never push
+/// the primary's out of the cache. Advice only: a file system that
+/// refuses it changes nothing, so its error is not the copy's.
+pub(crate) fn write_behind(out: &dyn VFile, off: u64, len: u64) {
+    if !kernel_tools() {
+        return;
+    }
+    let _ = out.write_behind(off, len);
+    if let Some(earlier) = off.checked_sub(DROP_BEHIND) {
+        let _ = out.write_behind(earlier, len);
+    }
+}
+
+/// Whether copies use [`write_behind`]: yes, unless the environment
+/// variable `BDBTOOLS_WRITE_BEHIND` is `0` (for the bench's comparison
+/// only, see bench/main.rs; not an operator's setting).
+fn kernel_tools() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("BDBTOOLS_WRITE_BEHIND").is_none_or(|v| v != "0"))
 }
 
 /// Re-reads one page until its checksum holds. All-zero pages (space the
@@ -451,15 +442,6 @@ fn same_file(vfs: &SharedVfs, a: &Path, b: &Path) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_pacer_waits_exactly_as_long_as_the_copy_is_ahead() {
-        let s = Duration::from_secs;
-        assert_eq!(ahead_by(10 << 20, 10 << 20, s(0)), s(1));
-        assert_eq!(ahead_by(10 << 20, 10 << 20, s(1)), Duration::ZERO);
-        assert_eq!(ahead_by(10 << 20, 10 << 20, s(3)), Duration::ZERO);
-        assert_eq!(ahead_by(30 << 20, 10 << 20, s(1)), s(2));
-        assert_eq!(ahead_by(5, 0, s(0)), s(5), "a zero rate counts as 1 byte/s");
-    }
     use crate::engine::env::{Env, EnvOptions};
     use crate::storage::vfs::OsVfs;
     use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! The operations the tools run, over the engine and recovery: hot backup
 //! and its target directory, archive listings, page-atomic copies,
 //! verification, loads and dumps, statistics, checkpoint requests, the
-//! `db_recover` procedure, the replica store layer, and a file system that
+//! `db_recover` procedure, how fast a copy may go (`pacing`), the replica store layer, and a file system that
 //! counts the bytes written for progress (`metered`).
 
 pub mod archive;
@@ -12,6 +12,7 @@ pub mod dumpdb;
 pub mod interrupt;
 pub mod load;
 pub mod metered;
+pub mod pacing;
 pub mod recover_env;
 pub mod replica;
 pub mod request_checkpoint;

@@ -105,6 +105,19 @@ pub trait VFile: Send + Sync {
     fn set_mode(&self, mode: u32) -> Result<()>;
     /// Sets the access and modification times.
     fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()>;
+    /// Advice, never needed for correctness: starts writing the `len`
+    /// bytes at `off` (already written with `write_at`) to disk without
+    /// waiting for them, and lets the cache drop those of them already on
+    /// disk. A copy calls it behind its writes so its dirty data stays
+    /// small (the final `sync` is cheap, and a primary's fsync on the same
+    /// disk never waits behind a flood of it) and so it does not push the
+    /// primary's pages out of the cache. The data is durable only after
+    /// `sync`, exactly as without it. Does nothing unless a file system
+    /// has such a tool.
+    fn write_behind(&self, off: u64, len: u64) -> Result<()> {
+        let _ = (off, len);
+        Ok(())
+    }
 }
 
 pub trait Vfs: Send + Sync {
@@ -219,6 +232,17 @@ impl VFile for OsFile {
         self.file
             .set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(&self.path, "chmod", e))
+    }
+
+    fn write_behind(&self, off: u64, len: u64) -> Result<()> {
+        // posix_fadvise(DONTNEED) starts an asynchronous write-out of the
+        // range's dirty pages and drops its clean ones (Linux mm/fadvise.c);
+        // rustix wraps it safely (libcore has no unsafe code).
+        let Some(len) = std::num::NonZeroU64::new(len) else {
+            return Ok(());
+        };
+        rustix::fs::fadvise(&self.file, off, Some(len), rustix::fs::Advice::DontNeed)
+            .map_err(|e| Error::io(&self.path, "fadvise", e.into()))
     }
 
     fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {

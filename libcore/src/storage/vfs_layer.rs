@@ -135,6 +135,9 @@ pub trait FileLayer: Send + Sync {
     fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
         self.lower().set_times(accessed, modified)
     }
+    fn write_behind(&self, off: u64, len: u64) -> Result<()> {
+        self.lower().write_behind(off, len)
+    }
 }
 
 impl<T: FileLayer> VFile for T {
@@ -170,5 +173,8 @@ impl<T: FileLayer> VFile for T {
     }
     fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
         FileLayer::set_times(self, accessed, modified)
+    }
+    fn write_behind(&self, off: u64, len: u64) -> Result<()> {
+        FileLayer::write_behind(self, off, len)
     }
 }

@@ -25,6 +25,7 @@ use super::layout;
 use super::store::{FileSum, ReplicaStore};
 use crate::error::{Error, Result, StoreFault};
 use crate::ops::copy::{settle_page, total_size};
+use crate::ops::pacing::Pacer;
 use crate::progress::{self, Phase, Progress};
 use crate::storage::codec::{Reader, Writer};
 use crate::storage::layout::Layout;
@@ -166,12 +167,16 @@ struct PageChecked {
     page_size: usize,
     /// Told of the whole pages each read returns (what is stored).
     progress: Option<Arc<dyn Progress>>,
+    /// Slows the reads (and so the store's writes) while the primary's
+    /// commits wait behind them (ops/pacing.rs).
+    pace: Arc<Pacer>,
 }
 
 struct PageCheckedFile {
     file: Box<dyn VFile>,
     page_size: usize,
     progress: Option<Arc<dyn Progress>>,
+    pace: Arc<Pacer>,
 }
 
 impl FileLayer for PageCheckedFile {
@@ -188,6 +193,7 @@ impl FileLayer for PageCheckedFile {
             settle_page(&*self.file, page, PageNo((at / ps as u64) as u32), at)?;
         }
         progress::advance(self.progress.as_deref(), whole as u64);
+        self.pace.pace(whole as u64);
         Ok(whole)
     }
 
@@ -215,6 +221,7 @@ impl VfsLayer for PageChecked {
             file,
             page_size: self.page_size,
             progress: self.progress.clone(),
+            pace: self.pace.clone(),
         }))
     }
 }
@@ -332,12 +339,14 @@ fn copy_files(
         let paths: Vec<&Path> = dbs.iter().map(|f| f.path.as_path()).collect();
         p.start(Phase::WriteBase, Some(total_size(vfs, &paths)));
     }
+    let pace = Arc::new(Pacer::for_env(vfs, &src.home, None));
     for (index, f) in dbs.into_iter().enumerate() {
         let key = layout::base_file_key(number, index as u32);
         let checked = PageChecked {
             inner: vfs.clone(),
             page_size: f.meta_page_size as usize,
             progress: progress.clone(),
+            pace: pace.clone(),
         };
         say(format!(
             "copying database {} to {}/{key}",

@@ -147,6 +147,7 @@ impl<'a> Temp<'a> {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         if let Some(f) = &self.file {
             f.write_at(bytes, self.written)?;
+            crate::ops::copy::write_behind(&**f, self.written, bytes.len() as u64);
         }
         self.summer.update(bytes);
         self.written += bytes.len() as u64;
