@@ -29,11 +29,89 @@
 //!
 //! # The public API
 //!
-//! An application opens an [`Env`], runs [`Txn`]s and reads through it;
-//! the modules below are one entry point per tool operation, with its
-//! options and report types. Everything else is private to the crate;
-//! tests reach internals through `libcore::testing` (the `testing`
-//! feature, turned on only by the dev-only `testkit` crate).
+//! An application opens an [`Env`] (a directory: database files and the
+//! write-ahead log), changes it in write transactions ([`Txn`], one at a
+//! time, all or nothing) and reads it through snapshots ([`Snapshot`]: one
+//! commit's state for their whole life, never blocking a writer), with
+//! range iterators forwards and backwards. Each transaction chooses its
+//! [`Durability`]; [`Env::flush`] makes every commit so far durable;
+//! checkpoints and log removal run on request ([`Env::checkpoint`],
+//! [`archive::remove_unused`]) or by themselves ([`Upkeep`]). Errors say
+//! what happened by [`ErrorKind`]. The modules below are one entry point
+//! per tool operation (hot backup, archive, copy, ...), with its options
+//! and report types. Everything else is private to the crate; tests reach
+//! internals through `libcore::testing` (the `testing` feature, turned on
+//! only by the dev-only `testkit` crate).
+//!
+//! A whole life, end to end:
+//!
+//! ```
+//! use libcore::{Durability, Env, EnvOptions, Upkeep};
+//! # fn main() -> libcore::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let home = dir.path().join("env");
+//! # std::fs::create_dir(&home).unwrap();
+//! // Open (creating it), with checkpoints every 64 MiB of log and old
+//! // log files removed by themselves.
+//! let env = Env::open(
+//!     &home,
+//!     EnvOptions {
+//!         upkeep: Upkeep {
+//!             checkpoint_log_bytes: Some(64 << 20),
+//!             remove_unused_logs: true,
+//!             ..Upkeep::default()
+//!         },
+//!         ..EnvOptions::create()
+//!     },
+//! )?;
+//!
+//! // Write: a transaction commits all of its changes or none.
+//! let mut t = env.begin()?;
+//! let fruit = t.create_db("fruit.db", None)?;
+//! for (k, v) in [("apple", "3"), ("banana", "5"), ("cherry", "7")] {
+//!     t.put(&fruit, k.as_bytes(), v.as_bytes())?;
+//! }
+//! t.commit()?; // durable when it returns
+//!
+//! // Many small changes that may be lost in a crash, made durable at once.
+//! for (k, v) in [("date", "1"), ("elder", "2")] {
+//!     let mut t = env.begin()?;
+//!     t.set_durability(Durability::NoSync);
+//!     t.put(&fruit, k.as_bytes(), v.as_bytes())?;
+//!     t.commit()?;
+//! }
+//! env.flush()?;
+//!
+//! // Read: a snapshot sees one commit, whatever commits after it.
+//! let snap = env.snapshot()?;
+//! let mut t = env.begin()?;
+//! t.delete(&fruit, b"banana")?;
+//! t.commit()?;
+//! let from_b: Vec<Vec<u8>> = snap
+//!     .range(&fruit, "b".."d")?
+//!     .map(|pair| pair.map(|(k, _)| k))
+//!     .collect::<libcore::Result<_>>()?;
+//! assert_eq!(from_b, [b"banana".to_vec(), b"cherry".to_vec()]);
+//! let (last, _) = snap.iter(&fruit)?.next_back().unwrap()?;
+//! assert_eq!(last, b"elder");
+//! drop(snap);
+//! assert_eq!(env.get(&fruit, b"banana")?, None);
+//!
+//! // Checkpoint, and take a hot backup while the environment is open.
+//! env.checkpoint()?;
+//! let backup = dir.path().join("backup");
+//! libcore::backup::hot_backup(
+//!     env.vfs(),
+//!     &home,
+//!     &backup,
+//!     &libcore::backup::BackupOptions::default(),
+//!     &mut |_| {},
+//! )?;
+//!
+//! // Close: the last handle checkpoints and marks a clean shutdown.
+//! env.close()?;
+//! # Ok(()) }
+//! ```
 
 #![deny(unsafe_code)]
 

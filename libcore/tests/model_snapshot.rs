@@ -575,7 +575,7 @@ fn a_snapshot_read_racing_a_commit_never_caches_the_older_image() {
     o.nosync = Some(true);
     o.page_size = Some(4096);
     o.cache_size = Some(64 * 1024);
-    let (a, b) = {
+    {
         let env = Env::open(dir.path(), o.clone()).unwrap();
         let mut t = env.begin().unwrap();
         let a = t.create_db("a.db", None).unwrap();
@@ -586,9 +586,9 @@ fn a_snapshot_read_racing_a_commit_never_caches_the_older_image() {
         }
         t.commit().unwrap();
         env.close().unwrap();
-        (a, b)
-    };
+    }
     let env = Env::open(dir.path(), o).unwrap(); // an empty cache
+    let (a, b) = (env.open_db("a.db").unwrap(), env.open_db("b.db").unwrap());
     let snap = env.snapshot().unwrap();
     let reader: Arc<std::sync::Mutex<Option<std::thread::ThreadId>>> = Default::default();
     let (read_tx, read_rx) = std::sync::mpsc::channel::<()>();
