@@ -146,10 +146,20 @@ fn databases(env: &Env) -> libcore::Result<(Db, Db)> {
 }
 
 /// Adds `delta` to `account`'s balance and records the move.
-fn change(t: &mut Txn<'_>, balances: &Db, moves: &Db, account: &str, delta: i64) -> Result<(), String> {
+fn change(
+    t: &mut Txn<'_>,
+    balances: &Db,
+    moves: &Db,
+    account: &str,
+    delta: i64,
+) -> Result<(), String> {
     let now = balance_in(t, balances, account)?;
-    t.put(balances, account.as_bytes(), (now + delta).to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
+    t.put(
+        balances,
+        account.as_bytes(),
+        (now + delta).to_string().as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
     let seq = t.id().0;
     let key = format!("{account}/{seq:020}");
     t.put(moves, key.as_bytes(), delta.to_string().as_bytes())
@@ -160,7 +170,10 @@ fn change(t: &mut Txn<'_>, balances: &Db, moves: &Db, account: &str, delta: i64)
 }
 
 fn balance_in(t: &mut Txn<'_>, balances: &Db, account: &str) -> Result<i64, String> {
-    match t.get(balances, account.as_bytes()).map_err(|e| e.to_string())? {
+    match t
+        .get(balances, account.as_bytes())
+        .map_err(|e| e.to_string())?
+    {
         Some(v) => decode(&v),
         None => Ok(0),
     }

@@ -10,50 +10,88 @@ use std::path::PathBuf;
 /// Where inside a file a problem was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
+    /// In this page of a database file (its number, counted from 0).
     Page(PageNo),
+    /// At this byte offset from the start of the file (log files and
+    /// other files that are not made of pages).
     Offset(u64),
+    /// In the file as a whole (its length, its header, or its place among
+    /// other files), not at one spot in it.
     Whole,
 }
 
+/// Every failure libcore reports. A variant says what went wrong and
+/// where; [`Error::kind`] sorts them into the few classes a caller acts
+/// on, and `Display` gives the one-line message the tools print.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed on `path`.
     Io {
+        /// The file or directory the call was made on.
         path: PathBuf,
+        /// The call that failed, as a short verb ("open", "read", "fsync").
         op: &'static str,
+        /// The operating system's error; match its `kind()` or errno.
         source: io::Error,
     },
     /// Bytes on disk are not what the format allows (bad checksum that did
     /// not heal, impossible length, broken link).
     Corrupt {
+        /// The damaged file.
         path: PathBuf,
+        /// Where in the file the damage was found.
         at: Location,
+        /// What is wrong there, for a person to read.
         what: String,
     },
     /// Redo needs a log record that is not there: a page is older than the
     /// change that should apply to it, and no later full image repaired it.
     LogSequence {
+        /// The database file whose page is too old.
         path: PathBuf,
+        /// The page that the missing record changed.
         page: PageNo,
+        /// Where in the log the missing record should have been.
         missing: Lsn,
     },
     /// A log file between two present ones is missing.
-    LogGap { path: PathBuf },
+    LogGap {
+        /// The log file that should be there (the first one missing).
+        path: PathBuf,
+    },
     /// The file's format version (or magic) is one we do not read.
-    Version { path: PathBuf, what: String },
+    Version {
+        /// The file in the unknown format.
+        path: PathBuf,
+        /// Which version or magic was found and which ones are read.
+        what: String,
+    },
     /// The directory exists but holds no environment (and creating one was
     /// not asked for).
-    NotEnvironment { path: PathBuf },
+    NotEnvironment {
+        /// The directory that was opened as an environment home.
+        path: PathBuf,
+    },
     /// A bad line in DB_CONFIG.
     Config {
+        /// The `DB_CONFIG` file.
         path: PathBuf,
+        /// The line's number, counted from 1.
         line: usize,
+        /// The line as written.
         text: String,
+        /// What is wrong with it.
         what: String,
     },
     /// Another process owns the environment.
-    Locked { path: PathBuf, pid: u32 },
+    Locked {
+        /// The environment's home directory.
+        path: PathBuf,
+        /// The owner's process id as its lock file records it (0 when the
+        /// file does not hold a readable one).
+        pid: u32,
+    },
     /// A caller asked for something impossible (bad flag combination, key
     /// too large, unknown database).
     InvalidArgument(String),
@@ -61,7 +99,13 @@ pub enum Error {
     /// requires it).
     NotFound(String),
     /// An earlier fsync failed: nothing more is written until recovery runs.
-    Failed { path: PathBuf, why: String },
+    Failed {
+        /// The environment's home directory, or the log file whose write
+        /// or fsync failed.
+        path: PathBuf,
+        /// The failure that stopped the environment.
+        why: String,
+    },
     /// A read-only view saw a page newer than its snapshot: the owner
     /// changed the environment under it. Callers refresh and retry.
     SnapshotMoved,
@@ -74,9 +118,14 @@ pub enum Error {
     /// `location` names the store without credentials. `fault` says
     /// whether trying again later can help.
     Store {
+        /// The store's address without credentials (a directory or an
+        /// `s3://bucket/prefix`).
         location: String,
+        /// The object's key inside the store, "" for the store itself.
         key: String,
+        /// The class of failure: whether a retry can help.
         fault: StoreFault,
+        /// What the store said, for a person to read.
         what: String,
     },
     /// A database or file that is already there (`create_db` of a name in
@@ -114,6 +163,7 @@ pub enum StoreFault {
     Fenced,
 }
 
+/// The result of every fallible libcore call.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// What happened, in the few classes a caller acts on (`Error::kind`).
@@ -157,6 +207,8 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// An [`Error::Io`]: `op` (a short verb such as "open") failed on
+    /// `path` with `source`.
     pub fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Error {
         Error::Io {
             path: path.into(),
@@ -165,6 +217,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Corrupt`]: `path` is damaged at `at`; `what` says how.
     pub fn corrupt(path: impl Into<PathBuf>, at: Location, what: impl Into<String>) -> Error {
         Error::Corrupt {
             path: path.into(),
@@ -173,10 +226,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::InvalidArgument`]: the caller asked for something
+    /// impossible; `msg` is the whole one-line message.
     pub fn invalid(msg: impl Into<String>) -> Error {
         Error::InvalidArgument(msg.into())
     }
 
+    /// An [`Error::Misuse`]: a call that can never succeed from where it
+    /// was made; `msg` is the whole one-line message.
     pub fn misuse(msg: impl Into<String>) -> Error {
         Error::Misuse(msg.into())
     }
@@ -186,6 +243,8 @@ impl Error {
         Error::Internal(msg.into())
     }
 
+    /// An [`Error::Store`]: the store at `location` failed on `key` ("" for
+    /// the store itself) with a `fault` of this class; `what` says how.
     pub fn store(
         location: impl Into<String>,
         key: impl Into<String>,
@@ -240,7 +299,8 @@ impl Error {
         self.store_fault() == Some(StoreFault::Transient)
     }
 
-    /// True when the error is an ENOENT from the OS.
+    /// True when the thing asked for is not there: an ENOENT from the OS,
+    /// or an [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,

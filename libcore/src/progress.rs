@@ -129,6 +129,7 @@ pub struct ProgressRead<'a, R> {
 }
 
 impl<'a, R: Read> ProgressRead<'a, R> {
+    /// Reads from `inner`, advancing `progress` by each read's count.
     pub fn new(inner: R, progress: &'a dyn Progress) -> ProgressRead<'a, R> {
         ProgressRead { inner, progress }
     }

@@ -9,7 +9,10 @@ use std::fmt;
 /// record inside that file. Ordered by (file, offset), which is log order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn {
+    /// The log file's number (`log.0000000001` is 1).
     pub file: u32,
+    /// The record's byte offset from the start of that file (its header
+    /// included).
     pub offset: u32,
 }
 
@@ -18,10 +21,12 @@ impl Lsn {
     /// torn, counts as having this LSN.
     pub const ZERO: Lsn = Lsn { file: 0, offset: 0 };
 
+    /// The LSN of byte `offset` of log file `file`.
     pub const fn new(file: u32, offset: u32) -> Lsn {
         Lsn { file, offset }
     }
 
+    /// True for `Lsn::ZERO`, which usually means "none".
     pub fn is_zero(self) -> bool {
         self == Lsn::ZERO
     }
@@ -31,6 +36,7 @@ impl Lsn {
         (u64::from(self.file) << 32) | u64::from(self.offset)
     }
 
+    /// Unpacks what `to_u64` packed.
     pub fn from_u64(v: u64) -> Lsn {
         Lsn {
             file: (v >> 32) as u32,
@@ -60,10 +66,13 @@ impl fmt::Display for Lsn {
 pub struct PageNo(pub u32);
 
 impl PageNo {
+    /// The meta page: page 0, which holds the file's magic, version, page
+    /// size and tree root.
     pub const META: PageNo = PageNo(0);
     /// "No page": used for empty links (end of a chain, no sibling).
     pub const NONE: PageNo = PageNo(u32::MAX);
 
+    /// True for `PageNo::NONE`, the empty link.
     pub fn is_none(self) -> bool {
         self == PageNo::NONE
     }

@@ -20,7 +20,11 @@ fn ledger() -> PathBuf {
 }
 
 fn run(home: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(ledger()).arg(home).args(args).output().unwrap();
+    let out = Command::new(ledger())
+        .arg(home)
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8(out.stdout).unwrap(),
@@ -47,7 +51,11 @@ fn the_ledger_moves_money_whole_and_its_backup_agrees() {
     let (good, _, err) = run(&home, &["transfer", "bob", "alice", "1000"]);
     assert!(!good);
     assert_eq!(err, "ledger: bob: not enough money\n");
-    assert_eq!(ok(&home, &["balances"]), before, "a refused transfer changed nothing");
+    assert_eq!(
+        ok(&home, &["balances"]),
+        before,
+        "a refused transfer changed nothing"
+    );
 
     let history = ok(&home, &["history", "alice"]);
     let amounts: Vec<&str> = history
@@ -61,5 +69,8 @@ fn the_ledger_moves_money_whole_and_its_backup_agrees() {
     assert_eq!(ok(&backup, &["balances"]), before);
 
     let (good, _, err) = run(&home, &["deposit", "carol", "-3"]);
-    assert!(!good && err.contains("not a positive whole amount"), "{err}");
+    assert!(
+        !good && err.contains("not a positive whole amount"),
+        "{err}"
+    );
 }

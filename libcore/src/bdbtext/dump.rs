@@ -33,6 +33,7 @@ pub enum DumpFormat {
 }
 
 impl DumpFormat {
+    /// The value of the header's `format=` line.
     pub fn as_str(self) -> &'static str {
         match self {
             DumpFormat::Print => "print",
@@ -66,11 +67,14 @@ const NUMERIC_KEYWORDS: &[&str] = &[
 pub struct DumpHeader {
     /// `VERSION=`: 3 as written by Berkeley DB 5.3; 2 is read too.
     pub version: u32,
+    /// `format=`: how the key and data lines are encoded.
     pub format: DumpFormat,
     /// `type=`: always `Some("btree")` when present (other types are
     /// refused); `None` when the header has no `type=` line, and the tool
     /// decides (db_load requires `-t` then).
     pub db_type: Option<String>,
+    /// `db_pagesize=`: the database's page size in bytes; `None` when the
+    /// header has no such line.
     pub db_pagesize: Option<u32>,
     /// `database=` (or `subdatabase=`): the subdatabase name, unescaped.
     pub database: Option<Vec<u8>>,
@@ -272,6 +276,8 @@ impl<W: Write> DumpWriter<W> {
 
 /// Anything that yields key/data pairs: a dump section or `-T` text.
 pub trait PairSource {
+    /// The next key and data item; `None` at the end. A malformed item is
+    /// an error naming the input.
     fn next_pair(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
 
     /// The next pair into `key` and `val` (cleared first), reusing their

@@ -55,10 +55,14 @@ pub fn record_name(rec: &Record) -> &'static str {
 /// blank line included).
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// Where the record is in the log.
     pub lsn: Lsn,
+    /// The transaction that wrote it (0 for records outside a transaction,
+    /// such as checkpoints).
     pub txn: TxnId,
     /// The previous record of the same transaction, `Lsn::ZERO` if none.
     pub prev: Lsn,
+    /// The record itself, decoded.
     pub record: Record,
     /// The environment id of the log files (commit and checkpoint records
     /// show it as `envid`, where Berkeley DB keeps it in the record).
@@ -233,6 +237,8 @@ pub struct Range {
     pub end: Option<Lsn>,
     /// Walk from `begin` towards the start of the log.
     pub reverse: bool,
+    /// Bytes of each byte string shown (`DEFAULT_DATA_LEN` by default, as
+    /// Berkeley DB).
     pub data_len: usize,
 }
 

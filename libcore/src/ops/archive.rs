@@ -22,6 +22,7 @@ use crate::types::Lsn;
 use crate::wal::{self, FileHeader, FILE_HEADER_SIZE};
 use std::path::PathBuf;
 
+/// Which files `list` names, as `db_archive`'s flags choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveMode {
     /// Log files no longer in use (no flag).

@@ -60,6 +60,7 @@ const LEASE_SECS: u64 = 6 * 3600;
 /// Bytes compared to check that the backup's log is a prefix of the source's.
 const PREFIX_CHECK: u64 = 64 * 1024;
 
+/// How `hot_backup` runs: `db_hotbackup`'s flags and the caller's hooks.
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
     /// `-u`: update an existing backup with the new log only.
@@ -89,18 +90,33 @@ pub struct BackupOptions {
     pub progress: Option<Arc<dyn Progress>>,
 }
 
+/// What a backup made: the target's new manifest and what it took.
 #[derive(Debug, Clone)]
 pub struct BackupReport {
+    /// The manifest now in the target: its consistency point, the log
+    /// range it holds and its database files.
     pub manifest: Manifest,
+    /// How many database files the backup holds (an update copies only
+    /// those a bulk load wrote, but counts them all).
     pub files_copied: usize,
+    /// Bytes copied by this run, database and log files together.
     pub bytes_copied: u64,
+    /// The number of the oldest log file the backup keeps.
     pub lowest_log: Option<u32>,
+    /// What redo did in the target to make it consistent.
     pub recovery: RecoveryOutcome,
 }
 
 /// Progress lines for `-v`; each is one message without the program name.
 pub type Say<'a> = &'a mut dyn FnMut(String);
 
+/// Backs up the environment at `home` into `target` while it runs
+/// (`db_hotbackup`): a full backup, or with `opts.update` the new log of
+/// an existing one, then redo in the target, so that it equals the source
+/// at one commit point at or after the start. The source is never
+/// changed (but a checkpoint with `opts.checkpoint`). `say` hears the
+/// `-v` lines. What a failure or an interruption leaves in the target is
+/// in the module comment.
 pub fn hot_backup(
     vfs: &SharedVfs,
     home: &Path,

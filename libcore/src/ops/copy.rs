@@ -41,6 +41,7 @@ pub enum FileKind {
     Log,
 }
 
+/// How `copy_into` copies (`db_copy`'s flags, and a backup's pacing).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CopyOptions<'a> {
     /// `-F`: plain reads, no page checks (only where reads are atomic).
@@ -64,9 +65,13 @@ impl CopyOptions<'_> {
 
 #[derive(Debug, Clone)]
 pub struct CopyReport {
+    /// The file copied.
     pub source: PathBuf,
+    /// Where its copy is.
     pub target: PathBuf,
+    /// A database (with its page size) or a log file: how it was read.
     pub kind: FileKind,
+    /// How many bytes were written.
     pub bytes: u64,
     /// Pages read more than once before their checksum held.
     pub rereads: u64,

@@ -27,6 +27,8 @@ const MAX_STALLED_RETRIES: usize = 20;
 /// What the header says besides the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DumpOptions {
+    /// How key and data lines are written: `bytevalue` (the default) or
+    /// `print` (`db_dump -p`).
     pub format: DumpFormat,
     /// `db_dump -k`: Berkeley DB adds `keys=1` to a btree's header.
     pub keys: bool,

@@ -367,6 +367,7 @@ pub struct TextSource<R: BufRead> {
 }
 
 impl<R: BufRead> TextSource<R> {
+    /// The pairs of the `-T` text `input`; `name` names it in errors.
     pub fn new(input: R, name: &str) -> TextSource<R> {
         TextSource {
             reader: TextReader::new(input, name),
@@ -375,6 +376,8 @@ impl<R: BufRead> TextSource<R> {
         }
     }
 
+    /// A shared view of the line of the last pair read, for the caller's
+    /// messages.
     pub fn lines(&self) -> LineCount {
         self.lines.clone()
     }
@@ -407,7 +410,8 @@ pub struct OneSection<R: BufRead> {
 }
 
 impl<R: BufRead> OneSection<R> {
-    /// Reads the header of the first section; `None` for an empty input.
+    /// Reads the header of the first section of `input` (`name` names it
+    /// in errors); an input without a header is an error.
     pub fn open(input: R, name: &str) -> Result<(DumpHeader, OneSection<R>)> {
         let mut reader = DumpReader::new(input, name);
         let Some(header) = reader.next_header()? else {
@@ -428,6 +432,8 @@ impl<R: BufRead> OneSection<R> {
 }
 
 impl<R: BufRead> OneSection<R> {
+    /// A shared view of the line of the last item read, for the caller's
+    /// messages.
     pub fn lines(&self) -> LineCount {
         self.lines.clone()
     }

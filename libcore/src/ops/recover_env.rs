@@ -87,8 +87,12 @@ pub struct Report {
     pub max_txn: TxnId,
     /// The last checkpoint left in the log.
     pub checkpoint: Option<Lsn>,
+    /// How many log records redo read.
     pub records: u64,
+    /// How many commit records redo read (the transactions it kept).
     pub commits: u64,
+    /// How many page changes (images and deltas) redo applied; a change a
+    /// page already held is skipped and not counted.
     pub pages_applied: u64,
     /// Recovery stopped at `until` before the end of the log.
     pub stopped_at_time: bool,

@@ -42,8 +42,12 @@ fn with_view<T>(home: &Path, mut f: impl FnMut(&Env) -> Result<T>) -> Result<T> 
 /// The figures of one database file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbStat {
+    /// The magic number of our database files (`DB_MAGIC`), as
+    /// `db_stat -d` prints it.
     pub magic: u32,
+    /// The database file format version this build reads and writes.
     pub version: u32,
+    /// The database's page size in bytes.
     pub page_size: u32,
     /// Key count kept in the meta page.
     pub nkeys: u64,
@@ -72,13 +76,17 @@ pub fn db(home: &Path, name: &str, fast: bool) -> Result<DbStat> {
 /// The figures of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogStat {
+    /// The magic number of our log files, as `db_stat -l` prints it.
     pub magic: u32,
+    /// The log file format version this build reads and writes.
     pub version: u32,
     /// The configured maximum size of a log file.
     pub lg_max: u32,
     /// Permission bits of the current log file.
     pub file_mode: u32,
+    /// The number of the oldest log file present (0 when there is none).
     pub first_file: u32,
+    /// How many log files are present.
     pub files: usize,
     /// Bytes in all present log files.
     pub total_bytes: u64,
@@ -190,6 +198,8 @@ pub struct TxnStat {
     pub max_txn: TxnId,
     /// Commit records after the last checkpoint's redo point.
     pub commits_since_ckp: u64,
+    /// The time of the last commit in the log (unix seconds); `None` when
+    /// redo met no commit.
     pub last_commit_time: Option<u64>,
     /// Commits by the current (or last) owner since it opened the
     /// environment, as of its last checkpoint (the region is updated then;
@@ -222,6 +232,7 @@ pub fn txn(home: &Path) -> Result<TxnStat> {
 pub struct EnvStat {
     /// The region file's contents, when it is there and sound.
     pub region: Option<RegionState>,
+    /// The region file's size in bytes (fixed for this build).
     pub region_size: usize,
     /// The pid of the live owner, if one holds the environment.
     pub owner: Option<u32>,
@@ -229,7 +240,9 @@ pub struct EnvStat {
     pub env_id: u64,
     /// Database files, sorted.
     pub databases: Vec<String>,
+    /// The log's figures (as `log` gives them).
     pub log: LogStat,
+    /// The transaction figures (as `txn` gives them).
     pub txn: TxnStat,
 }
 

@@ -14,12 +14,17 @@ use crate::types::PageNo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// One thing wrong with a database file, as `db_verify` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The page it was found on; `None` when it concerns the file as a
+    /// whole (its length, its page accounting).
     pub page: Option<PageNo>,
+    /// What is wrong, for a person to read.
     pub what: String,
 }
 
+/// What `verify_file` checks besides the pages and links.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VerifyOptions {
     /// `-o`: skip the key-order checks (kept for Berkeley DB scripts that
@@ -60,6 +65,10 @@ impl PageRead for RawFile {
     }
 }
 
+/// Checks the database file `path` (see the module comment) and returns
+/// every problem found, none for a sound file. A file that is not a
+/// database of this format is one problem on page 0; only a file that
+/// cannot be opened or read is an error.
 pub fn verify_file(vfs: &SharedVfs, path: &Path, opts: VerifyOptions) -> Result<Vec<Problem>> {
     let handle = vfs.open(path, OpenMode::Read)?;
     let len = handle.len()?;

@@ -23,13 +23,17 @@ use std::path::{Path, PathBuf};
 /// The resolved directories of one environment.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The environment's home directory, as given.
     pub home: PathBuf,
+    /// The home's `DB_CONFIG`, as read (the defaults when there is none).
     pub config: Config,
     /// Data directories as configured (relative ones joined to home), in
     /// DB_CONFIG order; the home itself when none is configured.
     pub data_dirs: Vec<PathBuf>,
     /// Where new databases are created.
     pub create_dir: PathBuf,
+    /// Where the log files are (`set_lg_dir`, joined to home when
+    /// relative; the home itself when none is configured).
     pub log_dir: PathBuf,
 }
 
@@ -76,6 +80,10 @@ impl Layout {
         Ok(Layout::with_config(home, config))
     }
 
+    /// The layout `config` gives the home `home`, without reading
+    /// anything: relative directories are joined to `home`, and the
+    /// directory new databases are created in is always among
+    /// `data_dirs`.
     pub fn with_config(home: &Path, config: Config) -> Layout {
         let join = |p: &Path| -> PathBuf {
             if p.is_absolute() {
@@ -179,6 +187,8 @@ impl Layout {
         }
     }
 
+    /// The path of log file number `n` (`log.0000000001` for 1), whether
+    /// or not it exists.
     pub fn log_path(&self, n: u32) -> PathBuf {
         self.log_dir.join(log_name(n))
     }

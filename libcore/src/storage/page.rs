@@ -138,7 +138,11 @@ pub fn check(page: &[u8], expect: PageNo) -> PageCheck {
 // The meta page (page 0 of every database file).
 // ---------------------------------------------------------------------------
 
+/// The magic number in every database file's meta page: tells our
+/// database files from anything else.
 pub const DB_MAGIC: u32 = 0x4244_4c43; // "CLDB" read as little-endian bytes
+/// The database file format version this build reads and writes; a file
+/// of another version is refused with an `Error::Version`.
 pub const DB_VERSION: u32 = 1;
 
 const M_MAGIC: usize = 32;

@@ -38,38 +38,57 @@ pub enum OpenMode {
 /// goes when that file is closed or its process dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockKind {
+    /// Readers' lock: any number of open files may hold one at once, and
+    /// none while an exclusive one is held.
     Shared,
+    /// Owner's lock: held by one open file only, and only while no shared
+    /// one is held.
     Exclusive,
 }
 
 /// What a name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileType {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link (only `symlink_metadata` reports one; `metadata`
+    /// follows it).
     Symlink,
+    /// Anything else: a device, a FIFO, a socket.
     Other,
 }
 
 /// A file's metadata (`stat(2)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMeta {
+    /// What the name is: a file, a directory, a link or something else.
     pub file_type: FileType,
+    /// The size in bytes (`st_size`).
     pub len: u64,
     /// Permission bits (`st_mode & 07777`).
     pub mode: u32,
+    /// The last access time (`st_atime`; the Unix epoch when the file
+    /// system does not keep it).
     pub accessed: SystemTime,
+    /// The last modification time (`st_mtime`; the Unix epoch when the
+    /// file system does not keep it).
     pub modified: SystemTime,
-    /// Device and inode: two names with the same pair are one file.
+    /// The device the file lives on: with `ino`, two names with the same
+    /// pair are one file.
     pub dev: u64,
+    /// The inode number on `dev`.
     pub ino: u64,
 }
 
 impl FileMeta {
+    /// True for a regular file.
     pub fn is_file(&self) -> bool {
         self.file_type == FileType::File
     }
 
+    /// True for a directory.
     pub fn is_dir(&self) -> bool {
         self.file_type == FileType::Dir
     }
@@ -88,10 +107,14 @@ pub trait VFile: Send + Sync {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize>;
     /// Writes all of `buf` at `off`.
     fn write_at(&self, buf: &[u8], off: u64) -> Result<()>;
+    /// The file's current size in bytes.
     fn len(&self) -> Result<u64>;
+    /// Truncates or extends (with zeros) the file to `len` bytes; durable
+    /// only after `sync`.
     fn set_len(&self, len: u64) -> Result<()>;
     /// Makes everything written so far durable (fdatasync).
     fn sync(&self) -> Result<()>;
+    /// The path the file was opened by, for error messages.
     fn path(&self) -> &Path;
     /// Takes the lock without waiting: `Ok(false)` when another open file
     /// holds a conflicting one (waiting, with a bound, is the caller's
@@ -120,16 +143,33 @@ pub trait VFile: Send + Sync {
     }
 }
 
+/// A file system: names, directories and opening files. The engine, the
+/// tools' operations and the replica directory store do all their file I/O
+/// through one, so a test can swap in a faulty or power-loss-simulating
+/// one (see `VfsLayer` for wrapping one). Every error is an `Error::Io`
+/// naming the path; a missing name gives one whose `is_not_found()` is
+/// true.
 pub trait Vfs: Send + Sync {
+    /// Opens (or creates, as `mode` says) the file at `path`.
     fn open(&self, path: &Path, mode: OpenMode) -> Result<Box<dyn VFile>>;
+    /// Removes the name `path` (not a directory); durable once its
+    /// directory is synced.
     fn remove(&self, path: &Path) -> Result<()>;
+    /// Renames `from` to `to` atomically, replacing `to` if it exists;
+    /// durable once the directories are synced.
     fn rename(&self, from: &Path, to: &Path) -> Result<()>;
     /// Makes creations, removals and renames inside `dir` durable.
     fn sync_dir(&self, dir: &Path) -> Result<()>;
     /// Names of the entries of `dir` (not sorted).
     fn list(&self, dir: &Path) -> Result<Vec<OsString>>;
+    /// True when `path` names anything (a dangling symbolic link too);
+    /// false also when it cannot be looked up.
     fn exists(&self, path: &Path) -> bool;
+    /// True when `path` is a directory or a link to one; false also when
+    /// it cannot be looked up.
     fn is_dir(&self, path: &Path) -> bool;
+    /// Creates the directory `path` (its parent must exist) with the
+    /// permission bits `mode`.
     fn create_dir(&self, path: &Path, mode: u32) -> Result<()>;
     /// Removes an empty directory.
     fn remove_dir(&self, path: &Path) -> Result<()>;
@@ -145,6 +185,8 @@ pub trait Vfs: Send + Sync {
     fn symlink_metadata(&self, path: &Path) -> Result<FileMeta>;
 }
 
+/// A file system shared by every handle of an environment (and its
+/// threads): what `EnvOptions` and the tool operations take.
 pub type SharedVfs = Arc<dyn Vfs>;
 
 /// The real file system.
@@ -152,6 +194,8 @@ pub type SharedVfs = Arc<dyn Vfs>;
 pub struct OsVfs;
 
 impl OsVfs {
+    /// The real file system, ready to hand to an environment or a tool
+    /// operation.
     pub fn shared() -> SharedVfs {
         Arc::new(OsVfs)
     }

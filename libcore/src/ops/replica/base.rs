@@ -36,32 +36,55 @@ use crate::wal::{LogCursor, OnBadRecord, PageRecord, Record};
 use std::path::Path;
 use std::sync::Arc;
 
+/// The frame kind of a base manifest.
 pub const KIND_BASE: Kind = Kind(*b"BASE");
 
+/// One database file of a base, as its manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseFile {
+    /// The number in the file's store key (`layout::base_file_key`); names
+    /// cannot be keys, so files are stored by number.
     pub index: u32,
     /// The database's name (relative to its data directory).
     pub name: String,
+    /// The size and checksum of the copy in the store, checked when it is
+    /// fetched.
     pub sum: FileSum,
 }
 
+/// A base's manifest (see the module comment): what the base holds and
+/// from where the log must be replayed to make it consistent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BaseManifest {
+    /// The base's number (the epoch of its master in the top bits,
+    /// `layout::base_number`); its key names it too.
     pub number: u64,
+    /// The id of the environment the files were copied from.
     pub env_id: u64,
+    /// The primary's log history id when the copy was made.
     pub history: u64,
+    /// Where replay begins: the redo point of the checkpoint before the
+    /// copy began.
     pub start: Lsn,
+    /// That checkpoint's own position in the log (ZERO when the log
+    /// held none: then `start` is the first record of the oldest log).
     pub checkpoint: Lsn,
+    /// Where the log ended when the first file was read: the copy holds
+    /// every change before it.
     pub copy_began: Lsn,
+    /// Where the log ended after the last file was read: the copy holds no
+    /// change after it, so replay through it makes the copy consistent.
     pub consistent_from: Lsn,
     /// Unix seconds when `consistent_from` was read: every commit the base
     /// holds happened before.
     pub created: u64,
+    /// The database files of the base.
     pub files: Vec<BaseFile>,
 }
 
 impl BaseManifest {
+    /// The manifest as the payload of its framed object (the layout in the
+    /// module comment).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.number)
@@ -82,6 +105,10 @@ impl BaseManifest {
         w.buf
     }
 
+    /// The manifest from the payload of the object at `key`: an
+    /// `Error::Store` (`Corrupt`) naming `location` and `key` when it is not
+    /// of this version, names another base than `key`, or names a file
+    /// outside the environment.
     pub fn decode(location: &str, key: &str, payload: &[u8]) -> Result<BaseManifest> {
         let mut r = Reader::new(payload);
         let parsed = (|| {

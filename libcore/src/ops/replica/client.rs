@@ -65,10 +65,13 @@ use std::time::{Duration, Instant};
 /// master's status.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
+/// How a client runs (`db_replicate` without `-M`).
 #[derive(Clone)]
 pub struct ClientOptions {
     /// How long to wait between looks at the store when caught up.
     pub poll: Duration,
+    /// Raised (by a tool's signal handler) to make `run` return between
+    /// two steps, and a first restore give up.
     pub stop: StopFlag,
     /// Compare digests the master posts (default on).
     pub check_digests: bool,
@@ -87,6 +90,8 @@ impl Default for ClientOptions {
     }
 }
 
+/// A running client: one standby home, its owner lock held, following one
+/// store a `step` at a time (see the module comment).
 pub struct Client {
     /// The standby's owner lock (`__db.lock`), held for the client's
     /// life: one client at a time, and no `db_recover` or owner open of
@@ -254,6 +259,7 @@ impl Client {
         }
     }
 
+    /// The standby's state as last written to `__db.replica`.
     pub fn state(&self) -> &ClientState {
         &self.state
     }

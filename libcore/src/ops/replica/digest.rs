@@ -23,6 +23,7 @@ use crate::types::Lsn;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+/// The frame kind of a posted digest.
 pub const KIND_DIGEST: Kind = Kind(*b"DGST");
 
 /// How many times a view whose owner moved under it is opened again.
@@ -67,16 +68,20 @@ pub fn of_home(home: &Path, at: &mut dyn FnMut(Lsn)) -> Result<(Lsn, [u8; 32])> 
     Err(last.unwrap_or(Error::SnapshotMoved))
 }
 
+/// The digest as 64 lowercase hex digits, for messages.
 pub fn hex(sum: &[u8; 32]) -> String {
     sum.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The payload of a posted digest: the position `at`, then the 32 bytes.
 pub fn encode(at: Lsn, sum: &[u8; 32]) -> Vec<u8> {
     let mut w = Writer::new();
     w.u64(at.to_u64()).bytes(sum);
     w.buf
 }
 
+/// The position and digest of a posted digest's payload; `None` when it is
+/// not exactly that.
 pub fn decode(payload: &[u8]) -> Option<(Lsn, [u8; 32])> {
     let mut r = Reader::new(payload);
     let at = Lsn::from_u64(r.u64().ok()?);

@@ -61,6 +61,10 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A replica store in a directory: a local disk, or a network file system
+/// mounted on every host that uses the store. It keeps every promise of
+/// `ReplicaStore` (see the module comment for how), and does its file
+/// I/O through a `Vfs`, so the fault models see it.
 pub struct DirStore {
     vfs: SharedVfs,
     root: PathBuf,
@@ -210,6 +214,7 @@ impl DirStore {
         self
     }
 
+    /// The directory the store is in.
     pub fn root(&self) -> &Path {
         &self.root
     }

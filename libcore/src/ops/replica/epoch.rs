@@ -24,11 +24,17 @@ use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::Lsn;
 use std::path::{Path, PathBuf};
 
+/// The store's folder of epoch records.
 pub const EPOCHS: &str = "epochs";
+/// The frame kind of an epoch record in the store.
 pub const KIND_EPOCH: Kind = Kind(*b"EPOC");
+/// The frame kind of a home's own epoch file.
 pub const KIND_HOME_EPOCH: Kind = Kind(*b"EPCH");
+/// The name of a home's epoch file, in its home directory.
 pub const HOME_FILE: &str = "__db.epoch";
 
+/// The store key of `epoch`'s record: `epochs/` and 16 hex digits, so
+/// keys sort as the epochs do.
 pub fn epoch_key(epoch: u64) -> String {
     format!("{EPOCHS}/{epoch:016x}")
 }
@@ -65,6 +71,7 @@ pub fn host_name() -> String {
 /// One `epochs/<e>` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochRecord {
+    /// The epoch's number (1 for the store's first; its key names it too).
     pub epoch: u64,
     /// Where this epoch's history begins (its first segment starts here,
     /// or in the next log file at offset 0).
@@ -75,10 +82,13 @@ pub struct EpochRecord {
     pub tenure: u64,
     /// Unix seconds when it began.
     pub created: u64,
+    /// The host that began it, for messages.
     pub host: String,
 }
 
 impl EpochRecord {
+    /// The record as the payload of its framed object (byte layout in
+    /// man/db_format.5).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.epoch)
@@ -90,6 +100,9 @@ impl EpochRecord {
         w.buf
     }
 
+    /// The record from the payload of the object at `key`: an
+    /// `Error::Store` (`Corrupt`) naming `location` and `key` when it is
+    /// not of this version or is not the epoch `key` names.
     pub fn decode(location: &str, key: &str, payload: &[u8]) -> Result<EpochRecord> {
         let mut r = Reader::new(payload);
         let parsed = (|| {
@@ -117,6 +130,7 @@ impl EpochRecord {
 /// The store's epochs, oldest first: the history's chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Epochs {
+    /// Every epoch record, in epoch order.
     pub list: Vec<EpochRecord>,
 }
 
@@ -138,10 +152,13 @@ impl Epochs {
         Ok(Epochs { list })
     }
 
+    /// The newest epoch, the one the current primary ships in; `None`
+    /// when no master has begun one yet.
     pub fn newest(&self) -> Option<&EpochRecord> {
         self.list.last()
     }
 
+    /// The record of `epoch`; `None` when the store has none.
     pub fn get(&self, epoch: u64) -> Option<&EpochRecord> {
         self.list.iter().find(|e| e.epoch == epoch)
     }
@@ -220,15 +237,21 @@ pub fn begin(store: &dyn ReplicaStore, rec: &EpochRecord) -> Result<EpochRecord>
 /// A home's own record of its epoch (`__db.epoch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HomeEpoch {
+    /// The epoch this home ships in (or is being promoted to).
     pub epoch: u64,
+    /// Where that epoch's history begins.
     pub begins: Lsn,
+    /// The epoch it continues (0 for a store's first).
     pub continues: u64,
+    /// This home's tenure: a random id that tells its epochs from those
+    /// of another home.
     pub tenure: u64,
     /// A promotion to `epoch` is under way (the home is still a standby).
     pub promoting: bool,
 }
 
 impl HomeEpoch {
+    /// Where the epoch file of the home `home` is.
     pub fn path(home: &Path) -> PathBuf {
         home.join(HOME_FILE)
     }

@@ -24,8 +24,11 @@
 use super::store::ReplicaStore;
 use crate::error::{Error, Result, StoreFault};
 
+/// The first four bytes of every framed object.
 pub const MAGIC: [u8; 4] = *b"bdRO";
+/// The frame format version this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
+/// The header's length in bytes; the payload follows it.
 pub const HEADER_LEN: usize = 24;
 
 /// What an object holds, as four ASCII bytes (`Kind(*b"SEGM")`).

@@ -41,11 +41,17 @@ use crate::types::Lsn;
 
 /// The layout version this build writes and reads.
 pub const LAYOUT_VERSION: u32 = 2;
+/// The key of the store's identity record.
 pub const STORE_KEY: &str = "store";
+/// The folder of the bases (full copies of the databases).
 pub const BASES: &str = "bases";
+/// The folder of the shipped log segments.
 pub const SEGMENTS: &str = "segments";
+/// The folder of the primary's content digests.
 pub const DIGESTS: &str = "digests";
+/// The key of the master's status object.
 pub const MASTER_STATUS: &str = "status/master";
+/// The frame kind of the store's identity record.
 pub const KIND_STORE: Kind = Kind(*b"STOR");
 
 /// `segments/<epoch>`: the segments one epoch shipped.
@@ -58,6 +64,8 @@ pub fn segment_dir(epoch: u64, file: u32) -> String {
     format!("{}/{file:08x}", segment_epoch_dir(epoch))
 }
 
+/// The key of the segment holding log bytes `[start, end)` shipped in
+/// `epoch`; both ends must be in one log file.
 pub fn segment_key(epoch: u64, start: Lsn, end: Lsn) -> String {
     format!(
         "{}/{:016x}-{:016x}",
@@ -98,14 +106,19 @@ pub fn base_epoch(number: u64) -> u64 {
     number >> 40
 }
 
+/// `bases/<number>`: the folder of base `number`'s objects.
 pub fn base_prefix(number: u64) -> String {
     format!("{BASES}/{number:016x}")
 }
 
+/// The key of base `number`'s manifest, the object that, written last,
+/// makes the base exist.
 pub fn base_manifest_key(number: u64) -> String {
     format!("{}/manifest", base_prefix(number))
 }
 
+/// The key of the `index`th database file of base `number` (its name is
+/// in the manifest).
 pub fn base_file_key(number: u64, index: u32) -> String {
     format!("{}/file-{index:06}", base_prefix(number))
 }
@@ -119,10 +132,12 @@ pub fn parse_base_number(key: &str) -> Option<u64> {
         .flatten()
 }
 
+/// `digests/<epoch>`: the digests posted in `epoch`.
 pub fn digest_dir(epoch: u64) -> String {
     format!("{DIGESTS}/{epoch:016x}")
 }
 
+/// The key of the digest posted in `epoch` at log position `at`.
 pub fn digest_key(epoch: u64, at: Lsn) -> String {
     format!("{}/{:016x}", digest_dir(epoch), at.to_u64())
 }
@@ -137,13 +152,19 @@ pub fn parse_digest_key(key: &str) -> Option<(u64, Lsn)> {
 /// The `store` object: which environment the store replicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreInfo {
+    /// The store's layout version (`LAYOUT_VERSION` when written by this
+    /// build).
     pub version: u32,
+    /// The id of the environment replicated into the store; masters and
+    /// clients of another environment are refused.
     pub env_id: u64,
     /// Unix seconds when the first master created it.
     pub created: u64,
 }
 
 impl StoreInfo {
+    /// The record as the payload of its framed object (byte layout in
+    /// man/db_format.5).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u32(self.version)
@@ -153,6 +174,9 @@ impl StoreInfo {
         w.buf
     }
 
+    /// The record from a framed object's payload; any other length is an
+    /// `Error::Store` (`Corrupt`) naming `location`. The version is not
+    /// checked here (`read_store_info` does).
     pub fn decode(location: &str, payload: &[u8]) -> Result<StoreInfo> {
         let mut r = Reader::new(payload);
         let parsed = (|| {

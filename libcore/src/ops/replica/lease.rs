@@ -30,7 +30,9 @@ use crate::storage::codec::{Reader, Writer};
 use crate::types::now_ms;
 use std::time::{Duration, Instant};
 
+/// The lease's key in the store.
 pub const LEASE_KEY: &str = "lease";
+/// The frame kind of the lease object.
 pub const KIND_LEASE: Kind = Kind(*b"LEAS");
 /// The default lease duration (`repl_lease_secs`).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -43,13 +45,25 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// Who holds a lease: enough to name the master in a `Fenced` error and,
+/// on its own host, to tell whether its process is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
+    /// A random id drawn by `Holder::this_process`, so two masters (even
+    /// two in one process) are never the same holder.
     pub id: u64,
+    /// The tenure (random id) of the home the master ships from.
     pub tenure: u64,
+    /// The master's process id on `host`.
     pub pid: u32,
+    /// That process's start time (clock ticks since boot, from
+    /// `/proc/PID/stat`; 0 when unknown), so a reused pid is not taken
+    /// for the holder.
     pub pid_start: u64,
+    /// The holder's host name.
     pub host: String,
+    /// The holder's host boot id ("" when unknown: then its pid is never
+    /// checked from here).
     pub boot: String,
 }
 
@@ -81,17 +95,29 @@ impl Holder {
     }
 }
 
+/// The lease object as stored: which master may ship, in which epoch,
+/// until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
+    /// The epoch the holder ships in; a lease of an older epoch is taken
+    /// over by a newer master (that fences the old primary).
     pub epoch: u64,
+    /// The master that holds it.
     pub holder: Holder,
+    /// True once the holder gave it up (a clean stop): anyone of the same
+    /// epoch may take it at once.
     pub released: bool,
-    /// Unix milliseconds.
+    /// When the lease ends unless renewed (unix ms, by the holder's
+    /// clock).
     pub expires_ms: u64,
+    /// When it was taken or last renewed (unix ms, by the holder's clock);
+    /// with `expires_ms` it gives the duration others allow skew by.
     pub renewed_ms: u64,
 }
 
 impl LeaseRecord {
+    /// The record as the payload of its framed object (byte layout in
+    /// man/db_format.5).
     pub fn encode(&self) -> Vec<u8> {
         let h = &self.holder;
         let mut w = Writer::new();
@@ -108,6 +134,8 @@ impl LeaseRecord {
         w.buf
     }
 
+    /// The record from a framed object's payload; one too short for this
+    /// version is an `Error::Store` (`Corrupt`) naming `location`.
     pub fn decode(location: &str, payload: &[u8]) -> Result<LeaseRecord> {
         let mut r = Reader::new(payload);
         let parsed = (|| {
@@ -272,10 +300,12 @@ impl Lease {
         ))
     }
 
+    /// The epoch this lease lets its holder ship in.
     pub fn epoch(&self) -> u64 {
         self.record.epoch
     }
 
+    /// The lease as this holder last wrote it.
     pub fn record(&self) -> &LeaseRecord {
         &self.record
     }

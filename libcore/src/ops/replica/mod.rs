@@ -44,8 +44,16 @@ use std::sync::Arc;
 /// `s3store` crate, so libcore never depends on an async runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
+    /// A directory store at this path (already joined to the home).
     Dir(PathBuf),
-    S3 { bucket: String, prefix: String },
+    /// An S3-compatible object store, opened by the `s3store` crate.
+    S3 {
+        /// The bucket's name.
+        bucket: String,
+        /// The key prefix inside the bucket, without a trailing `/` ("" for
+        /// the whole bucket).
+        prefix: String,
+    },
 }
 
 impl StoreSpec {

@@ -18,8 +18,11 @@ use crate::storage::vfs::{OpenMode, SharedVfs};
 use crate::types::Lsn;
 use std::path::{Path, PathBuf};
 
+/// The frame kind of the master's status object in the store.
 pub const KIND_MASTER: Kind = Kind(*b"MSTA");
+/// The frame kind of a standby's state file in its home.
 pub const KIND_CLIENT: Kind = Kind(*b"CLNT");
+/// The name of a standby's state file, in its home directory.
 pub const STATE_FILE: &str = "__db.replica";
 
 pub use crate::types::now_ms;
@@ -31,9 +34,12 @@ fn text(r: &mut Reader) -> std::result::Result<String, crate::storage::codec::Sh
 /// The master's view, put in the store about once a second.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MasterStatus {
+    /// The primary environment's id (the one its region records), so a
+    /// reader can tell which environment the store follows.
     pub env_id: u64,
     /// The epoch the master ships in.
     pub epoch: u64,
+    /// The master process's id on its host.
     pub pid: u32,
     /// When this status was written (ms).
     pub updated_ms: u64,
@@ -44,13 +50,15 @@ pub struct MasterStatus {
     /// Since when (ms) the primary has held durable log not yet shipped;
     /// 0 when everything durable is shipped.
     pub behind_since_ms: u64,
-    /// The newest complete base and when it was made (unix seconds).
+    /// The newest complete base's number (0: none yet).
     pub newest_base: u64,
+    /// When that base was made (unix seconds).
     pub newest_base_created: u64,
     /// The master's log history id (history.rs) when it last shipped.
     pub history: u64,
-    /// The last error (empty: none) and when (ms).
+    /// The master's last error, one line (empty: none).
     pub last_error: String,
+    /// When that error happened (unix ms; 0 when none).
     pub last_error_ms: u64,
     /// The newest digest posted (`digests/`), ZERO when none.
     pub digest_at: Lsn,
@@ -59,6 +67,8 @@ pub struct MasterStatus {
 }
 
 impl MasterStatus {
+    /// The status as the payload of its framed object (byte layout in
+    /// man/db_format.5).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u64(self.env_id)
@@ -78,6 +88,9 @@ impl MasterStatus {
         w.buf
     }
 
+    /// The status from a framed object's payload; a payload too short
+    /// for this version is an `Error::Store` (`Corrupt`) naming
+    /// `location`, the store.
     pub fn decode(location: &str, payload: &[u8]) -> Result<MasterStatus> {
         let mut r = Reader::new(payload);
         let parsed = (|| {
@@ -108,6 +121,8 @@ impl MasterStatus {
         })
     }
 
+    /// The status the master last put in `store`; `None` when no master
+    /// has written one yet.
     pub fn read(store: &dyn ReplicaStore) -> Result<Option<MasterStatus>> {
         let Some((p, _)) = framed::get_framed(store, layout::MASTER_STATUS, KIND_MASTER)? else {
             return Ok(None);
@@ -115,6 +130,7 @@ impl MasterStatus {
         MasterStatus::decode(&store.describe(), &p).map(Some)
     }
 
+    /// Puts this status in `store`, replacing the one there.
     pub fn write(&self, store: &dyn ReplicaStore) -> Result<()> {
         framed::put_framed(store, layout::MASTER_STATUS, KIND_MASTER, &self.encode())
     }
@@ -123,6 +139,8 @@ impl MasterStatus {
 /// A standby's own record of where it is (`home/__db.replica`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientState {
+    /// The id of the primary environment the standby follows (the
+    /// store's; a store of another environment is refused).
     pub env_id: u64,
     /// The base it was restored from.
     pub base: u64,
@@ -130,24 +148,33 @@ pub struct ClientState {
     pub applied: Lsn,
     /// Checksum of that segment's bytes (the chain).
     pub chain_crc: u32,
+    /// The epoch whose history `applied` is in (the standby's log
+    /// follows that epoch's chain).
     pub epoch: u64,
+    /// When this state was written (unix ms).
     pub updated_ms: u64,
     /// The primary's durable position as last seen in the store.
     pub primary_durable: Lsn,
+    /// The client's last error, one line (empty: none).
     pub last_error: String,
+    /// When that error happened (unix ms; 0 when none).
     pub last_error_ms: u64,
-    /// The last digest comparison: where, and whether it matched.
+    /// Where the last digest comparison was made (ZERO: none yet).
     pub digest_at: Lsn,
+    /// Whether the standby's databases matched the primary's digest there.
     pub digest_equal: bool,
     /// Whether the last digest comparison happened at all.
     pub digest_checked: bool,
 }
 
 impl ClientState {
+    /// Where the state file of the standby at `home` is.
     pub fn path(home: &Path) -> PathBuf {
         home.join(STATE_FILE)
     }
 
+    /// The state as the payload of its framed file (byte layout in
+    /// man/db_format.5).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         let flags = u32::from(self.digest_equal) | (u32::from(self.digest_checked) << 1);
@@ -283,8 +310,12 @@ mod tests {
 pub struct Report {
     /// "master", "client" or "store".
     pub role: &'static str,
+    /// The store's address (without credentials), as `db_stat -r` names it.
     pub store: String,
+    /// The master's status from the store; `None` when none was written
+    /// or the store could not be read.
     pub master: Option<MasterStatus>,
+    /// A standby's own state; `None` for a primary or a store.
     pub client: Option<ClientState>,
     /// A standby's consistency point (its manifest's end).
     pub consistent: Option<Lsn>,

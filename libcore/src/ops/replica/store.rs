@@ -36,10 +36,14 @@ use std::path::Path;
 pub struct Version(String);
 
 impl Version {
+    /// A version from a backend's own tag (an ETag, a content hash); only a
+    /// `ReplicaStore` implementation makes one.
     pub fn new(tag: impl Into<String>) -> Version {
         Version(tag.into())
     }
 
+    /// The backend's tag, for the backend that made it (a conditional
+    /// request's header, say).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -54,14 +58,18 @@ impl fmt::Display for Version {
 /// A whole object as `get` returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
+    /// The object's whole content.
     pub bytes: Vec<u8>,
+    /// The version of that content, for a later `replace`.
     pub version: Version,
 }
 
 /// One entry of `list`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ObjectMeta {
+    /// The object's full key (prefix included).
     pub key: String,
+    /// Its size in bytes.
     pub size: u64,
 }
 
@@ -69,7 +77,9 @@ pub struct ObjectMeta {
 /// `put_file` or `get_to_file`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileSum {
+    /// How many bytes went through.
     pub size: u64,
+    /// The CRC-32 (IEEE) of those bytes.
     pub crc: u32,
 }
 
@@ -103,15 +113,18 @@ pub struct Summer {
 }
 
 impl Summer {
+    /// A sum of no bytes yet.
     pub fn new() -> Summer {
         Summer::default()
     }
 
+    /// Adds `bytes`, which follow every byte added before.
     pub fn update(&mut self, bytes: &[u8]) {
         self.crc.update(bytes);
         self.size += bytes.len() as u64;
     }
 
+    /// The sum of every byte added so far (more may still be added).
     pub fn sum(&self) -> FileSum {
         FileSum {
             size: self.size,
@@ -155,6 +168,7 @@ pub struct SummingWriter {
 }
 
 impl SummingWriter {
+    /// Creates the file `path` (mode 0600), or empties it if it exists.
     pub fn create(vfs: &dyn Vfs, path: &Path) -> Result<SummingWriter> {
         let file = vfs.open(path, OpenMode::Create(0o600))?;
         file.set_len(0)?;
@@ -164,12 +178,15 @@ impl SummingWriter {
         })
     }
 
+    /// Appends `bytes` after everything written so far.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.file.write_at(bytes, self.summer.size)?;
         self.summer.update(bytes);
         Ok(())
     }
 
+    /// Makes the file durable (its data; its name is durable once its
+    /// directory is synced) and returns the sum of what was written.
     pub fn finish(self) -> Result<FileSum> {
         self.file.sync()?;
         Ok(self.summer.sum())
@@ -178,6 +195,34 @@ impl SummingWriter {
 
 /// A place replication keeps its objects. See the module documentation for
 /// the promises every implementation keeps.
+///
+/// The directory store, used as any store is: create-only writes and
+/// compare-and-swap on the version a `get` returned:
+///
+/// ```rust
+/// use libcore::replica::{DirStore, ReplicaStore};
+/// use libcore::OsVfs;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = DirStore::open(OsVfs::shared(), dir.path()).unwrap();
+///
+/// // Of any number of creators of one key, exactly one gets `true`.
+/// assert!(store.create("lease", b"held by A").unwrap());
+/// assert!(!store.create("lease", b"held by B").unwrap());
+///
+/// // A replace holding the version just read wins once; a second one
+/// // holding the same (now stale) version loses and changes nothing.
+/// let seen = store.get("lease").unwrap().unwrap();
+/// assert!(store.replace("lease", b"renewed by A", &seen.version).unwrap());
+/// assert!(!store.replace("lease", b"taken by B", &seen.version).unwrap());
+/// assert_eq!(store.get("lease").unwrap().unwrap().bytes, b"renewed by A");
+///
+/// // Listing is by whole key parts, sorted.
+/// store.put("segments/1", b"x").unwrap();
+/// store.put("segmentsX", b"y").unwrap();
+/// let keys: Vec<String> = store.list("segments").unwrap().into_iter().map(|m| m.key).collect();
+/// assert_eq!(keys, ["segments/1"]);
+/// ```
 pub trait ReplicaStore: Send + Sync {
     /// Where the store is, for messages: a path or `s3://bucket/prefix`
     /// (never a credential).
