@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `balances.db` maps an account to its balance; `moves.db` holds every
-//! movement under `ACCOUNT/SEQUENCE` (the sequence zero-padded, so the
+//! movement under `ACCOUNT/SEQUENCE` (a counter kept in `moves.db`
+//! itself, zero-padded, so the
 //! B-tree's byte order is time order and an account's history is one key
 //! range). A transfer changes two balances and records two moves in one
 //! transaction: a report never sees half of one, and neither does
@@ -63,6 +64,7 @@ fn command_on(env: &Env, command: &str, rest: &[String]) -> Result<(), String> {
     let (balances, moves) = databases(env).map_err(|e| e.to_string())?;
     match (command, rest) {
         ("deposit", [account, amount]) => {
+            let account = parse_account(account)?;
             let amount = parse_amount(amount)?;
             let mut t = env.begin().map_err(|e| e.to_string())?;
             change(&mut t, &balances, &moves, account, amount as i64)?;
@@ -70,6 +72,7 @@ fn command_on(env: &Env, command: &str, rest: &[String]) -> Result<(), String> {
             Ok(())
         }
         ("transfer", [from, to, amount]) => {
+            let (from, to) = (parse_account(from)?, parse_account(to)?);
             let amount = parse_amount(amount)? as i64;
             let mut t = env.begin().map_err(|e| e.to_string())?;
             if balance_in(&mut t, &balances, from)? < amount {
@@ -160,7 +163,7 @@ fn change(
         (now + delta).to_string().as_bytes(),
     )
     .map_err(|e| e.to_string())?;
-    let seq = t.id().0;
+    let seq = next_sequence(t, moves)?;
     let key = format!("{account}/{seq:020}");
     t.put(moves, key.as_bytes(), delta.to_string().as_bytes())
         .map_err(|e| e.to_string())?;
@@ -168,6 +171,23 @@ fn change(
     t.set_durability(Durability::Sync);
     Ok(())
 }
+
+/// The next movement number, kept in `moves.db` under `#next` (no
+/// account's history range `NAME/`..`NAME0` holds it, as long as names
+/// do not start with `#`, which `parse_account` refuses). Counted inside
+/// the transaction, so two movements never share one, and an aborted one
+/// gives its number back.
+fn next_sequence(t: &mut Txn<'_>, moves: &Db) -> Result<u64, String> {
+    let next = match t.get(moves, SEQUENCE_KEY).map_err(|e| e.to_string())? {
+        Some(v) => decode(&v)? as u64,
+        None => 1,
+    };
+    t.put(moves, SEQUENCE_KEY, (next + 1).to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(next)
+}
+
+const SEQUENCE_KEY: &[u8] = b"#next";
 
 fn balance_in(t: &mut Txn<'_>, balances: &Db, account: &str) -> Result<i64, String> {
     match t
@@ -184,6 +204,17 @@ fn decode(v: &[u8]) -> Result<i64, String> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("a stored amount is not a number: {v:?}"))
+}
+
+/// An account name: not empty, no `/` (the history key's separator) and
+/// no leading `#` (the counter's key).
+fn parse_account(s: &str) -> Result<&str, String> {
+    if s.is_empty() || s.contains('/') || s.starts_with('#') {
+        return Err(format!(
+            "{s:?}: not an account name (empty, a '/', or a leading '#')"
+        ));
+    }
+    Ok(s)
 }
 
 fn parse_amount(s: &str) -> Result<u64, String> {
