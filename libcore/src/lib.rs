@@ -114,6 +114,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 mod bdbtext;
 mod btree;

@@ -63,6 +63,8 @@ pub struct EnvOptions {
     pub page_size: Option<usize>,
     /// Log file size (overrides DB_CONFIG's set_lg_max).
     pub lg_max: Option<u32>,
+    /// Bytes of committed pages kept in memory (overrides DB_CONFIG's
+    /// set_cachesize; 32 MiB by default).
     pub cache_size: Option<usize>,
     /// The file system underneath (tests plug in faulty ones).
     pub vfs: Option<SharedVfs>,
@@ -90,6 +92,8 @@ impl Default for EnvOptions {
 }
 
 impl EnvOptions {
+    /// Options that create the environment if the directory holds none
+    /// (the directory itself must exist).
     pub fn create() -> Self {
         EnvOptions {
             create: true,
@@ -97,6 +101,9 @@ impl EnvOptions {
         }
     }
 
+    /// Options for a read-only view: no owner lock, nothing written; it
+    /// sees every commit made before it opened, even one a live owner has
+    /// not written back yet (see the module comment).
     pub fn read_only() -> Self {
         EnvOptions {
             read_only: true,
@@ -195,6 +202,11 @@ impl Drop for Env {
 }
 
 impl Env {
+    /// Opens the environment in `home`: as its owner (one per environment:
+    /// another process's owner is waited for up to `lock_timeout`, then
+    /// [`Error::Locked`]; one in this process is [`Error::Misuse`]), after
+    /// normal recovery, or as a read-only view. A directory that holds no
+    /// environment is [`Error::NotEnvironment`] unless `opts.create`.
     pub fn open(home: &Path, opts: EnvOptions) -> Result<Env> {
         let vfs = opts.vfs.clone().unwrap_or_else(OsVfs::shared);
         let layout = Layout::resolve(&vfs, home)?;
@@ -377,22 +389,30 @@ impl Env {
         Ok(env)
     }
 
+    /// The environment's directory, as given to `open`.
     pub fn home(&self) -> &Path {
         &self.inner.layout.home
     }
 
+    /// Where its files are (data directories and log directory from
+    /// DB_CONFIG).
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
     }
 
+    /// The file system it runs on (what to hand the tool operations, such
+    /// as `backup::hot_backup`, so they see the same files).
     pub fn vfs(&self) -> &SharedVfs {
         &self.inner.vfs
     }
 
+    /// Whether this is a read-only view (no writes, no owner lock).
     pub fn is_read_only(&self) -> bool {
         self.inner.read_only
     }
 
+    /// The random id the environment got at creation, in every log file's
+    /// header: copies of one environment share it.
     pub fn env_id(&self) -> u64 {
         self.inner.env_id
     }
@@ -416,14 +436,18 @@ impl Env {
         }
     }
 
+    /// The LSN of the last checkpoint record ([`Lsn::ZERO`] if none yet).
     pub fn last_checkpoint(&self) -> Lsn {
         self.inner.checkpointer.last()
     }
 
+    /// Where recovery would start now: the last checkpoint's redo point.
+    /// Log files wholly before it are no longer needed.
     pub fn redo_point(&self) -> Lsn {
         self.inner.checkpointer.redo_point()
     }
 
+    /// Transactions committed through this open (all handles).
     pub fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::Relaxed)
     }

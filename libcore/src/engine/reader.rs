@@ -139,6 +139,7 @@ pub struct Cursor {
     last: Option<Vec<u8>>,
 }
 
+/// A key and its value.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
 #[allow(clippy::should_implement_trait)] // fallible steps: not an Iterator
@@ -150,11 +151,13 @@ impl Cursor {
         r
     }
 
+    /// Positions at the smallest key; `None` for an empty database.
     pub fn first(&mut self) -> Result<Option<Pair>> {
         let r = self.env.read(&self.db, |s| btree::first(s))?;
         Ok(self.remember(r))
     }
 
+    /// Positions at the largest key; `None` for an empty database.
     pub fn last(&mut self) -> Result<Option<Pair>> {
         let r = self.env.read(&self.db, |s| btree::last(s))?;
         Ok(self.remember(r))
@@ -166,6 +169,8 @@ impl Cursor {
         Ok(self.remember(r))
     }
 
+    /// The pair after the last one returned (the first if none was);
+    /// `None` past the end.
     pub fn next(&mut self) -> Result<Option<Pair>> {
         let r = match self.last.clone() {
             None => self.env.read(&self.db, |s| btree::first(s))?,
@@ -174,6 +179,8 @@ impl Cursor {
         Ok(self.remember(r))
     }
 
+    /// The pair before the last one returned (the last if none was);
+    /// `None` before the start.
     pub fn prev(&mut self) -> Result<Option<Pair>> {
         let r = match self.last.clone() {
             None => self.env.read(&self.db, |s| btree::last(s))?,

@@ -152,6 +152,8 @@ impl<'e> Txn<'e> {
         })
     }
 
+    /// This transaction's id, as its log records carry it (ids start
+    /// again after a clean reopen: not a sequence number across opens).
     pub fn id(&self) -> TxnId {
         self.id
     }
@@ -342,6 +344,10 @@ impl<'e> Txn<'e> {
         r
     }
 
+    /// Sets `key` to `val` in `db`. Returns whether the key was there
+    /// before (its old value is replaced). A key or value over the size
+    /// limit is refused with nothing changed; any other failure leaves the
+    /// transaction able only to abort (its commit returns the error).
     pub fn put(&mut self, db: &Db, key: &[u8], val: &[u8]) -> Result<bool> {
         // An item over the limit is refused before anything changes, so it
         // does not spoil the transaction.
@@ -356,11 +362,14 @@ impl<'e> Txn<'e> {
         Ok(found)
     }
 
+    /// The value of `key` as this transaction sees it: its own changes
+    /// over every commit before it began.
     pub fn get(&mut self, db: &Db, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let s = self.store(db)?;
         btree::get(&s, key)
     }
 
+    /// Removes `key` from `db`. Returns whether it was there.
     pub fn delete(&mut self, db: &Db, key: &[u8]) -> Result<bool> {
         btree::check_size("key", key.len())?;
         let r = {
@@ -372,11 +381,14 @@ impl<'e> Txn<'e> {
         Ok(found)
     }
 
+    /// The smallest pair of `db` as this transaction sees it.
     pub fn first(&mut self, db: &Db) -> Result<Option<Pair>> {
         let s = self.store(db)?;
         btree::first(&s)
     }
 
+    /// The first pair whose key is greater than `key`, as this
+    /// transaction sees it.
     pub fn next_after(&mut self, db: &Db, key: &[u8]) -> Result<Option<Pair>> {
         let s = self.store(db)?;
         btree::next_after(&s, key)
@@ -467,6 +479,8 @@ impl<'e> Txn<'e> {
         Ok(())
     }
 
+    /// Drops every change of the transaction (dropping it does the same):
+    /// nothing of it reached the log, so there is nothing to undo.
     pub fn abort(mut self) {
         self.rollback();
     }

@@ -64,6 +64,7 @@ impl CopyOptions<'_> {
 }
 
 #[derive(Debug, Clone)]
+/// What one file's copy did.
 pub struct CopyReport {
     /// The file copied.
     pub source: PathBuf,

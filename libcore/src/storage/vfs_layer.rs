@@ -199,6 +199,7 @@ pub trait FileLayer: Send + Sync {
     fn set_times(&self, accessed: SystemTime, modified: SystemTime) -> Result<()> {
         self.lower().set_times(accessed, modified)
     }
+    /// As [`VFile::write_behind`]; passes straight down unless overridden.
     fn write_behind(&self, off: u64, len: u64) -> Result<()> {
         self.lower().write_behind(off, len)
     }

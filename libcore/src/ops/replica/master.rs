@@ -73,6 +73,7 @@ const RENEW_EVERY: Duration = Duration::from_secs(60);
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
+/// How a master runs (`db_replicate -M` flags and DB_CONFIG).
 pub struct MasterOptions {
     /// The lag bound (`-t`): the master looks for new log twenty times
     /// per bound.
@@ -212,6 +213,8 @@ struct DigestJob {
     job: Job<(Lsn, [u8; 32])>,
 }
 
+/// A running master: what it shipped, its lease on the store, its jobs
+/// (bases, digests) and its status. [`Master::tick`] does one round.
 pub struct Master {
     vfs: SharedVfs,
     src: Layout,
@@ -247,7 +250,9 @@ pub struct Master {
 /// What the master did in one tick.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tick {
+    /// Segments put into the store this tick.
     pub segments: usize,
+    /// Log bytes they carried.
     pub bytes: u64,
 }
 
@@ -358,6 +363,7 @@ impl Master {
         })
     }
 
+    /// The epoch it ships for (the store's lease is held for it).
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -367,6 +373,7 @@ impl Master {
         self.shipped
     }
 
+    /// Its status as last posted to the store (`db_stat -r` reads it).
     pub fn status(&self) -> &MasterStatus {
         &self.status
     }

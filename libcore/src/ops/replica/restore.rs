@@ -32,18 +32,24 @@ use crate::wal::manifest::Manifest;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The mark a restore leaves in the home until it is complete: a home
+/// holding it is no environment to open, only to restore again.
 pub const MARK_FILE: &str = "__db.restoring";
 
 /// What a restore made.
 #[derive(Debug, Clone)]
 pub struct Restored {
+    /// The base it started from.
     pub base: BaseManifest,
     /// End of the last segment written into the log.
     pub applied: Lsn,
     /// Its bytes' checksum (the chain a follower continues).
     pub chain_crc: u32,
+    /// The epoch whose history the restored log ends in.
     pub epoch: u64,
+    /// What the recovery at its end did.
     pub outcome: RecoveryOutcome,
+    /// The manifest left in the home (a follower continues from it).
     pub manifest: Manifest,
 }
 
@@ -61,6 +67,7 @@ pub enum Target {
     After(Lsn),
 }
 
+/// Where `MARK_FILE` is for `home`.
 pub fn mark_path(home: &Path) -> PathBuf {
     home.join(MARK_FILE)
 }

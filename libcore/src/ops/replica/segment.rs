@@ -31,6 +31,7 @@ use crate::error::{Error, Result, StoreFault};
 use crate::storage::codec::{crc32, Reader, Writer};
 use crate::types::Lsn;
 
+/// The framing kind of a segment object.
 pub const KIND_SEGMENT: Kind = Kind(*b"SEGM");
 /// `end` is the end of a complete transaction (or a checkpoint record):
 /// redo up to it leaves no transaction half read.
@@ -41,29 +42,43 @@ pub const FLAG_CHAIN_START: u32 = 2;
 const HEADER: usize = 48;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A run of the primary's log bytes as shipped into the store: one
+/// object, chained to the previous one by its checksum.
 pub struct Segment {
+    /// The environment whose log it is.
     pub env_id: u64,
+    /// The epoch (primary) that shipped it.
     pub epoch: u64,
+    /// Where its bytes start in the log.
     pub start: Lsn,
+    /// Where they end (the next segment's start).
     pub end: Lsn,
+    /// The checksum of the previous segment's bytes (0 for a chain start):
+    /// a reader that follows the chain finds a missing or foreign segment.
     pub prev_crc: u32,
+    /// `FLAG_BOUNDARY`, `FLAG_CHAIN_START`.
     pub flags: u32,
+    /// The log bytes, `start` to `end`, all in `start`'s log file.
     pub bytes: Vec<u8>,
 }
 
 impl Segment {
+    /// Its key in the store (`segments/<epoch>/<start>-<end>`).
     pub fn key(&self) -> String {
         layout::segment_key(self.epoch, self.start, self.end)
     }
 
+    /// The checksum of its bytes: what the next segment's `prev_crc` holds.
     pub fn bytes_crc(&self) -> u32 {
         crc32(&self.bytes)
     }
 
+    /// Whether it ends at a transaction boundary (`FLAG_BOUNDARY`).
     pub fn is_boundary(&self) -> bool {
         self.flags & FLAG_BOUNDARY != 0
     }
 
+    /// Whether it starts a chain (`FLAG_CHAIN_START`).
     pub fn starts_chain(&self) -> bool {
         self.flags & FLAG_CHAIN_START != 0
     }
