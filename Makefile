@@ -25,8 +25,9 @@ help: ## list the targets
 build: ## build the library and every tool (debug)
 	$(CARGO) build --workspace
 
-test: ## build and run all unit and end-to-end tests, and the fuzz targets' seeded smoke run
+test: ## build and run all unit and end-to-end tests, the fuzz targets' seeded smoke run, and the API docs check
 	$(CARGO) test --workspace
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p libcore --no-deps
 	cd fuzz && CARGO_TARGET_DIR=../target $(CARGO) test
 
 demo: ## hot backup, -u updates under load, failover, and a check that nothing was lost
