@@ -1,6 +1,6 @@
 //! What the owner's synchronous commits feel: how long each waited for its
 //! log flush. Committers add to two atomics (no lock, no system call); the
-//! owner's request thread turns them every 50 ms into a sample for the
+//! owner's housekeeping thread turns them every 50 ms into a sample for the
 //! region ([`CommitWaitSample`]), where a hot backup on the same disk
 //! reads it and slows down while the commits wait longer than they need
 //! alone (ops/pacing.rs).

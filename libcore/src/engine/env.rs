@@ -26,7 +26,7 @@ use super::owner::OwnerLock;
 use super::pool::{Pool, WriteBack};
 use super::reentry::{self, Hold};
 use super::region::{CommitWaitSample, OwnerRegion, Region};
-use super::upkeep::{remove_logs_below, Standing, Upkeep};
+use super::upkeep::{remove_logs, unused_below, Standing, Upkeep};
 use crate::error::{Error, Result};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
 use crate::storage::config::Config;
@@ -633,7 +633,8 @@ fn spawn_housekeeper(
                     commits_then = standing.commits;
                     if inner.checkpoint().is_ok() && upkeep.remove_unused_logs {
                         let below = inner.checkpointer.redo_point().file;
-                        let _ = remove_logs_below(&inner.vfs, &inner.layout, below);
+                        let _ = unused_below(&inner.vfs, &inner.layout, below)
+                            .and_then(|unused| remove_logs(&inner.vfs, &inner.layout, unused));
                     }
                 }
             }

@@ -55,7 +55,7 @@
 //! The region is a cache of facts that can be rebuilt from the log: a
 //! missing or damaged region is never an error for the tools, they read the
 //! log instead. Only the leases cannot be rebuilt, so a tool that must honour
-//! them ([`Region::read_checked`]) fails rather than guess when it cannot
+//! them ([`Region::while_leases_held`]) fails rather than guess when it cannot
 //! read them.
 //!
 //! The file, its lock and its writes go through the environment's `Vfs`,

@@ -80,24 +80,28 @@ fn log_bytes_between(from: Lsn, to: Lsn, lg_max: u32) -> u64 {
     whole + u64::from(lg_max.saturating_sub(from.offset)) + u64::from(to.offset)
 }
 
-/// Removes the log files numbered below `below` that recovery no longer
-/// needs (the run of files just below it), but any a live lease in the
-/// region covers: oldest first, each removal durable before the next, so
-/// a power loss never leaves a gap among the files kept (catastrophic
-/// recovery of this directory, or of a copy, would refuse it). The leases
-/// are read and the files removed under the region's lock: a lease taken
-/// in between would otherwise not protect what it names. What
-/// `db_archive -d` runs too.
-pub(crate) fn remove_logs_below(
-    vfs: &SharedVfs,
-    layout: &Layout,
-    below: u32,
-) -> Result<Vec<PathBuf>> {
+/// The log files numbered below `below` that recovery no longer needs:
+/// the unbroken run of files just below it (never the newest file).
+pub(crate) fn unused_below(vfs: &SharedVfs, layout: &Layout, below: u32) -> Result<Vec<u32>> {
     let Some(files) = layout.env_log(vfs)? else {
         return Ok(Vec::new());
     };
     let last = files.last().copied().unwrap_or(0);
-    let unused = run_below(&files, below.min(last));
+    Ok(run_below(&files, below.min(last)))
+}
+
+/// Removes the log files `unused` (ascending, no longer needed for
+/// recovery), but any a live lease in the region covers: oldest first,
+/// each removal durable before the next, so a power loss never leaves a
+/// gap among the files kept (catastrophic recovery of this directory, or
+/// of a copy, would refuse it). The leases are read and the files removed
+/// under the region's lock: a lease taken in between would otherwise not
+/// protect what it names. What `db_archive -d` runs too.
+pub(crate) fn remove_logs(
+    vfs: &SharedVfs,
+    layout: &Layout,
+    unused: Vec<u32>,
+) -> Result<Vec<PathBuf>> {
     if unused.is_empty() {
         return Ok(Vec::new());
     }

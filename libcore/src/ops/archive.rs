@@ -199,10 +199,7 @@ pub fn list(
 /// Removes the log files no longer in use, except those from the lowest
 /// live backup lease's file on. Returns what was removed.
 pub fn remove_unused(vfs: &SharedVfs, layout: &Layout) -> Result<Vec<PathBuf>> {
-    let Some(&below) = unused_logs(vfs, layout)?.last() else {
-        return Ok(Vec::new());
-    };
-    crate::engine::upkeep::remove_logs_below(vfs, layout, below + 1)
+    crate::engine::upkeep::remove_logs(vfs, layout, unused_logs(vfs, layout)?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Checkpoints asked for from outside the owner process (`db_checkpoint`,
 //! `db_hotbackup -c`). When an owner holds the environment, the request is
-//! posted in the region and the owner's request server takes it (the owner
+//! posted in the region and the owner's housekeeping thread takes it (the owner
 //! alone may write pages and log records); otherwise this process becomes
 //! the owner for the length of one checkpoint.
 
