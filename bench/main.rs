@@ -171,6 +171,13 @@ impl Size {
     }
 }
 
+/// Whose tool a measurement runs: ours, or Berkeley DB 5.3's.
+#[derive(Clone, Copy)]
+enum Engine {
+    Ours,
+    Bdb,
+}
+
 struct Bench {
     ours: Ours,
     bdb: Result<Bdb, String>,
@@ -432,6 +439,29 @@ impl Bench {
         write(&self.out.join("u-time.svg"), &chart.svg())
     }
 
+    /// `db_recover -c` (ours or db5.3's, by `engine`) of a fresh copy of
+    /// `env` at `copy`, timed, once per run; the copy is removed after.
+    fn time_recoveries(&self, env: &Path, copy: &Path, engine: Engine) -> R<Vec<Sample>> {
+        let mut v = Vec::new();
+        for _ in 0..self.runs() {
+            remove(copy);
+            let mut recover = match engine {
+                Engine::Ours => {
+                    workload::cp_r(env, copy)?;
+                    self.ours.tool("db_recover")
+                }
+                Engine::Bdb => {
+                    Bdb::copy_for_recovery(env, copy)?;
+                    Command::new("db5.3_recover")
+                }
+            };
+            measure::sync();
+            v.push(measure::time(recover.arg("-c").arg("-h").arg(copy))?);
+        }
+        remove(copy);
+        Ok(v)
+    }
+
     /// Section 3: catastrophic recovery of the same transactions.
     fn recovery(&mut self) -> R<()> {
         say("3. db_recover -c vs db5.3_recover -c, same transactions");
@@ -449,16 +479,7 @@ impl Bench {
                     .arg("--nosync"),
             )?;
             let log = log_bytes(&env);
-            let mut ours = Vec::new();
-            for _ in 0..self.runs() {
-                remove(&copy);
-                workload::cp_r(&env, &copy)?;
-                measure::sync();
-                ours.push(measure::time(
-                    self.ours.tool("db_recover").arg("-c").arg("-h").arg(&copy),
-                )?);
-            }
-            remove(&copy);
+            let ours = self.time_recoveries(&env, &copy, Engine::Ours)?;
             remove(&env);
             let o = median_secs(&ours);
             ours_pts.push((mib(log), o));
@@ -473,16 +494,7 @@ impl Bench {
                         .arg("nosync")
                         .stderr(std::process::Stdio::null()),
                 )?;
-                let mut v = Vec::new();
-                for _ in 0..self.runs() {
-                    remove(&copy);
-                    Bdb::copy_for_recovery(&env, &copy)?;
-                    measure::sync();
-                    v.push(measure::time(
-                        Command::new("db5.3_recover").arg("-c").arg("-h").arg(&copy),
-                    )?);
-                }
-                remove(&copy);
+                let v = self.time_recoveries(&env, &copy, Engine::Bdb)?;
                 remove(&env);
                 let t = median_secs(&v);
                 bdb_pts.push((mib(log), t));
@@ -554,16 +566,7 @@ impl Bench {
                 .arg("--nosync"),
         )?;
         let log = log_bytes(&env);
-        let mut ours = Vec::new();
-        for _ in 0..self.runs() {
-            remove(&copy);
-            workload::cp_r(&env, &copy)?;
-            measure::sync();
-            ours.push(measure::time(
-                self.ours.tool("db_recover").arg("-c").arg("-h").arg(&copy),
-            )?);
-        }
-        remove(&copy);
+        let ours = self.time_recoveries(&env, &copy, Engine::Ours)?;
         remove(&env);
         let mut theirs = Vec::new();
         if let Some(bdb) = self.bdb() {
@@ -575,15 +578,7 @@ impl Bench {
                     .arg(mib_v.to_string())
                     .arg("nosync"),
             )?;
-            for _ in 0..self.runs() {
-                remove(&copy);
-                Bdb::copy_for_recovery(&env, &copy)?;
-                measure::sync();
-                theirs.push(measure::time(
-                    Command::new("db5.3_recover").arg("-c").arg("-h").arg(&copy),
-                )?);
-            }
-            remove(&copy);
+            theirs = self.time_recoveries(&env, &copy, Engine::Bdb)?;
             remove(&env);
         }
         let m = peak_rss_mib(&ours);
