@@ -7,7 +7,7 @@
 use libcore::replica::client::{Client, ClientOptions, Step};
 use libcore::replica::master::{Master, MasterOptions};
 use libcore::replica::restore::{self, Target};
-use libcore::replica::{digest, layout, segment, DirStore, ReplicaStore};
+use libcore::replica::{digest, layout, segment, DirStore, ReplicaStore, StoreLayer};
 use libcore::Db;
 use libcore::Lsn;
 use libcore::{Env, EnvOptions};
@@ -443,43 +443,11 @@ struct LaggingListings {
     once: bool,
 }
 
-impl ReplicaStore for LaggingListings {
-    fn describe(&self) -> String {
-        self.inner.describe()
+impl StoreLayer for LaggingListings {
+    fn lower(&self) -> &dyn ReplicaStore {
+        &*self.inner
     }
-    fn get(&self, key: &str) -> libcore::Result<Option<libcore::replica::Object>> {
-        self.inner.get(key)
-    }
-    fn get_to_file(
-        &self,
-        key: &str,
-        vfs: &dyn libcore::Vfs,
-        path: &Path,
-    ) -> libcore::Result<Option<libcore::replica::FileSum>> {
-        self.inner.get_to_file(key, vfs, path)
-    }
-    fn put(&self, key: &str, bytes: &[u8]) -> libcore::Result<()> {
-        self.inner.put(key, bytes)
-    }
-    fn put_file(
-        &self,
-        key: &str,
-        vfs: &dyn libcore::Vfs,
-        path: &Path,
-    ) -> libcore::Result<libcore::replica::FileSum> {
-        self.inner.put_file(key, vfs, path)
-    }
-    fn create(&self, key: &str, bytes: &[u8]) -> libcore::Result<bool> {
-        self.inner.create(key, bytes)
-    }
-    fn replace(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        expected: &libcore::replica::Version,
-    ) -> libcore::Result<bool> {
-        self.inner.replace(key, bytes, expected)
-    }
+
     fn list(&self, prefix: &str) -> libcore::Result<Vec<libcore::replica::ObjectMeta>> {
         let all = self.inner.list(prefix)?;
         let per_file = prefix.starts_with("segments/") && prefix.matches('/').count() == 2;
@@ -497,9 +465,6 @@ impl ReplicaStore for LaggingListings {
                 .collect(),
             _ => all,
         })
-    }
-    fn delete(&self, key: &str) -> libcore::Result<()> {
-        self.inner.delete(key)
     }
 }
 
@@ -1245,10 +1210,11 @@ struct Unreliable {
     stalls: std::sync::atomic::AtomicUsize,
 }
 
-impl ReplicaStore for Unreliable {
-    fn describe(&self) -> String {
-        self.inner.describe()
+impl StoreLayer for Unreliable {
+    fn lower(&self) -> &dyn ReplicaStore {
+        &*self.inner
     }
+
     fn get(&self, key: &str) -> libcore::Result<Option<libcore::replica::Object>> {
         use std::sync::atomic::Ordering::SeqCst;
         if key == self.stall {
@@ -1257,49 +1223,13 @@ impl ReplicaStore for Unreliable {
         }
         if key == self.fail_once && !self.failed.swap(true, SeqCst) {
             return Err(libcore::Error::store(
-                self.describe(),
+                self.inner.describe(),
                 key,
                 libcore::StoreFault::Transient,
                 "connection reset",
             ));
         }
         self.inner.get(key)
-    }
-    fn get_to_file(
-        &self,
-        key: &str,
-        vfs: &dyn libcore::Vfs,
-        path: &Path,
-    ) -> libcore::Result<Option<libcore::replica::FileSum>> {
-        self.inner.get_to_file(key, vfs, path)
-    }
-    fn put(&self, key: &str, bytes: &[u8]) -> libcore::Result<()> {
-        self.inner.put(key, bytes)
-    }
-    fn put_file(
-        &self,
-        key: &str,
-        vfs: &dyn libcore::Vfs,
-        path: &Path,
-    ) -> libcore::Result<libcore::replica::FileSum> {
-        self.inner.put_file(key, vfs, path)
-    }
-    fn create(&self, key: &str, bytes: &[u8]) -> libcore::Result<bool> {
-        self.inner.create(key, bytes)
-    }
-    fn replace(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        expected: &libcore::replica::Version,
-    ) -> libcore::Result<bool> {
-        self.inner.replace(key, bytes, expected)
-    }
-    fn list(&self, prefix: &str) -> libcore::Result<Vec<libcore::replica::ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> libcore::Result<()> {
-        self.inner.delete(key)
     }
 }
 

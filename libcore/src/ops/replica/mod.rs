@@ -31,7 +31,7 @@ pub mod status;
 pub mod store;
 
 pub use dirstore::DirStore;
-pub use store::{FileSum, Object, ObjectMeta, ReplicaStore, Version};
+pub use store::{FileSum, Object, ObjectMeta, ReplicaStore, StoreLayer, Version};
 
 use crate::error::{Error, Result};
 use crate::storage::vfs::SharedVfs;

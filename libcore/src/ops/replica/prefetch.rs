@@ -16,12 +16,10 @@
 
 use super::epoch::Epochs;
 use super::segment::{self, Listed};
-use super::store::{FileSum, Object, ObjectMeta, ReplicaStore, Version};
+use super::store::{Object, ReplicaStore, StoreLayer};
 use crate::error::Result;
-use crate::storage::vfs::Vfs;
 use crate::types::Lsn;
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Helper threads fetching at once.
@@ -167,9 +165,9 @@ impl<'a> Prefetcher<'a> {
     }
 }
 
-impl ReplicaStore for Prefetcher<'_> {
-    fn describe(&self) -> String {
-        self.inner.describe()
+impl StoreLayer for Prefetcher<'_> {
+    fn lower(&self) -> &dyn ReplicaStore {
+        self.inner
     }
 
     fn get(&self, key: &str) -> Result<Option<Object>> {
@@ -179,34 +177,6 @@ impl ReplicaStore for Prefetcher<'_> {
             // prefetcher.
             Some(Err(_)) | None => self.inner.get(key),
         }
-    }
-
-    fn get_to_file(&self, key: &str, vfs: &dyn Vfs, path: &Path) -> Result<Option<FileSum>> {
-        self.inner.get_to_file(key, vfs, path)
-    }
-
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        self.inner.put(key, bytes)
-    }
-
-    fn put_file(&self, key: &str, vfs: &dyn Vfs, path: &Path) -> Result<FileSum> {
-        self.inner.put_file(key, vfs, path)
-    }
-
-    fn create(&self, key: &str, bytes: &[u8]) -> Result<bool> {
-        self.inner.create(key, bytes)
-    }
-
-    fn replace(&self, key: &str, bytes: &[u8], expected: &Version) -> Result<bool> {
-        self.inner.replace(key, bytes, expected)
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key)
     }
 }
 

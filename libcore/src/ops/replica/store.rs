@@ -265,6 +265,83 @@ pub trait ReplicaStore: Send + Sync {
     fn delete(&self, key: &str) -> Result<()>;
 }
 
+/// A store over another one that changes a few operations (prefetches
+/// reads, injects faults in tests): it names the store under it with
+/// `lower` and overrides only what it changes; every other call passes
+/// straight down, and every `StoreLayer` is a [`ReplicaStore`] (as
+/// `VfsLayer` is for file systems).
+pub trait StoreLayer: Send + Sync {
+    /// The store under this one.
+    fn lower(&self) -> &dyn ReplicaStore;
+
+    /// As [`ReplicaStore::describe`]; passes straight down unless overridden.
+    fn describe(&self) -> String {
+        self.lower().describe()
+    }
+    /// As [`ReplicaStore::get`]; passes straight down unless overridden.
+    fn get(&self, key: &str) -> Result<Option<Object>> {
+        self.lower().get(key)
+    }
+    /// As [`ReplicaStore::get_to_file`]; passes straight down unless overridden.
+    fn get_to_file(&self, key: &str, vfs: &dyn Vfs, path: &Path) -> Result<Option<FileSum>> {
+        self.lower().get_to_file(key, vfs, path)
+    }
+    /// As [`ReplicaStore::put`]; passes straight down unless overridden.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        self.lower().put(key, bytes)
+    }
+    /// As [`ReplicaStore::put_file`]; passes straight down unless overridden.
+    fn put_file(&self, key: &str, vfs: &dyn Vfs, path: &Path) -> Result<FileSum> {
+        self.lower().put_file(key, vfs, path)
+    }
+    /// As [`ReplicaStore::create`]; passes straight down unless overridden.
+    fn create(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        self.lower().create(key, bytes)
+    }
+    /// As [`ReplicaStore::replace`]; passes straight down unless overridden.
+    fn replace(&self, key: &str, bytes: &[u8], expected: &Version) -> Result<bool> {
+        self.lower().replace(key, bytes, expected)
+    }
+    /// As [`ReplicaStore::list`]; passes straight down unless overridden.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.lower().list(prefix)
+    }
+    /// As [`ReplicaStore::delete`]; passes straight down unless overridden.
+    fn delete(&self, key: &str) -> Result<()> {
+        self.lower().delete(key)
+    }
+}
+
+impl<T: StoreLayer> ReplicaStore for T {
+    fn describe(&self) -> String {
+        StoreLayer::describe(self)
+    }
+    fn get(&self, key: &str) -> Result<Option<Object>> {
+        StoreLayer::get(self, key)
+    }
+    fn get_to_file(&self, key: &str, vfs: &dyn Vfs, path: &Path) -> Result<Option<FileSum>> {
+        StoreLayer::get_to_file(self, key, vfs, path)
+    }
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        StoreLayer::put(self, key, bytes)
+    }
+    fn put_file(&self, key: &str, vfs: &dyn Vfs, path: &Path) -> Result<FileSum> {
+        StoreLayer::put_file(self, key, vfs, path)
+    }
+    fn create(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        StoreLayer::create(self, key, bytes)
+    }
+    fn replace(&self, key: &str, bytes: &[u8], expected: &Version) -> Result<bool> {
+        StoreLayer::replace(self, key, bytes, expected)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        StoreLayer::list(self, prefix)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        StoreLayer::delete(self, key)
+    }
+}
+
 /// Refuses a key outside the store's namespace (see the module
 /// documentation) with an `Invalid` error naming it.
 pub fn check_key(location: &str, key: &str) -> Result<()> {
