@@ -31,8 +31,11 @@
 //!     under 1,000 commits/s, a restore from S3 vs from a directory store,
 //!     the primary's commits/s with an S3 master running (`s3.rs`).
 //! 11. commits/s while 4 threads read in snapshots (each looping: take a
-//!     snapshot, read a range of 100 keys, drop it) over commits/s
-//!     without, sync and nosync.
+//!     snapshot, read a range of 100 keys, drop it), sync and nosync:
+//!     paced to 500 snapshots/s each over commits/s without readers;
+//!     flat out over commits/s beside 4 threads doing the same reads flat
+//!     out from a `BTreeMap` (the same processor load without the engine);
+//!     flat out over without.
 //!
 //! Timings are warm-cache: `sync` (untimed) before each timed run. The
 //! table goes to stdout and, with the machine description, to
@@ -765,23 +768,41 @@ impl Bench {
     }
 
     /// Section 11: what snapshot readers cost the writer: commits/s of one
-    /// writer thread with 4 snapshot-reading threads beside it over
-    /// commits/s alone, the two runs interleaved (the machine may be
-    /// shared: a drift in its load hits both alike).
+    /// writer thread beside 4 snapshot-reading threads, (a) paced to a
+    /// steady read load, over commits/s alone; (b) reading flat out, over
+    /// commits/s beside 4 threads doing the same reads flat out from a
+    /// `BTreeMap` (the same processor load without the engine: on a small
+    /// machine any busy threads take the writer's processor, and this
+    /// anchor separates that from what the engine adds); (c) flat out over
+    /// alone, no goal. All four runs interleaved (a drift in the machine's
+    /// load hits them alike).
     fn snapshot_readers(&mut self) -> R<()> {
         const READERS: usize = 4;
         const RANGE: usize = 100;
+        const PACE: u32 = 500;
         let secs = self.size.commit_secs;
         say(&format!(
-            "11. commits/s with {READERS} snapshot readers ({RANGE}-key ranges) and without, {secs} s a run"
+            "11. commits/s with {READERS} snapshot readers ({RANGE}-key ranges; paced at {PACE} snapshots/s each, and flat out) and without, {secs} s a run"
         ));
         let dir = self.dir("snapshots");
+        #[derive(Clone, Copy, PartialEq)]
+        enum Readers {
+            None,
+            Paced,
+            Flat,
+            FromMemory,
+        }
+        let all_kinds = [
+            Readers::None,
+            Readers::Paced,
+            Readers::Flat,
+            Readers::FromMemory,
+        ];
         for nosync in [false, true] {
-            let mut alone = Vec::new();
-            let mut beside = Vec::new();
-            let mut reads = Vec::new();
+            let mut rates: Vec<Vec<f64>> = vec![Vec::new(); all_kinds.len()];
+            let mut reads: Vec<Vec<f64>> = vec![Vec::new(); all_kinds.len()];
             for _ in 0..self.runs() {
-                for readers in [0, READERS] {
+                for (i, kind) in all_kinds.iter().enumerate() {
                     fresh(&dir)?;
                     measure::sync();
                     let mut w = self.ours.writer();
@@ -789,35 +810,76 @@ impl Bench {
                     if nosync {
                         w.arg("--nosync");
                     }
-                    if readers > 0 {
+                    if *kind != Readers::None {
                         w.arg("--readers")
-                            .arg(readers.to_string())
+                            .arg(READERS.to_string())
                             .arg("--range")
                             .arg(RANGE.to_string());
                     }
+                    match kind {
+                        Readers::Paced => {
+                            w.arg("--reader-rate").arg(PACE.to_string());
+                        }
+                        Readers::FromMemory => {
+                            w.arg("--readers-from-memory");
+                        }
+                        Readers::None | Readers::Flat => {}
+                    }
                     let out = measure::run(&mut w, true)?.stdout;
-                    let rate = parse_rate(&out, "writer")?;
-                    if readers == 0 {
-                        alone.push(rate);
-                    } else {
-                        beside.push(rate);
-                        reads.push(parse_reads(&out)? / secs);
+                    rates[i].push(parse_rate(&out, "writer")?);
+                    if *kind != Readers::None {
+                        reads[i].push(parse_reads(&out)? / secs);
                     }
                 }
             }
             remove(&dir);
-            let (a, b) = (median(&alone), median(&beside));
             let mode = if nosync { "nosync" } else { "sync" };
-            let r = self.row(
-                "11",
-                format!("commits/s, {mode}, with {READERS} snapshot readers"),
-                format!("{b:.0} commits/s ({:.0} pairs/s read)", median(&reads)),
-                format!("{a:.0} commits/s without readers"),
-            );
-            r.ratio = Some(b / a);
-            r.ratio_is = "with/without";
-            r.goal = Goal::AtLeast(0.9);
-            r.runs = format!("{} vs {}", all(&beside, 0), all(&alone, 0));
+            let m = |i: usize| median(&rates[i]);
+            let r = |i: usize| median(&reads[i]);
+            let rows = [
+                (
+                    1,
+                    0,
+                    format!(
+                        "commits/s, {mode}, {READERS} snapshot readers at {PACE} snapshots/s each"
+                    ),
+                    format!("{:.0} commits/s without readers", m(0)),
+                    "with/without",
+                    Goal::AtLeast(0.9),
+                ),
+                (
+                    2,
+                    3,
+                    format!("commits/s, {mode}, {READERS} snapshot readers flat out"),
+                    format!(
+                        "{:.0} commits/s beside {READERS} readers of a BTreeMap ({:.0} pairs/s)",
+                        m(3),
+                        r(3)
+                    ),
+                    "snapshots/memory",
+                    Goal::AtLeast(0.9),
+                ),
+                (
+                    2,
+                    0,
+                    format!("commits/s, {mode}, {READERS} snapshot readers flat out, over alone"),
+                    format!("{:.0} commits/s without readers", m(0)),
+                    "with/without",
+                    Goal::None,
+                ),
+            ];
+            for (ours, anchor, what, theirs, ratio_is, goal) in rows {
+                let row = self.row(
+                    "11",
+                    what,
+                    format!("{:.0} commits/s ({:.0} pairs/s read)", m(ours), r(ours)),
+                    theirs,
+                );
+                row.ratio = Some(m(ours) / m(anchor));
+                row.ratio_is = ratio_is;
+                row.goal = goal;
+                row.runs = format!("{} vs {}", all(&rates[ours], 0), all(&rates[anchor], 0));
+            }
         }
         Ok(())
     }

@@ -24,7 +24,7 @@
 //! Timed mode, for benchmarks (`bench/bdb_env.c run` is the Berkeley DB
 //! twin):
 //!
-//! `writer HOME --threads T --seconds S [--nosync] [--lg-max BYTES] [--readers R [--range N]]`
+//! `writer HOME --threads T --seconds S [--nosync] [--lg-max BYTES] [--readers R [--range N] [--reader-rate P] [--readers-from-memory]]`
 //!
 //! T threads share one `Env` and commit the same transactions for S
 //! seconds (`--seconds` alone means one thread; `--threads` needs
@@ -38,7 +38,12 @@
 //! in a loop: take a snapshot, read N (`--range`, 100 by default) pairs of
 //! a.db from a random key on, drop the snapshot (the snapshot-reader
 //! bench row: commits/s with readers over without). `READS <count>`
-//! follows the RATE line.
+//! follows the RATE line. `--reader-rate P` paces each reader to at most
+//! P snapshots a second. `--readers-from-memory` makes the readers do the
+//! same reads from a `BTreeMap` of 50,000 such pairs built before the
+//! run, touching nothing of the environment: the same CPU load without
+//! the engine, the anchor that tells what snapshot reads cost the writer
+//! beyond the processor time they take from it.
 //!
 //! With T > 1 the prefix property is not promised: a thread takes j once it
 //! holds the write transaction, so j follows the commit order while every
@@ -54,7 +59,7 @@ use std::time::{Duration, Instant};
 mod workload;
 use workload::{key, value};
 
-const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES] [--readers R [--range N]]\n       writer HOME --big MIB [--nosync]";
+const USAGE: &str = "usage: writer HOME [-n COUNT] [-i INTERVAL_MS | --rate PER_SECOND] [-c CHECKPOINT_EVERY] [--nosync] [--lg-max BYTES] [--bulk-at J]\n       writer HOME [--threads T] --seconds S [--nosync] [--lg-max BYTES] [--readers R [--range N] [--reader-rate P] [--readers-from-memory]]\n       writer HOME --big MIB [--nosync]";
 
 fn die(msg: impl std::fmt::Display) -> ! {
     eprintln!("writer: {msg}");
@@ -109,9 +114,14 @@ fn main() {
     let readers = Readers {
         threads: flag(&args, "--readers").unwrap_or(0),
         range: flag(&args, "--range").unwrap_or(100),
+        rate: flag(&args, "--reader-rate"),
+        from_memory: args.iter().any(|a| a == "--readers-from-memory"),
     };
     if readers.threads > 0 && timed.is_none() {
         usage("--readers needs --seconds");
+    }
+    if readers.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        usage("--reader-rate must be positive");
     }
     let mut opts = EnvOptions::create();
     opts.nosync = Some(args.iter().any(|a| a == "--nosync"));
@@ -240,35 +250,67 @@ fn big_txn(env: &Env, dbs: &Dbs, mib: u64) -> libcore::Result<()> {
     Ok(())
 }
 
-/// Snapshot readers beside the timed writers (`--readers`, `--range`).
+/// Snapshot readers beside the timed writers (`--readers`, `--range`,
+/// `--reader-rate`, `--readers-from-memory`).
 #[derive(Clone, Copy)]
 struct Readers {
     threads: usize,
     range: usize,
+    /// Snapshots a second each reader takes at most.
+    rate: Option<f64>,
+    /// Read from `memory_pairs()` instead of the environment.
+    from_memory: bool,
+}
+
+/// The pairs the from-memory readers read: as many as a few seconds of
+/// commits put into a.db, built before the timed run.
+fn memory_pairs() -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    (1..=50_000).map(|j| (key(j), value(j))).collect()
 }
 
 /// One reader thread: snapshot, `range` pairs of a.db from a key drawn
-/// among those written so far, drop; until `stop`. Returns pairs read.
+/// among those written so far, drop; until `stop` (or the same reads
+/// from `memory`). Returns pairs read.
 fn read_loop(
     env: &Env,
     dbs: &Dbs,
-    range: usize,
+    readers: Readers,
+    memory: Option<&std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
     seed: u64,
     next: &AtomicU64,
     stop: &AtomicBool,
 ) -> libcore::Result<u64> {
     let mut x = seed | 1;
     let mut pairs = 0;
+    let start = Instant::now();
+    let mut rounds = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        if let Some(rate) = readers.rate {
+            let due = start + Duration::from_secs_f64(rounds as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        rounds += 1;
         // xorshift: a different start key each round, no dependency.
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         let from = key(1 + x % next.load(Ordering::Relaxed).max(1));
-        let snap = env.snapshot()?;
-        for p in snap.range(&dbs.a, from..)?.take(range) {
-            p?;
-            pairs += 1;
+        match memory {
+            Some(m) => {
+                for (k, v) in m.range(from..).take(readers.range) {
+                    std::hint::black_box((k.clone(), v.clone()));
+                    pairs += 1;
+                }
+            }
+            None => {
+                let snap = env.snapshot()?;
+                for p in snap.range(&dbs.a, from..)?.take(readers.range) {
+                    std::hint::black_box(p?);
+                    pairs += 1;
+                }
+            }
         }
     }
     Ok(pairs)
@@ -292,11 +334,12 @@ fn timed_run(
     let deadline = start + span;
     let mut elapsed = Duration::ZERO;
     let mut reads = 0;
+    let memory = (readers.threads > 0 && readers.from_memory).then(memory_pairs);
     let results: Vec<libcore::Result<()>> = std::thread::scope(|sc| {
         let reading: Vec<_> = (0..readers.threads as u64)
             .map(|i| {
-                let (next, readers_stop) = (&next, &readers_stop);
-                sc.spawn(move || read_loop(env, dbs, readers.range, i + 1, next, readers_stop))
+                let (next, readers_stop, memory) = (&next, &readers_stop, memory.as_ref());
+                sc.spawn(move || read_loop(env, dbs, readers, memory, i + 1, next, readers_stop))
             })
             .collect();
         let handles: Vec<_> = (0..threads)

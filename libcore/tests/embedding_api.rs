@@ -357,3 +357,75 @@ fn an_environment_reopens_at_once_after_close_while_upkeep_was_busy() {
     assert!(env.get(&db, &key(1)).unwrap().is_some());
     env.close().unwrap();
 }
+
+/// Regression: a sync-mode snapshot (or read) waits for the newest
+/// installed commit to be durable; it ran that log fsync itself when it
+/// came between the commit's install and its committer's flush, and the
+/// committer then waited for the reader thread to be scheduled again
+/// after the fsync: with 4 busy snapshot readers on 2 cores the writer
+/// made a third of its commits. Readers now wait for the committer's own
+/// fsync (running one only if none comes within 20 ms). Here readers
+/// take snapshots flat out while one thread commits; nearly every log
+/// fsync must be the committer's.
+#[test]
+fn snapshot_readers_leave_the_log_fsync_to_the_committer() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use testkit::{Event, HookVfs, When};
+    let d = tempfile::tempdir().unwrap();
+    let vfs = HookVfs::os();
+    let (by_readers, by_others) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (r, o) = (by_readers.clone(), by_others.clone());
+    vfs.set_hook(move |when, ev| {
+        if let (When::Before, Event::Sync(p)) = (when, ev) {
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("log."))
+            {
+                let reader = std::thread::current().name() == Some("snapshot-reader");
+                if reader { &r } else { &o }.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    });
+    let env = Env::open(
+        d.path(),
+        EnvOptions {
+            vfs: Some(vfs.clone()),
+            ..EnvOptions::create()
+        },
+    )
+    .unwrap();
+    let mut t = env.begin().unwrap();
+    let db = t.create_db("a.db", None).unwrap();
+    t.commit().unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            std::thread::Builder::new()
+                .name("snapshot-reader".into())
+                .spawn_scoped(s, || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let snap = env.snapshot().unwrap();
+                        for p in snap.iter(&db).unwrap().take(20) {
+                            p.unwrap();
+                        }
+                    }
+                })
+                .unwrap();
+        }
+        for i in 0..400u32 {
+            put_one(&env, &db, i, Durability::Sync);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    env.close().unwrap();
+    let (readers, others) = (
+        by_readers.load(Ordering::Relaxed),
+        by_others.load(Ordering::Relaxed),
+    );
+    assert!(others >= 100, "the hook counted the log fsyncs: {others}");
+    assert!(
+        readers * 50 <= others,
+        "snapshot readers ran {readers} of the log's fsyncs (the committer {others})"
+    );
+}

@@ -12,6 +12,7 @@ use crate::storage::page;
 use crate::storage::pagestore::PageBuf;
 use crate::types::{FileId, Lsn};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub(crate) use crate::storage::pagestore::PageKey;
 
@@ -19,8 +20,10 @@ pub(crate) use crate::storage::pagestore::PageKey;
 struct Slot {
     buf: PageBuf,
     dirty: bool,
-    /// Second-chance bit for eviction.
-    referenced: bool,
+    /// Second-chance bit for eviction. Atomic, as are the hit counts, so
+    /// a lookup needs only the pool's read lock: snapshot readers look up
+    /// pages side by side without queuing (pool.rs).
+    referenced: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -28,8 +31,8 @@ pub struct Cache {
     pages: HashMap<PageKey, Slot>,
     bytes: usize,
     capacity: usize,
-    pub hits: u64,
-    pub misses: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl Cache {
@@ -38,8 +41,8 @@ impl Cache {
             pages: HashMap::new(),
             bytes: 0,
             capacity: capacity.max(64 * 1024),
-            hits: 0,
-            misses: 0,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -48,18 +51,30 @@ impl Cache {
         self.capacity
     }
 
-    pub fn get(&mut self, key: PageKey) -> Option<PageBuf> {
-        match self.pages.get_mut(&key) {
+    pub fn get(&self, key: PageKey) -> Option<PageBuf> {
+        match self.pages.get(&key) {
             Some(s) => {
-                s.referenced = true;
-                self.hits += 1;
+                // Stored only when clear: a hot page's cache line is then
+                // read, not written, by every lookup.
+                if !s.referenced.load(Ordering::Relaxed) {
+                    s.referenced.store(true, Ordering::Relaxed);
+                }
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(s.buf.clone())
             }
             None => {
-                self.misses += 1;
+                self.misses.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
+    }
+
+    /// (hits, misses) since the cache was made.
+    pub fn hit_counts(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// The image of `key` if it is cached, without counting a hit or
@@ -79,7 +94,7 @@ impl Cache {
             Slot {
                 buf,
                 dirty: false,
-                referenced: true,
+                referenced: AtomicBool::new(true),
             },
         );
     }
@@ -92,7 +107,7 @@ impl Cache {
             Slot {
                 buf,
                 dirty: true,
-                referenced: true,
+                referenced: AtomicBool::new(true),
             },
         ) {
             self.bytes -= old.buf.len();
@@ -139,8 +154,8 @@ impl Cache {
                 if s.dirty {
                     continue;
                 }
-                if s.referenced && pass == 0 {
-                    s.referenced = false;
+                if *s.referenced.get_mut() && pass == 0 {
+                    *s.referenced.get_mut() = false;
                     continue;
                 }
                 self.bytes -= s.buf.len();

@@ -9,28 +9,30 @@
 
 use crate::error::{Error, Result};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 pub(crate) struct Failure {
     home: PathBuf,
-    /// The first error, as text; never cleared.
-    why: Mutex<Option<String>>,
+    /// The first error, as text; set once, never cleared. A `OnceLock`:
+    /// every page read checks it, and a mutex there made snapshot
+    /// readers queue behind each other and starve the committer.
+    why: OnceLock<String>,
 }
 
 impl Failure {
     pub(crate) fn new(home: PathBuf) -> Failure {
         Failure {
             home,
-            why: Mutex::new(None),
+            why: OnceLock::new(),
         }
     }
 
     /// `Error::Failed` once the environment has failed.
     pub(crate) fn check(&self) -> Result<()> {
-        match super::lock(&self.why).clone() {
+        match self.why.get() {
             Some(why) => Err(Error::Failed {
                 path: self.home.clone(),
-                why,
+                why: why.clone(),
             }),
             None => Ok(()),
         }
@@ -39,10 +41,7 @@ impl Failure {
     /// Enters the failed state with `e` (unless already in it) and hands
     /// `e` back for the caller to return.
     pub(crate) fn fail(&self, e: Error) -> Error {
-        let mut f = super::lock(&self.why);
-        if f.is_none() {
-            *f = Some(e.to_string());
-        }
+        self.why.get_or_init(|| e.to_string());
         e
     }
 }

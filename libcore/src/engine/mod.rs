@@ -62,7 +62,7 @@ pub mod txn;
 pub mod upkeep;
 mod versions;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Locks a mutex, ignoring poisoning: a panic in another thread while
 /// holding one of the engine's locks leaves data we still trust (every
@@ -70,4 +70,14 @@ use std::sync::{Mutex, MutexGuard};
 /// working instead of panicking in turn.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The read side of `m`, through a poisoned lock as `lock` does.
+pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The write side of `m`, through a poisoned lock as `lock` does.
+pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
 }

@@ -35,8 +35,8 @@
 use super::cache::{Cache, PageKey};
 use super::failure::Failure;
 use super::files::FileTable;
-use super::lock;
 use super::versions::{PreImage, Versions};
+use super::{lock, read, write};
 use crate::error::{Error, Location, Result};
 use crate::storage::dbfile::DbFile;
 use crate::storage::page::{self, PageCheck};
@@ -47,7 +47,7 @@ use crate::wal::{Durable, Log};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 /// Proof that the caller holds the pool's write-back lock.
 pub(crate) type WritebackGuard<'a> = MutexGuard<'a, ()>;
@@ -62,7 +62,9 @@ pub(crate) struct WriteBack<'a> {
 }
 
 pub(crate) struct Pool {
-    cache: Mutex<Cache>,
+    /// Read-locked for lookups (snapshot readers and the committer side
+    /// by side), write-locked to change what is cached.
+    cache: RwLock<Cache>,
     /// Read-only views: pages replayed from the log since the checkpoint,
     /// and the end of the log they reflect.
     overlay: HashMap<PageKey, PageBuf>,
@@ -94,7 +96,7 @@ impl Pool {
         home: PathBuf,
     ) -> Pool {
         Pool {
-            cache: Mutex::new(Cache::new(capacity)),
+            cache: RwLock::new(Cache::new(capacity)),
             overlay,
             snapshot_end,
             read_only,
@@ -120,17 +122,18 @@ impl Pool {
 
     /// (hits, misses, pages, dirty pages) of the cache.
     pub(crate) fn stats(&self) -> (u64, u64, usize, usize) {
-        let c = lock(&self.cache);
-        (c.hits, c.misses, c.len(), c.dirty_count())
+        let c = read(&self.cache);
+        let (hits, misses) = c.hit_counts();
+        (hits, misses, c.len(), c.dirty_count())
     }
 
     /// Bytes the cache keeps before it evicts.
     pub(crate) fn capacity(&self) -> usize {
-        lock(&self.cache).capacity()
+        read(&self.cache).capacity()
     }
 
     pub(crate) fn over_capacity(&self) -> bool {
-        lock(&self.cache).over_capacity()
+        read(&self.cache).over_capacity()
     }
 
     /// The commit record of the newest installed commit.
@@ -152,7 +155,7 @@ impl Pool {
             return Ok((b.clone(), false));
         }
         let gen = {
-            let mut c = lock(&self.cache);
+            let c = read(&self.cache);
             if let Some(b) = c.get(key) {
                 return Ok((b, false));
             }
@@ -160,7 +163,7 @@ impl Pool {
         };
         let buf = std::sync::Arc::new(self.read_uncached(file, no)?);
         let over = {
-            let mut c = lock(&self.cache);
+            let mut c = write(&self.cache);
             // A snapshot reads without the commit lock: an install, its
             // write-back and an eviction may have come and gone during the
             // file read, leaving the image read older than the committed
@@ -180,7 +183,7 @@ impl Pool {
         if let Some(b) = self.overlay.get(&key) {
             return Some(b.clone());
         }
-        lock(&self.cache).get(key)
+        read(&self.cache).get(key)
     }
 
     /// A page as its file holds it, checksum verified, around the cache.
@@ -249,7 +252,7 @@ impl Pool {
         if sync {
             *lock(&self.installed) = commit;
         }
-        let mut cache = lock(&self.cache);
+        let mut cache = write(&self.cache);
         for f in removed {
             cache.forget_file(*f);
         }
@@ -293,7 +296,7 @@ impl Pool {
             out.push((*key, img));
         }
         if !removed.is_empty() {
-            let dirty = lock(&self.cache).dirty_pages();
+            let dirty = read(&self.cache).dirty_pages();
             for (key, buf) in dirty {
                 if removed.contains(&key.0) && self.versions.wants(key, newest) {
                     out.push((key, PreImage::Image(buf)));
@@ -307,7 +310,7 @@ impl Pool {
     /// its file (not cached: no reader but a snapshot needs it), absent
     /// past the file's end.
     fn current_image(&self, file: &DbFile, no: PageNo) -> PreImage {
-        if let Some(b) = lock(&self.cache).peek((file.id, no)) {
+        if let Some(b) = read(&self.cache).peek((file.id, no)) {
             return PreImage::Image(b);
         }
         let Some(h) = &file.handle else {
@@ -334,7 +337,7 @@ impl Pool {
     /// Keys of every dirty page, sorted: what a checkpoint must write back
     /// for the changes logged before its redo point.
     pub(crate) fn dirty_keys(&self) -> Vec<PageKey> {
-        lock(&self.cache).dirty_keys()
+        read(&self.cache).dirty_keys()
     }
 
     /// Writes back the pages of `keys` still dirty (as their current
@@ -342,7 +345,7 @@ impl Pool {
     pub(crate) fn write_back_keys(&self, keys: &[PageKey], wb: &WriteBack<'_>) -> Result<()> {
         let held = self.writeback_lock();
         let pages: Vec<(PageKey, PageBuf)> = {
-            let c = lock(&self.cache);
+            let c = read(&self.cache);
             keys.iter()
                 .filter_map(|k| c.dirty_image(*k).map(|b| (*k, b)))
                 .collect()
@@ -357,7 +360,7 @@ impl Pool {
     pub(crate) fn write_back_files(&self, ids: &[FileId], wb: &WriteBack<'_>) -> Result<()> {
         {
             let held = self.writeback_lock();
-            let pages: Vec<(PageKey, PageBuf)> = lock(&self.cache)
+            let pages: Vec<(PageKey, PageBuf)> = read(&self.cache)
                 .dirty_pages()
                 .into_iter()
                 .filter(|(k, _)| ids.contains(&k.0))
@@ -382,20 +385,20 @@ impl Pool {
     /// only drops clean pages.
     pub(crate) fn evict(&self, wb: Option<&WriteBack<'_>>) -> Result<()> {
         let Some(wb) = wb else {
-            lock(&self.cache).evict();
+            write(&self.cache).evict();
             return Ok(());
         };
         let Ok(held) = self.writeback.try_lock() else {
-            lock(&self.cache).evict();
+            write(&self.cache).evict();
             return Ok(());
         };
-        let (dirty, _) = lock(&self.cache).evict();
+        let (dirty, _) = write(&self.cache).evict();
         if dirty.is_empty() {
             return Ok(());
         }
         self.flush_and_write_back(&held, dirty, wb)?;
         drop(held);
-        lock(&self.cache).evict();
+        write(&self.cache).evict();
         Ok(())
     }
 
@@ -438,7 +441,7 @@ impl Pool {
             }
             self.write_page(&f, key.1, buf, wb.failure)?;
         }
-        let mut c = lock(&self.cache);
+        let mut c = write(&self.cache);
         for (key, buf) in &pages {
             c.mark_clean(*key, buf);
         }

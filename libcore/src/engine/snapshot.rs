@@ -113,7 +113,7 @@ impl Env {
         // (holding it across the fsync would hold the next install).
         match &inner.log {
             Some(log) if !inner.nosync && !need.is_zero() && log.durable() <= need => {
-                log.flush(need).map_err(|e| inner.fail(e))?;
+                super::reader::await_commit_durable(inner, log, need)?;
             }
             _ => {}
         }

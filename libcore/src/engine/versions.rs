@@ -29,10 +29,10 @@
 //! hold back page reuse. `Env::snapshot_stats` shows the count.
 
 use super::cache::PageKey;
-use super::lock;
+use super::{read, write};
 use crate::storage::pagestore::PageBuf;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 /// What a page was before the install that replaced it.
 #[derive(Clone, Debug)]
@@ -79,22 +79,26 @@ pub struct SnapshotStats {
     pub pre_image_bytes: usize,
 }
 
+/// A read-write lock: snapshot readers look pages up several million
+/// times a second and must not queue behind each other (with a mutex they
+/// did, and the committer, queued among them, starved); installs and
+/// snapshot ends take the write side.
 #[derive(Default)]
 pub(crate) struct Versions {
-    state: Mutex<State>,
+    state: RwLock<State>,
 }
 
 impl Versions {
     /// Registers a snapshot at sequence `seq` (under the commit lock's
     /// read side, so no install runs meanwhile).
     pub(crate) fn register(&self, seq: u64) {
-        *lock(&self.state).live.entry(seq).or_insert(0) += 1;
+        *write(&self.state).live.entry(seq).or_insert(0) += 1;
     }
 
     /// Ends a snapshot at `seq`, and drops the pre-images no live snapshot
     /// needs any more.
     pub(crate) fn release(&self, seq: u64) {
-        let mut st = lock(&self.state);
+        let mut st = write(&self.state);
         if let Some(n) = st.live.get_mut(&seq) {
             *n -= 1;
             if *n == 0 {
@@ -116,13 +120,13 @@ impl Versions {
     /// The newest live snapshot's sequence, `None` when none is alive
     /// (then an install keeps nothing).
     pub(crate) fn newest_live(&self) -> Option<u64> {
-        lock(&self.state).live.keys().next_back().copied()
+        read(&self.state).live.keys().next_back().copied()
     }
 
     /// Whether an install must keep the image of `key` it replaces, with
     /// `newest` the newest live snapshot (see the module comment).
     pub(crate) fn wants(&self, key: PageKey, newest: u64) -> bool {
-        let st = lock(&self.state);
+        let st = read(&self.state);
         match st.images.get(&key).and_then(|m| m.keys().next_back()) {
             Some(&s) => s <= newest,
             None => true,
@@ -132,7 +136,7 @@ impl Versions {
     /// Keeps the pre-images install `seq` replaced (none if every snapshot
     /// ended meanwhile).
     pub(crate) fn keep(&self, seq: u64, pre: Vec<(PageKey, PreImage)>) {
-        let mut st = lock(&self.state);
+        let mut st = write(&self.state);
         if st.live.is_empty() || pre.is_empty() {
             return;
         }
@@ -153,13 +157,13 @@ impl Versions {
     /// What a snapshot at `seq` reads for `key` from here: the pre-image
     /// of the first install after `seq` that replaced it, if any.
     pub(crate) fn lookup(&self, key: PageKey, seq: u64) -> Option<PreImage> {
-        let st = lock(&self.state);
+        let st = read(&self.state);
         let m = st.images.get(&key)?;
         m.range(seq + 1..).next().map(|(_, img)| img.clone())
     }
 
     pub(crate) fn stats(&self) -> SnapshotStats {
-        let st = lock(&self.state);
+        let st = read(&self.state);
         SnapshotStats {
             live: st.live.values().sum(),
             pre_images: st.count,

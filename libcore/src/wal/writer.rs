@@ -363,6 +363,34 @@ impl Log {
         }
     }
 
+    /// Waits, without starting an fsync itself, until the log is durable
+    /// past `upto` through someone else's `flush`, for at most `limit`;
+    /// returns whether it is. For readers waiting on a committer that is
+    /// about to flush anyway: a reader that ran the fsync itself made the
+    /// committer's durability wait on the reader being scheduled again
+    /// after it (with busy readers on few cores, the longest part).
+    pub fn await_durable(&self, upto: Lsn, limit: std::time::Duration) -> Result<bool> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut s = lock(&self.sync);
+        loop {
+            if let Some(f) = &s.failed {
+                return Err(self.failed_error(f));
+            }
+            if s.durable > upto || s.durable >= s.written {
+                return Ok(true);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            s = self
+                .synced
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Switches to a fresh log file now (the first owner of a copied
     /// environment does this, so its records never share a file with the
     /// source's). Takes the append lock: a thread holding an `Appender`
