@@ -67,6 +67,8 @@ pub struct SeaweedServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     ports: Ports,
+    /// Scheduling priority (`nice -n`), 0 for the default.
+    nice: i32,
     access_key: String,
     secret_key: String,
 }
@@ -80,18 +82,29 @@ impl std::fmt::Debug for SeaweedServer {
 impl SeaweedServer {
     /// Starts a server and waits until its bucket answers S3 requests.
     pub fn start() -> Result<SeaweedServer, String> {
+        SeaweedServer::start_in(&std::env::temp_dir(), 0)
+    }
+
+    /// Starts a server keeping its data in a new directory under `parent`,
+    /// at scheduling priority `nice` (0: the default). The bench stands
+    /// one in for a store on another machine: its data on a memory file
+    /// system (it writes nothing to the primary's disk) and at nice 19 (it
+    /// runs on processor time the primary leaves idle).
+    pub fn start_in(parent: &Path, nice: i32) -> Result<SeaweedServer, String> {
         let tag = format!("{:x}", std::process::id());
         let mut last = String::new();
         // Another process may take a port between our probe and weed's
         // bind: then weed exits at start, and new ports are tried.
         for _ in 0..3 {
-            let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+            let dir = tempfile::tempdir_in(parent)
+                .map_err(|e| format!("temporary directory in {}: {e}", parent.display()))?;
             std::fs::create_dir(dir.path().join("data")).map_err(|e| format!("mkdir: {e}"))?;
             let ports = free_ports().map_err(|e| format!("free ports: {e}"))?;
             let mut s = SeaweedServer {
                 child: None,
                 dir,
                 ports,
+                nice,
                 access_key: format!("replicatest{tag}"),
                 secret_key: format!("secret-{tag}-{}", ports.s3),
             };
@@ -145,7 +158,14 @@ impl SeaweedServer {
             "-s3.autoCreateBucket=false".into(),
             format!("-bucket={BUCKET}"),
         ];
-        let child = Command::new("weed")
+        let mut cmd = if self.nice != 0 {
+            let mut c = Command::new("nice");
+            c.arg("-n").arg(self.nice.to_string()).arg("weed");
+            c
+        } else {
+            Command::new("weed")
+        };
+        let child = cmd
             .arg("mini")
             .args(&args)
             .env("AWS_ACCESS_KEY_ID", &self.access_key)
@@ -201,6 +221,11 @@ impl SeaweedServer {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().rev().take(5).collect();
         lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
