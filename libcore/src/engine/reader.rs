@@ -11,7 +11,8 @@
 //! (sync) mode only once it is durable. A commit installs its pages before
 //! its log fsync (so the next transaction can build on them while the
 //! fsync runs, and commits group), so a reader first makes sure the log is
-//! durable up to the newest installed commit record, joining that fsync.
+//! durable up to the newest installed commit record, waiting for the
+//! committer's fsync (see `await_commit_durable`).
 //! If the fsync fails the environment enters the failed state and every
 //! later read fails too: no reader ever sees a commit that did not become
 //! durable. In nosync mode a reader sees a commit as soon as it returns. A

@@ -19,7 +19,7 @@
 //! What it sees: in the default (sync) mode, as every reader, only
 //! durable commits: taking one registers it at the newest install, then,
 //! without the lock, waits for the log fsync of that install's commit
-//! (joining the committer's: reader.rs); in nosync mode every commit
+//! (the committer's: reader.rs); in nosync mode every commit
 //! returned. A
 //! database removed after the snapshot stays readable through it: the
 //! snapshot holds the file's open handle (the name is unlinked, the

@@ -13,7 +13,7 @@
 //!
 //! Invariants:
 //! * nothing is kept while no snapshot is alive, so writers pay nothing
-//!   then (one mutex and an empty map per install);
+//!   then (one read lock and an empty map per install);
 //! * pre-images live only here, never in the cache, so write-back and
 //!   eviction never see them and none ever reaches a file;
 //! * a pre-image is dropped once every live snapshot is at or after its
