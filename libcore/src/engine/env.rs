@@ -25,7 +25,7 @@ use super::lock;
 use super::owner::OwnerLock;
 use super::pool::{Pool, WriteBack};
 use super::reentry::{self, Hold};
-use super::region::{CommitWaitSample, OwnerRegion, Region};
+use super::region::{OwnerRegion, Region};
 use super::upkeep::{remove_logs, unused_below, Standing, Upkeep};
 use crate::error::{Error, Result};
 use crate::recovery::{self, RecoveryMode, RecoveryOptions, RecoveryOutcome};
@@ -609,7 +609,7 @@ fn spawn_housekeeper(
         .spawn(move || {
             let mut last_auto = Instant::now();
             let mut commits_then = 0u64;
-            let mut wait = CommitWaitSample::default();
+            let mut floor = commit_wait::Floor::default();
             loop {
                 std::thread::sleep(Duration::from_millis(50));
                 let Some(inner) = weak.upgrade() else { return };
@@ -617,7 +617,7 @@ fn spawn_housekeeper(
                     return;
                 }
                 if serve_requests {
-                    inner.serve_region(&mut wait);
+                    inner.serve_region(&mut floor);
                 }
                 let Some(log) = &inner.log else { continue };
                 let standing = Standing {
@@ -700,21 +700,23 @@ impl Inner {
     /// a copy holds a lease (a backup, a replication master), publishes how
     /// long synchronous commits waited, for the copy to pace itself by
     /// (commit_wait.rs); without a lease the region is left alone, nobody
-    /// reads the wait then. `wait` is the sample carried between ticks.
+    /// reads the wait then. `floor` is carried between ticks.
     /// Never waits for the region's lock: a tool stopped while holding it
     /// delays the answer, not the owner.
-    fn serve_region(&self, wait: &mut CommitWaitSample) {
-        // The floor learns from every interval, leased or not.
+    fn serve_region(&self, floor: &mut commit_wait::Floor) {
         let fresh = self.commit_wait.take_mean_us();
-        if let Some(mean) = fresh {
-            *wait = commit_wait::next_sample(*wait, mean);
-        }
         let _ = self.region.flush();
-        let Some(st) = self.region.try_read() else {
+        let st = self.region.try_read();
+        let leased = st
+            .as_ref()
+            .is_some_and(|st| !st.live_leases(crate::types::now_secs()).is_empty());
+        // The floor learns from every interval, slowly while leased.
+        let sample = fresh.map(|mean| floor.next(mean, leased));
+        let Some(st) = st else {
             return;
         };
-        if fresh.is_some() && !st.live_leases(crate::types::now_secs()).is_empty() {
-            let (sample, commits) = (*wait, self.commits.load(Ordering::Relaxed));
+        if let (Some(sample), true) = (sample, leased) {
+            let commits = self.commits.load(Ordering::Relaxed);
             let _ = self.region.publish(move |s| {
                 s.commit_wait = sample;
                 s.commits = commits;

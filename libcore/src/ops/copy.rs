@@ -54,6 +54,14 @@ pub struct CopyOptions<'a> {
 }
 
 impl CopyOptions<'_> {
+    /// After `len` bytes were written at `off`: write-behind, unless the
+    /// primary is busy (see `Pacer::primary_busy`).
+    pub(crate) fn written(&self, out: &dyn VFile, off: u64, len: u64) {
+        if !self.pace.is_some_and(|p| p.primary_busy()) {
+            write_behind(out, off, len);
+        }
+    }
+
     /// After each chunk of `n` bytes written: the pace, then the progress.
     pub(crate) fn chunk_done(&self, n: u64) {
         if let Some(p) = self.pace {
@@ -221,7 +229,7 @@ fn copy_bytes(
             break;
         }
         out.write_at(&buf[..n], off)?;
-        write_behind(out, off, n as u64);
+        opts.written(out, off, n as u64);
         if off / SYNC_EVERY != (off + n as u64) / SYNC_EVERY {
             nudge();
         }
@@ -256,7 +264,7 @@ fn copy_pages(
             rereads += settle_page(input, page_buf, no, off + (i * ps) as u64)?;
         }
         out.write_at(&buf[..whole], off)?;
-        write_behind(out, off, whole as u64);
+        opts.written(out, off, whole as u64);
         h.update(&buf[..whole]);
         if off / SYNC_EVERY != (off + whole as u64) / SYNC_EVERY {
             nudge();
