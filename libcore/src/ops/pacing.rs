@@ -124,6 +124,15 @@ impl Pacer {
         }
     }
 
+    /// A pacer without a cap or a primary whose self-pacing allows `rate`
+    /// (`None`: no limit), for tests.
+    #[cfg(test)]
+    pub(crate) fn test_with_rate(rate: Option<f64>) -> Pacer {
+        let p = Pacer::new(None, None);
+        p.st.lock().unwrap_or_else(|e| e.into_inner()).adapt.rate = rate;
+        p
+    }
+
     /// Whether the primary is busy now: its commits are being waited for
     /// and the self-pacing limits the copy. Copies then leave their
     /// write-out to the periodic fsyncs instead of starting it chunk by
