@@ -14,6 +14,12 @@
 //!   third); one within it raises the rate by [`STEP`] (AIMD, as TCP does
 //!   for a shared link). No new sample for [`IDLE_AFTER`]: the primary is
 //!   idle (or gone, or never there), and the rate doubles back to none.
+//! * A copy of an environment with a live owner starts at [`START_RATE`]
+//!   until a sample says how busy the owner is, or [`START_WINDOW`]
+//!   without one says it is idle.
+//! * While the primary is busy ([`Pacer::primary_busy`]) copies do not
+//!   write behind (copy.rs): its log fsyncs waited behind that stream of
+//!   write-outs.
 //! * `-r` stays what it was, a cap on the average rate over the whole
 //!   backup, applied on top.
 //! * The environment variable `BDBTOOLS_SELF_PACING=0` turns the
