@@ -14,9 +14,14 @@
 //! so only the current file ever holds unsynced bytes.
 //!
 //! Preallocation: a new file is created at `preallocated_len(lg_max)` (its
-//! header written, the size set, both fsynced with the directory before any
-//! record goes in), and records are written into its zeros, so a commit's
-//! fdatasync writes data only, never a new file size. Rotation first cuts
+//! header and then zeros written to that length, both fsynced with the
+//! directory before any record goes in), and records are written into its
+//! zeros, so a commit's fdatasync writes data only, never a new file size
+//! nor a block allocation. The zeros are written, not made by setting the
+//! length: a file extended by `set_len` is sparse, every record written
+//! into it allocated blocks, and each commit's fdatasync wrote the inode
+//! too (seen in the writer's fdatasync stacks: `ext4_write_inode`);
+//! written zeros gave one-thread sync commits about 15% more a second. Rotation first cuts
 //! the current file to its last record and fsyncs the cut, then creates the
 //! next file: only the newest file ever has a zero tail. Reopening cuts
 //! whatever follows the end of the log (a torn record, bytes of records a
@@ -419,7 +424,11 @@ fn create_file(
         last_ckp,
     };
     file.write_at(&h.encode(), 0)?;
-    file.set_len(preallocated_len(lg_max).max(FILE_HEADER_SIZE as u64))?;
+    write_zeros(
+        &*file,
+        FILE_HEADER_SIZE as u64,
+        preallocated_len(lg_max).max(FILE_HEADER_SIZE as u64),
+    )?;
     file.sync()?;
     vfs.sync_dir(dir)?;
     Ok(file)
@@ -430,9 +439,24 @@ fn create_file(
 /// environment's file, or one recovery cut.
 fn extend_with_zeros(file: &dyn VFile, end: u64, lg_max: u32) -> Result<()> {
     let full = preallocated_len(lg_max);
-    if full > end && file.len()? < full {
-        file.set_len(full)?;
+    let len = file.len()?;
+    if full > end && len < full {
+        write_zeros(file, len, full)?;
         file.sync()?;
+    }
+    Ok(())
+}
+
+/// Writes zeros over bytes `from..to` of `file` (allocated blocks, not a
+/// hole: see the module comment), a MiB at a time.
+fn write_zeros(file: &dyn VFile, from: u64, to: u64) -> Result<()> {
+    const STEP: u64 = 1 << 20;
+    let zeros = vec![0u8; to.saturating_sub(from).min(STEP) as usize];
+    let mut off = from;
+    while off < to {
+        let n = (to - off).min(STEP) as usize;
+        file.write_at(&zeros[..n], off)?;
+        off += n as u64;
     }
     Ok(())
 }
