@@ -226,3 +226,38 @@ fn power_loss_at_every_operation_of_a_rotating_nosync_log() {
         }
     }
 }
+
+/// Regression: the zero tail was made by setting the file's length, which
+/// leaves a hole; every record written into it then allocated blocks, and
+/// each commit's fdatasync also wrote the inode (`ext4_write_inode` in the
+/// writer's stacks; one-thread sync commits were 10-15% slower). The
+/// zeros are now written: a new log file has its blocks from the start,
+/// and so has a file whose zero tail reopening gave back.
+#[test]
+fn a_new_log_file_has_its_blocks_allocated_not_a_hole() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let mut o = EnvOptions::create();
+    o.lg_max = Some(1 << 20);
+    let env = Env::open(d.path(), o).unwrap();
+    let mut t = env.begin().unwrap();
+    t.create_db(DB, None).unwrap();
+    t.commit().unwrap();
+    let allocated = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.blocks() * 512, m.len())
+    };
+    let vfs: SharedVfs = OsVfs::shared();
+    let log = log_path(
+        d.path(),
+        *list_log_files(&vfs, d.path()).unwrap().last().unwrap(),
+    );
+    let (blocks, len) = allocated(&log);
+    assert_eq!(len, preallocated_len(1 << 20));
+    assert!(
+        blocks >= len,
+        "{}: {blocks} bytes allocated of {len}",
+        log.display()
+    );
+    env.close().unwrap();
+}
