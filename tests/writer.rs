@@ -188,6 +188,15 @@ struct Pace {
     rate: Option<f64>,
 }
 
+/// Sleeps until the `k`-th event of a run at `rate` a second that began
+/// at `start` is due (at once when it is late: a sustained rate).
+fn sleep_until_due(start: Instant, k: u64, rate: f64) {
+    let due = start + Duration::from_secs_f64(k as f64 / rate);
+    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+}
+
 fn counted_run(
     env: &Env,
     dbs: &Dbs,
@@ -201,10 +210,7 @@ fn counted_run(
     let start = Instant::now();
     for k in 0..count {
         if let Some(r) = pace.rate {
-            let due = start + Duration::from_secs_f64(k as f64 / r);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
+            sleep_until_due(start, k, r);
         }
         j += 1;
         let mut t = if bulk_at == Some(j) {
@@ -286,10 +292,7 @@ fn read_loop(
     let mut rounds = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if let Some(rate) = readers.rate {
-            let due = start + Duration::from_secs_f64(rounds as f64 / rate);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
+            sleep_until_due(start, rounds, rate);
         }
         rounds += 1;
         // xorshift: a different start key each round, no dependency.

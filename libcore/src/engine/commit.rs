@@ -366,7 +366,7 @@ impl<'e> Txn<'e> {
     /// A `sync` commit is seen by readers (in a sync environment) once it
     /// is durable; a nosync one at once.
     fn install(&mut self, inner: &Inner, commit_lsn: Lsn, batch: &Batch, sync: bool) {
-        let _w = inner.commit_lock.write().unwrap_or_else(|p| p.into_inner());
+        let _w = super::write(&inner.commit_lock);
         let on_disk: HashSet<PageKey> = batch.direct.iter().map(|(f, p)| (f.id, *p)).collect();
         inner.checkpointer.note_bulk_written(&batch.bulk_files);
         let removed: Vec<FileId> = self.removed.iter().map(|f| f.id).collect();

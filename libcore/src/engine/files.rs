@@ -46,7 +46,7 @@ impl FileTable {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<FileId, Arc<DbFile>>> {
-        self.files.read().unwrap_or_else(|p| p.into_inner())
+        super::read(&self.files)
     }
 
     pub(crate) fn get(&self, id: FileId) -> Option<Arc<DbFile>> {
@@ -100,7 +100,7 @@ impl FileTable {
         created: impl IntoIterator<Item = (FileId, Arc<DbFile>)>,
         removed: &[Arc<DbFile>],
     ) {
-        let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
+        let mut files = super::write(&self.files);
         for (id, f) in created {
             files.insert(id, f);
         }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 static HELD: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
 
 fn held() -> std::sync::MutexGuard<'static, Option<HashSet<(u64, u64)>>> {
-    HELD.lock().unwrap_or_else(|p| p.into_inner())
+    super::lock(&HELD)
 }
 
 pub const LOCK_FILE: &str = "__db.lock";

@@ -87,7 +87,7 @@ pub(crate) fn read_lock(inner: &Inner) -> Result<ReadGuard<'_>> {
     let mut rounds = 0;
     loop {
         inner.check_failed()?;
-        let guard = inner.commit_lock.read().unwrap_or_else(|p| p.into_inner());
+        let guard = super::read(&inner.commit_lock);
         let need = inner.pool.installed();
         let log = match &inner.log {
             Some(l) if !inner.nosync && !need.is_zero() => l,
@@ -115,8 +115,8 @@ const COMMITTER_FSYNC_WAIT: std::time::Duration = std::time::Duration::from_mill
 /// commit record, whose committer is about to flush it: the reader waits
 /// for that fsync rather than running one itself. A reader-run fsync made
 /// the committer's durability wait for the reader to be scheduled again
-/// after it (measured: with 4 busy snapshot readers on 2 cores that cost
-/// the writer half its commits). Runs the fsync itself only if none comes
+/// after it (measured: with 4 busy snapshot readers on 2 cores the writer
+/// made a third of its commits). Runs the fsync itself only if none comes
 /// within `COMMITTER_FSYNC_WAIT`.
 pub(crate) fn await_commit_durable(
     inner: &Inner,

@@ -648,7 +648,7 @@ impl OwnerRegion {
     /// Applies `f` now if the lock is free, else with the next update
     /// that finds it free. Creates the file if needed.
     pub fn publish(&self, f: impl FnOnce(&mut RegionState) + Send + 'static) -> Result<()> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = super::lock(&self.pending);
         pending.push(Box::new(f));
         self.apply(&mut pending).map(|_| ())
     }
@@ -656,7 +656,7 @@ impl OwnerRegion {
     /// Applies the kept updates if the lock is free; `true` when none is
     /// left.
     pub fn flush(&self) -> Result<bool> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = super::lock(&self.pending);
         if pending.is_empty() {
             return Ok(true);
         }

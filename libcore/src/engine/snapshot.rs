@@ -146,7 +146,7 @@ fn commit_lock_unless_held(inner: &Inner) -> Option<std::sync::RwLockReadGuard<'
     if reentry::holds(inner.key(), Hold::Reader) {
         return None;
     }
-    Some(inner.commit_lock.read().unwrap_or_else(|p| p.into_inner()))
+    Some(super::read(&inner.commit_lock))
 }
 
 impl Drop for Snapshot<'_> {

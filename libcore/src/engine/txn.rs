@@ -124,7 +124,7 @@ impl<'e> Txn<'e> {
         env.inner.check_failed()?;
         env.inner.log()?;
         env.inner.refuse_self_wait("begin")?;
-        let mut w = env.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = super::lock(&env.inner.writer);
         let mark = Mark::new(env.inner.key(), Hold::Writer);
         let id = TxnId(w.next_txn);
         w.next_txn = w.next_txn.checked_add(1).ok_or_else(|| {

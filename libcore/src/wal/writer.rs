@@ -21,12 +21,13 @@
 //! length: a file extended by `set_len` is sparse, every record written
 //! into it allocated blocks, and each commit's fdatasync wrote the inode
 //! too (seen in the writer's fdatasync stacks: `ext4_write_inode`);
-//! written zeros gave one-thread sync commits about 15% more a second. Rotation first cuts
-//! the current file to its last record and fsyncs the cut, then creates the
-//! next file: only the newest file ever has a zero tail. Reopening cuts
-//! whatever follows the end of the log (a torn record, bytes of records a
-//! power loss kept after a lost one) and fsyncs that before extending the
-//! file with zeros again, so no stale byte can ever follow a new record.
+//! written zeros gave one-thread sync commits about 15% more a second.
+//! Rotation first cuts the current file to its last record and fsyncs the
+//! cut, then creates the next file: only the newest file ever has a zero
+//! tail. Reopening cuts whatever follows the end of the log (a torn
+//! record, bytes of records a power loss kept after a lost one) and fsyncs
+//! that before extending the file with zeros again, so no stale byte can
+//! ever follow a new record.
 
 use super::{
     list_log_files, log_path, preallocated_len, FileHeader, Record, FILE_HEADER_SIZE,
